@@ -1,0 +1,49 @@
+# Strata developer commands. `make demo` runs the main job; `make test` runs every test tier.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: install protos lint test test-unit test-integration test-e2e up demo bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev,ml]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+protos: $(STAMP)
+	$(PY) -m strata.common.protogen
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/ruff format --check services tests bench
+	$(VENV)/bin/mypy
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+test-integration: $(STAMP)
+	$(PY) -m pytest tests/integration
+
+test-e2e: $(STAMP)
+	$(PY) -m pytest tests/e2e
+
+up: $(STAMP)
+	$(VENV)/bin/strata up
+
+demo: $(STAMP)
+	$(VENV)/bin/strata demo
+
+bench: $(STAMP)
+	$(PY) bench/bus_throughput.py
+
+clean:
+	rm -rf .strata demo-output .pytest_cache .mypy_cache .ruff_cache

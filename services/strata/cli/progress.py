@@ -1,0 +1,51 @@
+"""Terminal progress: one redrawn bar on a terminal, sparse plain lines elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class ProgressBar:
+    """A single-line progress bar that redraws in place when the output is a terminal."""
+
+    def __init__(
+        self, label: str, total: int, stream: TextIO | None = None, width: int = 30
+    ) -> None:
+        self.label = label
+        self.total = max(1, total)
+        self.stream = stream or sys.stdout
+        self.width = width
+        self.tty = self.stream.isatty()
+        self._last_plain = -1
+        self._started = time.monotonic()
+
+    def update(self, done: int, total: int | None = None) -> None:
+        if total is not None:
+            self.total = max(1, total)
+        fraction = min(1.0, done / self.total)
+        if self.tty:
+            filled = int(fraction * self.width)
+            bar = "#" * filled + "-" * (self.width - filled)
+            secs = time.monotonic() - self._started
+            self.stream.write(f"\r  {self.label:<12} [{bar}] {done}/{self.total}  {secs:5.1f}s")
+            self.stream.flush()
+        else:
+            decile = int(fraction * 10)
+            if decile != self._last_plain:
+                self._last_plain = decile
+                self.stream.write(f"  {self.label}: {done}/{self.total}\n")
+                self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def step(part: str, detail: str, seconds: float, stream: TextIO | None = None) -> None:
+    """One line of a start-up report: a part, where it is, how long it took."""
+    out = stream or sys.stdout
+    out.write(f"  ok  {part:<11} {detail}  ({seconds:.1f}s)\n")
+    out.flush()

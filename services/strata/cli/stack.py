@@ -1,0 +1,281 @@
+"""The embedded stack (`strata up`): infrastructure, topics, migrations, service processes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from strata.common.bus import BrokerIncarnation, EventProducer, KafkaSettings, wait_for_broker
+from strata.common.config import load, parse_bootstrap, parse_dsn, parse_port, setting
+from strata.common.db import Migration, kit_migrations, load_migrations, migrate, package_migrations
+from strata.common.embedded import EmbeddedBroker, EmbeddedPostgres, PortInUseError, port_is_free
+
+log = logging.getLogger(__name__)
+
+# In the order they are started: producers of what others consume come first.
+SERVICES = ("sampler", "inference", "gateway", "quality", "training")
+
+
+def implemented_services() -> list[str]:
+    """The services of SERVICES whose package exists in this build."""
+    return [s for s in SERVICES if importlib.util.find_spec(f"strata.{s}") is not None]
+
+
+def service_migrations(service: str) -> list[Migration]:
+    """The kit's migrations plus the service's own, if it has any."""
+    folder = package_migrations(f"strata.{service}")
+    own = load_migrations(service, folder) if folder.is_dir() else []
+    return [*kit_migrations(), *own]
+
+
+def _parse_path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """`strata up` settings; external Postgres/Kafka replace the embedded ones."""
+
+    home: Path = setting(
+        "STRATA_HOME",
+        _parse_path,
+        Path(".strata"),
+        "where the embedded stack keeps its data and logs",
+    )
+    pg_dsn: str = setting(
+        "STRATA_PG_DSN", parse_dsn, "", "use this Postgres instead of starting the embedded one"
+    )
+    kafka_bootstrap: str = setting(
+        "STRATA_KAFKA_BOOTSTRAP",
+        parse_bootstrap,
+        "",
+        "use this Kafka instead of starting the embedded broker",
+    )
+    pg_port: int = setting("STRATA_PG_PORT", parse_port, 54329, "embedded Postgres port")
+    kafka_port: int = setting("STRATA_KAFKA_PORT", parse_port, 19092, "embedded broker port")
+    grpc_base_port: int = setting(
+        "STRATA_GRPC_BASE_PORT",
+        parse_port,
+        50051,
+        "first service gRPC port; each service gets the next one",
+    )
+    metrics_base_port: int = setting(
+        "STRATA_METRICS_BASE_PORT",
+        parse_port,
+        9464,
+        "first /metrics port; each service gets the next one",
+    )
+    host: str = setting("STRATA_GRPC_HOST", default="127.0.0.1", help="bind address")
+
+
+def load_stack_config(environ: Mapping[str, str]) -> StackConfig:
+    return load(StackConfig, environ)
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    grpc_port: int
+    metrics_port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@dataclass
+class Stack:
+    """Starts and stops the whole stack; `report` is told of every step."""
+
+    config: StackConfig
+    report: Callable[[str, str, float], None] = lambda part, detail, secs: None
+    services: list[str] = field(default_factory=implemented_services)
+    postgres: EmbeddedPostgres | None = None
+    broker: EmbeddedBroker | None = None
+    processes: list[ServiceProcess] = field(default_factory=list)
+    pg_dsn: str = ""
+    kafka_bootstrap: str = ""
+
+    @property
+    def state_file(self) -> Path:
+        return self.config.home / "stack.json"
+
+    def _check_ports(self) -> None:
+        cfg = self.config
+        wanted = []
+        if not cfg.pg_dsn:
+            wanted.append(("Postgres", cfg.pg_port, "STRATA_PG_PORT"))
+        if not cfg.kafka_bootstrap:
+            wanted.append(("the Kafka broker", cfg.kafka_port, "STRATA_KAFKA_PORT"))
+        for i, name in enumerate(self.services):
+            wanted.append((f"{name} gRPC", cfg.grpc_base_port + i, "STRATA_GRPC_BASE_PORT"))
+            wanted.append(
+                (f"{name} metrics", cfg.metrics_base_port + i, "STRATA_METRICS_BASE_PORT")
+            )
+        for what, port, variable in wanted:
+            if not port_is_free(cfg.host, port):
+                raise PortInUseError(what, cfg.host, port, variable)
+
+    def start(self) -> None:
+        """Bring everything up and wait until every service reports SERVING."""
+        cfg = self.config
+        self._check_ports()
+        cfg.home.mkdir(parents=True, exist_ok=True)
+        logs = cfg.home / "logs"
+        logs.mkdir(exist_ok=True)
+
+        t = time.monotonic()
+        if cfg.pg_dsn:
+            self.pg_dsn = cfg.pg_dsn
+            self.report("postgres", f"external {_redact(cfg.pg_dsn)}", 0.0)
+        else:
+            self.postgres = EmbeddedPostgres(cfg.home / "pgdata", cfg.pg_port, cfg.host)
+            self.postgres.log_path = logs / "postgres.log"
+            self.postgres.start()
+            self.pg_dsn = self.postgres.dsn
+            self.report("postgres", f"{cfg.host}:{cfg.pg_port}", time.monotonic() - t)
+
+        t = time.monotonic()
+        if cfg.kafka_bootstrap:
+            self.kafka_bootstrap = cfg.kafka_bootstrap
+        else:
+            self.broker = EmbeddedBroker(cfg.kafka_port, cfg.host, logs / "broker.log")
+            self.broker.start()
+            self.kafka_bootstrap = self.broker.bootstrap
+        settings = KafkaSettings(self.kafka_bootstrap, client_id="strata-up")
+        wait_for_broker(settings)
+        producer = EventProducer(settings)
+        incarnation = BrokerIncarnation(settings, producer)
+        try:
+            marker = incarnation.ensure()
+        finally:
+            incarnation.close()
+            producer.close()
+        where = "external " if cfg.kafka_bootstrap else ""
+        self.report(
+            "kafka",
+            f"{where}{self.kafka_bootstrap} (topics ready, incarnation {marker[:8]})",
+            time.monotonic() - t,
+        )
+
+        t = time.monotonic()
+        for name in self.services:
+            migrate(self.pg_dsn, name, service_migrations(name))
+        if self.services:
+            self.report("migrations", f"{len(self.services)} schemas", time.monotonic() - t)
+
+        for i, name in enumerate(self.services):
+            self._spawn(name, cfg.grpc_base_port + i, cfg.metrics_base_port + i, logs)
+        for sp in self.processes:
+            t = time.monotonic()
+            self._wait_serving(sp)
+            self.report(
+                sp.name,
+                f"grpc {cfg.host}:{sp.grpc_port}  metrics "
+                f"http://{cfg.host}:{sp.metrics_port}/metrics",
+                time.monotonic() - t,
+            )
+        self._write_state()
+
+    def _spawn(self, name: str, grpc_port: int, metrics_port: int, logs: Path) -> None:
+        env = dict(os.environ)
+        env.update(
+            {
+                "STRATA_PG_DSN": self.pg_dsn,
+                "STRATA_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+                "STRATA_GRPC_HOST": self.config.host,
+                f"STRATA_{name.upper()}_GRPC_PORT": str(grpc_port),
+                f"STRATA_{name.upper()}_METRICS_PORT": str(metrics_port),
+            }
+        )
+        log_path = logs / f"{name}.log"
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", f"strata.{name}"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.processes.append(ServiceProcess(name, grpc_port, metrics_port, proc, log_path))
+
+    def _wait_serving(self, sp: ServiceProcess, timeout_s: float = 120.0) -> None:
+        target = f"{self.config.host}:{sp.grpc_port}"
+        deadline = time.monotonic() + timeout_s
+        with grpc.insecure_channel(target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if sp.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{sp.name} exited with code {sp.proc.returncode}; see {sp.log_path}"
+                    )
+                if check_health(stub):
+                    return
+                time.sleep(0.2)
+        raise TimeoutError(f"{sp.name} was not SERVING within {timeout_s:.0f}s; see {sp.log_path}")
+
+    def _write_state(self) -> None:
+        state = {
+            "pid": os.getpid(),
+            "pg_dsn": self.pg_dsn,
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "services": {
+                sp.name: {
+                    "grpc": f"{self.config.host}:{sp.grpc_port}",
+                    "metrics": f"http://{self.config.host}:{sp.metrics_port}/metrics",
+                    "pid": sp.proc.pid,
+                }
+                for sp in self.processes
+            },
+        }
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    def failed_processes(self) -> list[ServiceProcess]:
+        return [sp for sp in self.processes if sp.proc.poll() is not None]
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM every service, then the broker and Postgres."""
+        for sp in self.processes:
+            if sp.proc.poll() is None:
+                sp.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for sp in self.processes:
+            try:
+                sp.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                sp.proc.kill()
+                sp.proc.wait(timeout=5)
+        self.processes.clear()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+        self.state_file.unlink(missing_ok=True)
+
+
+def check_health(stub: health_pb2_grpc.HealthStub, service: str = "") -> bool:
+    """True when the server answers SERVING for `service`."""
+    try:
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
+    except grpc.RpcError:
+        return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _redact(dsn: str) -> str:
+    """A DSN without its password, for printing."""
+    if "@" in dsn and "://" in dsn:
+        scheme, rest = dsn.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+    return dsn

@@ -1,0 +1,141 @@
+"""The event envelope: a protobuf payload plus the headers every event carries."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from google.protobuf.message import Message
+
+from strata.common.topics import TopicSpec, topic
+
+HEADER_EVENT_ID = "event-id"
+HEADER_EVENT_TYPE = "event-type"
+HEADER_TRACE_ID = "trace-id"
+HEADER_SCHEMA = "schema"
+
+
+class EventDecodeError(Exception):
+    """A record that cannot be turned into an Event (poison)."""
+
+
+@dataclass(frozen=True)
+class OutgoingEvent:
+    """An event ready to be written to the outbox or sent to the broker."""
+
+    topic: str
+    key: bytes | None
+    payload: bytes
+    event_id: str
+    event_type: str
+    trace_id: str
+    schema: str
+    # Only for control records that must land on one partition; events go by key.
+    partition: int | None = None
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """Kafka headers as kafka-python wants them."""
+        return [
+            (HEADER_EVENT_ID, self.event_id.encode()),
+            (HEADER_EVENT_TYPE, self.event_type.encode()),
+            (HEADER_TRACE_ID, self.trace_id.encode()),
+            (HEADER_SCHEMA, self.schema.encode()),
+        ]
+
+
+def _trace_id_of(message: Message) -> str:
+    routing = getattr(message, "routing", None)
+    return str(getattr(routing, "trace_id", "") or "")
+
+
+def make_event(
+    topic_name: str | TopicSpec,
+    key: str | bytes | None,
+    message: Message,
+    *,
+    trace_id: str | None = None,
+    event_id: str | None = None,
+) -> OutgoingEvent:
+    """Envelope `message` for `topic_name`; the payload type must match the topic's."""
+    spec = topic_name if isinstance(topic_name, TopicSpec) else topic(topic_name)
+    if not isinstance(message, spec.message_type):
+        raise TypeError(f"{spec.name} carries {spec.schema}, not {message.DESCRIPTOR.full_name}")
+    raw_key = key.encode() if isinstance(key, str) else key
+    return OutgoingEvent(
+        topic=spec.name,
+        key=raw_key,
+        payload=message.SerializeToString(),
+        event_id=event_id or str(uuid.uuid4()),
+        event_type=spec.event_type,
+        trace_id=trace_id or _trace_id_of(message) or uuid.uuid4().hex,
+        schema=spec.schema,
+    )
+
+
+@dataclass(frozen=True)
+class Event:
+    """A decoded event as a handler sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    event_id: str
+    event_type: str
+    trace_id: str
+    schema: str
+    message: Message
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def header_map(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:
+    """Kafka headers as a str dict (undecodable values are replaced, not fatal)."""
+    result: dict[str, str] = {}
+    for name, value in headers or ():
+        result[name] = (value or b"").decode("utf-8", errors="replace")
+    return result
+
+
+def decode(
+    topic_name: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]] | None,
+) -> Event:
+    """Decode one record; raises EventDecodeError saying what is wrong with it."""
+    hdrs = header_map(headers)
+    try:
+        spec = topic(topic_name)
+    except KeyError as exc:
+        raise EventDecodeError(str(exc)) from None
+    event_id = hdrs.get(HEADER_EVENT_ID, "")
+    if not event_id:
+        raise EventDecodeError(f"missing header {HEADER_EVENT_ID!r}")
+    schema = hdrs.get(HEADER_SCHEMA, "")
+    if schema != spec.schema:
+        raise EventDecodeError(
+            f"header schema={schema!r} does not match {spec.name}, which carries {spec.schema}"
+        )
+    if value is None:
+        raise EventDecodeError("empty payload (tombstone)")
+    message = spec.message_type()
+    try:
+        message.ParseFromString(value)
+    except (ProtobufDecodeError, RuntimeError, ValueError) as exc:
+        raise EventDecodeError(f"payload is not a valid {spec.schema}: {exc}") from None
+    return Event(
+        topic=topic_name,
+        partition=partition,
+        offset=offset,
+        key=key,
+        event_id=event_id,
+        event_type=hdrs.get(HEADER_EVENT_TYPE, spec.event_type),
+        trace_id=hdrs.get(HEADER_TRACE_ID, ""),
+        schema=schema,
+        message=message,
+        headers=hdrs,
+    )

@@ -1,0 +1,179 @@
+"""Transactional outbox: state change and event in one transaction; a relay publishes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+import psycopg
+from google.protobuf.message import Message
+
+from strata.common.bus import BrokerIncarnation, EventProducer
+from strata.common.db import Database
+from strata.common.events import OutgoingEvent, make_event
+from strata.common.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+
+def enqueue(conn: psycopg.Connection[Any], event: OutgoingEvent) -> str:
+    """Write `event` to the outbox inside the caller's transaction; returns its id."""
+    conn.execute(
+        "INSERT INTO outbox (event_id, topic, key, event_type, schema_name, trace_id, payload) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            uuid.UUID(event.event_id),
+            event.topic,
+            event.key,
+            event.event_type,
+            event.schema,
+            event.trace_id,
+            event.payload,
+        ),
+    )
+    return event.event_id
+
+
+def publish(
+    conn: psycopg.Connection[Any],
+    topic: str,
+    key: str | bytes | None,
+    message: Message,
+    *,
+    trace_id: str | None = None,
+    event_id: str | None = None,
+) -> str:
+    """Envelope `message` and enqueue it in the caller's transaction; returns the event id."""
+    return enqueue(conn, make_event(topic, key, message, trace_id=trace_id, event_id=event_id))
+
+
+def backlog(conn: psycopg.Connection[Any]) -> int:
+    """Events written but not yet published."""
+    row = conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()
+    return int(row[0]) if row else 0
+
+
+class OutboxRelay:
+    """Publishes the outbox of one schema; several replicas may run at once."""
+
+    def __init__(
+        self,
+        db: Database,
+        producer: EventProducer,
+        incarnation: BrokerIncarnation,
+        metrics: ServiceMetrics,
+        *,
+        batch_size: int = 500,
+        idle_sleep_s: float = 0.05,
+        retention_s: int = 86_400,
+    ) -> None:
+        self.db = db
+        self.producer = producer
+        self.incarnation = incarnation
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.idle_sleep_s = idle_sleep_s
+        self.retention_s = retention_s
+        self._seen_incarnation: str | None = None
+        self._last_cleanup = 0.0
+        self._last_backlog = 0.0
+
+    def _republish_if_broker_was_reset(self, conn: psycopg.Connection[Any], current: str) -> None:
+        if current == self._seen_incarnation:
+            return
+        # Anything still retained that went to another incarnation may be lost:
+        # publish it again; consumers drop what they already applied.
+        cur = conn.execute(
+            "UPDATE outbox SET published_at = NULL "
+            "WHERE published_at IS NOT NULL AND published_incarnation IS DISTINCT FROM %s "
+            "AND published_at > now() - make_interval(secs => %s)",
+            (current, self.retention_s),
+        )
+        if cur.rowcount:
+            log.warning(
+                "broker incarnation changed to %s: re-publishing %d retained events",
+                current,
+                cur.rowcount,
+            )
+            self.metrics.outbox_republished.inc(cur.rowcount)
+        self._seen_incarnation = current
+
+    def run_once(self) -> int:
+        """Publish one batch; returns how many events it published."""
+        current = self.incarnation.current()
+        with self.db.transaction() as conn:
+            self._republish_if_broker_was_reset(conn, current)
+            rows = conn.execute(
+                "SELECT id, event_id, topic, key, event_type, schema_name, trace_id, payload "
+                "FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT %s "
+                "FOR UPDATE SKIP LOCKED",
+                (self.batch_size,),
+            ).fetchall()
+            if not rows:
+                return 0
+            events = [
+                OutgoingEvent(
+                    topic=r[2],
+                    key=bytes(r[3]) if r[3] is not None else None,
+                    payload=bytes(r[7]),
+                    event_id=str(r[1]),
+                    event_type=r[4],
+                    trace_id=r[6],
+                    schema=r[5],
+                )
+                for r in rows
+            ]
+            self.producer.send_all(events)
+            conn.execute(
+                "UPDATE outbox SET published_at = now(), published_incarnation = %s, "
+                "publish_count = publish_count + 1 WHERE id = ANY(%s)",
+                (current, [r[0] for r in rows]),
+            )
+        for e in events:
+            self.metrics.events_published.labels(topic=e.topic).inc()
+        return len(events)
+
+    def housekeeping(self) -> None:
+        """Refresh the backlog gauge and drop events past retention."""
+        now = time.monotonic()
+        if now - self._last_backlog >= 1.0:
+            with self.db.transaction() as conn:
+                self.metrics.outbox_backlog.set(backlog(conn))
+            self._last_backlog = now
+        if now - self._last_cleanup >= 60.0:
+            with self.db.transaction() as conn:
+                conn.execute(
+                    "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => %s)",
+                    (self.retention_s,),
+                )
+            self._last_cleanup = now
+
+    def run(self, stop: threading.Event) -> None:
+        """Publish until `stop` is set, backing off while the broker or Postgres is down."""
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                published = self.run_once()
+                self.housekeeping()
+                backoff = 0.1
+                if published == 0:
+                    stop.wait(self.idle_sleep_s)
+            except Exception as exc:
+                self.metrics.outbox_errors.inc()
+                log.warning("outbox relay: %s (retrying in %.1fs)", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def drain(self, timeout_s: float) -> None:
+        """Publish what is pending, for at most `timeout_s` seconds (used at shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if self.run_once() == 0:
+                    return
+            except Exception as exc:
+                log.warning("outbox drain: %s", exc)
+                return

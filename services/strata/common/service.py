@@ -1,0 +1,215 @@
+"""The runtime every service process runs in: one place that starts and stops the kit.
+
+A service's `__main__` loads its config, builds a `ServiceRuntime`, mounts its
+servicers and handlers on it, and calls `run()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from strata.common.bus import BrokerIncarnation, EventProducer, KafkaSettings
+from strata.common.config import ConfigError, ServiceConfig
+from strata.common.consumer import EventConsumer, Handler
+from strata.common.db import Database, Migration, kit_migrations, migrate
+from strata.common.grpcserver import HealthMonitor, ServicerBinding, create_server
+from strata.common.metrics import ServiceMetrics
+from strata.common.outbox import OutboxRelay
+
+log = logging.getLogger(__name__)
+
+EXIT_CONFIG = 2
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a started service listens."""
+
+    grpc_port: int
+    metrics_port: int
+
+
+def configure_logging(level: str) -> None:
+    """One line per record, to stderr, with the process's service name."""
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # kafka-python logs every lost connection as ERROR; the kit reports what matters.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
+
+class ServiceRuntime:
+    """Owns a service's Postgres pool, Kafka clients, gRPC server, metrics and threads."""
+
+    def __init__(self, config: ServiceConfig, migrations: Sequence[Migration] = ()) -> None:
+        self.config = config
+        self.migrations = [*kit_migrations(), *migrations]
+        self.metrics = ServiceMetrics(config.service)
+        self.db = Database(config.pg_dsn, config.schema, max_size=config.pg_pool_max)
+        self.kafka = KafkaSettings(
+            bootstrap=config.kafka_bootstrap,
+            client_id=f"strata-{config.service}",
+            max_poll_interval_ms=config.max_poll_interval_ms,
+        )
+        self.producer = EventProducer(self.kafka)
+        self.incarnation = BrokerIncarnation(self.kafka, self.producer)
+        self.relay = OutboxRelay(
+            self.db,
+            self.producer,
+            self.incarnation,
+            self.metrics,
+            retention_s=config.outbox_retention_s,
+        )
+        self.consumers: list[EventConsumer] = []
+        self._bindings: list[ServicerBinding] = []
+        self._checks: dict[str, Callable[[], bool]] = {
+            "postgres": self.db.ping,
+            "kafka": self._broker_reachable,
+        }
+        self._background: list[tuple[str, Callable[[threading.Event], None]]] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._server: Any = None
+        self._metrics_server: Any = None
+        self.health: HealthMonitor | None = None
+        self.endpoints: Endpoints | None = None
+
+    # -- wiring -----------------------------------------------------------
+
+    def add_servicer(self, binding: ServicerBinding) -> None:
+        self._bindings.append(binding)
+
+    def add_consumer(
+        self, handlers: Mapping[str, Handler], group: str | None = None
+    ) -> EventConsumer:
+        """Consume `handlers`' topics; the group defaults to `strata-<service>`."""
+        consumer = EventConsumer(
+            settings=self.kafka,
+            group=group or f"strata-{self.config.service}",
+            handlers=handlers,
+            db=self.db,
+            incarnation=self.incarnation,
+            metrics=self.metrics,
+            service=self.config.service,
+            max_attempts=self.config.consumer_max_attempts,
+        )
+        self.consumers.append(consumer)
+        self._checks[f"consumer:{consumer.group}"] = consumer.joined.is_set
+        return consumer
+
+    def add_check(self, name: str, check: Callable[[], bool]) -> None:
+        """A further dependency that must be up for the service to be SERVING."""
+        self._checks[name] = check
+
+    def add_background(self, name: str, loop: Callable[[threading.Event], None]) -> None:
+        """A loop run in its own thread until the stop event is set."""
+        self._background.append((name, loop))
+
+    # -- lifecycle --------------------------------------------------------
+
+    def _broker_reachable(self) -> bool:
+        self.incarnation.current(max_age_s=self.config.health_interval_s)
+        return True
+
+    def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def start(self) -> Endpoints:
+        """Migrate, then start metrics, gRPC, health, relay, consumers; returns endpoints."""
+        cfg = self.config
+        migrate(cfg.pg_dsn, cfg.schema, self.migrations)
+        self.db.open()
+        self._metrics_server, metrics_port = self.metrics.serve(cfg.metrics_port, cfg.grpc_host)
+        self._server, grpc_port, health_servicer = create_server(
+            self._bindings, self.metrics, host=cfg.grpc_host, port=cfg.grpc_port
+        )
+        self.health = HealthMonitor(
+            health_servicer,
+            [b.full_name for b in self._bindings],
+            self._checks,
+            self.metrics,
+            interval_s=cfg.health_interval_s,
+        )
+        self._server.start()
+        self._spawn("health", self.health.run)
+        self._spawn("outbox-relay", self.relay.run)
+        for consumer in self.consumers:
+            self._spawn(f"consumer-{consumer.group}", consumer.run)
+        for name, loop in self._background:
+            self._spawn(name, loop)
+        self.endpoints = Endpoints(grpc_port=grpc_port, metrics_port=metrics_port)
+        log.info(
+            "%s started: grpc %s:%d, metrics %s:%d",
+            cfg.service,
+            cfg.grpc_host,
+            grpc_port,
+            cfg.grpc_host,
+            metrics_port,
+        )
+        return self.endpoints
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Graceful shutdown: NOT_SERVING, drain RPCs, stop loops, flush the outbox."""
+        grace = self.config.shutdown_grace_s if grace_s is None else grace_s
+        deadline = time.monotonic() + grace
+        if self.health is not None:
+            self.health.shutting_down()
+        if self._server is not None:
+            self._server.stop(grace).wait(grace)
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        self.relay.drain(timeout_s=max(0.0, deadline - time.monotonic()))
+        self.incarnation.close()
+        self.producer.close(timeout_s=max(0.1, deadline - time.monotonic()))
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+        self.db.close()
+        log.info("%s stopped", self.config.service)
+
+    def run(self) -> None:
+        """Start, then block until SIGTERM or SIGINT, then stop gracefully."""
+        signalled = threading.Event()
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s: shutting down", signal.Signals(signum).name)
+            signalled.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        while not signalled.wait(1.0):
+            pass
+        self.stop()
+
+
+def main_guard(service: str, build: Callable[[ServiceConfig], ServiceRuntime]) -> int:
+    """Entry point shared by every `python -m strata.<service>`: config errors exit 2."""
+    import os
+
+    from strata.common.config import load_service_config
+
+    try:
+        config = load_service_config(service, os.environ)
+    except ConfigError as exc:
+        print(f"strata.{service}: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(config.log_level)
+    try:
+        build(config).run()
+    except OSError as exc:
+        print(f"strata.{service}: {exc}", file=sys.stderr)
+        return 1
+    return 0

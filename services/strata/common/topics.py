@@ -1,0 +1,92 @@
+"""The Kafka topic catalog: name, payload type, partitions, key (DESIGN §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from strata.v1 import events_pb2
+
+PREFIX = "strata."
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its payload message type and how it is keyed and partitioned."""
+
+    name: str
+    message_type: type[Message]
+    event_type: str
+    partitions: int
+    key: str = "item_id"
+
+    @property
+    def schema(self) -> str:
+        """The `schema` header value: the payload's full protobuf name."""
+        return str(self.message_type.DESCRIPTOR.full_name)
+
+
+ITEMS_IMPORTED = TopicSpec("strata.items.imported", events_pb2.ItemImported, "item.imported", 6)
+PREDICTIONS = TopicSpec("strata.predictions", events_pb2.PredictionMade, "prediction.made", 6)
+LABELS_SUBMITTED = TopicSpec(
+    "strata.labels.submitted", events_pb2.LabelSubmitted, "label.submitted", 6
+)
+LABELS_CONSENSUS = TopicSpec(
+    "strata.labels.consensus", events_pb2.ConsensusUpdated, "consensus.updated", 6
+)
+REVIEWS_REQUESTED = TopicSpec(
+    "strata.reviews.requested", events_pb2.ReviewRequested, "review.requested", 3
+)
+ANNOTATORS_STATUS = TopicSpec(
+    "strata.annotators.status",
+    events_pb2.AnnotatorStatusChanged,
+    "annotator.status_changed",
+    3,
+    key="annotator_id",
+)
+TRAINING_REQUESTED = TopicSpec(
+    "strata.training.requested",
+    events_pb2.TrainingRequested,
+    "training.requested",
+    1,
+    key="project",
+)
+MODELS_PUBLISHED = TopicSpec(
+    "strata.models.published", events_pb2.ModelPublished, "model.published", 1, key="project"
+)
+TRAINING_FEEDBACK = TopicSpec(
+    "strata.training.feedback",
+    events_pb2.TrainingFeedback,
+    "training.feedback",
+    1,
+    key="project",
+)
+DEADLETTER = TopicSpec(
+    "strata.deadletter", events_pb2.DeadLetter, "deadletter", 1, key="original key"
+)
+PROBE = TopicSpec("strata.probe", events_pb2.Probe, "probe", 3, key="probe_id")
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    ITEMS_IMPORTED,
+    PREDICTIONS,
+    LABELS_SUBMITTED,
+    LABELS_CONSENSUS,
+    REVIEWS_REQUESTED,
+    ANNOTATORS_STATUS,
+    TRAINING_REQUESTED,
+    MODELS_PUBLISHED,
+    TRAINING_FEEDBACK,
+    DEADLETTER,
+    PROBE,
+)
+
+_BY_NAME = {t.name: t for t in ALL_TOPICS}
+
+
+def topic(name: str) -> TopicSpec:
+    """The spec of topic `name`; KeyError names the unknown topic."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown topic {name!r}; known: {sorted(_BY_NAME)}") from None

@@ -1,0 +1,215 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from strata.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Task(_message.Message):
+    __slots__ = ("task_id", "item_id", "project", "content", "prelabel", "lease_expires_at", "ontology_version", "classes", "review")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    PRELABEL_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    ONTOLOGY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    item_id: str
+    project: str
+    content: _common_pb2.ItemContent
+    prelabel: _common_pb2.PreLabel
+    lease_expires_at: _timestamp_pb2.Timestamp
+    ontology_version: str
+    classes: _containers.RepeatedScalarFieldContainer[str]
+    review: bool
+    def __init__(self, task_id: _Optional[str] = ..., item_id: _Optional[str] = ..., project: _Optional[str] = ..., content: _Optional[_Union[_common_pb2.ItemContent, _Mapping]] = ..., prelabel: _Optional[_Union[_common_pb2.PreLabel, _Mapping]] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ontology_version: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., review: _Optional[bool] = ...) -> None: ...
+
+class NextTaskRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class NextTaskResponse(_message.Message):
+    __slots__ = ("task", "retry_after_ms")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    task: Task
+    retry_after_ms: int
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...
+
+class SubmitLabelRequest(_message.Message):
+    __slots__ = ("task_id", "value", "duration_ms", "client_label_id")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_LABEL_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    value: str
+    duration_ms: int
+    client_label_id: str
+    def __init__(self, task_id: _Optional[str] = ..., value: _Optional[str] = ..., duration_ms: _Optional[int] = ..., client_label_id: _Optional[str] = ...) -> None: ...
+
+class SubmitLabelResponse(_message.Message):
+    __slots__ = ("label_id", "duplicate")
+    LABEL_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    label_id: str
+    duplicate: bool
+    def __init__(self, label_id: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class SkipTaskRequest(_message.Message):
+    __slots__ = ("task_id", "reason")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    reason: str
+    def __init__(self, task_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SkipTaskResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetContractRequest(_message.Message):
+    __slots__ = ("project", "version")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    version: str
+    def __init__(self, project: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class GetContractResponse(_message.Message):
+    __slots__ = ("contract",)
+    CONTRACT_FIELD_NUMBER: _ClassVar[int]
+    contract: _common_pb2.LabelingContract
+    def __init__(self, contract: _Optional[_Union[_common_pb2.LabelingContract, _Mapping]] = ...) -> None: ...
+
+class LoadContractRequest(_message.Message):
+    __slots__ = ("document",)
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    document: str
+    def __init__(self, document: _Optional[str] = ...) -> None: ...
+
+class LoadContractResponse(_message.Message):
+    __slots__ = ("project", "version")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    version: str
+    def __init__(self, project: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class CreateAnnotatorRequest(_message.Message):
+    __slots__ = ("annotator_id", "display_name", "role")
+    ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    annotator_id: str
+    display_name: str
+    role: _common_pb2.Role
+    def __init__(self, annotator_id: _Optional[str] = ..., display_name: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+
+class CreateAnnotatorResponse(_message.Message):
+    __slots__ = ("annotator_id",)
+    ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    annotator_id: str
+    def __init__(self, annotator_id: _Optional[str] = ...) -> None: ...
+
+class IssueTokenRequest(_message.Message):
+    __slots__ = ("annotator_id", "ttl_seconds")
+    ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    annotator_id: str
+    ttl_seconds: int
+    def __init__(self, annotator_id: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class IssueTokenResponse(_message.Message):
+    __slots__ = ("token", "expires_at")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RevokeTokensRequest(_message.Message):
+    __slots__ = ("annotator_id",)
+    ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    annotator_id: str
+    def __init__(self, annotator_id: _Optional[str] = ...) -> None: ...
+
+class RevokeTokensResponse(_message.Message):
+    __slots__ = ("revoked",)
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    revoked: int
+    def __init__(self, revoked: _Optional[int] = ...) -> None: ...
+
+class AnnotatorInfo(_message.Message):
+    __slots__ = ("annotator_id", "display_name", "role", "status", "labels_submitted", "status_reason")
+    ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_SUBMITTED_FIELD_NUMBER: _ClassVar[int]
+    STATUS_REASON_FIELD_NUMBER: _ClassVar[int]
+    annotator_id: str
+    display_name: str
+    role: _common_pb2.Role
+    status: _common_pb2.AnnotatorStatus
+    labels_submitted: int
+    status_reason: str
+    def __init__(self, annotator_id: _Optional[str] = ..., display_name: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., status: _Optional[_Union[_common_pb2.AnnotatorStatus, str]] = ..., labels_submitted: _Optional[int] = ..., status_reason: _Optional[str] = ...) -> None: ...
+
+class ListAnnotatorsRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class ListAnnotatorsResponse(_message.Message):
+    __slots__ = ("annotators",)
+    ANNOTATORS_FIELD_NUMBER: _ClassVar[int]
+    annotators: _containers.RepeatedCompositeFieldContainer[AnnotatorInfo]
+    def __init__(self, annotators: _Optional[_Iterable[_Union[AnnotatorInfo, _Mapping]]] = ...) -> None: ...
+
+class SetAnnotatorStatusRequest(_message.Message):
+    __slots__ = ("annotator_id", "status", "reason")
+    ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    annotator_id: str
+    status: _common_pb2.AnnotatorStatus
+    reason: str
+    def __init__(self, annotator_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.AnnotatorStatus, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetAnnotatorStatusResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class QueueStatsRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class QueueStatsResponse(_message.Message):
+    __slots__ = ("ready", "leased", "completed", "gold_tasks", "review_tasks", "labels_total")
+    READY_FIELD_NUMBER: _ClassVar[int]
+    LEASED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    GOLD_TASKS_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_TASKS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ready: int
+    leased: int
+    completed: int
+    gold_tasks: int
+    review_tasks: int
+    labels_total: int
+    def __init__(self, ready: _Optional[int] = ..., leased: _Optional[int] = ..., completed: _Optional[int] = ..., gold_tasks: _Optional[int] = ..., review_tasks: _Optional[int] = ..., labels_total: _Optional[int] = ...) -> None: ...

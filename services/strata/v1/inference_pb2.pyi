@@ -1,0 +1,99 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from strata.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PredictRequest(_message.Message):
+    __slots__ = ("project", "item_ids", "contents", "include_embedding", "mc_samples")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    CONTENTS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    MC_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    item_ids: _containers.RepeatedScalarFieldContainer[str]
+    contents: _containers.RepeatedCompositeFieldContainer[_common_pb2.ItemContent]
+    include_embedding: bool
+    mc_samples: int
+    def __init__(self, project: _Optional[str] = ..., item_ids: _Optional[_Iterable[str]] = ..., contents: _Optional[_Iterable[_Union[_common_pb2.ItemContent, _Mapping]]] = ..., include_embedding: _Optional[bool] = ..., mc_samples: _Optional[int] = ...) -> None: ...
+
+class PredictResponse(_message.Message):
+    __slots__ = ("predictions", "model_version")
+    PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    predictions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Prediction]
+    model_version: str
+    def __init__(self, predictions: _Optional[_Iterable[_Union[_common_pb2.Prediction, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class CalibrationInfo(_message.Message):
+    __slots__ = ("calibrated", "temperature", "ece_before", "ece_after", "n_gold", "note")
+    CALIBRATED_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    ECE_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    ECE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    N_GOLD_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    calibrated: bool
+    temperature: float
+    ece_before: float
+    ece_after: float
+    n_gold: int
+    note: str
+    def __init__(self, calibrated: _Optional[bool] = ..., temperature: _Optional[float] = ..., ece_before: _Optional[float] = ..., ece_after: _Optional[float] = ..., n_gold: _Optional[int] = ..., note: _Optional[str] = ...) -> None: ...
+
+class AutoAcceptStatus(_message.Message):
+    __slots__ = ("active", "confidence_threshold", "precision_at_threshold", "spot_check_rate", "auto_accepted")
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_AT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SPOT_CHECK_RATE_FIELD_NUMBER: _ClassVar[int]
+    AUTO_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    active: bool
+    confidence_threshold: float
+    precision_at_threshold: float
+    spot_check_rate: float
+    auto_accepted: int
+    def __init__(self, active: _Optional[bool] = ..., confidence_threshold: _Optional[float] = ..., precision_at_threshold: _Optional[float] = ..., spot_check_rate: _Optional[float] = ..., auto_accepted: _Optional[int] = ...) -> None: ...
+
+class ModelInfoRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class ModelInfoResponse(_message.Message):
+    __slots__ = ("model_version", "family", "metrics", "calibration", "previous_version", "loaded_at", "auto_accept")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LOADED_AT_FIELD_NUMBER: _ClassVar[int]
+    AUTO_ACCEPT_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    family: str
+    metrics: _common_pb2.ModelMetrics
+    calibration: CalibrationInfo
+    previous_version: str
+    loaded_at: _timestamp_pb2.Timestamp
+    auto_accept: AutoAcceptStatus
+    def __init__(self, model_version: _Optional[str] = ..., family: _Optional[str] = ..., metrics: _Optional[_Union[_common_pb2.ModelMetrics, _Mapping]] = ..., calibration: _Optional[_Union[CalibrationInfo, _Mapping]] = ..., previous_version: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., auto_accept: _Optional[_Union[AutoAcceptStatus, _Mapping]] = ...) -> None: ...
+
+class RollbackModelRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class RollbackModelResponse(_message.Message):
+    __slots__ = ("model_version",)
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    def __init__(self, model_version: _Optional[str] = ...) -> None: ...

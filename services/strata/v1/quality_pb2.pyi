@@ -1,0 +1,167 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from strata.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPORT_FORMAT_UNSPECIFIED: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_JSONL: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_LABEL_STUDIO: _ClassVar[ExportFormat]
+EXPORT_FORMAT_UNSPECIFIED: ExportFormat
+EXPORT_FORMAT_JSONL: ExportFormat
+EXPORT_FORMAT_LABEL_STUDIO: ExportFormat
+
+class ItemConsensusRequest(_message.Message):
+    __slots__ = ("item_id",)
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    def __init__(self, item_id: _Optional[str] = ...) -> None: ...
+
+class ItemConsensusResponse(_message.Message):
+    __slots__ = ("consensus",)
+    CONSENSUS_FIELD_NUMBER: _ClassVar[int]
+    consensus: _common_pb2.ConsensusLabel
+    def __init__(self, consensus: _Optional[_Union[_common_pb2.ConsensusLabel, _Mapping]] = ...) -> None: ...
+
+class ConfusionRow(_message.Message):
+    __slots__ = ("true_class", "row")
+    TRUE_CLASS_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    true_class: str
+    row: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, true_class: _Optional[str] = ..., row: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class AnnotatorScore(_message.Message):
+    __slots__ = ("annotator_id", "gold_accuracy", "gold_accuracy_lower_bound", "gold_answered", "agreement_with_consensus", "classes", "confusion", "labels", "median_seconds", "status")
+    ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    GOLD_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    GOLD_ACCURACY_LOWER_BOUND_FIELD_NUMBER: _ClassVar[int]
+    GOLD_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_WITH_CONSENSUS_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    CONFUSION_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    annotator_id: str
+    gold_accuracy: float
+    gold_accuracy_lower_bound: float
+    gold_answered: int
+    agreement_with_consensus: float
+    classes: _containers.RepeatedScalarFieldContainer[str]
+    confusion: _containers.RepeatedCompositeFieldContainer[ConfusionRow]
+    labels: int
+    median_seconds: float
+    status: _common_pb2.AnnotatorStatus
+    def __init__(self, annotator_id: _Optional[str] = ..., gold_accuracy: _Optional[float] = ..., gold_accuracy_lower_bound: _Optional[float] = ..., gold_answered: _Optional[int] = ..., agreement_with_consensus: _Optional[float] = ..., classes: _Optional[_Iterable[str]] = ..., confusion: _Optional[_Iterable[_Union[ConfusionRow, _Mapping]]] = ..., labels: _Optional[int] = ..., median_seconds: _Optional[float] = ..., status: _Optional[_Union[_common_pb2.AnnotatorStatus, str]] = ...) -> None: ...
+
+class AnnotatorScoresRequest(_message.Message):
+    __slots__ = ("project", "annotator_ids")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_IDS_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    annotator_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, project: _Optional[str] = ..., annotator_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AnnotatorScoresResponse(_message.Message):
+    __slots__ = ("annotators",)
+    ANNOTATORS_FIELD_NUMBER: _ClassVar[int]
+    annotators: _containers.RepeatedCompositeFieldContainer[AnnotatorScore]
+    def __init__(self, annotators: _Optional[_Iterable[_Union[AnnotatorScore, _Mapping]]] = ...) -> None: ...
+
+class AgreementSlice(_message.Message):
+    __slots__ = ("dimension", "key", "krippendorff_alpha", "fleiss_kappa", "mean_cohen_kappa", "items")
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    KRIPPENDORFF_ALPHA_FIELD_NUMBER: _ClassVar[int]
+    FLEISS_KAPPA_FIELD_NUMBER: _ClassVar[int]
+    MEAN_COHEN_KAPPA_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    dimension: str
+    key: str
+    krippendorff_alpha: float
+    fleiss_kappa: float
+    mean_cohen_kappa: float
+    items: int
+    def __init__(self, dimension: _Optional[str] = ..., key: _Optional[str] = ..., krippendorff_alpha: _Optional[float] = ..., fleiss_kappa: _Optional[float] = ..., mean_cohen_kappa: _Optional[float] = ..., items: _Optional[int] = ...) -> None: ...
+
+class AgreementReportRequest(_message.Message):
+    __slots__ = ("project", "since", "until", "window_seconds")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    window_seconds: int
+    def __init__(self, project: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_seconds: _Optional[int] = ...) -> None: ...
+
+class AgreementReportResponse(_message.Message):
+    __slots__ = ("overall", "slices", "metric", "threshold", "done")
+    OVERALL_FIELD_NUMBER: _ClassVar[int]
+    SLICES_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    overall: AgreementSlice
+    slices: _containers.RepeatedCompositeFieldContainer[AgreementSlice]
+    metric: str
+    threshold: float
+    done: bool
+    def __init__(self, overall: _Optional[_Union[AgreementSlice, _Mapping]] = ..., slices: _Optional[_Iterable[_Union[AgreementSlice, _Mapping]]] = ..., metric: _Optional[str] = ..., threshold: _Optional[float] = ..., done: _Optional[bool] = ...) -> None: ...
+
+class ResolveReviewRequest(_message.Message):
+    __slots__ = ("item_id", "value", "note")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    value: str
+    note: str
+    def __init__(self, item_id: _Optional[str] = ..., value: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class ResolveReviewResponse(_message.Message):
+    __slots__ = ("consensus",)
+    CONSENSUS_FIELD_NUMBER: _ClassVar[int]
+    consensus: _common_pb2.ConsensusLabel
+    def __init__(self, consensus: _Optional[_Union[_common_pb2.ConsensusLabel, _Mapping]] = ...) -> None: ...
+
+class DatasetReportRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class DatasetReportResponse(_message.Message):
+    __slots__ = ("report_json", "html")
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    HTML_FIELD_NUMBER: _ClassVar[int]
+    report_json: str
+    html: str
+    def __init__(self, report_json: _Optional[str] = ..., html: _Optional[str] = ...) -> None: ...
+
+class ExportLabelsRequest(_message.Message):
+    __slots__ = ("project", "format")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    format: ExportFormat
+    def __init__(self, project: _Optional[str] = ..., format: _Optional[_Union[ExportFormat, str]] = ...) -> None: ...
+
+class ExportLabelsResponse(_message.Message):
+    __slots__ = ("chunk", "records")
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    records: int
+    def __init__(self, chunk: _Optional[bytes] = ..., records: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,128 @@
+"""The stack as a user starts it: `strata up`, `strata check`, `strata status`, `strata demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+from strata.common.embedded import free_port
+from strata.common.topics import ALL_TOPICS
+
+STRATA = [sys.executable, "-m", "strata.cli"]
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
+    env.update(
+        {
+            "STRATA_HOME": str(home / ".strata"),
+            "STRATA_PG_PORT": str(free_port()),
+            "STRATA_KAFKA_PORT": str(free_port()),
+            "STRATA_GRPC_BASE_PORT": str(free_port()),
+            "STRATA_METRICS_BASE_PORT": str(free_port()),
+            **extra,
+        }
+    )
+    return env
+
+
+def _read_until(proc: subprocess.Popen, marker: str, timeout_s: float) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip())
+        if marker in line:
+            return lines
+    raise AssertionError(f"{marker!r} not printed in {timeout_s}s; got:\n" + "\n".join(lines))
+
+
+def test_up_brings_the_stack_up_healthy_and_stops_cleanly(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    started = time.monotonic()
+    up = subprocess.Popen(
+        [*STRATA, "up"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = _read_until(up, "up and healthy", 120)
+        print(f"strata up healthy after {time.monotonic() - started:.1f}s")
+        lines += _read_until(up, "Press Ctrl-C", 10)
+        dsn = next(x.split("=", 1)[1] for x in lines if "STRATA_PG_DSN=" in x)
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+
+        topics = subprocess.run(
+            [*STRATA, "check", "--count", "20"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert topics.returncode == 0, topics.stdout + topics.stderr
+        assert "20/20 probes" in topics.stdout and "0 applied twice" in topics.stdout
+
+        status = subprocess.run(
+            [*STRATA, "status"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        state = json.loads((tmp_path / ".strata" / "stack.json").read_text())
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(bootstrap_servers=state["kafka_bootstrap"])
+        partitions = {t: len(consumer.partitions_for_topic(t) or ()) for t in consumer.topics()}
+        consumer.close()
+        for spec in ALL_TOPICS:
+            assert partitions.get(spec.name) == spec.partitions, spec.name
+    finally:
+        up.send_signal(signal.SIGTERM)
+        code = up.wait(timeout=60)
+    rest = up.stdout.read() if up.stdout else ""
+    assert code == 0, rest
+    assert "Stopped." in rest
+    assert not (tmp_path / ".strata" / "stack.json").exists()
+    pg_port = int(env["STRATA_PG_PORT"])
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", pg_port)) != 0, "Postgres still listening after stop"
+
+
+def test_up_names_the_variable_when_a_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        env = _env(tmp_path, STRATA_KAFKA_PORT=str(port))
+        result = subprocess.run(
+            [*STRATA, "up"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port}" in result.stderr and "STRATA_KAFKA_PORT" in result.stderr
+
+
+def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*STRATA, "demo", "--fast"],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    check = json.loads((tmp_path / "demo-output" / "stack-check.json").read_text())
+    assert check["ok"] is True and check["received"] == check["sent"] > 0

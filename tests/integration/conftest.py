@@ -1,0 +1,133 @@
+"""Real Postgres and the real broker, started once per test run."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from strata.common.bus import BrokerIncarnation, EventProducer, KafkaSettings
+from strata.common.config import ServiceConfig
+from strata.common.db import Migration
+from strata.common.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from strata.common.service import ServiceRuntime
+
+KIT_SERVICE = Path(__file__).with_name("kit_service.py")
+
+
+@dataclass
+class Infra:
+    postgres: EmbeddedPostgres
+    broker: EmbeddedBroker
+
+    @property
+    def pg_dsn(self) -> str:
+        return self.postgres.dsn
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    home = tmp_path_factory.mktemp("infra")
+    postgres = EmbeddedPostgres(home / "pgdata", free_port())
+    broker = EmbeddedBroker(free_port(), log_path=home / "broker.log")
+    postgres.start()
+    broker.start()
+    settings = KafkaSettings(broker.bootstrap, client_id="tests")
+    producer = EventProducer(settings)
+    incarnation = BrokerIncarnation(settings, producer)
+    incarnation.ensure()
+    incarnation.close()
+    producer.close()
+    yield Infra(postgres, broker)
+    broker.stop()
+    postgres.stop()
+
+
+def unique_service(prefix: str) -> str:
+    """A fresh service (schema) name, so tests never share state."""
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def runtime_factory(infra: Infra) -> Iterator[Callable[..., ServiceRuntime]]:
+    """Builds ServiceRuntimes against the shared infra and stops them after the test."""
+    made: list[ServiceRuntime] = []
+
+    def make(
+        prefix: str,
+        migrations: list[Migration] = (),
+        bootstrap: str | None = None,
+        **overrides: object,
+    ) -> ServiceRuntime:
+        config = ServiceConfig(
+            service=unique_service(prefix),
+            pg_dsn=infra.pg_dsn,
+            kafka_bootstrap=bootstrap or infra.bootstrap,
+            shutdown_grace_s=2.0,
+            health_interval_s=0.3,
+            **overrides,  # type: ignore[arg-type]
+        )
+        rt = ServiceRuntime(config, list(migrations))
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        if rt.endpoints is not None:
+            rt.stop(grace_s=1.0)
+
+
+APPLIED_TABLE = Migration(
+    "test",
+    1,
+    "applied",
+    "CREATE TABLE applied (event_key text PRIMARY KEY, times integer NOT NULL);",
+)
+
+
+def record_applied(conn, key: str) -> None:
+    """A handler's visible effect, counted in its own transaction."""
+    conn.execute(
+        "INSERT INTO applied (event_key, times) VALUES (%s, 1) "
+        "ON CONFLICT (event_key) DO UPDATE SET times = applied.times + 1",
+        (key,),
+    )
+
+
+def applied_counts(rt: ServiceRuntime) -> dict[str, int]:
+    with rt.db.transaction() as conn:
+        return dict(conn.execute("SELECT event_key, times FROM applied").fetchall())
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def kit_service_env(pg_dsn: str, bootstrap: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
+    env.update(
+        {
+            "STRATA_PG_DSN": pg_dsn,
+            "STRATA_KAFKA_BOOTSTRAP": bootstrap,
+            "STRATA_HEALTH_INTERVAL_S": "0.3",
+            **extra,
+        }
+    )
+    return env
+
+
+KIT_SERVICE_CMD = [sys.executable, str(KIT_SERVICE)]

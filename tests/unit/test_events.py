@@ -1,0 +1,68 @@
+"""The envelope: headers, type checks, and clear reasons for poison records."""
+
+import pytest
+from strata.common.events import EventDecodeError, decode, make_event
+from strata.common.topics import ALL_TOPICS, LABELS_SUBMITTED, topic
+from strata.v1 import common_pb2, events_pb2
+
+
+def _label_event():
+    msg = events_pb2.LabelSubmitted(
+        routing=common_pb2.RoutingMetadata(trace_id="t-1", project="p"),
+        label=common_pb2.Label(label_id="l1", item_id="i1", annotator_id="a1", value="cat"),
+    )
+    return msg, make_event(LABELS_SUBMITTED.name, "i1", msg)
+
+
+def test_envelope_round_trips_with_headers() -> None:
+    msg, out = _label_event()
+    headers = dict(out.headers())
+    assert headers["schema"] == b"strata.v1.LabelSubmitted"
+    assert headers["event-type"] == b"label.submitted"
+    assert headers["trace-id"] == b"t-1", "the routing trace id becomes the header"
+    assert len(headers["event-id"]) == 36
+    event = decode(out.topic, 2, 7, out.key, out.payload, out.headers())
+    assert event.message == msg and event.event_id == out.event_id
+    assert (event.partition, event.offset, event.key) == (2, 7, b"i1")
+
+
+def test_wrong_payload_type_for_topic_is_refused() -> None:
+    with pytest.raises(
+        TypeError, match=r"strata\.labels\.submitted carries strata\.v1\.LabelSubmitted"
+    ):
+        make_event(LABELS_SUBMITTED.name, "k", events_pb2.Probe())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda h, p: ([x for x in h if x[0] != "event-id"], p), "missing header 'event-id'"),
+        (
+            lambda h, p: ([(k, b"strata.v1.Probe" if k == "schema" else v) for k, v in h], p),
+            "does not match",
+        ),
+        (lambda h, p: (h, b"\xff\xff\xff\xff"), "not a valid strata.v1.LabelSubmitted"),
+        (lambda h, p: (h, None), "tombstone"),
+    ],
+)
+def test_poison_records_say_what_is_wrong(mutate, reason: str) -> None:
+    _msg, out = _label_event()
+    headers, payload = mutate(out.headers(), out.payload)
+    with pytest.raises(EventDecodeError, match=reason):
+        decode(out.topic, 0, 0, out.key, payload, headers)
+
+
+def test_unknown_topic_is_poison_not_a_crash() -> None:
+    _msg, out = _label_event()
+    with pytest.raises(EventDecodeError, match="unknown topic"):
+        decode("strata.nope", 0, 0, None, out.payload, out.headers())
+
+
+def test_catalog_maps_every_event_message_to_exactly_one_topic() -> None:
+    payloads = [t.message_type.DESCRIPTOR.name for t in ALL_TOPICS]
+    assert len(payloads) == len(set(payloads))
+    top_level = set(events_pb2.DESCRIPTOR.message_types_by_name) - {"GoldLogits"}
+    assert set(payloads) == top_level
+    for t in ALL_TOPICS:
+        assert t.name.startswith("strata.") and t.partitions >= 1
+        assert topic(t.name) is t
