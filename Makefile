@@ -44,6 +44,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bus_throughput.py
+	$(PY) bench/gateway_submit.py
+	$(PY) bench/gateway_submit.py --rate 1100
 
 clean:
 	rm -rf .strata demo-output .pytest_cache .mypy_cache .ruff_cache

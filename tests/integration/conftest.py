@@ -131,3 +131,45 @@ def kit_service_env(pg_dsn: str, bootstrap: str, **extra: str) -> dict[str, str]
 
 
 KIT_SERVICE_CMD = [sys.executable, str(KIT_SERVICE)]
+
+
+def read_topic(
+    bootstrap: str,
+    spec,  # TopicSpec
+    keep: Callable[[object], bool],
+    expect: int,
+    timeout_s: float = 30.0,
+) -> list:
+    """Decoded messages of `spec` (all partitions, from the start) that `keep` selects.
+
+    Reads until `expect` are found or `timeout_s` passes, then a short while more
+    so that duplicates beyond `expect` would be seen too.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    parts = [TopicPartition(spec.name, p) for p in consumer.partitions_for_topic(spec.name) or ()]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    found: list = []
+    deadline = time.monotonic() + timeout_s
+    settle: float | None = None
+    while time.monotonic() < (settle or deadline):
+        for records in consumer.poll(timeout_ms=300).values():
+            for r in records:
+                msg = spec.message_type.FromString(r.value)
+                if keep(msg):
+                    found.append(msg)
+        if settle is None and len(found) >= expect:
+            settle = time.monotonic() + 1.0
+    consumer.close()
+    return found
+
+
+def produce(bootstrap: str, events: list) -> None:
+    """Send OutgoingEvents straight to the broker, as another service would."""
+    producer = EventProducer(KafkaSettings(bootstrap, client_id="tests-produce"))
+    try:
+        producer.send_all(events)
+    finally:
+        producer.close()

@@ -164,7 +164,9 @@ def cmd_topics(args: argparse.Namespace, config: StackConfig) -> int:
 
 def cmd_config(args: argparse.Namespace, config: StackConfig) -> int:
     """Every configuration variable, its default and meaning."""
-    for cls in (StackConfig, ServiceConfig):
+    from strata.gateway.config import GatewayConfig
+
+    for cls in (StackConfig, ServiceConfig, GatewayConfig):
         print(f"# {cls.__name__}")
         for variable, default, help_text in describe(cls):
             print(f"{variable:<36}{default:<12}  {help_text}")

@@ -21,6 +21,7 @@ from strata.common.bus import BrokerIncarnation, EventProducer, KafkaSettings, w
 from strata.common.config import load, parse_bootstrap, parse_dsn, parse_port, setting
 from strata.common.db import Migration, kit_migrations, load_migrations, migrate, package_migrations
 from strata.common.embedded import EmbeddedBroker, EmbeddedPostgres, PortInUseError, port_is_free
+from strata.gateway.auth import new_token
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,28 @@ class Stack:
     def state_file(self) -> Path:
         return self.config.home / "stack.json"
 
+    @property
+    def admin_token_file(self) -> Path:
+        return self.config.home / "admin.token"
+
+    def ports(self, name: str) -> tuple[int, int]:
+        """(gRPC, metrics) port of a service: fixed by its place in SERVICES."""
+        i = SERVICES.index(name)
+        return self.config.grpc_base_port + i, self.config.metrics_base_port + i
+
+    def address(self, name: str) -> str:
+        return f"{self.config.host}:{self.ports(name)[0]}"
+
+    def admin_token(self) -> str:
+        """The bootstrap admin token of this stack, created once and kept (mode 0600)."""
+        path = self.admin_token_file
+        if path.exists():
+            return path.read_text().strip()
+        token = new_token()
+        path.touch(mode=0o600)
+        path.write_text(token + "\n")
+        return token
+
     def _check_ports(self) -> None:
         cfg = self.config
         wanted = []
@@ -117,11 +140,10 @@ class Stack:
             wanted.append(("Postgres", cfg.pg_port, "STRATA_PG_PORT"))
         if not cfg.kafka_bootstrap:
             wanted.append(("the Kafka broker", cfg.kafka_port, "STRATA_KAFKA_PORT"))
-        for i, name in enumerate(self.services):
-            wanted.append((f"{name} gRPC", cfg.grpc_base_port + i, "STRATA_GRPC_BASE_PORT"))
-            wanted.append(
-                (f"{name} metrics", cfg.metrics_base_port + i, "STRATA_METRICS_BASE_PORT")
-            )
+        for name in self.services:
+            grpc_port, metrics_port = self.ports(name)
+            wanted.append((f"{name} gRPC", grpc_port, "STRATA_GRPC_BASE_PORT"))
+            wanted.append((f"{name} metrics", metrics_port, "STRATA_METRICS_BASE_PORT"))
         for what, port, variable in wanted:
             if not port_is_free(cfg.host, port):
                 raise PortInUseError(what, cfg.host, port, variable)
@@ -174,8 +196,8 @@ class Stack:
         if self.services:
             self.report("migrations", f"{len(self.services)} schemas", time.monotonic() - t)
 
-        for i, name in enumerate(self.services):
-            self._spawn(name, cfg.grpc_base_port + i, cfg.metrics_base_port + i, logs)
+        for name in self.services:
+            self._spawn(name, *self.ports(name), logs)
         for sp in self.processes:
             t = time.monotonic()
             self._wait_serving(sp)
@@ -196,8 +218,11 @@ class Stack:
                 "STRATA_GRPC_HOST": self.config.host,
                 f"STRATA_{name.upper()}_GRPC_PORT": str(grpc_port),
                 f"STRATA_{name.upper()}_METRICS_PORT": str(metrics_port),
+                "STRATA_GATEWAY_ADMIN_TOKEN": self.admin_token(),
             }
         )
+        for other in SERVICES:
+            env.setdefault(f"STRATA_{other.upper()}_ADDRESS", self.address(other))
         log_path = logs / f"{name}.log"
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(
@@ -229,6 +254,7 @@ class Stack:
             "pid": os.getpid(),
             "pg_dsn": self.pg_dsn,
             "kafka_bootstrap": self.kafka_bootstrap,
+            "admin_token_file": str(self.admin_token_file),
             "services": {
                 sp.name: {
                     "grpc": f"{self.config.host}:{sp.grpc_port}",

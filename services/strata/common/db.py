@@ -40,12 +40,16 @@ class Database:
     def __init__(self, dsn: str, schema: str, *, min_size: int = 1, max_size: int = 8) -> None:
         self.dsn = dsn
         self.schema = check_schema_name(schema)
+        self._connect_kwargs = {
+            "options": f"-c search_path={self.schema},public",
+            "connect_timeout": 5,
+        }
         self.pool = ConnectionPool(
             dsn,
             min_size=min_size,
             max_size=max_size,
             open=False,
-            kwargs={"options": f"-c search_path={self.schema},public", "connect_timeout": 5},
+            kwargs=self._connect_kwargs,
             check=ConnectionPool.check_connection,
             name=f"strata-{schema}",
             reconnect_timeout=0,
@@ -64,6 +68,10 @@ class Database:
         with self.pool.connection(timeout=timeout) as conn, conn.transaction():
             yield conn
 
+    def dedicated(self) -> DedicatedConnection:
+        """A connection of its own for one hot loop (no pool check per use)."""
+        return DedicatedConnection(self.dsn, self._connect_kwargs)
+
     def ping(self, timeout: float = 2.0) -> bool:
         """True when Postgres answers a query within `timeout` seconds."""
         try:
@@ -73,6 +81,28 @@ class Database:
         except Exception as exc:  # any failure means "not reachable now"
             log.debug("postgres ping failed: %s", exc)
             return False
+
+
+class DedicatedConnection:
+    """One long-lived connection, reopened after it breaks. For a single thread."""
+
+    def __init__(self, dsn: str, kwargs: dict[str, Any]) -> None:
+        self.dsn = dsn
+        self.kwargs = kwargs
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def get(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self.close()
+            self._conn = psycopg.connect(self.dsn, **self.kwargs)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
 
 
 @dataclass(frozen=True)

@@ -21,20 +21,28 @@ log = logging.getLogger(__name__)
 
 def enqueue(conn: psycopg.Connection[Any], event: OutgoingEvent) -> str:
     """Write `event` to the outbox inside the caller's transaction; returns its id."""
+    enqueue_many(conn, [event])
+    return event.event_id
+
+
+def enqueue_many(conn: psycopg.Connection[Any], events: list[OutgoingEvent]) -> None:
+    """Write many events to the outbox in one statement, in the caller's transaction."""
+    if not events:
+        return
     conn.execute(
         "INSERT INTO outbox (event_id, topic, key, event_type, schema_name, trace_id, payload) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::bytea[], %s::text[], %s::text[], "
+        "%s::text[], %s::bytea[])",
         (
-            uuid.UUID(event.event_id),
-            event.topic,
-            event.key,
-            event.event_type,
-            event.schema,
-            event.trace_id,
-            event.payload,
+            [uuid.UUID(e.event_id) for e in events],
+            [e.topic for e in events],
+            [e.key for e in events],
+            [e.event_type for e in events],
+            [e.schema for e in events],
+            [e.trace_id for e in events],
+            [e.payload for e in events],
         ),
     )
-    return event.event_id
 
 
 def publish(

@@ -51,8 +51,15 @@ def configure_logging(level: str) -> None:
 class ServiceRuntime:
     """Owns a service's Postgres pool, Kafka clients, gRPC server, metrics and threads."""
 
-    def __init__(self, config: ServiceConfig, migrations: Sequence[Migration] = ()) -> None:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        migrations: Sequence[Migration] = (),
+        *,
+        grpc_workers: int = 16,
+    ) -> None:
         self.config = config
+        self.grpc_workers = grpc_workers
         self.migrations = [*kit_migrations(), *migrations]
         self.metrics = ServiceMetrics(config.service)
         self.db = Database(config.pg_dsn, config.schema, max_size=config.pg_pool_max)
@@ -77,6 +84,7 @@ class ServiceRuntime:
             "kafka": self._broker_reachable,
         }
         self._background: list[tuple[str, Callable[[threading.Event], None]]] = []
+        self._startup: list[Callable[[], None]] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: Any = None
@@ -111,6 +119,10 @@ class ServiceRuntime:
         """A further dependency that must be up for the service to be SERVING."""
         self._checks[name] = check
 
+    def add_startup(self, step: Callable[[], None]) -> None:
+        """Run `step` once at start, after migrations and before serving."""
+        self._startup.append(step)
+
     def add_background(self, name: str, loop: Callable[[threading.Event], None]) -> None:
         """A loop run in its own thread until the stop event is set."""
         self._background.append((name, loop))
@@ -131,9 +143,15 @@ class ServiceRuntime:
         cfg = self.config
         migrate(cfg.pg_dsn, cfg.schema, self.migrations)
         self.db.open()
+        for step in self._startup:
+            step()
         self._metrics_server, metrics_port = self.metrics.serve(cfg.metrics_port, cfg.grpc_host)
         self._server, grpc_port, health_servicer = create_server(
-            self._bindings, self.metrics, host=cfg.grpc_host, port=cfg.grpc_port
+            self._bindings,
+            self.metrics,
+            host=cfg.grpc_host,
+            port=cfg.grpc_port,
+            max_workers=self.grpc_workers,
         )
         self.health = HealthMonitor(
             health_servicer,
@@ -208,7 +226,12 @@ def main_guard(service: str, build: Callable[[ServiceConfig], ServiceRuntime]) -
         return EXIT_CONFIG
     configure_logging(config.log_level)
     try:
-        build(config).run()
+        runtime = build(config)
+    except ConfigError as exc:
+        print(f"strata.{service}: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        runtime.run()
     except OSError as exc:
         print(f"strata.{service}: {exc}", file=sys.stderr)
         return 1

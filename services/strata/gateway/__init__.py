@@ -1,0 +1,1 @@
+"""Annotation gateway: the annotators' door (tasks, gold, leases, labels, auth)."""

@@ -1,0 +1,95 @@
+"""`python -m strata.gateway`: wire the annotation gateway and run it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import grpc
+
+from strata.common.config import ServiceConfig, load
+from strata.common.db import load_migrations, package_migrations
+from strata.common.grpcserver import ServicerBinding
+from strata.common.service import ServiceRuntime, main_guard
+from strata.gateway import store
+from strata.gateway.auth import Authenticator, hash_token
+from strata.gateway.config import GatewayConfig
+from strata.gateway.contracts import ContractCache
+from strata.gateway.handlers import GatewayHandlers
+from strata.gateway.metrics import GatewayMetrics
+from strata.gateway.refill import LeaseSweeper, Refiller
+from strata.gateway.server import GatewayServicer, lookup_principal
+from strata.gateway.submit import SubmitBatcher
+from strata.v1 import gateway_pb2_grpc, sampler_pb2_grpc
+
+BOOTSTRAP_ADMIN = "admin"
+
+
+def build(config: ServiceConfig, gateway: GatewayConfig | None = None) -> ServiceRuntime:
+    """The gateway process: servicer, event handlers, refill, lease sweep, group commit."""
+    gw = gateway or load(GatewayConfig, os.environ)
+    rt = ServiceRuntime(
+        config,
+        load_migrations("gateway", package_migrations("strata.gateway")),
+        grpc_workers=gw.grpc_workers,
+    )
+    metrics = GatewayMetrics(config.service, rt.metrics.registry)
+    contracts = ContractCache(rt.db)
+    auth = Authenticator(lookup_principal(rt.db), gw.auth_cache_s)
+    batcher = SubmitBatcher(rt.db, contracts, metrics, max_batch=gw.submit_batch_max)
+    sampler = None
+    if gw.sampler_address:
+        sampler = sampler_pb2_grpc.SamplerStub(grpc.insecure_channel(gw.sampler_address))
+    sampler_up = rt.metrics.dependency_up.labels(dependency="sampler")
+    refiller = Refiller(
+        rt.db,
+        contracts,
+        metrics,
+        sampler,
+        requester=f"gateway-{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
+        low_water=gw.refill_low_water,
+        batch_size=gw.refill_batch,
+        sampler_lease_s=gw.sampler_lease_s,
+        interval_s=gw.refill_interval_s,
+        on_sampler_state=lambda up: sampler_up.set(1 if up else 0),
+    )
+    servicer = GatewayServicer(
+        rt.db,
+        auth,
+        contracts,
+        batcher,
+        refiller,
+        metrics,
+        default_lease_s=gw.lease_seconds,
+        max_value_bytes=gw.max_value_bytes,
+        retry_after_ms=gw.retry_after_ms,
+    )
+    rt.add_servicer(
+        ServicerBinding(
+            gateway_pb2_grpc.add_AnnotationGatewayServicer_to_server,
+            servicer,
+            "strata.v1.AnnotationGateway",
+        )
+    )
+    rt.add_consumer(GatewayHandlers(auth).routes())
+    for i in range(gw.submit_writers):
+        rt.add_background(f"submit-writer-{i}", batcher.run)
+    rt.add_background("refill", refiller.run)
+    rt.add_background("lease-sweep", LeaseSweeper(rt.db, metrics, gw.sweep_interval_s).run)
+    if gw.admin_token:
+        token_hash = hash_token(gw.admin_token)
+        expires = datetime.now(UTC) + timedelta(days=3650)
+
+        def bootstrap_admin() -> None:
+            with rt.db.transaction() as conn:
+                store.ensure_admin(conn, BOOTSTRAP_ADMIN, token_hash, expires)
+
+        rt.add_startup(bootstrap_admin)
+    return rt
+
+
+if __name__ == "__main__":
+    sys.exit(main_guard("gateway", build))

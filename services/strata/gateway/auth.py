@@ -1,0 +1,109 @@
+"""Bearer tokens: issued once, stored as a hash, resolved to a Principal per call."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import grpc
+
+from strata.gateway.policy import Principal
+
+TOKEN_PREFIX = "stk_"
+_MAX_TOKEN_CHARS = 256
+
+
+class AuthError(Exception):
+    """The call carries no usable identity (UNAUTHENTICATED)."""
+
+
+def new_token() -> str:
+    """A fresh bearer token (256 random bits); only its hash is ever stored."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    # Tokens carry 256 random bits, so a fast hash is as safe as a slow one here.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+    """The token from `authorization: Bearer <token>` metadata; raises AuthError."""
+    values = [v for k, v in (metadata or ()) if k.lower() == "authorization"]
+    if not values:
+        raise AuthError("no bearer token: send metadata 'authorization: Bearer <token>'")
+    if len(values) > 1:
+        raise AuthError("more than one authorization header: send exactly one")
+    raw = values[0]
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    scheme, _, token = text.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthError("malformed authorization metadata: expected 'Bearer <token>'")
+    if not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_TOKEN_CHARS or " " in token:
+        raise AuthError("malformed bearer token: Strata tokens start with 'stk_'")
+    return token
+
+
+# A lookup returns (principal, expires_at, revoked) for a token hash, or None.
+TokenLookup = Callable[[str], tuple[Principal, datetime, bool] | None]
+
+
+class Authenticator:
+    """Resolves tokens to principals, caching answers for `cache_s` seconds.
+
+    Revoking a token or blocking an annotator takes effect at once on the
+    replica that did it (`forget`) and within `cache_s` on the others.
+    """
+
+    def __init__(
+        self, lookup: TokenLookup, cache_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._lookup = lookup
+        self._cache_s = cache_s
+        self._clock = clock
+        self._cache: dict[str, tuple[float, tuple[Principal, datetime, bool] | None]] = {}
+        self._lock = threading.Lock()
+
+    def principal(
+        self, metadata: Sequence[tuple[str, str | bytes]] | None, now: datetime
+    ) -> Principal:
+        """Who the call is from; raises AuthError."""
+        token_hash = hash_token(bearer_token(metadata))
+        t = self._clock()
+        with self._lock:
+            hit = self._cache.get(token_hash)
+        if hit is None or t - hit[0] > self._cache_s:
+            found = self._lookup(token_hash)
+            with self._lock:
+                if len(self._cache) > 100_000:
+                    self._cache.clear()
+                self._cache[token_hash] = (t, found)
+        else:
+            found = hit[1]
+        if found is None:
+            raise AuthError("unknown bearer token: ask an admin for a token (IssueToken)")
+        principal, expires_at, revoked = found
+        if revoked:
+            raise AuthError("this token was revoked: ask an admin for a new one")
+        if expires_at <= now:
+            raise AuthError(f"this token expired at {expires_at.isoformat()}: ask for a new one")
+        return principal
+
+    def forget(self, annotator_id: str | None = None) -> None:
+        """Drop cached answers (all, or one annotator's) after a change made here."""
+        with self._lock:
+            if annotator_id is None:
+                self._cache.clear()
+                return
+            for key, (_, found) in list(self._cache.items()):
+                if found is not None and found[0].annotator_id == annotator_id:
+                    del self._cache[key]
+
+
+def abort_unauthenticated(context: grpc.ServicerContext, exc: AuthError) -> None:
+    context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))

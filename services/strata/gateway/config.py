@@ -1,0 +1,99 @@
+"""The gateway's own settings, on top of the kit's ServiceConfig."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from strata.common.config import parse_float, parse_int, setting
+
+
+def parse_address(raw: str) -> str:
+    host, sep, port = raw.strip().rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"must be host:port, got {raw!r}")
+    return raw.strip()
+
+
+def parse_token(raw: str) -> str:
+    token = raw.strip()
+    if not token.startswith("stk_") or len(token) < 36:
+        raise ValueError("must be a Strata token: 'stk_' and at least 32 random characters")
+    return token
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Assignment, leases, refill from the sampler, auth and submit batching."""
+
+    sampler_address: str = setting(
+        "STRATA_SAMPLER_ADDRESS",
+        parse_address,
+        "",
+        "sampler gRPC host:port the gateway pulls ranked batches from (unset: no refill)",
+    )
+    admin_token: str = setting(
+        "STRATA_GATEWAY_ADMIN_TOKEN",
+        parse_token,
+        "",
+        help="bootstrap admin bearer token (stk_...); its hash is stored for annotator 'admin'",
+    )
+    lease_seconds: int = setting(
+        "STRATA_GATEWAY_LEASE_S",
+        parse_int(1, 7 * 86_400),
+        600,
+        "task lease when the contract sets none, seconds",
+    )
+    refill_low_water: int = setting(
+        "STRATA_GATEWAY_REFILL_LOW_WATER",
+        parse_int(0, 1_000_000),
+        200,
+        "pull a batch from the sampler when fewer open task slots than this remain",
+    )
+    refill_batch: int = setting(
+        "STRATA_GATEWAY_REFILL_BATCH", parse_int(1, 10_000), 100, "items per sampler batch"
+    )
+    refill_interval_s: float = setting(
+        "STRATA_GATEWAY_REFILL_INTERVAL_S", parse_float(0.05, 60), 0.5, "refill check period"
+    )
+    sampler_lease_s: int = setting(
+        "STRATA_GATEWAY_SAMPLER_LEASE_S",
+        parse_int(60),
+        86_400,
+        "how long the sampler keeps a handed-out item in flight, seconds",
+    )
+    sweep_interval_s: float = setting(
+        "STRATA_GATEWAY_SWEEP_INTERVAL_S",
+        parse_float(0.05, 60),
+        1.0,
+        "how often expired leases are returned to the queue, seconds",
+    )
+    auth_cache_s: float = setting(
+        "STRATA_GATEWAY_AUTH_CACHE_S",
+        parse_float(0, 300),
+        2.0,
+        "how long a token lookup is cached; revocation reaches other replicas within this",
+    )
+    submit_batch_max: int = setting(
+        "STRATA_GATEWAY_SUBMIT_BATCH_MAX",
+        parse_int(1, 10_000),
+        128,
+        "labels committed together in one transaction (group commit)",
+    )
+    submit_writers: int = setting(
+        "STRATA_GATEWAY_SUBMIT_WRITERS",
+        parse_int(1, 64),
+        1,
+        "threads committing label batches (one gives the biggest group commits)",
+    )
+    max_value_bytes: int = setting(
+        "STRATA_GATEWAY_MAX_VALUE_BYTES", parse_int(1, 65_536), 256, "largest label value"
+    )
+    grpc_workers: int = setting(
+        "STRATA_GATEWAY_GRPC_WORKERS", parse_int(1, 1024), 64, "gRPC worker threads"
+    )
+    retry_after_ms: int = setting(
+        "STRATA_GATEWAY_RETRY_AFTER_MS",
+        parse_int(0, 600_000),
+        1000,
+        "what NextTask tells a client to wait when there is no work",
+    )

@@ -1,0 +1,91 @@
+"""What the gateway does with other services' events. Each runs in the consumer's transaction."""
+
+from __future__ import annotations
+
+import logging
+
+from strata.common.consumer import Handler, HandlerContext
+from strata.common.events import Event
+from strata.common.topics import (
+    ANNOTATORS_STATUS,
+    ITEMS_IMPORTED,
+    LABELS_CONSENSUS,
+    PREDICTIONS,
+    REVIEWS_REQUESTED,
+)
+from strata.gateway import store
+from strata.gateway.auth import Authenticator
+from strata.gateway.policy import STATUSES
+from strata.v1 import common_pb2, events_pb2
+
+log = logging.getLogger(__name__)
+
+
+class GatewayHandlers:
+    def __init__(self, auth: Authenticator) -> None:
+        self.auth = auth
+
+    def on_item_imported(self, ctx: HandlerContext, event: Event) -> None:
+        """Gold items join the gold set; pool items come through sampler batches instead."""
+        msg = event.message
+        assert isinstance(msg, events_pb2.ItemImported)
+        if not msg.gold_answer:
+            return
+        routing = common_pb2.RoutingMetadata()
+        routing.CopyFrom(msg.routing)
+        routing.reason = common_pb2.ROUTING_REASON_GOLD
+        store.add_gold_item(
+            ctx.conn,
+            msg.item.project,
+            msg.item.item_id,
+            msg.item.content.SerializeToString(),
+            msg.gold_answer,
+            routing.SerializeToString(),
+        )
+
+    def on_prediction(self, ctx: HandlerContext, event: Event) -> None:
+        msg = event.message
+        assert isinstance(msg, events_pb2.PredictionMade)
+        if msg.prediction.item_id and msg.prediction.predicted_class:
+            store.save_prelabel(ctx.conn, msg.prediction)
+
+    def on_consensus(self, ctx: HandlerContext, event: Event) -> None:
+        msg = event.message
+        assert isinstance(msg, events_pb2.ConsensusUpdated)
+        outcome = store.apply_consensus(
+            ctx.conn, msg.consensus.item_id, msg.consensus.status, msg.requested_overlap
+        )
+        log.debug("consensus for %s: %s", msg.consensus.item_id, outcome)
+
+    def on_review(self, ctx: HandlerContext, event: Event) -> None:
+        msg = event.message
+        assert isinstance(msg, events_pb2.ReviewRequested)
+        routing = common_pb2.RoutingMetadata()
+        routing.CopyFrom(msg.routing)
+        routing.reason = common_pb2.ROUTING_REASON_REVIEW
+        outcome = store.open_review(
+            ctx.conn, msg.item_id, msg.project, routing.SerializeToString(), msg.kind
+        )
+        if outcome == "unknown":
+            log.warning(
+                "review requested for item %s, which this gateway never queued", msg.item_id
+            )
+
+    def on_annotator_status(self, ctx: HandlerContext, event: Event) -> None:
+        msg = event.message
+        assert isinstance(msg, events_pb2.AnnotatorStatusChanged)
+        status = STATUSES.get(msg.status)
+        if status is None:
+            raise ValueError(f"annotator status {msg.status} is not one the gateway knows")
+        if not store.set_status(ctx.conn, msg.annotator_id, status, msg.reason):
+            log.warning("status change for unknown annotator %s ignored", msg.annotator_id)
+        self.auth.forget(msg.annotator_id)
+
+    def routes(self) -> dict[str, Handler]:
+        return {
+            ITEMS_IMPORTED.name: self.on_item_imported,
+            PREDICTIONS.name: self.on_prediction,
+            LABELS_CONSENSUS.name: self.on_consensus,
+            REVIEWS_REQUESTED.name: self.on_review,
+            ANNOTATORS_STATUS.name: self.on_annotator_status,
+        }

@@ -1,0 +1,61 @@
+"""The gateway's domain metrics (`strata_gateway_...`), next to the kit's."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_SUBMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
+
+
+class GatewayMetrics:
+    def __init__(self, service: str, registry: CollectorRegistry) -> None:
+        p = f"strata_{service}"
+        r = registry
+        self.tasks_assigned = Counter(
+            f"{p}_tasks_assigned_total",
+            "Tasks leased to annotators",
+            ["project", "kind"],
+            registry=r,
+        )
+        self.labels_submitted = Counter(
+            f"{p}_labels_submitted_total",
+            "SubmitLabel outcomes: accepted, duplicate, or the rejection's status code",
+            ["project", "outcome"],
+            registry=r,
+        )
+        self.lease_expiries = Counter(
+            f"{p}_lease_expiries_total",
+            "Leases that ran out and went back to the queue",
+            ["project"],
+            registry=r,
+        )
+        self.tasks_skipped = Counter(
+            f"{p}_tasks_skipped_total", "Tasks skipped by annotators", ["project"], registry=r
+        )
+        self.queue_ready = Gauge(
+            f"{p}_queue_ready_slots",
+            "Label slots waiting for an annotator",
+            ["project"],
+            registry=r,
+        )
+        self.submit_seconds = Histogram(
+            f"{p}_submit_seconds",
+            "SubmitLabel time from arrival to durable commit",
+            buckets=_SUBMIT_BUCKETS,
+            registry=r,
+        )
+        self.submit_batch_size = Histogram(
+            f"{p}_submit_batch_labels",
+            "Labels committed per group-commit transaction",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.sampler_batches = Counter(
+            f"{p}_sampler_batches_total",
+            "Batches pulled from the sampler, by outcome",
+            ["project", "outcome"],
+            registry=r,
+        )
+        self.sampler_items = Counter(
+            f"{p}_sampler_items_total", "Items queued from sampler batches", ["project"], registry=r
+        )

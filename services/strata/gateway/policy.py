@@ -1,0 +1,194 @@
+"""Assignment and submission policy: pure decisions, no I/O.
+
+The store gathers candidates and task snapshots under row locks; these
+functions decide what an annotator gets and whether a label is accepted.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+
+import grpc
+
+from strata.v1 import common_pb2
+
+ROLES = {
+    common_pb2.ROLE_ANNOTATOR: "annotator",
+    common_pb2.ROLE_REVIEWER: "reviewer",
+    common_pb2.ROLE_ADMIN: "admin",
+}
+ROLE_ENUM = {name: value for value, name in ROLES.items()}
+STATUSES = {
+    common_pb2.ANNOTATOR_STATUS_ACTIVE: "active",
+    common_pb2.ANNOTATOR_STATUS_RETRAIN: "retrain",
+    common_pb2.ANNOTATOR_STATUS_BLOCKED: "blocked",
+}
+STATUS_ENUM = {name: value for value, name in STATUSES.items()}
+REVIEWER_ROLES = ("reviewer", "admin")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, from their token."""
+
+    annotator_id: str
+    role: str
+    status: str = "active"
+    status_reason: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def reviews(self) -> bool:
+        return self.role in REVIEWER_ROLES
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A unit of work an annotator could be given."""
+
+    unit_id: int
+    item_id: str
+    kind: str  # label | gold | review
+
+
+def roll_gold(rng: random.Random, gold_rate: float) -> bool:
+    """Each task is gold with probability `gold_rate`, independently: no pattern to learn."""
+    return gold_rate > 0 and rng.random() < gold_rate
+
+
+def choose_unit(
+    principal: Principal,
+    *,
+    regular: Candidate | None,
+    gold: Candidate | None,
+    review: Candidate | None,
+    gold_roll: bool,
+) -> Candidate | None:
+    """What `principal` gets next, or None.
+
+    Gold is only ever served in place of a real task, so an empty queue never
+    hands out gold and gold cannot be told apart by when it arrives.
+    Annotators in retraining get gold tasks only, until quality re-activates them.
+    """
+    if principal.status == "blocked":
+        return None
+    if principal.status == "retrain":
+        return gold
+    if review is not None and principal.reviews:
+        return review
+    if regular is None:
+        return None
+    if gold_roll and gold is not None:
+        return gold
+    return regular
+
+
+# -- submissions ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskSnapshot:
+    """A task and its unit as read, locked, in the submitting transaction."""
+
+    task_id: str
+    annotator_id: str
+    state: str  # leased | labeled | skipped | expired | released
+    kind: str
+    lease_expires_at: datetime
+    ontology_version: str
+    unit_state: str  # open | done | closed
+    unit_slots_open: int
+
+
+@dataclass(frozen=True)
+class Accept:
+    """The label is accepted; `reclaim_slot` when it fills a slot its expired lease gave back."""
+
+    reclaim_slot: bool = False
+
+
+@dataclass(frozen=True)
+class Reject:
+    code: grpc.StatusCode
+    message: str
+
+
+def check_value(value: str, duration_ms: int, max_value_bytes: int) -> Reject | None:
+    """Checks that need no database: empty, oversized, negative duration."""
+    if not value.strip():
+        return Reject(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "value is empty: send one of the class names listed on the task",
+        )
+    if len(value.encode()) > max_value_bytes:
+        return Reject(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"value is {len(value.encode())} bytes; at most {max_value_bytes} are allowed "
+            "(send a class name, not free text)",
+        )
+    if duration_ms < 0:
+        return Reject(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"duration_ms must be zero or positive, got {duration_ms}",
+        )
+    return None
+
+
+def not_found(task_id: str) -> Reject:
+    # Same answer whether the task does not exist or is someone else's: no probing.
+    return Reject(grpc.StatusCode.NOT_FOUND, f"no task {task_id} is assigned to you")
+
+
+def check_submission(
+    task: TaskSnapshot | None,
+    principal: Principal,
+    value: str,
+    classes: list[str],
+    now: datetime,
+    *,
+    task_id: str,
+) -> Accept | Reject:
+    """May `principal` label `task` with `value` now?"""
+    if principal.status == "blocked":
+        return Reject(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"annotator {principal.annotator_id} is blocked"
+            + (f" ({principal.status_reason})" if principal.status_reason else "")
+            + "; ask a project admin",
+        )
+    if task is None or task.annotator_id != principal.annotator_id:
+        return not_found(task_id)
+    if task.state == "labeled":
+        return Reject(
+            grpc.StatusCode.ALREADY_EXISTS,
+            f"task {task_id} already has your label; resend with the same client_label_id "
+            "to get its id, or ask for a new task",
+        )
+    if task.state in ("skipped", "released"):
+        return Reject(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"task {task_id} was {task.state} and no longer takes a label; ask for a new task",
+        )
+    if value not in classes:
+        shown = ", ".join(repr(c) for c in classes[:20]) + (" ..." if len(classes) > 20 else "")
+        return Reject(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"{value[:64]!r} is not a class of contract version {task.ontology_version}; "
+            f"use one of {shown}",
+        )
+    if task.state == "leased":
+        # Past its expiry but not yet swept: the slot is still this task's.
+        return Accept()
+    # state == "expired": the slot went back to the queue. Take it back if nobody has.
+    if task.unit_state == "open" and task.unit_slots_open > 0:
+        return Accept(reclaim_slot=True)
+    return Reject(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"the lease on task {task_id} expired at {task.lease_expires_at.isoformat()} "
+        "and the item was given to another annotator; ask for a new task",
+    )

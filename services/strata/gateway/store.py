@@ -1,0 +1,654 @@
+"""The gateway's SQL. Every function runs inside the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from strata.common import outbox
+from strata.common.events import OutgoingEvent
+from strata.gateway.contract import contract_digest
+from strata.gateway.policy import Candidate, Principal, TaskSnapshot
+from strata.v1 import common_pb2
+
+Conn = psycopg.Connection[Any]
+
+
+class ContractConflict(Exception):
+    """The version is already loaded with different content."""
+
+
+class AnnotatorExists(Exception):
+    """CreateAnnotator for an id that is taken."""
+
+
+# -- audit -----------------------------------------------------------------
+
+
+def audit(conn: Conn, actor: str, action: str, target: str = "", **detail: Any) -> None:
+    """Record an admin action."""
+    conn.execute(
+        "INSERT INTO audit_log (actor, action, target, detail) VALUES (%s, %s, %s, %s)",
+        (actor, action, target, Jsonb(detail)),
+    )
+
+
+# -- contracts ---------------------------------------------------------------
+
+
+def save_contract(
+    conn: Conn, contract: common_pb2.LabelingContract, document: str, actor: str
+) -> bool:
+    """Store a new version; False when the same content was already loaded."""
+    digest = contract_digest(contract)
+    row = conn.execute(
+        "SELECT digest FROM contracts WHERE project = %s AND version = %s",
+        (contract.project, contract.version),
+    ).fetchone()
+    if row is not None:
+        if row[0] == digest:
+            return False
+        raise ContractConflict(contract.version)
+    conn.execute(
+        "INSERT INTO contracts (project, version, document, contract, digest, loaded_by) "
+        "VALUES (%s, %s, %s, %s, %s, %s)",
+        (contract.project, contract.version, document, contract.SerializeToString(), digest, actor),
+    )
+    return True
+
+
+def _contract_from_row(row: Sequence[Any]) -> common_pb2.LabelingContract:
+    contract = common_pb2.LabelingContract.FromString(bytes(row[0]))
+    contract.loaded_at.FromDatetime(row[1])
+    return contract
+
+
+def load_contract(
+    conn: Conn, project: str, version: str | None = None
+) -> common_pb2.LabelingContract | None:
+    """A contract version, or the project's latest when `version` is None."""
+    if version:
+        row = conn.execute(
+            "SELECT contract, loaded_at FROM contracts WHERE project = %s AND version = %s",
+            (project, version),
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT contract, loaded_at FROM contracts WHERE project = %s "
+            "ORDER BY loaded_at DESC, version DESC LIMIT 1",
+            (project,),
+        ).fetchone()
+    return _contract_from_row(row) if row else None
+
+
+def projects(conn: Conn) -> list[str]:
+    """Projects that have a contract."""
+    return [r[0] for r in conn.execute("SELECT DISTINCT project FROM contracts ORDER BY 1")]
+
+
+# -- annotators and tokens ---------------------------------------------------
+
+
+def create_annotator(conn: Conn, annotator_id: str, display_name: str, role: str) -> None:
+    cur = conn.execute(
+        "INSERT INTO annotators (annotator_id, display_name, role) VALUES (%s, %s, %s) "
+        "ON CONFLICT (annotator_id) DO NOTHING",
+        (annotator_id, display_name, role),
+    )
+    if cur.rowcount == 0:
+        raise AnnotatorExists(annotator_id)
+
+
+def ensure_admin(conn: Conn, annotator_id: str, token_hash: str, expires_at: datetime) -> None:
+    """The bootstrap admin and its token exist (idempotent)."""
+    conn.execute(
+        "INSERT INTO annotators (annotator_id, display_name, role) VALUES (%s, 'bootstrap admin', "
+        "'admin') ON CONFLICT (annotator_id) DO NOTHING",
+        (annotator_id,),
+    )
+    cur = conn.execute(
+        "INSERT INTO tokens (token_hash, annotator_id, expires_at) VALUES (%s, %s, %s) "
+        "ON CONFLICT (token_hash) DO NOTHING",
+        (token_hash, annotator_id, expires_at),
+    )
+    if cur.rowcount:
+        audit(conn, "system", "bootstrap_admin", annotator_id)
+
+
+def annotator_exists(conn: Conn, annotator_id: str) -> bool:
+    row = conn.execute("SELECT 1 FROM annotators WHERE annotator_id = %s", (annotator_id,))
+    return row.fetchone() is not None
+
+
+def insert_token(conn: Conn, annotator_id: str, token_hash: str, expires_at: datetime) -> None:
+    conn.execute(
+        "INSERT INTO tokens (token_hash, annotator_id, expires_at) VALUES (%s, %s, %s)",
+        (token_hash, annotator_id, expires_at),
+    )
+
+
+def revoke_tokens(conn: Conn, annotator_id: str) -> int:
+    cur = conn.execute(
+        "UPDATE tokens SET revoked_at = now() WHERE annotator_id = %s AND revoked_at IS NULL",
+        (annotator_id,),
+    )
+    return cur.rowcount
+
+
+def lookup_token(conn: Conn, token_hash: str) -> tuple[Principal, datetime, bool] | None:
+    row = conn.execute(
+        "SELECT a.annotator_id, a.role, a.status, a.status_reason, t.expires_at, "
+        "t.revoked_at IS NOT NULL FROM tokens t JOIN annotators a USING (annotator_id) "
+        "WHERE t.token_hash = %s",
+        (token_hash,),
+    ).fetchone()
+    if row is None:
+        return None
+    return Principal(row[0], row[1], row[2], row[3]), row[4], bool(row[5])
+
+
+@dataclass(frozen=True)
+class AnnotatorRow:
+    annotator_id: str
+    display_name: str
+    role: str
+    status: str
+    status_reason: str
+    labels_submitted: int
+
+
+def list_annotators(conn: Conn, project: str) -> list[AnnotatorRow]:
+    rows = conn.execute(
+        "SELECT a.annotator_id, a.display_name, a.role, a.status, a.status_reason, "
+        "count(l.label_id) FROM annotators a LEFT JOIN labels l ON l.annotator_id = "
+        "a.annotator_id AND (%s = '' OR l.project = %s) "
+        "GROUP BY a.annotator_id ORDER BY a.annotator_id",
+        (project, project),
+    ).fetchall()
+    return [AnnotatorRow(*r) for r in rows]
+
+
+def set_status(conn: Conn, annotator_id: str, status: str, reason: str) -> bool:
+    """Change an annotator's status; a blocked one's open leases go back to the queue."""
+    cur = conn.execute(
+        "UPDATE annotators SET status = %s, status_reason = %s, status_changed_at = now() "
+        "WHERE annotator_id = %s",
+        (status, reason, annotator_id),
+    )
+    if cur.rowcount == 0:
+        return False
+    if status != "active":
+        release_leases(conn, annotator_id)
+    return True
+
+
+def release_leases(conn: Conn, annotator_id: str) -> int:
+    """Return every task `annotator_id` holds to the queue."""
+    rows = conn.execute(
+        "UPDATE tasks SET state = 'released', finished_at = now() "
+        "WHERE annotator_id = %s AND state = 'leased' RETURNING unit_id, kind",
+        (annotator_id,),
+    ).fetchall()
+    _return_slots(conn, [r[0] for r in rows if r[1] != "gold"])
+    return len(rows)
+
+
+def _lock_units(conn: Conn, unit_ids: list[int]) -> None:
+    # In id order, so transactions touching several units never deadlock; NO KEY
+    # UPDATE so new tasks (a foreign key to the unit) are not blocked meanwhile.
+    conn.execute(
+        "SELECT 1 FROM units WHERE unit_id = ANY(%s) ORDER BY unit_id FOR NO KEY UPDATE",
+        (unit_ids,),
+    )
+
+
+def _return_slots(conn: Conn, unit_ids: Iterable[int]) -> None:
+    counts: dict[int, int] = {}
+    for unit_id in unit_ids:
+        counts[unit_id] = counts.get(unit_id, 0) + 1
+    if not counts:
+        return
+    ids = sorted(counts)
+    _lock_units(conn, ids)
+    conn.execute(
+        "UPDATE units u SET slots_open = u.slots_open + c.n, updated_at = now() "
+        "FROM unnest(%s::bigint[], %s::int[]) AS c(unit_id, n) "
+        "WHERE u.unit_id = c.unit_id AND u.state = 'open'",
+        (ids, [counts[i] for i in ids]),
+    )
+
+
+# -- items and units -----------------------------------------------------------
+
+
+def add_pool_items(
+    conn: Conn,
+    project: str,
+    items: Sequence[tuple[str, bytes, bytes, int]],
+    overlap: int,
+) -> int:
+    """Queue sampler items (item_id, content, routing, reason) in the order given.
+
+    An item already queued is left alone, unless the sampler sends it back for
+    relabeling: then its unit reopens for `overlap` more annotators.
+    """
+    added = 0
+    for item_id, content, routing, reason in items:
+        conn.execute(
+            "INSERT INTO items (item_id, project, content) VALUES (%s, %s, %s) "
+            "ON CONFLICT (item_id) DO NOTHING",
+            (item_id, project, content),
+        )
+        cur = conn.execute(
+            "INSERT INTO units (item_id, project, kind, target, slots_open, routing) "
+            "VALUES (%s, %s, 'label', %s, %s, %s) ON CONFLICT DO NOTHING",
+            (item_id, project, overlap, overlap, routing),
+        )
+        if cur.rowcount:
+            added += 1
+        elif reason == common_pb2.ROUTING_REASON_RELABEL:
+            cur = conn.execute(
+                "UPDATE units SET state = 'open', target = target + %s, "
+                "slots_open = slots_open + %s, routing = %s, updated_at = now(), "
+                "seq = nextval(pg_get_serial_sequence('units', 'seq')) "
+                "WHERE item_id = %s AND kind = 'label' AND state <> 'open'",
+                (overlap, overlap, routing, item_id),
+            )
+            added += cur.rowcount
+    return added
+
+
+def add_gold_item(
+    conn: Conn, project: str, item_id: str, content: bytes, answer: str, routing: bytes
+) -> bool:
+    conn.execute(
+        "INSERT INTO items (item_id, project, content, gold_answer) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (item_id) DO UPDATE SET gold_answer = EXCLUDED.gold_answer",
+        (item_id, project, content, answer),
+    )
+    cur = conn.execute(
+        "INSERT INTO units (item_id, project, kind, target, slots_open, routing) "
+        "VALUES (%s, %s, 'gold', 0, 0, %s) ON CONFLICT DO NOTHING",
+        (item_id, project, routing),
+    )
+    return cur.rowcount > 0
+
+
+def open_slots(conn: Conn, project: str) -> int:
+    """Label slots not yet leased: the ready queue depth."""
+    row = conn.execute(
+        "SELECT coalesce(sum(slots_open), 0) FROM units "
+        "WHERE project = %s AND kind = 'label' AND state = 'open' AND slots_open > 0",
+        (project,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+_NOT_SEEN = "NOT EXISTS (SELECT 1 FROM tasks t WHERE t.item_id = u.item_id AND t.annotator_id = %s)"
+
+
+def find_candidates(
+    conn: Conn, project: str, annotator_id: str, reviews: bool
+) -> tuple[Candidate | None, Candidate | None, Candidate | None]:
+    """(regular, gold, review) candidates; regular and review rows are locked.
+
+    The same queries run whichever is chosen, so gold costs no extra time.
+    """
+    row = conn.execute(
+        "SELECT u.unit_id, u.item_id FROM units u WHERE u.project = %s AND u.kind = 'label' "
+        f"AND u.state = 'open' AND u.slots_open > 0 AND {_NOT_SEEN} "
+        "ORDER BY u.seq LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED",
+        (project, annotator_id),
+    ).fetchone()
+    regular = Candidate(row[0], row[1], "label") if row else None
+    row = conn.execute(
+        "SELECT u.unit_id, u.item_id FROM units u WHERE u.project = %s AND u.kind = 'gold' "
+        f"AND {_NOT_SEEN} ORDER BY random() LIMIT 1",
+        (project, annotator_id),
+    ).fetchone()
+    gold = Candidate(row[0], row[1], "gold") if row else None
+    review = None
+    if reviews:
+        row = conn.execute(
+            "SELECT u.unit_id, u.item_id FROM units u WHERE u.project = %s "
+            "AND u.kind = 'review' AND u.state = 'open' AND u.slots_open > 0 "
+            f"AND {_NOT_SEEN} ORDER BY u.seq LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED",
+            (project, annotator_id),
+        ).fetchone()
+        review = Candidate(row[0], row[1], "review") if row else None
+    return regular, gold, review
+
+
+@dataclass(frozen=True)
+class LeasedTask:
+    task_id: str
+    item_id: str
+    content: bytes
+    prelabel: common_pb2.PreLabel | None
+    lease_expires_at: datetime
+
+
+def lease(
+    conn: Conn,
+    candidate: Candidate,
+    project: str,
+    annotator_id: str,
+    ontology_version: str,
+    lease_seconds: int,
+    show_prelabel: bool,
+) -> LeasedTask:
+    """Lease `candidate` to `annotator_id`; records the pre-label shown, if any."""
+    row = conn.execute(
+        "SELECT i.content, p.value, p.confidence, p.model_version, p.calibrated "
+        "FROM items i LEFT JOIN prelabels p USING (item_id) WHERE i.item_id = %s",
+        (candidate.item_id,),
+    ).fetchone()
+    assert row is not None, "a unit always has its item"
+    prelabel = None
+    if show_prelabel and row[1] is not None:
+        prelabel = common_pb2.PreLabel(
+            value=row[1], confidence=row[2], model_version=row[3], calibrated=row[4]
+        )
+    task_id = uuid.uuid4()
+    expires = conn.execute(
+        "INSERT INTO tasks (task_id, unit_id, item_id, project, annotator_id, kind, "
+        "ontology_version, lease_expires_at, shown_prelabel) VALUES "
+        "(%s, %s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s), %s) "
+        "RETURNING lease_expires_at",
+        (
+            task_id,
+            candidate.unit_id,
+            candidate.item_id,
+            project,
+            annotator_id,
+            candidate.kind,
+            ontology_version,
+            lease_seconds,
+            prelabel.SerializeToString() if prelabel else None,
+        ),
+    ).fetchone()
+    assert expires is not None
+    if candidate.kind != "gold":
+        conn.execute(
+            "UPDATE units SET slots_open = slots_open - 1, updated_at = now() WHERE unit_id = %s",
+            (candidate.unit_id,),
+        )
+    return LeasedTask(str(task_id), candidate.item_id, bytes(row[0]), prelabel, expires[0])
+
+
+def expire_leases(conn: Conn, limit: int = 1000) -> list[str]:
+    """Return expired leases to the queue; the projects of the expired tasks."""
+    rows = conn.execute(
+        "UPDATE tasks SET state = 'expired', finished_at = now() WHERE task_id IN ("
+        "SELECT task_id FROM tasks WHERE state = 'leased' AND lease_expires_at < now() "
+        "ORDER BY lease_expires_at LIMIT %s FOR NO KEY UPDATE SKIP LOCKED) "
+        "RETURNING unit_id, kind, project",
+        (limit,),
+    ).fetchall()
+    _return_slots(conn, [r[0] for r in rows if r[1] != "gold"])
+    return [r[2] for r in rows]
+
+
+def skip_task(conn: Conn, task_id: str, annotator_id: str, reason: str) -> str | None:
+    """Skip a leased task; None when it is not this annotator's, else its previous state."""
+    row = conn.execute(
+        "SELECT state, unit_id, kind FROM tasks WHERE task_id = %s AND annotator_id = %s "
+        "FOR NO KEY UPDATE",
+        (task_id, annotator_id),
+    ).fetchone()
+    if row is None:
+        return None
+    if row[0] != "leased":
+        return str(row[0])
+    conn.execute(
+        "UPDATE tasks SET state = 'skipped', skip_reason = %s, finished_at = now() "
+        "WHERE task_id = %s",
+        (reason[:500], task_id),
+    )
+    if row[2] != "gold":
+        _return_slots(conn, [row[1]])
+    return "leased"
+
+
+# -- submissions -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """A locked task with what its label event needs."""
+
+    snapshot: TaskSnapshot
+    unit_id: int
+    item_id: str
+    project: str
+    routing: bytes
+    gold_answer: str | None
+    shown_prelabel: bytes | None
+
+
+_LOCK_TASKS = (
+    "SELECT t.task_id, t.annotator_id, t.state, t.kind, t.lease_expires_at, "
+    "t.ontology_version, u.state, u.slots_open, t.unit_id, t.item_id, t.project, "
+    "u.routing, i.gold_answer, t.shown_prelabel "
+    "FROM tasks t JOIN units u USING (unit_id) JOIN items i ON i.item_id = t.item_id "
+    "WHERE t.task_id = ANY(%s::uuid[]) ORDER BY t.task_id FOR NO KEY UPDATE OF t"
+)
+_EXISTING_LABELS = (
+    "SELECT l.annotator_id, l.client_label_id, l.label_id, l.task_id FROM labels l "
+    "JOIN unnest(%s::text[], %s::text[]) AS k(a, c) "
+    "ON l.annotator_id = k.a AND l.client_label_id = k.c"
+)
+
+
+@dataclass(frozen=True)
+class SubmitView:
+    """What a batch of submissions is decided on, read in one round trip."""
+
+    now: datetime
+    tasks: dict[str, TaskContext]
+    # (annotator_id, client_label_id) -> (label_id, task_id) for keys already used.
+    existing: dict[tuple[str, str], tuple[str, str]]
+
+
+def read_for_submit(
+    conn: Conn, task_ids: Sequence[str], keys: Sequence[tuple[str, str]]
+) -> SubmitView:
+    """Lock the batch's tasks (in id order, so batches never deadlock) and find used keys."""
+    with conn.pipeline():
+        now_cur = conn.execute("SELECT now()")
+        existing_cur = conn.execute(_EXISTING_LABELS, ([k[0] for k in keys], [k[1] for k in keys]))
+        tasks_cur = conn.execute(_LOCK_TASKS, (list(task_ids),))
+    now_row = now_cur.fetchone()
+    assert now_row is not None
+    tasks = {}
+    for r in tasks_cur.fetchall():
+        snap = TaskSnapshot(str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7])
+        tasks[str(r[0])] = TaskContext(
+            snap,
+            r[8],
+            r[9],
+            r[10],
+            bytes(r[11]),
+            r[12],
+            bytes(r[13]) if r[13] is not None else None,
+        )
+    existing = {(r[0], r[1]): (str(r[2]), str(r[3])) for r in existing_cur.fetchall()}
+    return SubmitView(now_row[0], tasks, existing)
+
+
+@dataclass(frozen=True)
+class NewLabel:
+    label_id: str
+    task_id: str
+    item_id: str
+    project: str
+    annotator_id: str
+    client_label_id: str
+    value: str
+    ontology_version: str
+    duration_ms: int
+    source: common_pb2.LabelSource
+    gold: bool
+    unit_id: int
+    reclaim_slot: bool
+
+
+def insert_labels(conn: Conn, labels: Sequence[NewLabel], events: Sequence[OutgoingEvent]) -> None:
+    """Write labels and their events, close their tasks, count them on their units.
+
+    Nothing is fetched, so in pipeline mode it all travels with the COMMIT. The
+    units are locked in id order first (deadlock-free).
+    """
+    per_unit: dict[int, list[int]] = {}
+    for lab in labels:
+        entry = per_unit.setdefault(lab.unit_id, [0, 0])
+        entry[0] += 1
+        entry[1] += 1 if lab.reclaim_slot else 0
+    ids = sorted(per_unit)
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO labels (label_id, task_id, item_id, project, annotator_id, "
+            "client_label_id, value, ontology_version, duration_ms, source, gold) "
+            "SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[], "
+            "%s::text[], %s::text[], %s::text[], %s::bigint[], %s::int[], %s::bool[])",
+            (
+                [lab.label_id for lab in labels],
+                [lab.task_id for lab in labels],
+                [lab.item_id for lab in labels],
+                [lab.project for lab in labels],
+                [lab.annotator_id for lab in labels],
+                [lab.client_label_id for lab in labels],
+                [lab.value for lab in labels],
+                [lab.ontology_version for lab in labels],
+                [lab.duration_ms for lab in labels],
+                [int(lab.source) for lab in labels],
+                [lab.gold for lab in labels],
+            ),
+        )
+        cur.execute(
+            "UPDATE tasks SET state = 'labeled', finished_at = now() "
+            "WHERE task_id = ANY(%s::uuid[])",
+            ([lab.task_id for lab in labels],),
+        )
+        cur.execute(
+            "WITH locked AS (SELECT unit_id FROM units WHERE unit_id = ANY(%s) "
+            "ORDER BY unit_id FOR NO KEY UPDATE) "
+            "UPDATE units u SET labels = u.labels + c.n, slots_open = u.slots_open - c.reclaimed, "
+            "updated_at = now() "
+            "FROM unnest(%s::bigint[], %s::int[], %s::int[]) AS c(unit_id, n, reclaimed) "
+            "JOIN locked USING (unit_id) WHERE u.unit_id = c.unit_id",
+            (ids, ids, [per_unit[i][0] for i in ids], [per_unit[i][1] for i in ids]),
+        )
+        outbox.enqueue_many(conn, list(events))
+
+
+# -- what other services tell the gateway -----------------------------------------
+
+
+def apply_consensus(conn: Conn, item_id: str, status: int, requested_overlap: int) -> str:
+    """Close a decided item, or open more slots when quality wants more annotators."""
+    decided = status in (common_pb2.CONSENSUS_STATUS_ACCEPTED, common_pb2.CONSENSUS_STATUS_EXPERT)
+    row = conn.execute(
+        "SELECT unit_id, target, state FROM units WHERE item_id = %s AND kind = 'label' "
+        "FOR NO KEY UPDATE",
+        (item_id,),
+    ).fetchone()
+    if row is None:
+        return "unknown"
+    unit_id, target, state = row
+    if decided:
+        conn.execute(
+            "UPDATE units SET state = 'done', slots_open = 0, updated_at = now() "
+            "WHERE unit_id = %s",
+            (unit_id,),
+        )
+        conn.execute(
+            "UPDATE units SET state = 'done', slots_open = 0, updated_at = now() "
+            "WHERE item_id = %s AND kind = 'review' AND state = 'open'",
+            (item_id,),
+        )
+        return "decided"
+    if requested_overlap > target and state == "open":
+        live = conn.execute(
+            "SELECT count(*) FROM tasks WHERE unit_id = %s AND state IN ('leased', 'labeled')",
+            (unit_id,),
+        ).fetchone()
+        assert live is not None
+        conn.execute(
+            "UPDATE units SET target = %s, slots_open = greatest(%s - %s, 0), updated_at = now() "
+            "WHERE unit_id = %s",
+            (requested_overlap, requested_overlap, live[0], unit_id),
+        )
+        return "widened"
+    return "unchanged"
+
+
+def open_review(conn: Conn, item_id: str, project: str, routing: bytes, review_kind: int) -> str:
+    """Turn a review request into a reviewer task; the item stops taking labels."""
+    known = conn.execute("SELECT 1 FROM items WHERE item_id = %s", (item_id,)).fetchone()
+    if known is None:
+        return "unknown"
+    conn.execute(
+        "UPDATE units SET state = 'closed', slots_open = 0, updated_at = now() "
+        "WHERE item_id = %s AND kind = 'label' AND state = 'open'",
+        (item_id,),
+    )
+    cur = conn.execute(
+        "INSERT INTO units (item_id, project, kind, target, slots_open, routing, review_kind) "
+        "VALUES (%s, %s, 'review', 1, 1, %s, %s) ON CONFLICT DO NOTHING",
+        (item_id, project, routing, review_kind),
+    )
+    return "opened" if cur.rowcount else "already open"
+
+
+def save_prelabel(conn: Conn, prediction: common_pb2.Prediction) -> None:
+    """Keep the newest prediction per item."""
+    conn.execute(
+        "INSERT INTO prelabels (item_id, value, confidence, model_version, calibrated, "
+        "predicted_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (item_id) DO UPDATE SET "
+        "value = EXCLUDED.value, confidence = EXCLUDED.confidence, "
+        "model_version = EXCLUDED.model_version, calibrated = EXCLUDED.calibrated, "
+        "predicted_at = EXCLUDED.predicted_at "
+        "WHERE prelabels.predicted_at <= EXCLUDED.predicted_at",
+        (
+            prediction.item_id,
+            prediction.predicted_class,
+            prediction.confidence,
+            prediction.model_version,
+            prediction.calibrated,
+            prediction.predicted_at.ToDatetime(tzinfo=UTC),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    ready: int
+    leased: int
+    completed: int
+    gold_tasks: int
+    review_tasks: int
+    labels_total: int
+
+
+def queue_counts(conn: Conn, project: str) -> QueueCounts:
+    row = conn.execute(
+        "SELECT "
+        "(SELECT coalesce(sum(slots_open), 0) FROM units WHERE project = %(p)s AND kind = 'label' "
+        " AND state = 'open'), "
+        "(SELECT count(*) FROM tasks WHERE project = %(p)s AND state = 'leased'), "
+        "(SELECT count(*) FROM units WHERE project = %(p)s AND kind = 'label' AND state = 'done'), "
+        "(SELECT count(*) FROM units WHERE project = %(p)s AND kind = 'gold'), "
+        "(SELECT count(*) FROM units WHERE project = %(p)s AND kind = 'review' "
+        " AND state = 'open'), "
+        "(SELECT count(*) FROM labels WHERE project = %(p)s)",
+        {"p": project},
+    ).fetchone()
+    assert row is not None
+    return QueueCounts(*(int(v) for v in row))

@@ -1,0 +1,181 @@
+"""What gateway integration tests share: an item source, a started gateway, admin helpers.
+
+`ScriptedSampler` is a real gRPC server on a real port that serves the
+Sampler contract's NextBatch from a fixed, ranked list: the gateway's tests
+need items in a known order, and the sampler service (issue 5) has not
+landed. Its ranking is the list order; each item is handed out once.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent import futures
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import grpc
+from strata.common.config import ServiceConfig
+from strata.common.events import OutgoingEvent, make_event
+from strata.common.service import ServiceRuntime
+from strata.common.topics import ITEMS_IMPORTED
+from strata.gateway.__main__ import build
+from strata.gateway.auth import new_token
+from strata.gateway.config import GatewayConfig
+from strata.v1 import (
+    common_pb2,
+    events_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    sampler_pb2,
+    sampler_pb2_grpc,
+)
+
+
+class ScriptedSampler(sampler_pb2_grpc.SamplerServicer):
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queues: dict[str, list[sampler_pb2.BatchItem]] = {}
+        self.requests: list[sampler_pb2.NextBatchRequest] = []
+
+    def add(self, project: str, items: Sequence[tuple[str, str]], reason: int = 1) -> None:
+        """Queue (item_id, text) pairs for `project`, ranked in the order given."""
+        with self._lock:
+            queue = self._queues.setdefault(project, [])
+            for rank, (item_id, text) in enumerate(items):
+                queue.append(
+                    sampler_pb2.BatchItem(
+                        item=common_pb2.Item(
+                            item_id=item_id,
+                            project=project,
+                            content=common_pb2.ItemContent(text=text),
+                        ),
+                        routing=common_pb2.RoutingMetadata(
+                            trace_id=uuid.uuid4().hex,
+                            source_service="sampler",
+                            reason=reason,  # type: ignore[arg-type]
+                            project=project,
+                            score=1.0 / (rank + 1),
+                        ),
+                    )
+                )
+
+    def NextBatch(self, request, context):  # type: ignore[no-untyped-def]
+        with self._lock:
+            self.requests.append(request)
+            queue = self._queues.get(request.project, [])
+            batch, self._queues[request.project] = queue[: request.size], queue[request.size :]
+        return sampler_pb2.NextBatchResponse(items=batch, batch_id=uuid.uuid4().hex)
+
+
+@contextmanager
+def scripted_sampler() -> Iterator[tuple[ScriptedSampler, str]]:
+    servicer = ScriptedSampler()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    sampler_pb2_grpc.add_SamplerServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield servicer, f"127.0.0.1:{port}"
+    finally:
+        server.stop(0)
+
+
+def contract_doc(project: str, version: str = "v1", **sections: str) -> str:
+    lines = [f"project: {project}", f"version: '{version}'", "classes: [cat, dog, bird]"]
+    lines += [f"{k}: {v}" for k, v in sections.items()]
+    return "\n".join(lines) + "\n"
+
+
+def bearer(token: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {token}")]
+
+
+@dataclass
+class Gateway:
+    runtime: ServiceRuntime
+    channel: grpc.Channel
+    stub: gateway_pb2_grpc.AnnotationGatewayStub
+    admin_token: str
+
+    @property
+    def admin(self) -> list[tuple[str, str]]:
+        return bearer(self.admin_token)
+
+    def load_contract(self, document: str) -> None:
+        self.stub.LoadContract(
+            gateway_pb2.LoadContractRequest(document=document), metadata=self.admin
+        )
+
+    def annotator(
+        self, annotator_id: str, role: int = common_pb2.ROLE_ANNOTATOR
+    ) -> list[tuple[str, str]]:
+        """Create an annotator and return call metadata carrying a fresh token."""
+        self.stub.CreateAnnotator(
+            gateway_pb2.CreateAnnotatorRequest(annotator_id=annotator_id, role=role),  # type: ignore[arg-type]
+            metadata=self.admin,
+        )
+        reply = self.stub.IssueToken(
+            gateway_pb2.IssueTokenRequest(annotator_id=annotator_id), metadata=self.admin
+        )
+        return bearer(reply.token)
+
+
+def enroll(
+    stub: gateway_pb2_grpc.AnnotationGatewayStub, admin: list[tuple[str, str]], ids: Sequence[str]
+) -> list[str]:
+    """Create annotators and issue each a token; returns the tokens in order."""
+    tokens = []
+    for annotator_id in ids:
+        stub.CreateAnnotator(
+            gateway_pb2.CreateAnnotatorRequest(
+                annotator_id=annotator_id, role=common_pb2.ROLE_ANNOTATOR
+            ),
+            metadata=admin,
+        )
+        reply = stub.IssueToken(
+            gateway_pb2.IssueTokenRequest(annotator_id=annotator_id), metadata=admin
+        )
+        tokens.append(reply.token)
+    return tokens
+
+
+def gold_events(project: str, n: int, answer: str) -> list[OutgoingEvent]:
+    """`items.imported` events for `n` gold items, as the sampler publishes them."""
+    out = []
+    for i in range(n):
+        msg = events_pb2.ItemImported(
+            routing=common_pb2.RoutingMetadata(project=project, source_service="sampler"),
+            item=common_pb2.Item(
+                item_id=f"{project}-gold-{i}",
+                project=project,
+                content=common_pb2.ItemContent(text=f"gold text {i}"),
+            ),
+            gold_answer=answer,
+        )
+        out.append(make_event(ITEMS_IMPORTED, msg.item.item_id, msg))
+    return out
+
+
+def gateway_settings(sampler_address: str, **overrides: object) -> GatewayConfig:
+    base: dict[str, object] = {
+        "sampler_address": sampler_address,
+        "admin_token": new_token(),
+        "refill_interval_s": 0.1,
+        "sweep_interval_s": 0.2,
+        "retry_after_ms": 50,
+        "refill_low_water": 20,
+        "refill_batch": 20,
+    }
+    base.update(overrides)
+    return GatewayConfig(**base)  # type: ignore[arg-type]
+
+
+def start_gateway(config: ServiceConfig, settings: GatewayConfig) -> Gateway:
+    runtime = build(config, settings)
+    endpoints = runtime.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{endpoints.grpc_port}")
+    return Gateway(
+        runtime, channel, gateway_pb2_grpc.AnnotationGatewayStub(channel), settings.admin_token
+    )

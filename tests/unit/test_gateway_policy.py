@@ -1,0 +1,204 @@
+"""Assignment and submission policy, and bearer-token auth, without any server."""
+
+import itertools
+import random
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from strata.gateway.auth import Authenticator, AuthError, bearer_token, hash_token, new_token
+from strata.gateway.policy import (
+    Accept,
+    Candidate,
+    Principal,
+    Reject,
+    TaskSnapshot,
+    check_submission,
+    check_value,
+    choose_unit,
+    roll_gold,
+)
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+ANN = Principal("ann", "annotator")
+REVIEWER = Principal("rev", "reviewer")
+REG = Candidate(1, "item-1", "label")
+GOLD = Candidate(2, "gold-1", "gold")
+REVIEW = Candidate(3, "item-9", "review")
+CLASSES = ["cat", "dog"]
+
+
+def test_annotator_gets_regular_work_unless_gold_is_rolled() -> None:
+    assert choose_unit(ANN, regular=REG, gold=GOLD, review=REVIEW, gold_roll=False) == REG
+    assert choose_unit(ANN, regular=REG, gold=GOLD, review=REVIEW, gold_roll=True) == GOLD
+    # No gold left for this annotator: the regular task, never nothing.
+    assert choose_unit(ANN, regular=REG, gold=None, review=None, gold_roll=True) == REG
+
+
+def test_empty_queue_never_serves_gold() -> None:
+    # Gold arriving when nothing else does would tell annotators it is gold.
+    assert choose_unit(ANN, regular=None, gold=GOLD, review=None, gold_roll=True) is None
+
+
+def test_review_tasks_go_to_reviewers_only() -> None:
+    assert choose_unit(REVIEWER, regular=REG, gold=GOLD, review=REVIEW, gold_roll=True) == REVIEW
+    assert choose_unit(ANN, regular=None, gold=None, review=REVIEW, gold_roll=False) is None
+
+
+def test_blocked_gets_nothing_and_retrain_gets_gold_only() -> None:
+    blocked = Principal("b", "annotator", "blocked")
+    retrain = Principal("r", "annotator", "retrain")
+    assert choose_unit(blocked, regular=REG, gold=GOLD, review=None, gold_roll=True) is None
+    assert choose_unit(retrain, regular=REG, gold=GOLD, review=None, gold_roll=False) == GOLD
+    assert choose_unit(retrain, regular=REG, gold=None, review=None, gold_roll=False) is None
+
+
+def test_gold_roll_has_the_contract_rate_and_no_pattern() -> None:
+    rng = random.Random(7)
+    rolls = [roll_gold(rng, 0.1) for _ in range(20_000)]
+    rate = sum(rolls) / len(rolls)
+    assert abs(rate - 0.1) < 4 * (0.1 * 0.9 / len(rolls)) ** 0.5
+    # Not "the first n" nor every tenth: gold positions are spread irregularly.
+    positions = [i for i, r in enumerate(rolls) if r]
+    gaps = {b - a for a, b in itertools.pairwise(positions)}
+    assert positions[0] != 0 or positions[1] != 1
+    assert len(gaps) > 20
+    assert not any(roll_gold(rng, 0.0) for _ in range(1000))
+
+
+def snapshot(**over: object) -> TaskSnapshot:
+    base = dict(
+        task_id="t1",
+        annotator_id="ann",
+        state="leased",
+        kind="label",
+        lease_expires_at=NOW + timedelta(minutes=5),
+        ontology_version="v1",
+        unit_state="open",
+        unit_slots_open=0,
+    )
+    base.update(over)
+    return TaskSnapshot(**base)  # type: ignore[arg-type]
+
+
+def code(outcome: Accept | Reject) -> grpc.StatusCode | None:
+    return outcome.code if isinstance(outcome, Reject) else None
+
+
+def test_valid_label_on_live_lease_is_accepted() -> None:
+    assert check_submission(snapshot(), ANN, "cat", CLASSES, NOW, task_id="t1") == Accept()
+
+
+@pytest.mark.parametrize(
+    ("task", "value", "expected"),
+    [
+        (None, "cat", grpc.StatusCode.NOT_FOUND),
+        (snapshot(annotator_id="someone-else"), "cat", grpc.StatusCode.NOT_FOUND),
+        (snapshot(state="labeled"), "cat", grpc.StatusCode.ALREADY_EXISTS),
+        (snapshot(state="skipped"), "cat", grpc.StatusCode.FAILED_PRECONDITION),
+        (snapshot(), "horse", grpc.StatusCode.INVALID_ARGUMENT),
+        (snapshot(state="expired", unit_slots_open=0), "cat", grpc.StatusCode.FAILED_PRECONDITION),
+        (
+            snapshot(state="expired", unit_state="done", unit_slots_open=1),
+            "cat",
+            grpc.StatusCode.FAILED_PRECONDITION,
+        ),
+    ],
+)
+def test_submission_rejections(
+    task: TaskSnapshot | None, value: str, expected: grpc.StatusCode
+) -> None:
+    outcome = check_submission(task, ANN, value, CLASSES, NOW, task_id="t1")
+    assert code(outcome) == expected
+    assert isinstance(outcome, Reject) and outcome.message
+
+
+def test_someone_elses_task_looks_exactly_like_a_missing_one() -> None:
+    theirs = check_submission(snapshot(annotator_id="x"), ANN, "cat", CLASSES, NOW, task_id="t1")
+    missing = check_submission(None, ANN, "cat", CLASSES, NOW, task_id="t1")
+    assert theirs == missing
+
+
+def test_expired_lease_not_yet_reassigned_takes_its_slot_back() -> None:
+    outcome = check_submission(
+        snapshot(state="expired", unit_slots_open=1), ANN, "cat", CLASSES, NOW, task_id="t1"
+    )
+    assert outcome == Accept(reclaim_slot=True)
+    # Past expiry but not swept yet: the slot was never given away.
+    late = snapshot(lease_expires_at=NOW - timedelta(seconds=1))
+    assert check_submission(late, ANN, "cat", CLASSES, NOW, task_id="t1") == Accept()
+
+
+def test_blocked_annotator_cannot_submit() -> None:
+    outcome = check_submission(
+        snapshot(),
+        Principal("ann", "annotator", "blocked", "gold accuracy 0.40"),
+        "cat",
+        CLASSES,
+        NOW,
+        task_id="t1",
+    )
+    assert code(outcome) == grpc.StatusCode.PERMISSION_DENIED
+    assert "gold accuracy 0.40" in outcome.message  # type: ignore[union-attr]
+
+
+def test_value_checks_before_any_lookup() -> None:
+    assert check_value("cat", 100, 256) is None
+    assert check_value("", 100, 256).code == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[union-attr]
+    assert check_value("   ", 100, 256).code == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[union-attr]
+    assert "at most 256" in check_value("x" * 257, 100, 256).message  # type: ignore[union-attr]
+    assert check_value("cat", -1, 256).code == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[union-attr]
+
+
+# -- auth --------------------------------------------------------------------
+
+
+def test_tokens_are_random_and_only_their_hash_is_kept() -> None:
+    a, b = new_token(), new_token()
+    assert a != b and a.startswith("stk_") and len(a) > 40
+    assert hash_token(a) != a and len(hash_token(a)) == 64
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        [],
+        [("authorization", "stk_abc")],
+        [("authorization", "Basic dXNlcjpwdw==")],
+        [("authorization", "Bearer ")],
+        [("authorization", "Bearer not-a-strata-token")],
+        [("authorization", "Bearer stk_a"), ("authorization", "Bearer stk_b")],
+    ],
+)
+def test_malformed_authorization_is_refused(metadata: list[tuple[str, str]]) -> None:
+    with pytest.raises(AuthError):
+        bearer_token(metadata)
+
+
+def test_authenticator_caches_and_rejects_revoked_and_expired() -> None:
+    token = new_token()
+    calls: list[str] = []
+    state = {"revoked": False, "expires": NOW + timedelta(days=1)}
+
+    def lookup(h: str):  # type: ignore[no-untyped-def]
+        calls.append(h)
+        if h != hash_token(token):
+            return None
+        return Principal("ann", "annotator"), state["expires"], state["revoked"]
+
+    clock = [0.0]
+    auth = Authenticator(lookup, cache_s=2.0, clock=lambda: clock[0])
+    md = [("authorization", f"Bearer {token}")]
+    assert auth.principal(md, NOW).annotator_id == "ann"
+    assert auth.principal(md, NOW).annotator_id == "ann"
+    assert len(calls) == 1  # cached
+    state["revoked"] = True
+    auth.forget("ann")
+    with pytest.raises(AuthError, match="revoked"):
+        auth.principal(md, NOW)
+    state["revoked"] = False
+    clock[0] = 5.0
+    with pytest.raises(AuthError, match="expired"):
+        auth.principal(md, NOW + timedelta(days=2))
+    with pytest.raises(AuthError, match="unknown"):
+        auth.principal([("authorization", f"Bearer {new_token()}")], NOW)
