@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/bus_throughput.py
 	$(PY) bench/gateway_submit.py
 	$(PY) bench/gateway_submit.py --rate 1100
+	$(PY) bench/dawid_skene.py
 
 clean:
 	rm -rf .strata demo-output .pytest_cache .mypy_cache .ruff_cache

@@ -31,7 +31,14 @@ SERVICES = ("sampler", "inference", "gateway", "quality", "training")
 
 def implemented_services() -> list[str]:
     """The services of SERVICES whose package exists in this build."""
-    return [s for s in SERVICES if importlib.util.find_spec(f"strata.{s}") is not None]
+    return [s for s in SERVICES if _runnable(s)]
+
+
+def _runnable(service: str) -> bool:
+    # A package can exist (its pure logic landing first) before it can run.
+    if importlib.util.find_spec(f"strata.{service}") is None:
+        return False
+    return importlib.util.find_spec(f"strata.{service}.__main__") is not None
 
 
 def service_migrations(service: str) -> list[Migration]:

@@ -1,0 +1,1 @@
+"""Quality: consensus, agreement, gold scoring, review routing, dataset reports."""
