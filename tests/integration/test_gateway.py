@@ -12,6 +12,7 @@ from strata.common.config import ServiceConfig
 from strata.common.events import make_event
 from strata.common.topics import (
     ANNOTATORS_STATUS,
+    CONTRACTS,
     LABELS_CONSENSUS,
     LABELS_SUBMITTED,
     PREDICTIONS,
@@ -53,6 +54,10 @@ def gateway(infra: Infra, sampler: tuple[ScriptedSampler, str]) -> Iterator[Gate
     yield gw
     gw.channel.close()
     gw.runtime.stop(grace_s=1.0)
+
+
+def gw_bootstrap(gw: Gateway) -> str:
+    return gw.runtime.config.kafka_bootstrap
 
 
 def project_name() -> str:
@@ -145,6 +150,12 @@ def test_contract_versions_are_immutable_and_labels_keep_theirs(gateway, sampler
         lambda: gw.stub.GetContract(gateway_pb2.GetContractRequest(project="nope"), metadata=ann)
     )
     assert code == Code.NOT_FOUND
+
+    # Every other service learns each version once, from strata.contracts.
+    loaded = read_topic(gw_bootstrap(gw), CONTRACTS, lambda m: m.contract.project == project, 2)
+    assert [m.contract.version for m in loaded] == ["v1", "v2"]
+    assert loaded[1].loaded_by == "admin" and loaded[1].contract.HasField("loaded_at")
+    assert [c.name for c in loaded[1].contract.classes] == ["cat", "dog"]
 
 
 # -- auth ------------------------------------------------------------------------------

@@ -62,6 +62,9 @@ TRAINING_FEEDBACK = TopicSpec(
     1,
     key="project",
 )
+CONTRACTS = TopicSpec(
+    "strata.contracts", events_pb2.ContractLoaded, "contract.loaded", 1, key="project"
+)
 DEADLETTER = TopicSpec(
     "strata.deadletter", events_pb2.DeadLetter, "deadletter", 1, key="original key"
 )
@@ -77,6 +80,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     TRAINING_REQUESTED,
     MODELS_PUBLISHED,
     TRAINING_FEEDBACK,
+    CONTRACTS,
     DEADLETTER,
     PROBE,
 )

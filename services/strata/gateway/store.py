@@ -13,9 +13,10 @@ from psycopg.types.json import Jsonb
 
 from strata.common import outbox
 from strata.common.events import OutgoingEvent
+from strata.common.topics import CONTRACTS
 from strata.gateway.contract import contract_digest
 from strata.gateway.policy import Candidate, Principal, TaskSnapshot
-from strata.v1 import common_pb2
+from strata.v1 import common_pb2, events_pb2
 
 Conn = psycopg.Connection[Any]
 
@@ -55,11 +56,25 @@ def save_contract(
         if row[0] == digest:
             return False
         raise ContractConflict(contract.version)
-    conn.execute(
+    loaded_at = conn.execute(
         "INSERT INTO contracts (project, version, document, contract, digest, loaded_by) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
+        "VALUES (%s, %s, %s, %s, %s, %s) RETURNING loaded_at",
         (contract.project, contract.version, document, contract.SerializeToString(), digest, actor),
+    ).fetchone()
+    assert loaded_at is not None
+    # Every service that applies the contract learns of the new version from this event.
+    event = events_pb2.ContractLoaded(
+        routing=common_pb2.RoutingMetadata(
+            source_service="gateway",
+            project=contract.project,
+            ontology_version=contract.version,
+            trace_id=uuid.uuid4().hex,
+        ),
+        contract=contract,
+        loaded_by=actor,
     )
+    event.contract.loaded_at.FromDatetime(loaded_at[0])
+    outbox.publish(conn, CONTRACTS.name, contract.project, event)
     return True
 
 

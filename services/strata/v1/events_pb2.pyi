@@ -162,6 +162,16 @@ class TrainingFeedback(_message.Message):
     memorization_flags: _containers.RepeatedCompositeFieldContainer[_common_pb2.MemorizationFlag]
     def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., project: _Optional[str] = ..., model_version: _Optional[str] = ..., run_id: _Optional[str] = ..., layer_groups: _Optional[_Iterable[str]] = ..., depth_profiles: _Optional[_Iterable[_Union[_common_pb2.DepthProfile, _Mapping]]] = ..., memorization_flags: _Optional[_Iterable[_Union[_common_pb2.MemorizationFlag, _Mapping]]] = ...) -> None: ...
 
+class ContractLoaded(_message.Message):
+    __slots__ = ("routing", "contract", "loaded_by")
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
+    CONTRACT_FIELD_NUMBER: _ClassVar[int]
+    LOADED_BY_FIELD_NUMBER: _ClassVar[int]
+    routing: _common_pb2.RoutingMetadata
+    contract: _common_pb2.LabelingContract
+    loaded_by: str
+    def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., contract: _Optional[_Union[_common_pb2.LabelingContract, _Mapping]] = ..., loaded_by: _Optional[str] = ...) -> None: ...
+
 class DeadLetter(_message.Message):
     __slots__ = ("original_topic", "partition", "offset", "key", "payload", "headers", "reason", "consumer_group", "attempts", "failed_at", "service")
     class HeadersEntry(_message.Message):
