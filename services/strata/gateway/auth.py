@@ -9,8 +9,6 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-import grpc
-
 from strata.gateway.policy import Principal
 
 TOKEN_PREFIX = "stk_"
@@ -103,7 +101,3 @@ class Authenticator:
             for key, (_, found) in list(self._cache.items()):
                 if found is not None and found[0].annotator_id == annotator_id:
                     del self._cache[key]
-
-
-def abort_unauthenticated(context: grpc.ServicerContext, exc: AuthError) -> None:
-    context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))

@@ -214,19 +214,17 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
         if task_id is None:
             _abort(context, grpc.StatusCode.NOT_FOUND, not_found(request.task_id[:64]).message)
         with self.db.transaction() as conn:
-            previous = store.skip_task(conn, task_id, principal.annotator_id, request.reason)
-            project_row = conn.execute(
-                "SELECT project FROM tasks WHERE task_id = %s", (task_id,)
-            ).fetchone()
-        if previous is None:
+            skipped = store.skip_task(conn, task_id, principal.annotator_id, request.reason)
+        if skipped is None:
             _abort(context, grpc.StatusCode.NOT_FOUND, not_found(task_id).message)
+        previous, project = skipped
         if previous != "leased":
             _abort(
                 context,
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"task {task_id} is {previous}, not leased to you, so it cannot be skipped",
             )
-        self.metrics.tasks_skipped.labels(project=project_row[0] if project_row else "").inc()
+        self.metrics.tasks_skipped.labels(project=project).inc()
         return gateway_pb2.SkipTaskResponse()
 
     def GetContract(

@@ -410,25 +410,25 @@ def expire_leases(conn: Conn, limit: int = 1000) -> list[str]:
     return [r[2] for r in rows]
 
 
-def skip_task(conn: Conn, task_id: str, annotator_id: str, reason: str) -> str | None:
-    """Skip a leased task; None when it is not this annotator's, else its previous state."""
+def skip_task(conn: Conn, task_id: str, annotator_id: str, reason: str) -> tuple[str, str] | None:
+    """Skip a leased task; None when it is not this annotator's, else (previous state, project)."""
     row = conn.execute(
-        "SELECT state, unit_id, kind FROM tasks WHERE task_id = %s AND annotator_id = %s "
+        "SELECT state, unit_id, kind, project FROM tasks WHERE task_id = %s AND annotator_id = %s "
         "FOR NO KEY UPDATE",
         (task_id, annotator_id),
     ).fetchone()
     if row is None:
         return None
-    if row[0] != "leased":
-        return str(row[0])
-    conn.execute(
-        "UPDATE tasks SET state = 'skipped', skip_reason = %s, finished_at = now() "
-        "WHERE task_id = %s",
-        (reason[:500], task_id),
-    )
-    if row[2] != "gold":
-        _return_slots(conn, [row[1]])
-    return "leased"
+    state, unit_id, kind, project = row
+    if state == "leased":
+        conn.execute(
+            "UPDATE tasks SET state = 'skipped', skip_reason = %s, finished_at = now() "
+            "WHERE task_id = %s",
+            (reason[:500], task_id),
+        )
+        if kind != "gold":
+            _return_slots(conn, [unit_id])
+    return str(state), str(project)
 
 
 # -- submissions -----------------------------------------------------------------
