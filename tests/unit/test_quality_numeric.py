@@ -17,7 +17,9 @@ from strata.quality.agreement import (
     counts_from_votes,
     fleiss_kappa,
     krippendorff_alpha,
+    krippendorff_alpha_counts,
     mean_pairwise_cohen,
+    pairwise_cohen_from_votes,
 )
 from strata.quality.gold import gold_verdict, wilson_interval
 
@@ -224,3 +226,33 @@ def test_gold_verdict_blocks_only_when_surely_below() -> None:
     assert gold_verdict(9, 10, 0.8).status == "active"
     verdict = gold_verdict(4, 10, 0.8)
     assert "0.40 on 10 items" in verdict.reason and verdict.upper < 0.8
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_agreement_from_flat_votes_matches_the_references(seed: int) -> None:
+    """The report's sparse paths (no dense matrix) agree with krippendorff and scikit-learn."""
+    rng = np.random.default_rng(100 + seed)
+    n_ann, n_items, k = rng.integers(3, 10), rng.integers(20, 120), rng.integers(2, 6)
+    truth = rng.integers(0, k, n_items)
+    m = np.where(
+        rng.random((n_ann, n_items)) < 0.7, truth, rng.integers(0, k, (n_ann, n_items))
+    ).astype(float)
+    m[rng.random(m.shape) < 0.5] = np.nan
+    m[0, :2] = [0, 1]
+    annotator, item = np.nonzero(~np.isnan(m))
+    labels = m[annotator, item].astype(int)
+    counts = counts_from_votes(item, labels, n_items, k)
+    expected = krippendorff.alpha(reliability_data=m, level_of_measurement="nominal")
+    assert krippendorff_alpha_counts(counts) == pytest.approx(expected, abs=1e-6)
+    kappas = []
+    for i in range(n_ann):
+        for j in range(i + 1, n_ann):
+            both = ~np.isnan(m[i]) & ~np.isnan(m[j])
+            if both.sum() >= 2:
+                x, y = m[i, both], m[j, both]
+                if len(np.unique(np.concatenate([x, y]))) > 1:
+                    kappas.append(cohen_kappa_score(x, y))
+                else:
+                    kappas.append(1.0)
+    got = pairwise_cohen_from_votes(item, annotator, labels, k)
+    assert got == pytest.approx(np.mean(kappas), abs=1e-9)

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from strata.cli.progress import ProgressBar, step
+from strata.cli.reports import add_commands as add_report_commands
 from strata.cli.stack import Stack, StackConfig, implemented_services, load_stack_config
 from strata.common.config import ConfigError, ServiceConfig, describe
 from strata.common.embedded import PortInUseError
@@ -165,8 +166,9 @@ def cmd_topics(args: argparse.Namespace, config: StackConfig) -> int:
 def cmd_config(args: argparse.Namespace, config: StackConfig) -> int:
     """Every configuration variable, its default and meaning."""
     from strata.gateway.config import GatewayConfig
+    from strata.quality.config import QualityConfig
 
-    for cls in (StackConfig, ServiceConfig, GatewayConfig):
+    for cls in (StackConfig, ServiceConfig, GatewayConfig, QualityConfig):
         print(f"# {cls.__name__}")
         for variable, default, help_text in describe(cls):
             print(f"{variable:<36}{default:<12}  {help_text}")
@@ -191,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="health of a running stack").set_defaults(func=cmd_status)
     sub.add_parser("topics", help="list the Kafka topic catalog").set_defaults(func=cmd_topics)
     sub.add_parser("config", help="list configuration variables").set_defaults(func=cmd_config)
+    add_report_commands(sub)
     return parser
 
 

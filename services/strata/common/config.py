@@ -83,6 +83,14 @@ def parse_port(raw: str) -> int:
     return parse_int(0, 65535)(raw)
 
 
+def parse_address(raw: str) -> str:
+    """A gRPC target host:port."""
+    host, sep, port = raw.strip().rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"must be host:port, got {raw!r}")
+    return raw.strip()
+
+
 def parse_dsn(raw: str) -> str:
     """A libpq connection string: a postgres(ql):// URI or key=value pairs."""
     value = raw.strip()

@@ -18,7 +18,7 @@ from typing import Any
 
 from strata.common.bus import BrokerIncarnation, EventProducer, KafkaSettings
 from strata.common.config import ConfigError, ServiceConfig
-from strata.common.consumer import EventConsumer, Handler
+from strata.common.consumer import EventConsumer, TopicHandler
 from strata.common.db import Database, Migration, kit_migrations, migrate
 from strata.common.grpcserver import HealthMonitor, ServicerBinding, create_server
 from strata.common.metrics import ServiceMetrics
@@ -98,7 +98,12 @@ class ServiceRuntime:
         self._bindings.append(binding)
 
     def add_consumer(
-        self, handlers: Mapping[str, Handler], group: str | None = None
+        self,
+        handlers: Mapping[str, TopicHandler],
+        group: str | None = None,
+        *,
+        max_poll_records: int = 200,
+        defer_limit_s: float = 60.0,
     ) -> EventConsumer:
         """Consume `handlers`' topics; the group defaults to `strata-<service>`."""
         consumer = EventConsumer(
@@ -110,6 +115,8 @@ class ServiceRuntime:
             metrics=self.metrics,
             service=self.config.service,
             max_attempts=self.config.consumer_max_attempts,
+            max_poll_records=max_poll_records,
+            defer_limit_s=defer_limit_s,
         )
         self.consumers.append(consumer)
         self._checks[f"consumer:{consumer.group}"] = consumer.joined.is_set

@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 import grpc
 
 from strata.common.config import ServiceConfig, load
+from strata.common.contracts import ContractCache
 from strata.common.db import load_migrations, package_migrations
 from strata.common.grpcserver import ServicerBinding
 from strata.common.service import ServiceRuntime, main_guard
 from strata.gateway import store
 from strata.gateway.auth import Authenticator, hash_token
 from strata.gateway.config import GatewayConfig
-from strata.gateway.contracts import ContractCache
 from strata.gateway.handlers import GatewayHandlers
 from strata.gateway.metrics import GatewayMetrics
 from strata.gateway.refill import LeaseSweeper, Refiller
@@ -37,7 +37,7 @@ def build(config: ServiceConfig, gateway: GatewayConfig | None = None) -> Servic
         grpc_workers=gw.grpc_workers,
     )
     metrics = GatewayMetrics(config.service, rt.metrics.registry)
-    contracts = ContractCache(rt.db)
+    contracts = ContractCache(rt.db, store.load_contract)
     auth = Authenticator(lookup_principal(rt.db), gw.auth_cache_s)
     batcher = SubmitBatcher(rt.db, contracts, metrics, max_batch=gw.submit_batch_max)
     sampler = None

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from strata.common.config import parse_float, parse_int, setting
-
-
-def parse_address(raw: str) -> str:
-    host, sep, port = raw.strip().rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"must be host:port, got {raw!r}")
-    return raw.strip()
+from strata.common.config import parse_address, parse_float, parse_int, setting
 
 
 def parse_token(raw: str) -> str:

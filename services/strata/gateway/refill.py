@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import grpc
 
+from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.gateway import store
-from strata.gateway.contracts import ContractCache
 from strata.gateway.metrics import GatewayMetrics
 from strata.v1 import sampler_pb2, sampler_pb2_grpc
 

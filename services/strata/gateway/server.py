@@ -10,15 +10,16 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 
+from strata.common.contracts import ContractCache
 from strata.common.db import Database
+from strata.common.grpcserver import abort
 from strata.gateway import store
 from strata.gateway.auth import Authenticator, AuthError, hash_token, new_token
 from strata.gateway.contract import ContractError, class_names, parse_contract
-from strata.gateway.contracts import ContractCache
 from strata.gateway.metrics import GatewayMetrics
 from strata.gateway.policy import (
     ROLE_ENUM,
@@ -40,11 +41,6 @@ log = logging.getLogger(__name__)
 _ANNOTATOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MAX_TOKEN_TTL_S = 366 * 86_400
 DEFAULT_TOKEN_TTL_S = 30 * 86_400
-
-
-def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
-    context.abort(code, message)
-    raise AssertionError("unreachable")  # context.abort raises
 
 
 def _task_uuid(task_id: str) -> str | None:
@@ -89,12 +85,12 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
         try:
             return self.auth.principal(context.invocation_metadata(), self.clock())
         except AuthError as exc:
-            _abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
 
     def _admin(self, context: grpc.ServicerContext) -> Principal:
         principal = self._principal(context)
         if not principal.is_admin:
-            _abort(
+            abort(
                 context,
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"this call needs the admin role; {principal.annotator_id} is {principal.role}",
@@ -103,10 +99,10 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
 
     def _contract(self, context: grpc.ServicerContext, project: str) -> common_pb2.LabelingContract:
         if not project:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
         contract = self.contracts.current(project)
         if contract is None:
-            _abort(
+            abort(
                 context,
                 grpc.StatusCode.NOT_FOUND,
                 f"no project {project!r}: an admin must load its contract first (LoadContract)",
@@ -122,7 +118,7 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
         contract = self._contract(context, request.project)
         if principal.status == "blocked":
             reason = f" ({principal.status_reason})" if principal.status_reason else ""
-            _abort(
+            abort(
                 context,
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"annotator {principal.annotator_id} is blocked{reason}; ask a project admin",
@@ -175,14 +171,14 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
         problem = check_value(request.value, request.duration_ms, self.max_value_bytes)
         if problem is not None:
             self.metrics.labels_submitted.labels(project="", outcome=problem.code.name).inc()
-            _abort(context, problem.code, problem.message)
+            abort(context, problem.code, problem.message)
         task_id = _task_uuid(request.task_id)
         if task_id is None:
             reject = not_found(request.task_id[:64])
             self.metrics.labels_submitted.labels(project="", outcome=reject.code.name).inc()
-            _abort(context, reject.code, reject.message)
+            abort(context, reject.code, reject.message)
         if len(request.client_label_id) > 128:
-            _abort(
+            abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "client_label_id is longer than 128 characters",
@@ -200,7 +196,7 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
             )
         except Rejected as exc:
             self.metrics.labels_submitted.labels(project="", outcome=exc.code.name).inc()
-            _abort(context, exc.code, exc.message)
+            abort(context, exc.code, exc.message)
         outcome = "duplicate" if result.duplicate else "accepted"
         self.metrics.labels_submitted.labels(project=result.project, outcome=outcome).inc()
         self.metrics.submit_seconds.observe(time.perf_counter() - started)
@@ -212,14 +208,14 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
         principal = self._principal(context)
         task_id = _task_uuid(request.task_id)
         if task_id is None:
-            _abort(context, grpc.StatusCode.NOT_FOUND, not_found(request.task_id[:64]).message)
+            abort(context, grpc.StatusCode.NOT_FOUND, not_found(request.task_id[:64]).message)
         with self.db.transaction() as conn:
             skipped = store.skip_task(conn, task_id, principal.annotator_id, request.reason)
         if skipped is None:
-            _abort(context, grpc.StatusCode.NOT_FOUND, not_found(task_id).message)
+            abort(context, grpc.StatusCode.NOT_FOUND, not_found(task_id).message)
         previous, project = skipped
         if previous != "leased":
-            _abort(
+            abort(
                 context,
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"task {task_id} is {previous}, not leased to you, so it cannot be skipped",
@@ -237,7 +233,7 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
             )
         contract = self.contracts.version(request.project, request.version)
         if contract is None:
-            _abort(
+            abort(
                 context,
                 grpc.StatusCode.NOT_FOUND,
                 f"project {request.project!r} has no contract version {request.version!r}",
@@ -253,12 +249,12 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
         try:
             contract = parse_contract(request.document)
         except ContractError as exc:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid contract: {exc}")
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid contract: {exc}")
         with self.db.transaction() as conn:
             try:
                 created = store.save_contract(conn, contract, request.document, admin.annotator_id)
             except store.ContractConflict:
-                _abort(
+                abort(
                     context,
                     grpc.StatusCode.ALREADY_EXISTS,
                     f"version {contract.version!r} of project {contract.project!r} is already "
@@ -282,7 +278,7 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
     ) -> gateway_pb2.CreateAnnotatorResponse:
         admin = self._admin(context)
         if not _ANNOTATOR_ID.match(request.annotator_id):
-            _abort(
+            abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "annotator_id must be 1-64 letters, digits or '_.@-', starting with a letter "
@@ -290,7 +286,7 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
             )
         role = ROLES.get(request.role)
         if role is None:
-            _abort(
+            abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "role is required: ROLE_ANNOTATOR, ROLE_REVIEWER or ROLE_ADMIN",
@@ -299,7 +295,7 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
             try:
                 store.create_annotator(conn, request.annotator_id, request.display_name[:200], role)
             except store.AnnotatorExists:
-                _abort(
+                abort(
                     context,
                     grpc.StatusCode.ALREADY_EXISTS,
                     f"annotator {request.annotator_id!r} already exists",
@@ -315,7 +311,7 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
         admin = self._admin(context)
         ttl = request.ttl_seconds or DEFAULT_TOKEN_TTL_S
         if not 60 <= ttl <= MAX_TOKEN_TTL_S:
-            _abort(
+            abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"ttl_seconds must be between 60 and {MAX_TOKEN_TTL_S}, got {ttl}",
@@ -324,7 +320,7 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
         expires_at = self.clock() + timedelta(seconds=ttl)
         with self.db.transaction() as conn:
             if not store.annotator_exists(conn, request.annotator_id):
-                _abort(
+                abort(
                     context,
                     grpc.StatusCode.NOT_FOUND,
                     f"no annotator {request.annotator_id!r}: create it first (CreateAnnotator)",
@@ -343,7 +339,7 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
         admin = self._admin(context)
         with self.db.transaction() as conn:
             if not store.annotator_exists(conn, request.annotator_id):
-                _abort(context, grpc.StatusCode.NOT_FOUND, f"no annotator {request.annotator_id!r}")
+                abort(context, grpc.StatusCode.NOT_FOUND, f"no annotator {request.annotator_id!r}")
             revoked = store.revoke_tokens(conn, request.annotator_id)
             store.audit(
                 conn, admin.annotator_id, "revoke_tokens", request.annotator_id, revoked=revoked
@@ -371,20 +367,30 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
             ]
         )
 
+    def WhoAmI(
+        self, request: gateway_pb2.WhoAmIRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.WhoAmIResponse:
+        principal = self._principal(context)
+        return gateway_pb2.WhoAmIResponse(
+            annotator_id=principal.annotator_id,
+            role=ROLE_ENUM[principal.role],
+            status=STATUS_ENUM[principal.status],
+        )
+
     def SetAnnotatorStatus(
         self, request: gateway_pb2.SetAnnotatorStatusRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.SetAnnotatorStatusResponse:
         admin = self._admin(context)
         status = STATUSES.get(request.status)
         if status is None:
-            _abort(
+            abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "status is required: ANNOTATOR_STATUS_ACTIVE, _RETRAIN or _BLOCKED",
             )
         with self.db.transaction() as conn:
             if not store.set_status(conn, request.annotator_id, status, request.reason[:500]):
-                _abort(context, grpc.StatusCode.NOT_FOUND, f"no annotator {request.annotator_id!r}")
+                abort(context, grpc.StatusCode.NOT_FOUND, f"no annotator {request.annotator_id!r}")
             store.audit(
                 conn,
                 admin.annotator_id,

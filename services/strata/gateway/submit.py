@@ -21,12 +21,12 @@ import grpc
 import psycopg
 
 from strata.common.consumer import INFRA_ERRORS
+from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.events import OutgoingEvent, make_event
 from strata.common.topics import LABELS_SUBMITTED
 from strata.gateway import store
 from strata.gateway.contract import class_names
-from strata.gateway.contracts import ContractCache
 from strata.gateway.metrics import GatewayMetrics
 from strata.gateway.policy import Accept, Principal, Reject, TaskSnapshot, check_submission
 from strata.v1 import common_pb2, events_pb2

@@ -76,19 +76,36 @@ def coincidences(matrix: ArrayLike) -> NDArray[np.float64]:
     item_idx = np.nonzero(present)[1]
     value_idx = np.searchsorted(values, m[present])
     counts = np.bincount(item_idx * k + value_idx, minlength=m.shape[1] * k).reshape(-1, k)
-    pairable = counts.sum(1)
-    counts, pairable = counts[pairable >= 2].astype(float), pairable[pairable >= 2]
-    if counts.shape[0] == 0:
+    return coincidences_from_counts(counts)
+
+
+def coincidences_from_counts(counts: ArrayLike) -> NDArray[np.float64]:
+    """The coincidence matrix from counts[n_items, n_values] (values given per item)."""
+    c = np.asarray(counts, dtype=float)
+    if c.ndim != 2:
+        raise AgreementError(f"counts must be [n_items, n_values], got shape {c.shape}")
+    pairable = c.sum(1)
+    c, pairable = c[pairable >= 2], pairable[pairable >= 2]
+    if c.shape[0] == 0:
         raise AgreementError("no item has two or more values: agreement is undefined")
     weights = 1.0 / (pairable - 1)
-    o = (counts * weights[:, None]).T @ counts
-    o -= np.diag((counts * weights[:, None]).sum(0))
+    o = (c * weights[:, None]).T @ c
+    o -= np.diag((c * weights[:, None]).sum(0))
     return o
 
 
 def krippendorff_alpha(matrix: ArrayLike) -> float:
     """Krippendorff's alpha for nominal data; NaN marks a missing value."""
-    o = coincidences(matrix)
+    return alpha_from_coincidences(coincidences(matrix))
+
+
+def krippendorff_alpha_counts(counts: ArrayLike) -> float:
+    """Krippendorff's alpha (nominal) from counts[n_items, n_classes]: no matrix needed."""
+    return alpha_from_coincidences(coincidences_from_counts(counts))
+
+
+def alpha_from_coincidences(o: NDArray[np.float64]) -> float:
+    """Alpha = 1 - observed / expected disagreement, from a coincidence matrix."""
     n_c = o.sum(1)
     n = n_c.sum()
     observed = o.sum() - np.trace(o)
@@ -119,3 +136,58 @@ def counts_from_votes(
     """counts[n_items, n_classes] from flat (item, label) votes."""
     i, y = np.asarray(item_idx), np.asarray(labels)
     return np.bincount(i * n_classes + y, minlength=n_items * n_classes).reshape(n_items, n_classes)
+
+
+def pairwise_cohen_from_votes(
+    item_idx: ArrayLike,
+    annotator_idx: ArrayLike,
+    labels: ArrayLike,
+    n_classes: int,
+    min_shared: int = 2,
+) -> float:
+    """Mean Cohen's kappa over annotator pairs, from flat votes (no dense matrix).
+
+    Each pair of votes on one item adds to that annotator pair's confusion table;
+    pairs sharing fewer than `min_shared` items are left out.
+    """
+    i = np.asarray(item_idx, dtype=np.int64)
+    j = np.asarray(annotator_idx, dtype=np.int64)
+    y = np.asarray(labels, dtype=np.int64)
+    order = np.lexsort((j, i))
+    i, j, y = i[order], j[order], y[order]
+    starts = np.flatnonzero(np.r_[True, i[1:] != i[:-1]])
+    sizes = np.diff(np.r_[starts, i.size])
+    a1: list[NDArray[np.int64]] = []
+    a2: list[NDArray[np.int64]] = []
+    l1: list[NDArray[np.int64]] = []
+    l2: list[NDArray[np.int64]] = []
+    for size in np.unique(sizes[sizes >= 2]):
+        base = starts[sizes == size]
+        for p in range(size):
+            for q in range(p + 1, size):
+                a1.append(j[base + p])
+                a2.append(j[base + q])
+                l1.append(y[base + p])
+                l2.append(y[base + q])
+    if not a1:
+        raise AgreementError("no item has votes from two annotators")
+    first, second = np.concatenate(a1), np.concatenate(a2)
+    given1, given2 = np.concatenate(l1), np.concatenate(l2)
+    n_j = int(max(first.max(), second.max())) + 1
+    pair_codes, pair = np.unique(first * n_j + second, return_inverse=True)
+    k = n_classes
+    tables = np.bincount(
+        pair * k * k + given1 * k + given2, minlength=pair_codes.size * k * k
+    ).reshape(-1, k, k)
+    n = tables.sum((1, 2)).astype(float)
+    keep = n >= min_shared
+    if not keep.any():
+        raise AgreementError(f"no pair of annotators shares {min_shared} items")
+    tables, n = tables[keep], n[keep]
+    p_o = np.trace(tables, axis1=1, axis2=2) / n
+    p_e = (tables.sum(2) * tables.sum(1)).sum(1) / (n * n)
+    full = np.isclose(p_e, 1.0)
+    kappa = np.where(
+        full, np.where(np.isclose(p_o, 1.0), 1.0, 0.0), (p_o - p_e) / np.where(full, 1, 1 - p_e)
+    )
+    return float(kappa.mean())

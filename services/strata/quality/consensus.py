@@ -75,3 +75,25 @@ def decide(
     if votes < overlap_max:
         return Decision(MORE, best, score, votes + 1)
     return Decision(REVIEW, best, score, votes)
+
+
+@dataclass(frozen=True)
+class ItemScore:
+    posterior: NDArray[np.float64]
+    weights: list[float]  # one per vote: the voter's estimated accuracy
+    majority: int  # the plain majority-vote winner (ties to the lower class)
+
+
+def score_item(
+    labels: Sequence[int],
+    annotators: Sequence[str],
+    confusions: dict[str, NDArray[np.float64]],
+    class_priors: NDArray[np.float64],
+    prior: NDArray[np.float64],
+) -> ItemScore:
+    """Posterior, vote weights and majority for one item; unknown voters get `prior`."""
+    matrices = [confusions.get(a, prior) for a in annotators]
+    posterior = item_posterior(labels, matrices, class_priors)
+    weights = [voter_weight(m, class_priors) for m in matrices]
+    tally = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_priors))
+    return ItemScore(posterior, weights, int(np.argmax(tally)))

@@ -213,3 +213,17 @@ class QueueStatsResponse(_message.Message):
     review_tasks: int
     labels_total: int
     def __init__(self, ready: _Optional[int] = ..., leased: _Optional[int] = ..., completed: _Optional[int] = ..., gold_tasks: _Optional[int] = ..., review_tasks: _Optional[int] = ..., labels_total: _Optional[int] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("annotator_id", "role", "status")
+    ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    annotator_id: str
+    role: _common_pb2.Role
+    status: _common_pb2.AnnotatorStatus
+    def __init__(self, annotator_id: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., status: _Optional[_Union[_common_pb2.AnnotatorStatus, str]] = ...) -> None: ...

@@ -89,6 +89,11 @@ class AnnotationGatewayStub:
                 request_serializer=strata_dot_v1_dot_gateway__pb2.QueueStatsRequest.SerializeToString,
                 response_deserializer=strata_dot_v1_dot_gateway__pb2.QueueStatsResponse.FromString,
                 _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/strata.v1.AnnotationGateway/WhoAmI',
+                request_serializer=strata_dot_v1_dot_gateway__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class AnnotationGatewayServicer:
@@ -162,6 +167,14 @@ class AnnotationGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WhoAmI(self, request, context):
+        """Who the bearer token in the call's metadata belongs to. Other services
+        forward their caller's token here: identities and roles live in the gateway.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnnotationGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -219,6 +232,11 @@ def add_AnnotationGatewayServicer_to_server(servicer, server):
                     servicer.QueueStats,
                     request_deserializer=strata_dot_v1_dot_gateway__pb2.QueueStatsRequest.FromString,
                     response_serializer=strata_dot_v1_dot_gateway__pb2.QueueStatsResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=strata_dot_v1_dot_gateway__pb2.WhoAmIRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_gateway__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -518,6 +536,33 @@ class AnnotationGateway:
             '/strata.v1.AnnotationGateway/QueueStats',
             strata_dot_v1_dot_gateway__pb2.QueueStatsRequest.SerializeToString,
             strata_dot_v1_dot_gateway__pb2.QueueStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.AnnotationGateway/WhoAmI',
+            strata_dot_v1_dot_gateway__pb2.WhoAmIRequest.SerializeToString,
+            strata_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,

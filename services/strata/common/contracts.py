@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
 
 from strata.common.db import Database
-from strata.gateway import store
 from strata.v1 import common_pb2
+
+# (conn, project, version or None for the latest) -> the contract, or None.
+ContractLoader = Callable[
+    [psycopg.Connection[Any], str, str | None], common_pb2.LabelingContract | None
+]
 
 
 class ContractCache:
     """Cached contract versions (forever: they never change) and current versions (TTL)."""
 
-    def __init__(self, db: Database, current_ttl_s: float = 1.0) -> None:
+    def __init__(self, db: Database, load: ContractLoader, current_ttl_s: float = 1.0) -> None:
         self.db = db
+        self.load = load
         self.current_ttl_s = current_ttl_s
         self._versions: dict[tuple[str, str], common_pb2.LabelingContract] = {}
         self._current: dict[str, tuple[float, common_pb2.LabelingContract | None]] = {}
@@ -27,7 +36,7 @@ class ContractCache:
         if found is not None:
             return found
         with self.db.transaction() as conn:
-            found = store.load_contract(conn, project, version)
+            found = self.load(conn, project, version)
         if found is not None:
             with self._lock:
                 self._versions[key] = found
@@ -40,7 +49,7 @@ class ContractCache:
         if hit is not None and now - hit[0] <= self.current_ttl_s:
             return hit[1]
         with self.db.transaction() as conn:
-            found = store.load_contract(conn, project)
+            found = self.load(conn, project, None)
         with self._lock:
             self._current[project] = (now, found)
             if found is not None:

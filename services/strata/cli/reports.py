@@ -1,0 +1,105 @@
+"""`strata report` and `strata export`: the quality service's report and export, to files."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+from pathlib import Path
+
+import grpc
+
+from strata.cli.stack import StackConfig
+from strata.v1 import quality_pb2, quality_pb2_grpc
+
+
+def _target(args: argparse.Namespace, config: StackConfig) -> tuple[str, list[tuple[str, str]]]:
+    """Quality's address and the caller's bearer metadata, from flags or the running stack."""
+    address = args.quality or ""
+    token = os.environ.get("STRATA_TOKEN", "")
+    state_file = config.home / "stack.json"
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        address = address or state.get("services", {}).get("quality", {}).get("grpc", "")
+        if not token and state.get("admin_token_file"):
+            token_path = Path(state["admin_token_file"])
+            if token_path.exists():
+                token = token_path.read_text().strip()
+    if not address:
+        raise SystemExit(
+            "no quality service: start the stack (`strata up`) or pass --quality host:port"
+        )
+    if not token:
+        raise SystemExit("no token: set STRATA_TOKEN to a reviewer's or admin's token")
+    return address, [("authorization", f"Bearer {token}")]
+
+
+def cmd_report(args: argparse.Namespace, config: StackConfig) -> int:
+    """Write the dataset quality report (JSON, HTML, PNG plots) for a project."""
+    address, metadata = _target(args, config)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    with grpc.insecure_channel(address) as channel:
+        stub = quality_pb2_grpc.QualityStub(channel)
+        try:
+            reply = stub.DatasetReport(
+                quality_pb2.DatasetReportRequest(project=args.project),
+                metadata=metadata,
+                timeout=300,
+            )
+        except grpc.RpcError as exc:
+            print(f"strata report: {exc.code().name}: {exc.details()}")
+            return 1
+    (out / "quality_report.json").write_text(reply.report_json + "\n")
+    (out / "quality_report.html").write_text(reply.html)
+    # The page embeds its plots; they are also written as files for reuse.
+    for name, data in re.findall(
+        r"<img alt='([\w.]+)' src='data:image/png;base64,([^']+)'", reply.html
+    ):
+        (out / name).write_bytes(base64.b64decode(data))
+    print(f"quality report for {args.project}: {out / 'quality_report.html'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, config: StackConfig) -> int:
+    """Export accepted labels (JSONL with provenance, or Label Studio JSON)."""
+    address, metadata = _target(args, config)
+    fmt = (
+        quality_pb2.EXPORT_FORMAT_LABEL_STUDIO
+        if args.format == "label-studio"
+        else quality_pb2.EXPORT_FORMAT_JSONL
+    )
+    path = Path(args.output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records = 0
+    with grpc.insecure_channel(address) as channel, path.open("wb") as sink:
+        stub = quality_pb2_grpc.QualityStub(channel)
+        try:
+            for chunk in stub.ExportLabels(
+                quality_pb2.ExportLabelsRequest(project=args.project, format=fmt),
+                metadata=metadata,
+                timeout=600,
+            ):
+                sink.write(chunk.chunk)
+                records += chunk.records
+        except grpc.RpcError as exc:
+            print(f"strata export: {exc.code().name}: {exc.details()}")
+            return 1
+    print(f"{records} accepted labels of {args.project} written to {path}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    report = sub.add_parser("report", help="write a project's dataset quality report")
+    report.add_argument("--project", required=True)
+    report.add_argument("--output", default="quality-report", help="folder to write into")
+    report.add_argument("--quality", help="quality host:port (default: the running stack's)")
+    report.set_defaults(func=cmd_report)
+    export = sub.add_parser("export", help="export a project's accepted labels")
+    export.add_argument("--project", required=True)
+    export.add_argument("--format", choices=["jsonl", "label-studio"], default="jsonl")
+    export.add_argument("--output", required=True, help="file to write")
+    export.add_argument("--quality", help="quality host:port (default: the running stack's)")
+    export.set_defaults(func=cmd_export)

@@ -1,0 +1,69 @@
+"""`python -m strata.quality`: wire the quality service and run it."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import grpc
+
+from strata.common.config import ServiceConfig, load
+from strata.common.contracts import ContractCache
+from strata.common.db import load_migrations, package_migrations
+from strata.common.grpcserver import ServicerBinding
+from strata.common.service import ServiceRuntime, main_guard
+from strata.quality import store
+from strata.quality.access import AccessCheck
+from strata.quality.background import Estimator, Gauges, LabelErrorAuditor, every
+from strata.quality.config import QualityConfig
+from strata.quality.handlers import EstimateCache, QualityHandlers
+from strata.quality.metrics import QualityMetrics
+from strata.quality.server import QualityServicer
+from strata.v1 import gateway_pb2_grpc, quality_pb2_grpc
+
+
+def build(config: ServiceConfig, quality: QualityConfig | None = None) -> ServiceRuntime:
+    """The quality process: consumer of labels, background estimation and audits, servicer."""
+    q = quality or load(QualityConfig, os.environ)
+    rt = ServiceRuntime(config, load_migrations("quality", package_migrations("strata.quality")))
+    metrics = QualityMetrics(config.service, rt.metrics.registry)
+    contracts = ContractCache(rt.db, store.load_contract)
+    handlers = QualityHandlers(
+        contracts,
+        EstimateCache(rt.db),
+        metrics,
+        prior_accuracy=q.prior_accuracy,
+        gold_min_answered=q.gold_min_answered,
+    )
+    rt.add_consumer(
+        handlers.routes(), max_poll_records=q.max_poll_records, defer_limit_s=q.contract_wait_s
+    )
+    gateway = None
+    if q.gateway_address:
+        gateway = gateway_pb2_grpc.AnnotationGatewayStub(grpc.insecure_channel(q.gateway_address))
+    servicer = QualityServicer(rt.db, AccessCheck(gateway, q.auth_cache_s), contracts)
+    rt.add_servicer(
+        ServicerBinding(
+            quality_pb2_grpc.add_QualityServicer_to_server, servicer, "strata.v1.Quality"
+        )
+    )
+    estimator = Estimator(
+        rt.db,
+        contracts,
+        metrics,
+        prior_strength=q.prior_strength,
+        prior_accuracy=q.prior_accuracy,
+    )
+    auditor = LabelErrorAuditor(
+        rt.db, metrics, min_items=q.label_error_min_items, budget=q.relabel_budget
+    )
+    rt.add_background("estimate", every(q.estimate_interval_s, estimator.run_once, "estimate"))
+    rt.add_background(
+        "label-errors", every(q.label_error_interval_s, auditor.run_once, "label-error audit")
+    )
+    rt.add_background("gauges", every(5.0, Gauges(rt.db, contracts, metrics).run_once, "gauges"))
+    return rt
+
+
+if __name__ == "__main__":
+    sys.exit(main_guard("quality", build))

@@ -1,0 +1,237 @@
+"""Quality's background loops: Dawid-Skene re-estimation, label-error audits, gauges."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+
+import numpy as np
+
+from strata.common import outbox
+from strata.common.contracts import ContractCache
+from strata.common.db import Database
+from strata.quality import store
+from strata.quality.aggregation import dawid_skene
+from strata.quality.handlers import class_names, request_relabel
+from strata.quality.label_errors import find_label_issues
+from strata.quality.metrics import QualityMetrics
+from strata.quality.report import agreement, code_votes
+
+log = logging.getLogger(__name__)
+
+
+def every(
+    interval_s: float, step: Callable[[], None], name: str
+) -> Callable[[threading.Event], None]:
+    """A loop that runs `step` every `interval_s` until stopped; errors are logged, not fatal."""
+
+    def loop(stop: threading.Event) -> None:
+        while not stop.wait(interval_s):
+            try:
+                step()
+            except Exception:
+                log.exception("%s failed; retrying in %.1fs", name, interval_s)
+
+    return loop
+
+
+class Estimator:
+    """Re-estimates each project's annotator confusion matrices over all its labels."""
+
+    def __init__(
+        self,
+        db: Database,
+        contracts: ContractCache,
+        metrics: QualityMetrics,
+        *,
+        prior_strength: float,
+        prior_accuracy: float,
+    ) -> None:
+        self.db = db
+        self.contracts = contracts
+        self.metrics = metrics
+        self.prior_strength = prior_strength
+        self.prior_accuracy = prior_accuracy
+
+    def run_once(self) -> None:
+        with self.db.transaction() as conn:
+            names = store.projects(conn)
+        for project in names:
+            self.estimate(project)
+
+    def estimate(self, project: str, force: bool = False) -> bool:
+        """True when a new estimate was written."""
+        contract = self.contracts.current(project)
+        if contract is None:
+            return False
+        classes = class_names(contract)
+        index = {c: i for i, c in enumerate(classes)}
+        with self.db.transaction() as conn:
+            # One replica estimates a project at a time; the others skip it.
+            locked = conn.execute(
+                "SELECT pg_try_advisory_xact_lock(hashtext('strata-quality-estimate:' || %s))",
+                (project,),
+            ).fetchone()
+            if not locked or not locked[0]:
+                return False
+            total, seen = store.votes_seen(conn, project)
+            if total == seen and not force:
+                return False
+            started = time.perf_counter()
+            votes = [v for v in store.project_votes(conn, project) if v[2] in index]
+            if not votes:
+                return False
+            items, item_idx = np.unique([v[0] for v in votes], return_inverse=True)
+            annotators, annotator_idx = np.unique([v[1] for v in votes], return_inverse=True)
+            labels = np.asarray([index[v[2]] for v in votes], dtype=np.int64)
+            result = dawid_skene(
+                item_idx,
+                annotator_idx,
+                labels,
+                len(classes),
+                n_items=len(items),
+                n_annotators=len(annotators),
+                prior_strength=self.prior_strength,
+                prior_accuracy=self.prior_accuracy,
+            )
+            store.save_estimate(
+                conn,
+                project,
+                classes,
+                result.class_priors,
+                {str(a): result.confusions[j] for j, a in enumerate(annotators)},
+                labels_used=len(votes),
+                items_used=len(items),
+                iterations=result.iterations,
+                converged=result.converged,
+                votes_seen=total,
+            )
+        took = time.perf_counter() - started
+        self.metrics.estimate_seconds.observe(took)
+        log.info(
+            "%s: Dawid-Skene over %d labels, %d items, %d annotators: %d iterations, %.2fs",
+            project,
+            len(votes),
+            len(items),
+            len(annotators),
+            result.iterations,
+            took,
+        )
+        return True
+
+
+class LabelErrorAuditor:
+    """Sends accepted labels the model confidently disagrees with back to review."""
+
+    def __init__(
+        self,
+        db: Database,
+        metrics: QualityMetrics,
+        *,
+        min_items: int,
+        budget: int,
+    ) -> None:
+        self.db = db
+        self.metrics = metrics
+        self.min_items = min_items
+        self.budget = budget
+
+    def run_once(self) -> None:
+        with self.db.transaction() as conn:
+            names = store.projects(conn)
+        for project in names:
+            self.audit(project)
+
+    def audit(self, project: str) -> int:
+        """Items sent to review in this round."""
+        with self.db.transaction() as conn:
+            rows = store.accepted_with_predictions(conn, project)
+        usable = []
+        for item_id, value, classes, p, version, label_ids in rows:
+            if value in classes and len(classes) == len(p):
+                usable.append((item_id, classes.index(value), classes, p, version, label_ids))
+        # Probabilities must share one class order to be compared: keep the commonest.
+        if usable:
+            order = Counter(tuple(u[2]) for u in usable).most_common(1)[0][0]
+            usable = [u for u in usable if tuple(u[2]) == order]
+        if len(usable) < self.min_items:
+            return 0
+        labels = np.asarray([u[1] for u in usable], dtype=np.int64)
+        probs = np.asarray([u[3] for u in usable], dtype=float)
+        issues = find_label_issues(labels, probs)
+        sent = 0
+        with self.db.transaction() as conn:
+            candidates = [usable[i.index] for i in issues]
+            done = store.reviewed_before(
+                conn, [c[0] for c in candidates], candidates[0][4] if candidates else ""
+            )
+            trace = uuid.uuid4().hex
+            for issue in issues:
+                if sent >= self.budget:
+                    break
+                item_id, _, classes, _, version, label_ids = usable[issue.index]
+                if item_id in done:
+                    continue
+                detail = (
+                    f"model {version} is confident the item is {classes[issue.suggested]!r}, "
+                    f"not {classes[issue.given]!r} (p={issue.self_confidence:.2f} for the "
+                    "accepted label; confident learning)"
+                )
+                if request_relabel(
+                    conn,
+                    lambda topic, key, message, trace_id: outbox.publish(
+                        conn, topic, key, message, trace_id=trace_id
+                    ),
+                    item_id,
+                    detail,
+                    label_ids,
+                    version,
+                    trace,
+                    "confident_learning",
+                    self.metrics,
+                ):
+                    sent += 1
+        if sent:
+            log.info("%s: %d suspected label errors sent to review", project, sent)
+        return sent
+
+
+class Gauges:
+    """Refreshes the review backlog, agreement and gold-accuracy gauges."""
+
+    MAX_ANNOTATOR_SERIES = 50
+
+    def __init__(self, db: Database, contracts: ContractCache, metrics: QualityMetrics) -> None:
+        self.db = db
+        self.contracts = contracts
+        self.metrics = metrics
+
+    def run_once(self) -> None:
+        with self.db.transaction() as conn:
+            backlog = store.review_backlog(conn)
+            names = store.projects(conn)
+        self.metrics.review_backlog.clear()
+        for project, kind, count in backlog:
+            self.metrics.review_backlog.labels(project=project, kind=kind).set(count)
+        for project in names:
+            contract = self.contracts.current(project)
+            if contract is None:
+                continue
+            with self.db.transaction() as conn:
+                data = store.project_data(conn, contract)
+            coded = code_votes(data)
+            overall = agreement(coded.item, coded.annotator, coded.label, len(data.classes))
+            for metric in ("krippendorff_alpha", "fleiss_kappa", "cohen_kappa"):
+                value = overall.metric(metric)
+                if value is not None:
+                    self.metrics.agreement.labels(project=project, metric=metric).set(value)
+            # A bounded set of series: the annotators with the most gold answers.
+            top = sorted(data.gold.items(), key=lambda kv: -kv[1][0])[: self.MAX_ANNOTATOR_SERIES]
+            for annotator, (answered, correct) in top:
+                self.metrics.gold_accuracy.labels(project=project, annotator=annotator).set(
+                    correct / answered
+                )

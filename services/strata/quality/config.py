@@ -1,0 +1,80 @@
+"""The quality service's own settings, on top of the kit's ServiceConfig."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from strata.common.config import parse_address, parse_float, parse_int, setting
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Consensus re-estimation, label-error detection, and who may read reports."""
+
+    gateway_address: str = setting(
+        "STRATA_GATEWAY_ADDRESS",
+        parse_address,
+        "",
+        "gateway gRPC host:port that checks callers' bearer tokens (unset: RPCs that "
+        "need a reviewer or admin are refused)",
+    )
+    estimate_interval_s: float = setting(
+        "STRATA_QUALITY_ESTIMATE_INTERVAL_S",
+        parse_float(0.2, 3600),
+        5.0,
+        "how often each project's Dawid-Skene model is re-estimated when new votes came in",
+    )
+    prior_strength: float = setting(
+        "STRATA_QUALITY_PRIOR_STRENGTH",
+        parse_float(0, 1000),
+        2.0,
+        "pseudo-labels per class behind each annotator's prior confusion matrix",
+    )
+    prior_accuracy: float = setting(
+        "STRATA_QUALITY_PRIOR_ACCURACY",
+        parse_float(0.01, 0.99),
+        0.7,
+        "accuracy assumed for an annotator with no labels yet",
+    )
+    gold_min_answered: int = setting(
+        "STRATA_QUALITY_GOLD_MIN_ANSWERED",
+        parse_int(1, 10_000),
+        5,
+        "gold answers needed before an annotator can be sent to retrain or blocked",
+    )
+    label_error_interval_s: float = setting(
+        "STRATA_QUALITY_LABEL_ERROR_INTERVAL_S",
+        parse_float(0.2, 86_400),
+        10.0,
+        "how often accepted labels are audited against the model's predictions",
+    )
+    label_error_min_items: int = setting(
+        "STRATA_QUALITY_LABEL_ERROR_MIN_ITEMS",
+        parse_int(2, 10_000_000),
+        50,
+        "accepted items with a prediction needed before label errors are searched for",
+    )
+    relabel_budget: int = setting(
+        "STRATA_QUALITY_RELABEL_BUDGET",
+        parse_int(0, 100_000),
+        50,
+        "most suspected label errors sent to review per project and audit round",
+    )
+    max_poll_records: int = setting(
+        "STRATA_QUALITY_MAX_POLL_RECORDS",
+        parse_int(1, 10_000),
+        1000,
+        "labels taken per partition and transaction",
+    )
+    contract_wait_s: float = setting(
+        "STRATA_QUALITY_CONTRACT_WAIT_S",
+        parse_float(0, 3600),
+        60.0,
+        "how long labels for a contract version not yet received wait before dead-lettering",
+    )
+    auth_cache_s: float = setting(
+        "STRATA_QUALITY_AUTH_CACHE_S",
+        parse_float(0, 300),
+        5.0,
+        "how long a caller's token check is cached",
+    )

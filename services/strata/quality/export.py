@@ -1,0 +1,96 @@
+"""Accepted labels as export records: JSONL with full provenance, or Label Studio tasks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from strata.quality.store import Decided
+from strata.v1 import common_pb2
+
+_STATUS = {
+    common_pb2.CONSENSUS_STATUS_ACCEPTED: "accepted",
+    common_pb2.CONSENSUS_STATUS_EXPERT: "expert",
+}
+_METHOD = {
+    common_pb2.CONSENSUS_METHOD_DAWID_SKENE: "dawid_skene",
+    common_pb2.CONSENSUS_METHOD_MAJORITY_VOTE: "majority_vote",
+    common_pb2.CONSENSUS_METHOD_EXPERT: "expert",
+    common_pb2.CONSENSUS_METHOD_PROPAGATED: "propagated",
+    common_pb2.CONSENSUS_METHOD_MODEL_AUTO_ACCEPT: "model_auto_accept",
+}
+
+
+def provenance(decided: Decided) -> dict[str, Any]:
+    """One accepted label: value, score, method, contract version, and every vote behind it."""
+    consensus = common_pb2.ConsensusLabel()
+    consensus.ParseFromString(decided.consensus)
+    weights = {v.label_id: v.weight for v in consensus.votes}
+    return {
+        "item_id": decided.item_id,
+        "project": consensus.project,
+        "value": consensus.value,
+        "consensus_score": consensus.consensus_score,
+        "status": _STATUS.get(consensus.status, "unknown"),
+        "method": _METHOD.get(consensus.method, "unknown"),
+        "ontology_version": consensus.ontology_version,
+        "decided_at": decided.decided_at.isoformat(),
+        "posterior": {c.class_label: c.score for c in consensus.posterior},
+        "votes": [
+            {
+                "label_id": label_id,
+                "annotator_id": annotator,
+                "value": value,
+                "source": source,
+                "submitted_at": submitted.isoformat(),
+                "duration_ms": duration,
+                "weight": weights.get(label_id),
+            }
+            for label_id, annotator, value, source, submitted, duration in decided.votes
+        ],
+    }
+
+
+def jsonl_line(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record, sort_keys=True) + "\n").encode()
+
+
+def label_studio_task(record: dict[str, Any]) -> dict[str, Any]:
+    """A Label Studio import task (choices) carrying the consensus and each human vote."""
+
+    def result(value: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "from_name": "label",
+                "to_name": "item",
+                "type": "choices",
+                "value": {"choices": [value]},
+            }
+        ]
+
+    return {
+        "data": {"item_id": record["item_id"], "project": record["project"]},
+        "annotations": [
+            {
+                "result": result(record["value"]),
+                "ground_truth": record["status"] == "expert",
+                "lead_time": None,
+                "meta": {
+                    "kind": "consensus",
+                    "consensus_score": record["consensus_score"],
+                    "method": record["method"],
+                    "ontology_version": record["ontology_version"],
+                    "annotators": [v["annotator_id"] for v in record["votes"]],
+                },
+            },
+            *[
+                {
+                    "result": result(v["value"]),
+                    "ground_truth": False,
+                    "lead_time": v["duration_ms"] / 1000,
+                    "meta": {"kind": "vote", **v},
+                }
+                for v in record["votes"]
+            ],
+        ],
+    }

@@ -1,0 +1,638 @@
+"""What quality does with events: votes in, consensus, gold verdicts and reviews out.
+
+Each handler runs in the consumer's transaction; the decisions are the pure
+functions of `consensus`, `gold` and `label_errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+import numpy as np
+from google.protobuf.message import Message
+
+from strata.common.consumer import BatchContext, Batched, Deferred, HandlerContext, TopicHandler
+from strata.common.contracts import ContractCache
+from strata.common.db import Database
+from strata.common.events import Event
+from strata.common.topics import (
+    ANNOTATORS_STATUS,
+    CONTRACTS,
+    LABELS_CONSENSUS,
+    LABELS_SUBMITTED,
+    PREDICTIONS,
+    REVIEWS_REQUESTED,
+    TRAINING_FEEDBACK,
+)
+from strata.quality import store
+from strata.quality.consensus import ACCEPTED, MORE, decide, prior_confusion, score_item
+from strata.quality.gold import gold_verdict
+from strata.quality.metrics import QualityMetrics
+from strata.v1 import common_pb2, events_pb2
+
+log = logging.getLogger(__name__)
+
+SOURCES = {
+    common_pb2.LABEL_SOURCE_HUMAN: "human",
+    common_pb2.LABEL_SOURCE_MODEL: "model",
+    common_pb2.LABEL_SOURCE_WEAK: "weak",
+    common_pb2.LABEL_SOURCE_EXPERT: "expert",
+}
+SOURCE_ENUM = {name: value for value, name in SOURCES.items()}
+STATUS_ENUM = {
+    "active": common_pb2.ANNOTATOR_STATUS_ACTIVE,
+    "retrain": common_pb2.ANNOTATOR_STATUS_RETRAIN,
+    "blocked": common_pb2.ANNOTATOR_STATUS_BLOCKED,
+}
+METHODS = {
+    "dawid_skene": common_pb2.CONSENSUS_METHOD_DAWID_SKENE,
+    "majority_vote": common_pb2.CONSENSUS_METHOD_MAJORITY_VOTE,
+    "expert": common_pb2.CONSENSUS_METHOD_EXPERT,
+}
+STATES = {
+    "accepted": common_pb2.CONSENSUS_STATUS_ACCEPTED,
+    "expert": common_pb2.CONSENSUS_STATUS_EXPERT,
+    "review": common_pb2.CONSENSUS_STATUS_NEEDS_REVIEW,
+    "open": common_pb2.CONSENSUS_STATUS_NEEDS_REVIEW,
+}
+
+# (topic, key, message, trace id): emit an event in the caller's transaction.
+Publish = Callable[[str, str, Message, str], object]
+
+
+class ContractUnknown(Deferred):
+    """A label names a contract version quality has not received (yet): it waits for it."""
+
+
+def class_names(contract: common_pb2.LabelingContract) -> list[str]:
+    return [c.name for c in contract.classes]
+
+
+class EstimateCache:
+    """Each project's latest Dawid-Skene estimate, re-read when the table has a newer one."""
+
+    def __init__(self, db: Database, check_every_s: float = 1.0) -> None:
+        self.db = db
+        self.check_every_s = check_every_s
+        self._cached: dict[str, tuple[float, store.Estimate | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, conn: store.Conn, project: str) -> store.Estimate | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cached.get(project)
+        if hit is not None and now - hit[0] < self.check_every_s:
+            return hit[1]
+        stamp = store.estimate_stamp(conn, project)
+        if hit is not None and hit[1] is not None and hit[1].estimated_at == stamp:
+            found: store.Estimate | None = hit[1]
+        else:
+            found = store.load_estimate(conn, project) if stamp is not None else None
+        with self._lock:
+            self._cached[project] = (now, found)
+        return found
+
+
+def consensus_message(
+    item_id: str,
+    project: str,
+    version: str,
+    state: str,
+    method: str,
+    value: str,
+    score: float,
+    votes: Sequence[store.VoteRow],
+    weights: Sequence[float],
+    classes: Sequence[str] = (),
+    posterior: Sequence[float] = (),
+) -> common_pb2.ConsensusLabel:
+    """The ConsensusLabel that travels on strata.labels.consensus."""
+    msg = common_pb2.ConsensusLabel(
+        item_id=item_id,
+        value=value,
+        consensus_score=score,
+        method=METHODS[method],
+        status=STATES[state],
+        project=project,
+        ontology_version=version,
+        votes=[
+            common_pb2.Vote(
+                annotator_id=v.annotator_id,
+                value=v.value,
+                weight=w,
+                label_id=v.label_id,
+                source=SOURCE_ENUM.get(v.source, common_pb2.LABEL_SOURCE_UNSPECIFIED),
+            )
+            for v, w in zip(votes, weights, strict=True)
+        ],
+        posterior=[
+            common_pb2.ClassScore(class_label=c, score=float(p))
+            for c, p in zip(classes, posterior, strict=True)
+        ],
+    )
+    msg.decided_at.FromDatetime(datetime.now(UTC))
+    return msg
+
+
+def routing(
+    project: str, version: str, reason: common_pb2.RoutingReason, trace_id: str, **attributes: str
+) -> common_pb2.RoutingMetadata:
+    return common_pb2.RoutingMetadata(
+        trace_id=trace_id,
+        source_service="quality",
+        reason=reason,
+        project=project,
+        ontology_version=version,
+        attributes=attributes,
+    )
+
+
+def decide_by_expert(
+    conn: store.Conn,
+    publish: Publish,
+    item: store.ItemState,
+    votes: Sequence[store.VoteRow],
+    value: str,
+    expert_id: str,
+    note: str,
+    trace_id: str,
+) -> common_pb2.ConsensusLabel:
+    """An expert's answer decides the item (status EXPERT) and closes its open review."""
+    weights = [1.0 if v.annotator_id == expert_id and v.value == value else 0.0 for v in votes]
+    consensus = consensus_message(
+        item.item_id,
+        item.project,
+        item.ontology_version,
+        "expert",
+        "expert",
+        value,
+        1.0,
+        votes,
+        weights,
+    )
+    store.update_items(
+        conn,
+        [
+            store.ItemUpdate(
+                item.item_id,
+                "expert",
+                len(votes),
+                item.requested_overlap,
+                value=value,
+                consensus_score=1.0,
+                method="expert",
+                decided_by=expert_id,
+                consensus=consensus.SerializeToString(),
+            )
+        ],
+    )
+    store.resolve_review(conn, item.item_id, expert_id, value, note)
+    publish(
+        LABELS_CONSENSUS.name,
+        item.item_id,
+        events_pb2.ConsensusUpdated(
+            routing=routing(
+                item.project, item.ontology_version, common_pb2.ROUTING_REASON_REVIEW, trace_id
+            ),
+            consensus=consensus,
+            requested_overlap=len(votes),
+        ),
+        trace_id,
+    )
+    return consensus
+
+
+@dataclass
+class _Fresh:
+    event: Event
+    message: events_pb2.LabelSubmitted
+    vote: store.NewVote
+
+
+class QualityHandlers:
+    def __init__(
+        self,
+        contracts: ContractCache,
+        estimates: EstimateCache,
+        metrics: QualityMetrics,
+        *,
+        prior_accuracy: float = 0.7,
+        gold_min_answered: int = 5,
+    ) -> None:
+        self.contracts = contracts
+        self.estimates = estimates
+        self.metrics = metrics
+        self.prior_accuracy = prior_accuracy
+        self.gold_min_answered = gold_min_answered
+
+    # -- contracts ---------------------------------------------------------------
+
+    def on_contract(self, ctx: HandlerContext, event: Event) -> None:
+        msg = event.message
+        assert isinstance(msg, events_pb2.ContractLoaded)
+        if not msg.contract.project or not msg.contract.version:
+            raise ValueError("a contract event needs the contract's project and version")
+        if store.save_contract(ctx.conn, msg.contract):
+            self.contracts.invalidate(msg.contract.project)
+            log.info("contract %s v%s received", msg.contract.project, msg.contract.version)
+
+    # -- labels --------------------------------------------------------------------
+
+    def _check(self, ctx: BatchContext, event: Event) -> _Fresh | None:
+        msg = event.message
+        assert isinstance(msg, events_pb2.LabelSubmitted)
+        label = msg.label
+        project = label.project or msg.routing.project
+        missing = [
+            name
+            for name, value in (
+                ("label_id", label.label_id),
+                ("item_id", label.item_id),
+                ("annotator_id", label.annotator_id),
+                ("project", project),
+                ("ontology_version", label.ontology_version),
+                ("value", label.value),
+            )
+            if not value
+        ]
+        if missing:
+            ctx.reject(event, f"label is missing {', '.join(missing)}")
+            return None
+        source = SOURCES.get(label.source)
+        if source is None:
+            ctx.reject(event, f"label {label.label_id} has no known source ({label.source})")
+            return None
+        contract = self.contracts.version(project, label.ontology_version)
+        if contract is None:
+            raise ContractUnknown(
+                f"label {label.label_id} is for contract version {label.ontology_version!r} of "
+                f"project {project!r}, which quality has not received on {CONTRACTS.name}"
+            )
+        classes = class_names(contract)
+        if label.value not in classes:
+            ctx.reject(
+                event,
+                f"label {label.label_id}: class {label.value!r} is not in contract "
+                f"{project} v{label.ontology_version} (classes: {', '.join(classes)})",
+            )
+            return None
+        vote = store.NewVote(
+            label_id=label.label_id,
+            item_id=label.item_id,
+            project=project,
+            annotator_id=label.annotator_id,
+            value=label.value,
+            ontology_version=label.ontology_version,
+            source=source,
+            gold=msg.gold,
+            gold_answer=msg.gold_answer or None,
+            submitted_at=(
+                label.submitted_at.ToDatetime(tzinfo=UTC)
+                if label.HasField("submitted_at")
+                else datetime.now(UTC)
+            ),
+            duration_ms=max(0, label.duration_ms),
+            prelabel_value=label.shown_prelabel.value or None,
+        )
+        return _Fresh(event, msg, vote)
+
+    def on_labels(self, ctx: BatchContext, events: list[Event]) -> None:
+        """Store votes (once per label id), score gold, and decide the touched items."""
+        checked = [f for f in (self._check(ctx, e) for e in events) if f is not None]
+        new_ids = store.insert_votes(ctx.conn, [f.vote for f in checked])
+        fresh: list[_Fresh] = []
+        for f in checked:
+            if f.vote.label_id in new_ids:
+                new_ids.discard(f.vote.label_id)
+                fresh.append(f)
+        if not fresh:
+            return
+        for f in fresh:
+            self.metrics.labels_consumed.labels(project=f.vote.project, source=f.vote.source).inc()
+        self._score_gold(ctx, [f for f in fresh if f.vote.gold])
+        self._decide(ctx, fresh)
+
+    def _score_gold(self, ctx: BatchContext, gold: list[_Fresh]) -> None:
+        deltas: dict[tuple[str, str], tuple[int, int]] = {}
+        traces: dict[tuple[str, str], _Fresh] = {}
+        for f in gold:
+            if f.vote.source != "human" or not f.vote.gold_answer:
+                continue
+            key = (f.vote.project, f.vote.annotator_id)
+            answered, correct = deltas.get(key, (0, 0))
+            deltas[key] = (answered + 1, correct + int(f.vote.value == f.vote.gold_answer))
+            traces[key] = f
+        for totals in store.add_gold(ctx.conn, deltas):
+            key = (totals.project, totals.annotator_id)
+            f = traces[key]
+            contract = self.contracts.version(totals.project, f.vote.ontology_version)
+            assert contract is not None
+            verdict = gold_verdict(
+                totals.correct,
+                totals.answered,
+                contract.gold_accuracy_threshold,
+                self.gold_min_answered,
+            )
+            if verdict.status == totals.status:
+                continue
+            store.set_status(ctx.conn, *key, verdict.status, verdict.reason)
+            self.metrics.annotator_status.labels(
+                project=totals.project, status=verdict.status
+            ).inc()
+            log.info("annotator %s in %s: %s (%s)", key[1], key[0], verdict.status, verdict.reason)
+            ctx.publish(
+                ANNOTATORS_STATUS.name,
+                totals.annotator_id,
+                events_pb2.AnnotatorStatusChanged(
+                    routing=routing(
+                        totals.project,
+                        f.vote.ontology_version,
+                        common_pb2.ROUTING_REASON_GOLD,
+                        f.event.trace_id,
+                    ),
+                    annotator_id=totals.annotator_id,
+                    project=totals.project,
+                    status=STATUS_ENUM[verdict.status],
+                    gold_accuracy=verdict.accuracy,
+                    gold_accuracy_lower_bound=verdict.lower,
+                    gold_answered=totals.answered,
+                    reason=verdict.reason,
+                ),
+                f.event.trace_id,
+            )
+
+    def _decide(self, ctx: BatchContext, fresh: list[_Fresh]) -> None:
+        items = store.lock_items(ctx.conn, [f.vote for f in fresh])
+        by_item: dict[str, list[_Fresh]] = {}
+        for f in fresh:
+            by_item.setdefault(f.vote.item_id, []).append(f)
+        all_votes = store.votes_of(ctx.conn, by_item)
+        updates: list[store.ItemUpdate] = []
+        for item_id, arrivals in by_item.items():
+            item = items[item_id]
+            votes = all_votes.get(item_id, [])
+            trace = arrivals[-1].event.trace_id
+            expert = next((f for f in arrivals if f.vote.source == "expert"), None)
+            if expert is not None and item.state != "expert":
+                decide_by_expert(
+                    ctx.conn,
+                    ctx.publish,
+                    item,
+                    votes,
+                    expert.vote.value,
+                    expert.vote.annotator_id,
+                    "labelled on a review task",
+                    expert.event.trace_id,
+                )
+                self.metrics.consensus.labels(project=item.project, outcome="expert").inc()
+                continue
+            if item.gold_answer is not None or item.state != "open":
+                # Gold items' truth is known; decided items and items in review only
+                # record the late vote.
+                updates.append(
+                    store.ItemUpdate(item.item_id, item.state, len(votes), item.requested_overlap)
+                )
+                continue
+            update = self._consensus(ctx, item, votes, trace)
+            updates.append(update)
+        store.update_items(ctx.conn, updates)
+
+    def _consensus(
+        self, ctx: BatchContext, item: store.ItemState, votes: list[store.VoteRow], trace: str
+    ) -> store.ItemUpdate:
+        contract = self.contracts.version(item.project, item.ontology_version)
+        assert contract is not None
+        classes = class_names(contract)
+        index = {c: i for i, c in enumerate(classes)}
+        counted = [v for v in votes if v.value in index and v.source == "human"]
+        estimate = self.estimates.get(ctx.conn, item.project)
+        k = len(classes)
+        if estimate is not None and estimate.classes == classes:
+            confusions, priors = estimate.confusions, estimate.class_priors
+        else:
+            confusions, priors = {}, np.full(k, 1.0 / k)
+        scored = score_item(
+            [index[v.value] for v in counted],
+            [v.annotator_id for v in counted],
+            confusions,
+            priors,
+            prior_confusion(k, self.prior_accuracy),
+        )
+        overlap_min = max(1, contract.overlap.min)
+        decision = decide(
+            scored.posterior,
+            len(counted),
+            overlap_min=overlap_min,
+            overlap_max=max(overlap_min, contract.overlap.max),
+            threshold=contract.consensus_threshold,
+        )
+        majority = classes[scored.majority]
+        posterior = [float(p) for p in scored.posterior]
+        base = store.ItemUpdate(
+            item.item_id,
+            item.state,
+            len(votes),
+            item.requested_overlap,
+            classes=classes,
+            posterior=posterior,
+            majority_value=majority,
+        )
+        if decision is None:
+            return base
+        value = classes[decision.value]
+        consensus = consensus_message(
+            item.item_id,
+            item.project,
+            item.ontology_version,
+            "accepted" if decision.status == ACCEPTED else "open",
+            "dawid_skene",
+            value,
+            decision.score,
+            counted,
+            scored.weights,
+            classes,
+            posterior,
+        )
+        if decision.status == ACCEPTED:
+            self.metrics.consensus.labels(project=item.project, outcome="accepted").inc()
+            ctx.publish(
+                LABELS_CONSENSUS.name,
+                item.item_id,
+                events_pb2.ConsensusUpdated(
+                    routing=routing(
+                        item.project,
+                        item.ontology_version,
+                        common_pb2.ROUTING_REASON_OVERLAP,
+                        trace,
+                        method="dawid_skene",
+                    ),
+                    consensus=consensus,
+                    requested_overlap=len(counted),
+                ),
+                trace,
+            )
+            return replace(
+                base,
+                state="accepted",
+                value=value,
+                consensus_score=decision.score,
+                method="dawid_skene",
+                consensus=consensus.SerializeToString(),
+            )
+        if decision.status == MORE:
+            if decision.requested_overlap <= item.requested_overlap:
+                return base
+            self.metrics.consensus.labels(project=item.project, outcome="more").inc()
+            ctx.publish(
+                LABELS_CONSENSUS.name,
+                item.item_id,
+                events_pb2.ConsensusUpdated(
+                    routing=routing(
+                        item.project,
+                        item.ontology_version,
+                        common_pb2.ROUTING_REASON_OVERLAP,
+                        trace,
+                    ),
+                    consensus=consensus,
+                    requested_overlap=decision.requested_overlap,
+                ),
+                trace,
+            )
+            return replace(base, requested_overlap=decision.requested_overlap)
+        detail = (
+            f"consensus {decision.score:.2f} for {value!r} stayed under the threshold "
+            f"{contract.consensus_threshold:.2f} after {len(counted)} votes (overlap.max)"
+        )
+        store.open_review(ctx.conn, item.item_id, item.project, "expert", detail)
+        self.metrics.consensus.labels(project=item.project, outcome="review").inc()
+        ctx.publish(
+            REVIEWS_REQUESTED.name,
+            item.item_id,
+            events_pb2.ReviewRequested(
+                routing=routing(
+                    item.project, item.ontology_version, common_pb2.ROUTING_REASON_REVIEW, trace
+                ),
+                item_id=item.item_id,
+                project=item.project,
+                kind=events_pb2.REVIEW_KIND_EXPERT,
+                detail=detail,
+                current=consensus,
+            ),
+            trace,
+        )
+        return replace(base, state="review")
+
+    # -- model signals ---------------------------------------------------------------
+
+    def on_predictions(self, ctx: BatchContext, events: list[Event]) -> None:
+        predictions = []
+        for event in events:
+            msg = event.message
+            assert isinstance(msg, events_pb2.PredictionMade)
+            p = msg.prediction
+            if not p.item_id or not p.project or len(p.classes) != len(p.probabilities):
+                ctx.reject(
+                    event,
+                    "prediction needs item_id, project and one probability per class "
+                    f"(got {len(p.classes)} classes, {len(p.probabilities)} probabilities)",
+                )
+                continue
+            predictions.append(p)
+        store.save_predictions(ctx.conn, predictions)
+
+    def on_feedback(self, ctx: HandlerContext, event: Event) -> None:
+        """Memorization flags send the items' labels back for review (RELABEL)."""
+        msg = event.message
+        assert isinstance(msg, events_pb2.TrainingFeedback)
+        fresh = store.save_memorization_flags(
+            ctx.conn, msg.project, msg.run_id, msg.model_version, msg.memorization_flags
+        )
+        for flag in fresh:
+            detail = f"memorized in training run {msg.run_id}: {flag.reason} ({flag.score:.2f})"
+            request_relabel(
+                ctx.conn,
+                lambda topic, key, message, trace: ctx.publish(topic, key, message),
+                flag.item_id,
+                detail,
+                [flag.label_id] if flag.label_id else [],
+                msg.model_version,
+                event.trace_id,
+                "memorization",
+                self.metrics,
+            )
+
+    def routes(self) -> dict[str, TopicHandler]:
+        # Contracts first: a poll that holds a contract and its first labels applies both.
+        return {
+            CONTRACTS.name: self.on_contract,
+            LABELS_SUBMITTED.name: Batched(self.on_labels),
+            PREDICTIONS.name: Batched(self.on_predictions),
+            TRAINING_FEEDBACK.name: self.on_feedback,
+        }
+
+
+def request_relabel(
+    conn: store.Conn,
+    publish: Publish,
+    item_id: str,
+    detail: str,
+    suspected_label_ids: Sequence[str],
+    model_version: str,
+    trace_id: str,
+    detector: str,
+    metrics: QualityMetrics,
+) -> bool:
+    """Send an accepted item back to review (RELABEL); False when it is not accepted."""
+    row = store.item_row(conn, item_id, lock=True)
+    if row is None or row["state"] != "accepted":
+        return False
+    if not store.open_review(
+        conn, item_id, row["project"], "relabel", detail, suspected_label_ids, model_version
+    ):
+        return False
+    conn.execute(
+        "UPDATE items SET state = 'review', updated_at = now() WHERE item_id = %s", (item_id,)
+    )
+    current = common_pb2.ConsensusLabel(
+        item_id=item_id,
+        value=row["value"] or "",
+        consensus_score=row["consensus_score"] or 0.0,
+        status=common_pb2.CONSENSUS_STATUS_NEEDS_REVIEW,
+        project=row["project"],
+        ontology_version=row["ontology_version"],
+    )
+    route = routing(
+        row["project"],
+        row["ontology_version"],
+        common_pb2.ROUTING_REASON_RELABEL,
+        trace_id,
+        detector=detector,
+    )
+    # Withdraw the accepted label (training drops it) until the review decides.
+    publish(
+        LABELS_CONSENSUS.name,
+        item_id,
+        events_pb2.ConsensusUpdated(routing=route, consensus=current),
+        trace_id,
+    )
+    publish(
+        REVIEWS_REQUESTED.name,
+        item_id,
+        events_pb2.ReviewRequested(
+            routing=route,
+            item_id=item_id,
+            project=row["project"],
+            kind=events_pb2.REVIEW_KIND_RELABEL,
+            detail=detail,
+            current=current,
+            suspected_label_ids=list(suspected_label_ids),
+        ),
+        trace_id,
+    )
+    metrics.label_errors.labels(project=row["project"], detector=detector).inc()
+    return True

@@ -1,0 +1,311 @@
+"""The Quality gRPC servicer: check the caller, validate, call, map errors to status codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC
+from typing import Any
+
+import grpc
+
+from strata.common import outbox
+from strata.common.contracts import ContractCache
+from strata.common.db import Database
+from strata.common.grpcserver import abort
+from strata.quality import store
+from strata.quality.access import AccessCheck, AccessDenied, Caller
+from strata.quality.export import jsonl_line, label_studio_task, provenance
+from strata.quality.handlers import (
+    METHODS,
+    SOURCE_ENUM,
+    STATES,
+    STATUS_ENUM,
+    class_names,
+    decide_by_expert,
+)
+from strata.quality.render import plots, to_html
+from strata.quality.report import agreement as measure_agreement
+from strata.quality.report import agreement_slices, annotator_scores, build_report, code_votes
+from strata.v1 import common_pb2, quality_pb2, quality_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+REVIEWERS = ("reviewer", "admin")
+EXPORT_CHUNK = 500
+
+
+class QualityServicer(quality_pb2_grpc.QualityServicer):
+    def __init__(self, db: Database, access: AccessCheck, contracts: ContractCache) -> None:
+        self.db = db
+        self.access = access
+        self.contracts = contracts
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _caller(self, context: grpc.ServicerContext, roles: tuple[str, ...] = REVIEWERS) -> Caller:
+        try:
+            return self.access.require(context.invocation_metadata(), roles)
+        except AccessDenied as exc:
+            abort(context, exc.code, str(exc))
+
+    def _contract(self, context: grpc.ServicerContext, project: str) -> common_pb2.LabelingContract:
+        if not project:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+        contract = self.contracts.current(project)
+        if contract is None:
+            abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"no contract for project {project!r} has reached quality "
+                "(load one through the gateway's LoadContract)",
+            )
+        return contract
+
+    # -- RPCs --------------------------------------------------------------------
+
+    def ItemConsensus(
+        self, request: quality_pb2.ItemConsensusRequest, context: grpc.ServicerContext
+    ) -> quality_pb2.ItemConsensusResponse:
+        self._caller(context)
+        if not request.item_id:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "item_id is required")
+        with self.db.transaction() as conn:
+            row = store.item_row(conn, request.item_id)
+            votes = store.votes_of(conn, [request.item_id]).get(request.item_id, [])
+            consensus_bytes = conn.execute(
+                "SELECT consensus FROM items WHERE item_id = %s", (request.item_id,)
+            ).fetchone()
+        if row is None:
+            abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"item {request.item_id!r} has no votes in quality",
+            )
+        consensus = common_pb2.ConsensusLabel()
+        if row["state"] in ("accepted", "expert") and consensus_bytes and consensus_bytes[0]:
+            consensus.ParseFromString(bytes(consensus_bytes[0]))
+            consensus.status = STATES[row["state"]]
+            return quality_pb2.ItemConsensusResponse(consensus=consensus)
+        consensus = common_pb2.ConsensusLabel(
+            item_id=row["item_id"],
+            value=row["value"] or "",
+            consensus_score=row["consensus_score"] or 0.0,
+            method=METHODS.get(row["method"] or "", common_pb2.CONSENSUS_METHOD_UNSPECIFIED),
+            status=STATES[row["state"]],
+            project=row["project"],
+            ontology_version=row["ontology_version"],
+            votes=[
+                common_pb2.Vote(
+                    annotator_id=v.annotator_id,
+                    value=v.value,
+                    label_id=v.label_id,
+                    source=SOURCE_ENUM.get(v.source, common_pb2.LABEL_SOURCE_UNSPECIFIED),
+                )
+                for v in votes
+            ],
+            posterior=[
+                common_pb2.ClassScore(class_label=c, score=p)
+                for c, p in zip(row["classes"] or [], row["posterior"] or [], strict=False)
+            ],
+        )
+        return quality_pb2.ItemConsensusResponse(consensus=consensus)
+
+    def AnnotatorScores(
+        self, request: quality_pb2.AnnotatorScoresRequest, context: grpc.ServicerContext
+    ) -> quality_pb2.AnnotatorScoresResponse:
+        caller = self._caller(context, ("annotator", *REVIEWERS))
+        wanted = set(request.annotator_ids)
+        if caller.role == "annotator" and wanted != {caller.annotator_id}:
+            abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                "annotators may see only their own scores: pass annotator_ids=[your id]",
+            )
+        contract = self._contract(context, request.project)
+        with self.db.transaction() as conn:
+            data = store.project_data(conn, contract)
+        out = []
+        for s in annotator_scores(data):
+            if wanted and s["annotator_id"] not in wanted:
+                continue
+            interval = s["gold_accuracy_interval"] or [0.0, 1.0]
+            out.append(
+                quality_pb2.AnnotatorScore(
+                    annotator_id=s["annotator_id"],
+                    gold_accuracy=s["gold_accuracy"] or 0.0,
+                    gold_accuracy_lower_bound=interval[0],
+                    gold_answered=s["gold_answered"],
+                    agreement_with_consensus=s["agreement_with_consensus"] or 0.0,
+                    classes=data.classes,
+                    confusion=[
+                        quality_pb2.ConfusionRow(true_class=c, row=r)
+                        for c, r in zip(data.classes, s["confusion"] or [], strict=False)
+                    ],
+                    labels=s["labels"],
+                    median_seconds=s["median_seconds"] or 0.0,
+                    status=STATUS_ENUM[s["status"]],
+                )
+            )
+        return quality_pb2.AnnotatorScoresResponse(annotators=out)
+
+    def AgreementReport(
+        self, request: quality_pb2.AgreementReportRequest, context: grpc.ServicerContext
+    ) -> quality_pb2.AgreementReportResponse:
+        self._caller(context)
+        contract = self._contract(context, request.project)
+        if request.window_seconds < 0:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "window_seconds cannot be negative")
+        with self.db.transaction() as conn:
+            data = store.project_data(conn, contract)
+        since = (
+            request.since.ToDatetime(tzinfo=UTC).timestamp() if request.HasField("since") else None
+        )
+        until = (
+            request.until.ToDatetime(tzinfo=UTC).timestamp() if request.HasField("until") else None
+        )
+        if since is not None and until is not None and until <= since:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "until must be after since")
+        keep = [
+            n
+            for n, t in enumerate(data.vote_time)
+            if (since is None or t >= since) and (until is None or t < until)
+        ]
+
+        def pick(values: list[Any]) -> list[Any]:
+            return [values[n] for n in keep]
+
+        data = replace(
+            data,
+            vote_item=pick(data.vote_item),
+            vote_annotator=pick(data.vote_annotator),
+            vote_value=pick(data.vote_value),
+            vote_time=pick(data.vote_time),
+            vote_duration_ms=pick(data.vote_duration_ms),
+            vote_gold_answer=pick(data.vote_gold_answer),
+        )
+        coded = code_votes(data)
+        overall = measure_agreement(coded.item, coded.annotator, coded.label, len(data.classes))
+        value = overall.metric(data.agreement_metric)
+
+        def as_slice(d: dict[str, Any]) -> quality_pb2.AgreementSlice:
+            return quality_pb2.AgreementSlice(
+                dimension=d.get("dimension", "overall"),
+                key=d.get("key", ""),
+                krippendorff_alpha=_nan(d["krippendorff_alpha"]),
+                fleiss_kappa=_nan(d["fleiss_kappa"]),
+                mean_cohen_kappa=_nan(d["mean_cohen_kappa"]),
+                items=d["items"],
+            )
+
+        return quality_pb2.AgreementReportResponse(
+            overall=as_slice(overall.as_dict()),
+            slices=[as_slice(s) for s in agreement_slices(data, coded, request.window_seconds)],
+            metric=data.agreement_metric,
+            threshold=data.agreement_threshold,
+            done=value is not None and value >= data.agreement_threshold,
+        )
+
+    def ResolveReview(
+        self, request: quality_pb2.ResolveReviewRequest, context: grpc.ServicerContext
+    ) -> quality_pb2.ResolveReviewResponse:
+        caller = self._caller(context)
+        if not request.item_id or not request.value:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "item_id and value are required")
+        trace = uuid.uuid4().hex
+        with self.db.transaction() as conn:
+            row = store.item_row(conn, request.item_id, lock=True)
+            if row is None:
+                abort(
+                    context,
+                    grpc.StatusCode.NOT_FOUND,
+                    f"item {request.item_id!r} has no votes in quality",
+                )
+            if row["state"] != "review":
+                abort(
+                    context,
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"item {request.item_id!r} is not in review (it is {row['state']})",
+                )
+            contract = self.contracts.version(row["project"], row["ontology_version"])
+            classes = class_names(contract) if contract else []
+            if request.value not in classes:
+                abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"value {request.value!r} is not a class of {row['project']} "
+                    f"v{row['ontology_version']}: {', '.join(classes)}",
+                )
+            item = store.ItemState(
+                row["item_id"],
+                row["project"],
+                row["ontology_version"],
+                row["gold_answer"],
+                row["state"],
+                row["votes"],
+                row["requested_overlap"],
+            )
+            votes = store.votes_of(conn, [item.item_id]).get(item.item_id, [])
+            consensus = decide_by_expert(
+                conn,
+                lambda topic, key, message, trace_id: outbox.publish(
+                    conn, topic, key, message, trace_id=trace_id
+                ),
+                item,
+                votes,
+                request.value,
+                caller.annotator_id,
+                request.note,
+                trace,
+            )
+        log.info(
+            "review of %s resolved by %s: %s", item.item_id, caller.annotator_id, request.value
+        )
+        return quality_pb2.ResolveReviewResponse(consensus=consensus)
+
+    def DatasetReport(
+        self, request: quality_pb2.DatasetReportRequest, context: grpc.ServicerContext
+    ) -> quality_pb2.DatasetReportResponse:
+        self._caller(context)
+        contract = self._contract(context, request.project)
+        with self.db.transaction() as conn:
+            data = store.project_data(conn, contract)
+        report = build_report(data)
+        return quality_pb2.DatasetReportResponse(
+            report_json=json.dumps(report, indent=2, sort_keys=True),
+            html=to_html(report, plots(report)),
+        )
+
+    def ExportLabels(
+        self, request: quality_pb2.ExportLabelsRequest, context: grpc.ServicerContext
+    ) -> Iterator[quality_pb2.ExportLabelsResponse]:
+        self._caller(context)
+        self._contract(context, request.project)
+        studio = request.format == quality_pb2.EXPORT_FORMAT_LABEL_STUDIO
+        after = ""
+        first = True
+        if studio:
+            yield quality_pb2.ExportLabelsResponse(chunk=b"[\n")
+        while True:
+            with self.db.transaction() as conn:
+                batch = store.decided_items(conn, request.project, after, EXPORT_CHUNK)
+            if not batch:
+                break
+            after = batch[-1].item_id
+            records = [provenance(d) for d in batch]
+            if studio:
+                body = ",\n".join(json.dumps(label_studio_task(r), sort_keys=True) for r in records)
+                chunk = (body if first else ",\n" + body).encode()
+            else:
+                chunk = b"".join(jsonl_line(r) for r in records)
+            first = False
+            yield quality_pb2.ExportLabelsResponse(chunk=chunk, records=len(records))
+        if studio:
+            yield quality_pb2.ExportLabelsResponse(chunk=b"\n]\n")
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value

@@ -1,0 +1,421 @@
+"""The quality service against real Postgres, the real broker, real gRPC (with a real gateway)."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from strata.common.events import make_event
+from strata.common.topics import (
+    ANNOTATORS_STATUS,
+    DEADLETTER,
+    LABELS_CONSENSUS,
+    PREDICTIONS,
+    REVIEWS_REQUESTED,
+    TRAINING_FEEDBACK,
+)
+from strata.v1 import common_pb2, events_pb2, quality_pb2
+
+from .conftest import Infra, produce, read_topic, wait_until
+from .quality_support import Stack, label_event, quality_contract, quality_stack
+
+Code = grpc.StatusCode
+
+
+@pytest.fixture
+def stack(infra: Infra) -> Iterator[Stack]:
+    with quality_stack(infra) as s:
+        yield s
+
+
+def new_project(stack: Stack, **sections: str) -> str:
+    project = f"q{uuid.uuid4().hex[:8]}"
+    stack.gateway.load_contract(quality_contract(project, **sections))
+
+    def arrived() -> bool:
+        with stack.quality.db.transaction() as conn:
+            return bool(
+                conn.execute("SELECT 1 FROM contracts WHERE project = %s", (project,)).fetchone()
+            )
+
+    wait_until(arrived, 20, "the contract to reach quality over strata.contracts")
+    return project
+
+
+def consensus_for(stack: Stack, item_id: str, expect: int = 1, **kw: float) -> list:
+    return read_topic(
+        stack.quality.config.kafka_bootstrap,
+        LABELS_CONSENSUS,
+        lambda m: m.consensus.item_id == item_id,
+        expect,
+        **kw,
+    )
+
+
+def item_state(stack: Stack, item_id: str) -> tuple | None:
+    with stack.quality.db.transaction() as conn:
+        return conn.execute(
+            "SELECT state, votes, value FROM items WHERE item_id = %s", (item_id,)
+        ).fetchone()
+
+
+def test_consensus_adaptive_overlap_review_and_expert(stack: Stack) -> None:
+    project = new_project(stack)
+    boot = stack.quality.config.kafka_bootstrap
+    a, b, c = (f"{project}-{n}" for n in "abc")
+    produce(boot, [label_event(project, a, f"ann{i}", "cat") for i in range(3)])
+    produce(boot, [label_event(project, b, "ann0", "cat"), label_event(project, b, "ann1", "cat")])
+    produce(boot, [label_event(project, b, "ann2", "dog")])
+
+    accepted = consensus_for(stack, a)
+    assert len(accepted) == 1
+    msg = accepted[0]
+    assert msg.consensus.status == common_pb2.CONSENSUS_STATUS_ACCEPTED
+    assert msg.consensus.value == "cat"
+    assert msg.consensus.consensus_score >= 0.9
+    assert msg.consensus.method == common_pb2.CONSENSUS_METHOD_DAWID_SKENE
+    assert sorted(v.annotator_id for v in msg.consensus.votes) == ["ann0", "ann1", "ann2"]
+    assert all(0 < v.weight <= 1 for v in msg.consensus.votes)
+    assert msg.routing.project == project and msg.routing.ontology_version == "v1"
+
+    # 2 vs 1 stays under 0.9: one more annotator is asked for, not more.
+    more = consensus_for(stack, b)
+    assert [m.requested_overlap for m in more] == [4]
+    assert more[0].consensus.status == common_pb2.CONSENSUS_STATUS_NEEDS_REVIEW
+    produce(boot, [label_event(project, b, "ann3", "cat")])
+    decided = consensus_for(stack, b, expect=2)
+    assert decided[-1].consensus.status == common_pb2.CONSENSUS_STATUS_ACCEPTED
+    assert decided[-1].consensus.value == "cat"
+
+    # Total disagreement up to overlap.max: expert review.
+    votes = ["cat", "dog", "bird", "cat", "dog"]
+    produce(boot, [label_event(project, c, f"ann{i}", v) for i, v in enumerate(votes)])
+    reviews = read_topic(boot, REVIEWS_REQUESTED, lambda m: m.item_id == c, 1)
+    assert len(reviews) == 1
+    assert reviews[0].kind == events_pb2.REVIEW_KIND_EXPERT
+    assert reviews[0].routing.reason == common_pb2.ROUTING_REASON_REVIEW
+    assert "overlap.max" in reviews[0].detail
+    assert item_state(stack, c)[0] == "review"
+
+    gw = stack.gateway
+    reviewer = gw.annotator(f"rev-{project}", common_pb2.ROLE_REVIEWER)
+    annotator = gw.annotator(f"ann-{project}")
+    resolve = stack.stub.ResolveReview
+    request = quality_pb2.ResolveReviewRequest(item_id=c, value="dog", note="tail visible")
+    with pytest.raises(grpc.RpcError) as err:
+        resolve(request)
+    assert err.value.code() == Code.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as err:
+        resolve(request, metadata=annotator)
+    assert err.value.code() == Code.PERMISSION_DENIED
+    assert "reviewer or admin" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        resolve(quality_pb2.ResolveReviewRequest(item_id=c, value="fish"), metadata=reviewer)
+    assert err.value.code() == Code.INVALID_ARGUMENT
+    assert "cat, dog, bird" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        resolve(quality_pb2.ResolveReviewRequest(item_id=a, value="dog"), metadata=reviewer)
+    assert err.value.code() == Code.FAILED_PRECONDITION
+    with pytest.raises(grpc.RpcError) as err:
+        resolve(quality_pb2.ResolveReviewRequest(item_id="nope", value="dog"), metadata=reviewer)
+    assert err.value.code() == Code.NOT_FOUND
+
+    reply = resolve(request, metadata=reviewer)
+    assert reply.consensus.status == common_pb2.CONSENSUS_STATUS_EXPERT
+    assert reply.consensus.value == "dog"
+    expert = consensus_for(stack, c)
+    assert [m.consensus.status for m in expert] == [common_pb2.CONSENSUS_STATUS_EXPERT]
+    assert item_state(stack, c)[0] == "expert"
+    with pytest.raises(grpc.RpcError) as err:
+        resolve(request, metadata=reviewer)
+    assert err.value.code() == Code.FAILED_PRECONDITION
+
+    shown = stack.stub.ItemConsensus(quality_pb2.ItemConsensusRequest(item_id=a), metadata=reviewer)
+    assert shown.consensus.value == "cat" and len(shown.consensus.votes) == 3
+
+
+def test_expert_label_from_a_review_task_decides(stack: Stack) -> None:
+    project = new_project(stack, overlap="{min: 2, max: 2}")
+    boot = stack.quality.config.kafka_bootstrap
+    item = f"{project}-x"
+    produce(
+        boot, [label_event(project, item, "a1", "cat"), label_event(project, item, "a2", "dog")]
+    )
+    read_topic(boot, REVIEWS_REQUESTED, lambda m: m.item_id == item, 1)
+    produce(
+        boot,
+        [label_event(project, item, "expert1", "bird", source=common_pb2.LABEL_SOURCE_EXPERT)],
+    )
+    decided = consensus_for(stack, item)
+    assert [(m.consensus.status, m.consensus.value) for m in decided] == [
+        (common_pb2.CONSENSUS_STATUS_EXPERT, "bird")
+    ]
+
+
+def snapshot(stack: Stack) -> dict[str, list]:
+    tables = {
+        "items": "SELECT item_id, state, votes, value, consensus_score, requested_overlap "
+        "FROM items ORDER BY 1",
+        "votes": "SELECT label_id, item_id, annotator_id, value FROM votes ORDER BY 1",
+        "annotators": "SELECT project, annotator_id, gold_answered, gold_correct, status "
+        "FROM annotators ORDER BY 1, 2",
+        "reviews": "SELECT item_id, kind, resolved_at FROM reviews ORDER BY 1",
+        "outbox": "SELECT topic, count(*) FROM outbox GROUP BY 1 ORDER BY 1",
+    }
+    with stack.quality.db.transaction() as conn:
+        return {name: conn.execute(sql).fetchall() for name, sql in tables.items()}
+
+
+def test_same_events_twice_leave_every_table_unchanged(stack: Stack) -> None:
+    project = new_project(stack)
+    boot = stack.quality.config.kafka_bootstrap
+    events = [label_event(project, f"{project}-{i % 5}", f"ann{i // 5}", "cat") for i in range(15)]
+    events += [
+        label_event(project, f"{project}-gold-{i}", "ann0", "dog", gold_answer="dog")
+        for i in range(3)
+    ]
+    produce(boot, events)
+    wait_until(lambda: len(consensus_for(stack, f"{project}-4", timeout_s=1)) == 1, 30, "consensus")
+    wait_until(lambda: len(snapshot(stack)["votes"]) >= 18, 20, "every vote stored")
+    before = snapshot(stack)
+    # The same events again (a redelivery), and the same labels under new event ids
+    # (a republish): nothing may change.
+    produce(boot, events)
+    republished = []
+    for e in events:
+        msg = events_pb2.LabelSubmitted.FromString(e.payload)
+        republished.append(make_event(e.topic, e.key, msg))
+    produce(boot, republished)
+    marker = label_event(project, f"{project}-marker", "ann9", "cat")
+    produce(boot, [marker])
+    wait_until(lambda: item_state(stack, f"{project}-marker") is not None, 20, "marker vote")
+    after = snapshot(stack)
+    after["items"] = [r for r in after["items"] if r[0] != f"{project}-marker"]
+    after["votes"] = [r for r in after["votes"] if r[1] != f"{project}-marker"]
+    assert after == before
+    assert [m.consensus.item_id for m in consensus_for(stack, f"{project}-0")] == [f"{project}-0"]
+
+
+def test_spammer_is_blocked_through_gold_and_careful_annotator_is_not(stack: Stack) -> None:
+    project = new_project(stack)
+    boot = stack.quality.config.kafka_bootstrap
+    rng = random.Random(7)
+    events = []
+    for i in range(20):
+        answer = rng.choice(["cat", "dog", "bird"])
+        events.append(
+            label_event(project, f"{project}-g{i}", "careful", answer, gold_answer=answer)
+        )
+        spam = "cat" if i % 3 else "dog"  # answers without looking
+        events.append(label_event(project, f"{project}-g{i}", "spammer", spam, gold_answer=answer))
+    produce(boot, events)
+
+    def changes() -> list:
+        return read_topic(boot, ANNOTATORS_STATUS, lambda m: m.project == project, 1, timeout_s=2)
+
+    # Under the threshold but not surely so: retrain first; blocked once the bound is clear.
+    wait_until(
+        lambda: changes()[-1].status == common_pb2.ANNOTATOR_STATUS_BLOCKED, 30, "spammer blocked"
+    )
+    seen = changes()
+    assert {m.annotator_id for m in seen} == {"spammer"}
+    assert set(m.status for m in seen) <= {
+        common_pb2.ANNOTATOR_STATUS_RETRAIN,
+        common_pb2.ANNOTATOR_STATUS_BLOCKED,
+    }
+    blocked = seen[-1]
+    assert blocked.gold_answered >= 5
+    assert blocked.gold_accuracy_lower_bound < blocked.gold_accuracy < 0.8
+    assert "threshold 0.80" in blocked.reason
+
+
+def test_bad_labels_are_dead_lettered_and_the_rest_flow(stack: Stack) -> None:
+    project = new_project(stack)
+    boot = stack.quality.config.kafka_bootstrap
+    item = f"{project}-mixed"
+    bad_class = label_event(project, item, "ann0", "fish")
+    bad_version = label_event(project, item, "ann1", "cat", version="v9")
+    no_annotator = label_event(project, item, "", "cat")
+    good = [label_event(project, item, f"ann{i}", "cat") for i in range(3)]
+    produce(boot, [bad_class, *good[:1], bad_version, no_annotator, *good[1:]])
+    assert consensus_for(stack, item)[0].consensus.status == common_pb2.CONSENSUS_STATUS_ACCEPTED
+    letters = read_topic(
+        boot,
+        DEADLETTER,
+        lambda m: m.key.decode() == item and m.service.startswith("quality"),
+        3,
+    )
+    reasons = sorted(m.reason for m in letters)
+    assert len(reasons) == 3
+    assert any("'fish' is not in contract" in r for r in reasons)
+    assert any("'v9'" in r and "has not received" in r for r in reasons)
+    assert any("missing annotator_id" in r for r in reasons)
+    assert item_state(stack, item)[1] == 3
+
+
+def test_report_export_and_label_errors(infra: Infra) -> None:
+    with quality_stack(
+        infra,
+        estimate_interval_s=0.3,
+        label_error_interval_s=0.3,
+        label_error_min_items=10,
+    ) as stack:
+        project = new_project(stack)
+        boot = stack.quality.config.kafka_bootstrap
+        classes = ["cat", "dog", "bird"]
+        rng = random.Random(3)
+        truth = {f"{project}-{i}": classes[i % 3] for i in range(30)}
+        events = []
+        for item, answer in truth.items():
+            for ann in ("good1", "good2", "good3"):
+                events.append(label_event(project, item, ann, answer))
+        for i in range(10):
+            answer = classes[i % 3]
+            events.append(
+                label_event(project, f"{project}-g{i}", "good1", answer, gold_answer=answer)
+            )
+            events.append(
+                label_event(
+                    project, f"{project}-g{i}", "good2", rng.choice(classes), gold_answer=answer
+                )
+            )
+        produce(boot, events)
+        wait_until(
+            lambda: (
+                len(
+                    read_topic(
+                        boot,
+                        LABELS_CONSENSUS,
+                        lambda m: m.consensus.project == project,
+                        30,
+                        timeout_s=2,
+                    )
+                )
+                >= 30
+            ),
+            40,
+            "30 accepted items",
+        )
+        admin = stack.gateway.admin
+        report = stack.stub.DatasetReport(
+            quality_pb2.DatasetReportRequest(project=project), metadata=admin
+        )
+        data = json.loads(report.report_json)
+        assert data["items"]["by_state"] == {"accepted": 30}
+        assert data["agreement"]["overall"]["krippendorff_alpha"] > 0.5
+        assert data["agreement"]["done"] is True
+        assert {a["annotator_id"] for a in data["annotators"]} == {"good1", "good2", "good3"}
+        assert data["coverage"] == {"cat": 10, "dog": 10, "bird": 10}
+        assert report.html.startswith("<!doctype html>") and report.html.count("<img") >= 4
+
+        jsonl = b"".join(
+            r.chunk
+            for r in stack.stub.ExportLabels(
+                quality_pb2.ExportLabelsRequest(
+                    project=project, format=quality_pb2.EXPORT_FORMAT_JSONL
+                ),
+                metadata=admin,
+            )
+        )
+        rows = [json.loads(line) for line in jsonl.splitlines()]
+        assert len(rows) == 30
+        assert all(len(r["votes"]) == 3 and r["ontology_version"] == "v1" for r in rows)
+        assert {r["value"] for r in rows if r["item_id"] == f"{project}-0"} == {"cat"}
+        studio = json.loads(
+            b"".join(
+                r.chunk
+                for r in stack.stub.ExportLabels(
+                    quality_pb2.ExportLabelsRequest(
+                        project=project, format=quality_pb2.EXPORT_FORMAT_LABEL_STUDIO
+                    ),
+                    metadata=admin,
+                )
+            )
+        )
+        assert len(studio) == 30
+        assert studio[0]["annotations"][0]["result"][0]["value"]["choices"] in (
+            ["cat"],
+            ["dog"],
+            ["bird"],
+        )
+
+        # The model confidently disagrees with three accepted labels: they go to review.
+        wrong = [f"{project}-0", f"{project}-1", f"{project}-2"]
+        predictions = []
+        for item, answer in truth.items():
+            probs = [0.05, 0.05, 0.05]
+            if item in wrong:
+                probs[(classes.index(answer) + 1) % 3] = 0.9
+            else:
+                probs[classes.index(answer)] = 0.9
+            msg = events_pb2.PredictionMade(
+                prediction=common_pb2.Prediction(
+                    item_id=item,
+                    project=project,
+                    model_version="m1",
+                    classes=classes,
+                    probabilities=probs,
+                )
+            )
+            msg.prediction.predicted_at.GetCurrentTime()
+            predictions.append(make_event(PREDICTIONS, item, msg))
+        produce(boot, predictions)
+        relabels = read_topic(
+            boot,
+            REVIEWS_REQUESTED,
+            lambda m: m.project == project and m.kind == events_pb2.REVIEW_KIND_RELABEL,
+            3,
+        )
+        assert sorted(m.item_id for m in relabels) == sorted(wrong)
+        assert all(m.routing.reason == common_pb2.ROUTING_REASON_RELABEL for m in relabels)
+        assert all(len(m.suspected_label_ids) == 3 for m in relabels)
+
+        # Memorization flags from training send their label back as well.
+        flagged = f"{project}-10"
+        feedback = events_pb2.TrainingFeedback(
+            project=project,
+            model_version="m1",
+            run_id="run-1",
+            memorization_flags=[
+                common_pb2.MemorizationFlag(
+                    item_id=flagged, label_id="", reason="fit late, loss spikes", score=0.9
+                )
+            ],
+        )
+        produce(boot, [make_event(TRAINING_FEEDBACK, project, feedback)])
+        memo = read_topic(boot, REVIEWS_REQUESTED, lambda m: m.item_id == flagged, 1)
+        assert len(memo) == 1 and "memorized" in memo[0].detail
+
+        scores = stack.stub.AnnotatorScores(
+            quality_pb2.AnnotatorScoresRequest(project=project), metadata=admin
+        )
+        by_id = {s.annotator_id: s for s in scores.annotators}
+        assert by_id["good1"].gold_accuracy == 1.0
+        assert by_id["good1"].gold_accuracy_lower_bound > by_id["good2"].gold_accuracy_lower_bound
+        agreement = stack.stub.AgreementReport(
+            quality_pb2.AgreementReportRequest(project=project), metadata=admin
+        )
+        assert agreement.done and agreement.metric == "krippendorff_alpha"
+        assert {s.dimension for s in agreement.slices} == {"class", "annotator", "window"}
+
+
+def test_labels_that_arrive_before_their_contract_wait_for_it(infra: Infra) -> None:
+    with quality_stack(infra, contract_wait_s=60.0) as stack:
+        project = f"q{uuid.uuid4().hex[:8]}"
+        boot = stack.quality.config.kafka_bootstrap
+        item = f"{project}-early"
+        produce(boot, [label_event(project, item, f"ann{i}", "dog") for i in range(3)])
+        time.sleep(2)  # the labels are consumed first, and wait
+        assert item_state(stack, item) is None
+        stack.gateway.load_contract(quality_contract(project))
+        decided = consensus_for(stack, item)
+        assert [(m.consensus.status, m.consensus.value) for m in decided] == [
+            (common_pb2.CONSENSUS_STATUS_ACCEPTED, "dog")
+        ]
+        letters = read_topic(boot, DEADLETTER, lambda m: m.key.decode() == item, 0, timeout_s=2)
+        assert letters == []
