@@ -419,3 +419,51 @@ def test_labels_that_arrive_before_their_contract_wait_for_it(infra: Infra) -> N
         ]
         letters = read_topic(boot, DEADLETTER, lambda m: m.key.decode() == item, 0, timeout_s=2)
         assert letters == []
+
+
+def test_a_better_known_crowd_settles_waiting_items_without_more_labels(infra: Infra) -> None:
+    with quality_stack(infra, estimate_interval_s=0.3) as stack:
+        project = new_project(stack)
+        boot = stack.quality.config.kafka_bootstrap
+        classes = ["cat", "dog", "bird"]
+        events = []
+        for i in range(30):
+            truth = classes[i % 3]
+            item = f"{project}-{i}"
+            events.append(label_event(project, item, "steady1", truth))
+            events.append(label_event(project, item, "steady2", truth))
+            events.append(label_event(project, item, "contrarian", classes[(i + 1) % 3]))
+        produce(boot, events)
+
+        def accepted() -> list:
+            return read_topic(
+                boot,
+                LABELS_CONSENSUS,
+                lambda m: (
+                    m.consensus.project == project
+                    and m.consensus.status == common_pb2.CONSENSUS_STATUS_ACCEPTED
+                ),
+                30,
+                timeout_s=2,
+            )
+
+        # 2 vs 1 under the prior is not enough (0.79 < 0.9): more labels are asked for.
+        # Once Dawid-Skene has learnt the contrarian is wrong, the same votes suffice.
+        wait_until(lambda: len(accepted()) >= 30, 40, "waiting items accepted")
+        decided = accepted()
+        assert len({m.consensus.item_id for m in decided}) == 30
+        assert all(len(m.consensus.votes) == 3 for m in decided)
+        assert all(
+            m.consensus.value == classes[int(m.consensus.item_id.rsplit("-", 1)[1]) % 3]
+            for m in decided
+        )
+        asked = read_topic(
+            boot,
+            LABELS_CONSENSUS,
+            lambda m: m.consensus.project == project and m.requested_overlap == 4,
+            30,
+            timeout_s=2,
+        )
+        assert len(asked) == 30
+        weights = {v.annotator_id: v.weight for v in decided[-1].consensus.votes}
+        assert weights["contrarian"] < 0.3 < 0.8 < weights["steady1"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
 import grpc
 
 from strata.common.config import ServiceConfig, load
+from strata.common.consumer import BatchContext
 from strata.common.contracts import ContractCache
 from strata.common.db import load_migrations, package_migrations
 from strata.common.grpcserver import ServicerBinding
@@ -20,6 +22,8 @@ from strata.quality.handlers import EstimateCache, QualityHandlers
 from strata.quality.metrics import QualityMetrics
 from strata.quality.server import QualityServicer
 from strata.v1 import gateway_pb2_grpc, quality_pb2_grpc
+
+log = logging.getLogger("strata.quality")
 
 
 def build(config: ServiceConfig, quality: QualityConfig | None = None) -> ServiceRuntime:
@@ -47,12 +51,22 @@ def build(config: ServiceConfig, quality: QualityConfig | None = None) -> Servic
             quality_pb2_grpc.add_QualityServicer_to_server, servicer, "strata.v1.Quality"
         )
     )
+
+    def redecide(project: str) -> None:
+        with rt.db.transaction() as conn:
+            ctx = BatchContext(conn, [])
+            accepted = handlers.redecide(ctx, project)
+            ctx.flush()
+        if accepted:
+            log.info("%s: %d waiting items accepted under the new estimate", project, accepted)
+
     estimator = Estimator(
         rt.db,
         contracts,
         metrics,
         prior_strength=q.prior_strength,
         prior_accuracy=q.prior_accuracy,
+        on_estimated=redecide,
     )
     auditor = LabelErrorAuditor(
         rt.db, metrics, min_items=q.label_error_min_items, budget=q.relabel_budget

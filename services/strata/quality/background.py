@@ -50,7 +50,9 @@ class Estimator:
         *,
         prior_strength: float,
         prior_accuracy: float,
+        on_estimated: Callable[[str], None] = lambda project: None,
     ) -> None:
+        self.on_estimated = on_estimated
         self.db = db
         self.contracts = contracts
         self.metrics = metrics
@@ -121,6 +123,7 @@ class Estimator:
             result.iterations,
             took,
         )
+        self.on_estimated(project)
         return True
 
 

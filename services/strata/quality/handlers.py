@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -96,6 +97,10 @@ class EstimateCache:
         with self._lock:
             self._cached[project] = (now, found)
         return found
+
+    def invalidate(self, project: str) -> None:
+        with self._lock:
+            self._cached.pop(project, None)
 
 
 def consensus_message(
@@ -401,6 +406,21 @@ class QualityHandlers:
             update = self._consensus(ctx, item, votes, trace)
             updates.append(update)
         store.update_items(ctx.conn, updates)
+
+    def redecide(self, ctx: BatchContext, project: str) -> int:
+        """Decide the project's waiting items again under the newest estimate.
+
+        A better-known crowd can settle an item without the extra annotator it
+        was waiting for. Items a consumer holds right now are skipped (next round).
+        Returns how many were accepted.
+        """
+        self.estimates.invalidate(project)
+        items = store.open_items(ctx.conn, project)
+        votes = store.votes_of(ctx.conn, [i.item_id for i in items])
+        trace = uuid.uuid4().hex
+        updates = [self._consensus(ctx, i, votes.get(i.item_id, []), trace) for i in items]
+        store.update_items(ctx.conn, updates)
+        return sum(u.state == "accepted" for u in updates)
 
     def _consensus(
         self, ctx: BatchContext, item: store.ItemState, votes: list[store.VoteRow], trace: str

@@ -146,6 +146,17 @@ def lock_items(conn: Conn, first_votes: Sequence[NewVote]) -> dict[str, ItemStat
     return {r[0]: ItemState(*r) for r in rows}
 
 
+def open_items(conn: Conn, project: str) -> list[ItemState]:
+    """The project's undecided items that have votes, locked; ones locked elsewhere are skipped."""
+    rows = conn.execute(
+        "SELECT item_id, project, ontology_version, gold_answer, state, votes, "
+        "requested_overlap FROM items WHERE project = %s AND state = 'open' "
+        "AND gold_answer IS NULL AND votes > 0 ORDER BY item_id FOR UPDATE SKIP LOCKED",
+        (project,),
+    ).fetchall()
+    return [ItemState(*r) for r in rows]
+
+
 @dataclass(frozen=True)
 class VoteRow:
     label_id: str
