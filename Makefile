@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) bench/gateway_submit.py --rate 1100
 	$(PY) bench/dawid_skene.py
 	$(PY) bench/quality_consume.py
+	$(PY) bench/sampler.py
 
 clean:
 	rm -rf .strata demo-output .pytest_cache .mypy_cache .ruff_cache

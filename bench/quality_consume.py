@@ -122,7 +122,7 @@ def main() -> None:
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "strata.quality"],
-                env={**env, "STRATA_GRPC_PORT": "0", "STRATA_METRICS_PORT": "0"},
+                env=env,
             )
             for _ in range(args.replicas)
         ]

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from strata.cli.importer import add_commands as add_import_commands
 from strata.cli.progress import ProgressBar, step
 from strata.cli.reports import add_commands as add_report_commands
 from strata.cli.stack import Stack, StackConfig, implemented_services, load_stack_config
@@ -167,8 +168,9 @@ def cmd_config(args: argparse.Namespace, config: StackConfig) -> int:
     """Every configuration variable, its default and meaning."""
     from strata.gateway.config import GatewayConfig
     from strata.quality.config import QualityConfig
+    from strata.sampler.config import SamplerConfig
 
-    for cls in (StackConfig, ServiceConfig, GatewayConfig, QualityConfig):
+    for cls in (StackConfig, ServiceConfig, GatewayConfig, QualityConfig, SamplerConfig):
         print(f"# {cls.__name__}")
         for variable, default, help_text in describe(cls):
             print(f"{variable:<36}{default:<12}  {help_text}")
@@ -194,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("topics", help="list the Kafka topic catalog").set_defaults(func=cmd_topics)
     sub.add_parser("config", help="list configuration variables").set_defaults(func=cmd_config)
     add_report_commands(sub)
+    add_import_commands(sub)
     return parser
 
 

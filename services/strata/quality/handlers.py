@@ -18,6 +18,7 @@ import numpy as np
 from google.protobuf.message import Message
 
 from strata.common.consumer import BatchContext, Batched, Deferred, HandlerContext, TopicHandler
+from strata.common.contract_store import contract_handler
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.events import Event
@@ -236,17 +237,6 @@ class QualityHandlers:
         self.gold_min_answered = gold_min_answered
 
     # -- contracts ---------------------------------------------------------------
-
-    def on_contract(self, ctx: HandlerContext, event: Event) -> None:
-        msg = event.message
-        assert isinstance(msg, events_pb2.ContractLoaded)
-        if not msg.contract.project or not msg.contract.version:
-            raise ValueError("a contract event needs the contract's project and version")
-        if store.save_contract(ctx.conn, msg.contract):
-            self.contracts.invalidate(msg.contract.project)
-            log.info("contract %s v%s received", msg.contract.project, msg.contract.version)
-
-    # -- labels --------------------------------------------------------------------
 
     def _check(self, ctx: BatchContext, event: Event) -> _Fresh | None:
         msg = event.message
@@ -589,7 +579,7 @@ class QualityHandlers:
     def routes(self) -> dict[str, TopicHandler]:
         # Contracts first: a poll that holds a contract and its first labels applies both.
         return {
-            CONTRACTS.name: self.on_contract,
+            CONTRACTS.name: contract_handler(self.contracts),
             LABELS_SUBMITTED.name: Batched(self.on_labels),
             PREDICTIONS.name: Batched(self.on_predictions),
             TRAINING_FEEDBACK.name: self.on_feedback,

@@ -11,56 +11,13 @@ import numpy as np
 import psycopg
 from numpy.typing import NDArray
 
+from strata.common.contract_store import load_contract, projects, save_contract
 from strata.quality.report import ProjectData
 from strata.v1 import common_pb2
 
+__all__ = ["load_contract", "projects", "save_contract"]
+
 Conn = psycopg.Connection[Any]
-
-
-# -- contracts ---------------------------------------------------------------
-
-
-def save_contract(conn: Conn, contract: common_pb2.LabelingContract) -> bool:
-    """Keep a copy of a contract version; versions are immutable, so a repeat is ignored."""
-    cur = conn.execute(
-        "INSERT INTO contracts (project, version, contract, loaded_at) VALUES (%s, %s, %s, %s) "
-        "ON CONFLICT DO NOTHING",
-        (
-            contract.project,
-            contract.version,
-            contract.SerializeToString(),
-            contract.loaded_at.ToDatetime(tzinfo=UTC)
-            if contract.HasField("loaded_at")
-            else datetime.now(UTC),
-        ),
-    )
-    return cur.rowcount == 1
-
-
-def load_contract(
-    conn: Conn, project: str, version: str | None = None
-) -> common_pb2.LabelingContract | None:
-    """A contract version, or the project's latest when `version` is None."""
-    if version:
-        row = conn.execute(
-            "SELECT contract FROM contracts WHERE project = %s AND version = %s",
-            (project, version),
-        ).fetchone()
-    else:
-        row = conn.execute(
-            "SELECT contract FROM contracts WHERE project = %s "
-            "ORDER BY loaded_at DESC, version DESC LIMIT 1",
-            (project,),
-        ).fetchone()
-    if row is None:
-        return None
-    contract = common_pb2.LabelingContract()
-    contract.ParseFromString(row[0])
-    return contract
-
-
-def projects(conn: Conn) -> list[str]:
-    return [r[0] for r in conn.execute("SELECT DISTINCT project FROM contracts ORDER BY 1")]
 
 
 # -- votes and items -----------------------------------------------------------

@@ -1,0 +1,40 @@
+"""The sampler's own settings, on top of the kit's ServiceConfig."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from strata.common.config import parse_float, parse_int, setting
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Deduplication thresholds, batch hand-out and lease."""
+
+    text_threshold: float = setting(
+        "STRATA_SAMPLER_TEXT_DUP_THRESHOLD",
+        parse_float(0.1, 1.0),
+        0.8,
+        "estimated Jaccard similarity (word 3-grams) from which a text is a near-duplicate",
+    )
+    vector_threshold: float = setting(
+        "STRATA_SAMPLER_VECTOR_DUP_THRESHOLD",
+        parse_float(0.5, 1.0),
+        0.98,
+        "cosine similarity from which a feature vector is a near-duplicate",
+    )
+    explore_fraction: float = setting(
+        "STRATA_SAMPLER_EXPLORE_FRACTION",
+        parse_float(0.0, 1.0),
+        0.1,
+        "share of each batch drawn at random (RANDOM_QA), so quality estimates stay unbiased",
+    )
+    lease_s: int = setting(
+        "STRATA_SAMPLER_LEASE_S",
+        parse_int(10, 30 * 86_400),
+        86_400,
+        "how long a handed-out item stays in flight when the caller gives no lease",
+    )
+    max_batch: int = setting(
+        "STRATA_SAMPLER_MAX_BATCH", parse_int(1, 100_000), 10_000, "largest NextBatch size"
+    )

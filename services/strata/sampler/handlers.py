@@ -1,0 +1,167 @@
+"""What the sampler does with events: scores from predictions, consensus out of the pool
+(and onto duplicates), retraining triggers, confused classes from training feedback."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from strata.common.consumer import BatchContext, Batched, HandlerContext, TopicHandler
+from strata.common.contract_store import contract_handler
+from strata.common.contracts import ContractCache
+from strata.common.events import Event
+from strata.common.topics import (
+    CONTRACTS,
+    LABELS_CONSENSUS,
+    PREDICTIONS,
+    TRAINING_FEEDBACK,
+    TRAINING_REQUESTED,
+)
+from strata.sampler import store
+from strata.sampler.metrics import SamplerMetrics
+from strata.sampler.strategies import STRATEGIES, bald
+from strata.v1 import common_pb2, events_pb2
+
+log = logging.getLogger(__name__)
+
+DECIDED = (common_pb2.CONSENSUS_STATUS_ACCEPTED, common_pb2.CONSENSUS_STATUS_EXPERT)
+
+
+def uncertainty(prediction: common_pb2.Prediction, strategy: str) -> float:
+    """The contract's strategy applied to one prediction (BALD when MC samples came)."""
+    probs = np.asarray([prediction.probabilities], dtype=float)
+    if strategy == "bald" and len(prediction.mc_samples) >= 2:
+        samples = np.asarray([[s.probabilities] for s in prediction.mc_samples], dtype=float)
+        return float(bald(samples)[0])
+    return float(STRATEGIES.get(strategy, STRATEGIES["margin"])(probs)[0])
+
+
+class SamplerHandlers:
+    def __init__(self, contracts: ContractCache, metrics: SamplerMetrics) -> None:
+        self.contracts = contracts
+        self.metrics = metrics
+
+    def on_predictions(self, ctx: BatchContext, events: list[Event]) -> None:
+        scored: list[store.Scored] = []
+        for event in events:
+            msg = event.message
+            assert isinstance(msg, events_pb2.PredictionMade)
+            p = msg.prediction
+            if not p.item_id or len(p.probabilities) < 2 or len(p.classes) != len(p.probabilities):
+                ctx.reject(
+                    event,
+                    "prediction needs item_id and one probability per class (at least two)",
+                )
+                continue
+            contract = self.contracts.current(p.project) if p.project else None
+            strategy = contract.active_learning.strategy if contract else ""
+            probs = list(p.probabilities)
+            scored.append(
+                store.Scored(
+                    item_id=p.item_id,
+                    model_version=p.model_version,
+                    probabilities=probs,
+                    embedding=list(p.embedding) or None,
+                    predicted_class=int(np.argmax(probs)),
+                    uncertainty=uncertainty(p, strategy or "margin"),
+                )
+            )
+        changed = store.save_scores(ctx.conn, scored)
+        self.metrics.predictions.inc(changed)
+
+    def on_consensus(self, ctx: BatchContext, events: list[Event]) -> None:
+        decided: dict[str, str] = {}
+        relabel: list[str] = []
+        for event in events:
+            msg = event.message
+            assert isinstance(msg, events_pb2.ConsensusUpdated)
+            c = msg.consensus
+            if c.method == common_pb2.CONSENSUS_METHOD_PROPAGATED:
+                continue  # our own propagation coming back
+            if c.status in DECIDED and c.value:
+                decided[c.item_id] = c.value
+            elif msg.routing.reason == common_pb2.ROUTING_REASON_RELABEL:
+                relabel.append(c.item_id)
+        if relabel:
+            store.return_for_relabel(ctx.conn, relabel)
+        labeled = store.mark_labeled(ctx.conn, decided)
+        # Duplicates inherit their canonical item's label, recorded as propagated.
+        dups = store.duplicates_of(ctx.conn, [item for item, _ in labeled])
+        store.mark_labeled(
+            ctx.conn,
+            {dup: decided[canonical] for dup, canonical, _ in dups},
+            {dup: canonical for dup, canonical, _ in dups},
+        )
+        for dup, canonical, project in dups:
+            propagated = common_pb2.ConsensusLabel(
+                item_id=dup,
+                value=decided[canonical],
+                consensus_score=1.0,
+                method=common_pb2.CONSENSUS_METHOD_PROPAGATED,
+                status=common_pb2.CONSENSUS_STATUS_ACCEPTED,
+                project=project,
+                propagated_from_item_id=canonical,
+            )
+            propagated.decided_at.GetCurrentTime()
+            ctx.publish(
+                LABELS_CONSENSUS.name,
+                dup,
+                events_pb2.ConsensusUpdated(
+                    routing=common_pb2.RoutingMetadata(source_service="sampler", project=project),
+                    consensus=propagated,
+                ),
+                "",
+            )
+        self.metrics.propagated.inc(len(dups))
+        per_project: dict[str, int] = {}
+        for _, project in labeled:
+            per_project[project] = per_project.get(project, 0) + 1
+        for project, n in per_project.items():
+            self._maybe_request_training(ctx, project, n)
+
+    def _maybe_request_training(self, ctx: BatchContext, project: str, n: int) -> None:
+        since = store.count_consensus(ctx.conn, project, n)
+        contract = self.contracts.current(project)
+        every = contract.active_learning.retrain_every if contract else 0
+        if every <= 0 or since < every:
+            return
+        store.training_requested(ctx.conn, project)
+        self.metrics.trainings_requested.inc()
+        log.info("%s: %d consensus labels since the last training: requesting one", project, since)
+        ctx.publish(
+            TRAINING_REQUESTED.name,
+            project,
+            events_pb2.TrainingRequested(
+                routing=common_pb2.RoutingMetadata(source_service="sampler", project=project),
+                project=project,
+                consensus_labels=since,
+                trigger=f"retrain_every={every}",
+            ),
+            "",
+        )
+
+    def on_feedback(self, ctx: HandlerContext, event: Event) -> None:
+        """Classes whose representation is confused get a ranking boost (0..1 each)."""
+        msg = event.message
+        assert isinstance(msg, events_pb2.TrainingFeedback)
+        entropy = {
+            p.class_label: float(np.mean(p.entropy_by_group))
+            for p in msg.depth_profiles
+            if len(p.entropy_by_group)
+        }
+        if not entropy:
+            return
+        top = max(entropy.values()) or 1.0
+        low = min(entropy.values())
+        span = max(top - low, 1e-9)
+        weights = {c: (e - low) / span for c, e in entropy.items()}
+        store.save_confusion(ctx.conn, msg.project, weights, msg.model_version)
+
+    def routes(self) -> dict[str, TopicHandler]:
+        return {
+            CONTRACTS.name: contract_handler(self.contracts),
+            PREDICTIONS.name: Batched(self.on_predictions),
+            LABELS_CONSENSUS.name: Batched(self.on_consensus),
+            TRAINING_FEEDBACK.name: self.on_feedback,
+        }

@@ -1,0 +1,224 @@
+"""The Sampler gRPC servicer: validate, call the pool, map errors to status codes."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+
+import grpc
+import numpy as np
+
+from strata.common.contracts import ContractCache
+from strata.common.db import Database
+from strata.common.grpcserver import abort
+from strata.sampler import store
+from strata.sampler.config import SamplerConfig
+from strata.sampler.metrics import SamplerMetrics
+from strata.sampler.pool import ConcurrentImport, Importer, ImportSummary, choose
+from strata.v1 import common_pb2, sampler_pb2, sampler_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_ERRORS_REPORTED = 1000
+REASON_NAMES = {
+    v: k.removeprefix("ROUTING_REASON_").lower() for k, v in common_pb2.RoutingReason.items()
+}
+
+
+class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
+    def __init__(
+        self,
+        db: Database,
+        importer: Importer,
+        contracts: ContractCache,
+        metrics: SamplerMetrics,
+        config: SamplerConfig,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.importer = importer
+        self.contracts = contracts
+        self.metrics = metrics
+        self.config = config
+        self.rng = rng or random.Random()
+
+    def ImportItems(
+        self,
+        request_iterator: Iterator[sampler_pb2.ImportItemsRequest],
+        context: grpc.ServicerContext,
+    ) -> sampler_pb2.ImportItemsResponse:
+        summary = ImportSummary()
+        project = ""
+        for request in request_iterator:
+            if not request.project:
+                abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+            if project and request.project != project:
+                abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"one import is for one project: got {request.project!r} after {project!r}",
+                )
+            project = request.project
+            for attempt in range(3):
+                before = replace(summary, errors=list(summary.errors))
+                try:
+                    self.importer.import_rows(project, request.rows, summary)
+                    break
+                except ConcurrentImport as exc:
+                    summary = before
+                    if attempt == 2:
+                        abort(context, grpc.StatusCode.ABORTED, f"{exc}; send the chunk again")
+        for outcome, n in (
+            ("pool", summary.imported),
+            ("gold", summary.gold),
+            ("exact_duplicate", summary.exact_duplicates),
+            ("near_duplicate", summary.near_duplicates),
+            ("rejected", len(summary.errors)),
+        ):
+            if n:
+                self.metrics.imported.labels(project=project, outcome=outcome).inc(n)
+        return sampler_pb2.ImportItemsResponse(
+            received=summary.received,
+            imported=summary.imported,
+            exact_duplicates=summary.exact_duplicates,
+            near_duplicates=summary.near_duplicates,
+            gold=summary.gold,
+            rejected=len(summary.errors),
+            errors=[
+                sampler_pb2.RowError(line=line, message=message)
+                for line, message in summary.errors[:MAX_ERRORS_REPORTED]
+            ],
+        )
+
+    def NextBatch(
+        self, request: sampler_pb2.NextBatchRequest, context: grpc.ServicerContext
+    ) -> sampler_pb2.NextBatchResponse:
+        if not request.project:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+        if not 1 <= request.size <= self.config.max_batch:
+            abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"size must be between 1 and {self.config.max_batch}, got {request.size}",
+            )
+        if request.lease_seconds < 0:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "lease_seconds cannot be negative")
+        lease_s = request.lease_seconds or self.config.lease_s
+        requester = request.requester or context.peer()
+        contract = self.contracts.current(request.project)
+        classes = [c.name for c in contract.classes] if contract else []
+        started = time.perf_counter()
+        batch_id = str(uuid.uuid4())
+        with self.db.transaction() as conn:
+            # One hand-out per project at a time: no item goes to two callers.
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('strata-sampler-batch:' || %s))",
+                (request.project,),
+            )
+            store.expire_leases(conn, request.project)
+            version = store.has_scores(conn, request.project)
+            cold = version is None
+            size = request.size
+            candidates = (
+                [] if cold else store.ranked_candidates(conn, request.project, max(20 * size, 2000))
+            )
+            explore = store.random_candidates(
+                conn, request.project, uuid.uuid4().hex, (20 if cold else 1) * size
+            )
+            confused_names, _, _ = store.project_state(conn, request.project)
+            confused = {classes.index(c): w for c, w in confused_names.items() if c in classes}
+            choices = choose(
+                candidates,
+                explore,
+                size,
+                cold=cold,
+                n_classes=len(classes)
+                or int(np.max([c.predicted_class or 0 for c in candidates] or [1])) + 1,
+                confused=confused,
+                rng=self.rng,
+                explore_fraction=self.config.explore_fraction,
+            )
+            rows = store.hand_out(conn, [c.item_id for c in choices], requester, lease_s)
+            store.record_batch(conn, batch_id, request.project, requester, len(rows), cold)
+        self.metrics.rank_seconds.observe(time.perf_counter() - started)
+        self.metrics.batches.labels(mode="cold_start" if cold else "ranked").inc()
+        by_id = {r[0]: r for r in rows}
+        items = []
+        for choice in choices:
+            row = by_id.get(choice.item_id)
+            if row is None:
+                continue
+            item_id, project, content_bytes, metadata, digest, external_id = row
+            content = common_pb2.ItemContent()
+            content.ParseFromString(bytes(content_bytes))
+            self.metrics.batch_items.labels(reason=REASON_NAMES[choice.reason]).inc()
+            items.append(
+                sampler_pb2.BatchItem(
+                    item=common_pb2.Item(
+                        item_id=item_id,
+                        project=project,
+                        content=content,
+                        metadata=metadata,
+                        content_hash=digest,
+                        external_id=external_id,
+                    ),
+                    routing=common_pb2.RoutingMetadata(
+                        trace_id=uuid.uuid4().hex,
+                        source_service="sampler",
+                        reason=choice.reason,
+                        project=project,
+                        ontology_version=contract.version if contract else "",
+                        score=choice.score,
+                        attributes={
+                            "batch_id": batch_id,
+                            "strategy": (contract.active_learning.strategy if contract else "")
+                            or "margin",
+                            "model_version": version or "",
+                        },
+                    ),
+                )
+            )
+        return sampler_pb2.NextBatchResponse(
+            items=items, batch_id=batch_id, cold_start=cold, model_version=version or ""
+        )
+
+    def PoolStats(
+        self, request: sampler_pb2.PoolStatsRequest, context: grpc.ServicerContext
+    ) -> sampler_pb2.PoolStatsResponse:
+        if not request.project:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+        with self.db.transaction() as conn:
+            stats = store.pool_stats(conn, request.project)
+            _, since, _ = store.project_state(conn, request.project)
+        contract = self.contracts.current(request.project)
+        classes = [c.name for c in contract.classes] if contract else []
+        scores = np.asarray(stats["scores"], dtype=float)
+        bounds = np.linspace(0, max(1.0, float(scores.max()) if scores.size else 1.0), 11)[1:]
+        counts = (
+            np.histogram(scores, bins=np.concatenate([[0.0], bounds]))[0]
+            if scores.size
+            else np.zeros(10)
+        )
+        total = sum(stats["classes"].values()) or 1
+        for state, n in stats["states"].items():
+            self.metrics.pool_items.labels(project=request.project, state=state).set(n)
+        return sampler_pb2.PoolStatsResponse(
+            items_by_state=stats["states"],
+            exact_duplicates=stats["duplicates"].get("exact", 0),
+            near_duplicates=stats["duplicates"].get("near", 0),
+            score_distribution=sampler_pb2.ScoreHistogram(
+                upper_bounds=bounds.tolist(), counts=[int(c) for c in counts]
+            ),
+            class_estimates=[
+                common_pb2.ClassScore(
+                    class_label=classes[c] if 0 <= c < len(classes) else str(c), score=n / total
+                )
+                for c, n in sorted(stats["classes"].items())
+            ],
+            model_version=stats["model_version"],
+            consensus_since_training=since,
+        )

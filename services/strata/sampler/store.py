@@ -1,0 +1,342 @@
+"""The sampler's SQL. Every function runs inside the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from strata.common.contract_store import load_contract, projects, save_contract
+
+__all__ = ["load_contract", "projects", "save_contract"]
+
+Conn = psycopg.Connection[Any]
+
+
+def _floats(values: Sequence[float] | None) -> str | None:
+    return None if values is None else ",".join(repr(float(v)) for v in values)
+
+
+@dataclass(frozen=True)
+class NewItem:
+    item_id: str
+    project: str
+    external_id: str
+    content: bytes
+    metadata: dict[str, str]
+    content_hash: str
+    state: str
+    canonical_item_id: str | None
+    duplicate_kind: str | None
+    similarity: float | None
+    gold_answer: str | None
+    signature: bytes | None
+    vector: list[float] | None
+
+
+def insert_items(conn: Conn, items: Sequence[NewItem]) -> set[str]:
+    """Insert items; returns the content hashes that another import took meanwhile."""
+    if not items:
+        return set()
+    rows = conn.execute(
+        "INSERT INTO items (item_id, project, external_id, content, metadata, content_hash, "
+        "state, canonical_item_id, duplicate_kind, similarity, gold_answer, signature, vector) "
+        "SELECT u.i, u.p, u.e, u.c, u.m::jsonb, u.h, u.s, u.ci, u.dk, u.sim, u.g, u.sig, "
+        "string_to_array(u.v, ',')::real[] FROM unnest(%s::text[], %s::text[], %s::text[], "
+        "%s::bytea[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+        "%s::float8[], %s::text[], %s::bytea[], %s::text[]) "
+        "AS u(i, p, e, c, m, h, s, ci, dk, sim, g, sig, v) "
+        "ON CONFLICT (project, content_hash) WHERE canonical_item_id IS NULL DO NOTHING "
+        "RETURNING content_hash",
+        (
+            [i.item_id for i in items],
+            [i.project for i in items],
+            [i.external_id for i in items],
+            [i.content for i in items],
+            [json.dumps(i.metadata) for i in items],
+            [i.content_hash for i in items],
+            [i.state for i in items],
+            [i.canonical_item_id for i in items],
+            [i.duplicate_kind for i in items],
+            [i.similarity for i in items],
+            [i.gold_answer for i in items],
+            [i.signature for i in items],
+            [_floats(i.vector) for i in items],
+        ),
+    ).fetchall()
+    inserted = {r[0] for r in rows}
+    return {i.content_hash for i in items if i.canonical_item_id is None} - inserted
+
+
+def existing_hashes(conn: Conn, project: str, hashes: Sequence[str]) -> dict[str, str]:
+    """content hash -> canonical item id, for hashes already in the project."""
+    rows = conn.execute(
+        "SELECT content_hash, item_id FROM items WHERE project = %s AND content_hash = ANY(%s) "
+        "AND canonical_item_id IS NULL",
+        (project, list(hashes)),
+    )
+    return {r[0]: r[1] for r in rows}
+
+
+def index_material(
+    conn: Conn, project: str, since: Any
+) -> list[tuple[str, bytes | None, list[float] | None, Any]]:
+    """(item, MinHash signature, vector, imported_at) of canonical pool items since `since`."""
+    return conn.execute(
+        "SELECT item_id, signature, vector, imported_at FROM items WHERE project = %s "
+        "AND canonical_item_id IS NULL AND state <> 'gold' AND imported_at > %s "
+        "AND (signature IS NOT NULL OR vector IS NOT NULL) ORDER BY imported_at",
+        (project, since),
+    ).fetchall()
+
+
+# -- predictions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scored:
+    item_id: str
+    model_version: str
+    probabilities: list[float]
+    embedding: list[float] | None
+    predicted_class: int
+    uncertainty: float
+
+
+def save_scores(conn: Conn, scored: Sequence[Scored]) -> int:
+    """Store the newest prediction and its uncertainty per item; returns rows changed."""
+    if not scored:
+        return 0
+    cur = conn.execute(
+        "UPDATE items SET model_version = u.v, probabilities = string_to_array(u.p, ',')::real[], "
+        "embedding = string_to_array(u.e, ',')::real[], predicted_class = u.c, "
+        "uncertainty = u.s FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
+        "%s::int[], %s::float8[]) AS u(i, v, p, e, c, s) WHERE items.item_id = u.i",
+        (
+            [s.item_id for s in scored],
+            [s.model_version for s in scored],
+            [_floats(s.probabilities) for s in scored],
+            [_floats(s.embedding) for s in scored],
+            [s.predicted_class for s in scored],
+            [s.uncertainty for s in scored],
+        ),
+    )
+    return cur.rowcount
+
+
+# -- consensus ---------------------------------------------------------------------------
+
+
+def mark_labeled(
+    conn: Conn, decided: dict[str, str], propagated_from: dict[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """Items leave the pool with their consensus; returns (item, project) newly labeled."""
+    if not decided:
+        return []
+    ids = sorted(decided)
+    source = propagated_from or {}
+    return conn.execute(
+        "UPDATE items SET state = 'labeled', consensus_value = u.v, labeled_at = now(), "
+        "relabel = false, leased_by = NULL, lease_until = NULL, "
+        "propagated_from = u.f FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(i, v, f) "
+        "WHERE items.item_id = u.i AND items.state IN ('pool', 'inflight', 'duplicate') "
+        "RETURNING items.item_id, items.project",
+        (ids, [decided[i] for i in ids], [source.get(i) for i in ids]),
+    ).fetchall()
+
+
+def duplicates_of(conn: Conn, item_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(duplicate, canonical, project) for duplicates still waiting for a label."""
+    return conn.execute(
+        "SELECT item_id, canonical_item_id, project FROM items "
+        "WHERE canonical_item_id = ANY(%s) AND state = 'duplicate'",
+        (list(item_ids),),
+    ).fetchall()
+
+
+def return_for_relabel(conn: Conn, item_ids: Sequence[str]) -> int:
+    cur = conn.execute(
+        "UPDATE items SET state = 'pool', relabel = true, consensus_value = NULL, "
+        "labeled_at = NULL WHERE item_id = ANY(%s) AND state = 'labeled'",
+        (list(item_ids),),
+    )
+    return cur.rowcount
+
+
+def count_consensus(conn: Conn, project: str, n: int) -> int:
+    """Add `n` consensus labels; returns how many have come since the last training request."""
+    row = conn.execute(
+        "INSERT INTO projects (project, consensus_since_training, consensus_total) "
+        "VALUES (%s, %s, %s) ON CONFLICT (project) DO UPDATE SET "
+        "consensus_since_training = projects.consensus_since_training + EXCLUDED."
+        "consensus_since_training, consensus_total = projects.consensus_total + "
+        "EXCLUDED.consensus_total, updated_at = now() RETURNING consensus_since_training",
+        (project, n, n),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def training_requested(conn: Conn, project: str) -> None:
+    conn.execute(
+        "UPDATE projects SET consensus_since_training = 0, "
+        "trainings_requested = trainings_requested + 1, updated_at = now() WHERE project = %s",
+        (project,),
+    )
+
+
+def save_confusion(conn: Conn, project: str, weights: dict[str, float], model_version: str) -> None:
+    conn.execute(
+        "INSERT INTO projects (project, confused_classes, feedback_model_version) "
+        "VALUES (%s, %s, %s) ON CONFLICT (project) DO UPDATE SET "
+        "confused_classes = EXCLUDED.confused_classes, "
+        "feedback_model_version = EXCLUDED.feedback_model_version, updated_at = now()",
+        (project, Jsonb(weights), model_version),
+    )
+
+
+def project_state(conn: Conn, project: str) -> tuple[dict[str, float], int, int]:
+    """(confused class weights, consensus since training, consensus in all)."""
+    row = conn.execute(
+        "SELECT confused_classes, consensus_since_training, consensus_total FROM projects "
+        "WHERE project = %s",
+        (project,),
+    ).fetchone()
+    if row is None:
+        return {}, 0, 0
+    return dict(row[0]), int(row[1]), int(row[2])
+
+
+# -- hand-out --------------------------------------------------------------------------------
+
+
+def expire_leases(conn: Conn, project: str | None = None) -> int:
+    """Items handed out whose lease ran out go back to the pool."""
+    cur = conn.execute(
+        "UPDATE items SET state = 'pool', leased_by = NULL, lease_until = NULL "
+        "WHERE state = 'inflight' AND lease_until < now()"
+        + (" AND project = %s" if project else ""),
+        (project,) if project else (),
+    )
+    return cur.rowcount
+
+
+@dataclass(frozen=True)
+class Candidate:
+    item_id: str
+    uncertainty: float | None
+    predicted_class: int | None
+    embedding: list[float] | None
+    vector: list[float] | None
+    relabel: bool
+
+
+_CANDIDATE_COLUMNS = "item_id, uncertainty, predicted_class, embedding, vector, relabel"
+
+
+def ranked_candidates(conn: Conn, project: str, limit: int) -> list[Candidate]:
+    """The most uncertain scored pool items (relabel requests first)."""
+    rows = conn.execute(
+        f"SELECT {_CANDIDATE_COLUMNS} FROM items WHERE project = %s AND state = 'pool' "
+        "AND (uncertainty IS NOT NULL OR relabel) "
+        "ORDER BY relabel DESC, uncertainty DESC NULLS LAST LIMIT %s",
+        (project, limit),
+    ).fetchall()
+    return [Candidate(*r) for r in rows]
+
+
+def random_candidates(conn: Conn, project: str, start: str, limit: int) -> list[Candidate]:
+    """Pool items from a random point of the (random, uuid) id order: a cheap random sample."""
+    query = (
+        f"SELECT {_CANDIDATE_COLUMNS} FROM items WHERE project = %s AND state = 'pool' "
+        "AND item_id {op} %s ORDER BY item_id {order} LIMIT %s"
+    )
+    rows = conn.execute(query.format(op=">=", order="ASC"), (project, start, limit)).fetchall()
+    if len(rows) < limit:
+        rows += conn.execute(
+            query.format(op="<", order="DESC"), (project, start, limit - len(rows))
+        ).fetchall()
+    return [Candidate(*r) for r in rows]
+
+
+def has_scores(conn: Conn, project: str) -> str | None:
+    """The newest model version that scored any pool item, or None (cold start)."""
+    row = conn.execute(
+        "SELECT model_version FROM items WHERE project = %s AND state = 'pool' "
+        "AND uncertainty IS NOT NULL LIMIT 1",
+        (project,),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def hand_out(
+    conn: Conn, item_ids: Sequence[str], requester: str, lease_s: int
+) -> list[tuple[str, str, bytes, dict[str, str], str, str]]:
+    """Lease items to `requester`; (item, project, content, metadata, hash, external id)."""
+    rows = conn.execute(
+        "UPDATE items SET state = 'inflight', leased_by = %s, "
+        "lease_until = now() + make_interval(secs => %s) "
+        "WHERE item_id = ANY(%s) AND state = 'pool' "
+        "RETURNING item_id, project, content, metadata, content_hash, external_id",
+        (requester, lease_s, list(item_ids)),
+    ).fetchall()
+    return rows
+
+
+def record_batch(
+    conn: Conn, batch_id: str, project: str, requester: str, n: int, cold: bool
+) -> None:
+    conn.execute(
+        "INSERT INTO batches (batch_id, project, requester, items, cold_start) "
+        "VALUES (%s, %s, %s, %s, %s)",
+        (batch_id, project, requester, n, cold),
+    )
+
+
+# -- stats ---------------------------------------------------------------------------------------
+
+
+def pool_stats(conn: Conn, project: str) -> dict[str, Any]:
+    states = dict(
+        conn.execute(
+            "SELECT state, count(*) FROM items WHERE project = %s GROUP BY 1", (project,)
+        ).fetchall()
+    )
+    dups = dict(
+        conn.execute(
+            "SELECT duplicate_kind, count(*) FROM items WHERE project = %s "
+            "AND duplicate_kind IS NOT NULL GROUP BY 1",
+            (project,),
+        ).fetchall()
+    )
+    scores = [
+        r[0]
+        for r in conn.execute(
+            "SELECT uncertainty FROM items WHERE project = %s AND state = 'pool' "
+            "AND uncertainty IS NOT NULL",
+            (project,),
+        )
+    ]
+    classes = dict(
+        conn.execute(
+            "SELECT predicted_class, count(*) FROM items WHERE project = %s "
+            "AND predicted_class IS NOT NULL AND state IN ('pool', 'inflight') GROUP BY 1",
+            (project,),
+        ).fetchall()
+    )
+    version = conn.execute(
+        "SELECT model_version FROM items WHERE project = %s AND model_version IS NOT NULL "
+        "ORDER BY model_version DESC LIMIT 1",
+        (project,),
+    ).fetchone()
+    return {
+        "states": states,
+        "duplicates": dups,
+        "scores": scores,
+        "classes": classes,
+        "model_version": version[0] if version else "",
+    }

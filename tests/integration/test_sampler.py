@@ -1,0 +1,363 @@
+"""The sampler against real Postgres, the real broker and a real gRPC port."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+
+import grpc
+import numpy as np
+import pytest
+from strata.common.config import ServiceConfig
+from strata.common.events import make_event
+from strata.common.topics import (
+    CONTRACTS,
+    ITEMS_IMPORTED,
+    LABELS_CONSENSUS,
+    PREDICTIONS,
+    TRAINING_REQUESTED,
+)
+from strata.sampler.__main__ import build
+from strata.sampler.config import SamplerConfig
+from strata.v1 import common_pb2, events_pb2, sampler_pb2, sampler_pb2_grpc
+
+from .conftest import Infra, produce, read_topic, unique_service, wait_until
+
+Code = grpc.StatusCode
+VOCAB = [f"w{i}" for i in range(3000)]
+
+
+class Sampler:
+    def __init__(self, infra: Infra, service: str) -> None:
+        config = ServiceConfig(
+            service=service,
+            pg_dsn=infra.pg_dsn,
+            kafka_bootstrap=infra.bootstrap,
+            shutdown_grace_s=2.0,
+            health_interval_s=0.3,
+        )
+        self.runtime = build(config, SamplerConfig())
+        port = self.runtime.start().grpc_port
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self.stub = sampler_pb2_grpc.SamplerStub(self.channel)
+
+    def stop(self) -> None:
+        self.channel.close()
+        self.runtime.stop(grace_s=1.0)
+
+    def state(self, item_id: str) -> str | None:
+        with self.runtime.db.transaction() as conn:
+            row = conn.execute("SELECT state FROM items WHERE item_id = %s", (item_id,)).fetchone()
+        return row[0] if row else None
+
+
+@pytest.fixture
+def sampler(infra: Infra) -> Iterator[Sampler]:
+    s = Sampler(infra, unique_service("sampler"))
+    yield s
+    s.stop()
+
+
+def publish_contract(infra: Infra, project: str, retrain_every: int = 0) -> None:
+    contract = common_pb2.LabelingContract(
+        project=project,
+        version="v1",
+        classes=[common_pb2.ClassDefinition(name=c) for c in ("a", "b", "c")],
+        active_learning=common_pb2.ActiveLearningTrigger(
+            retrain_every=retrain_every, strategy="margin"
+        ),
+    )
+    contract.loaded_at.GetCurrentTime()
+    produce(
+        infra.bootstrap,
+        [make_event(CONTRACTS, project, events_pb2.ContractLoaded(contract=contract))],
+    )
+
+
+def text_rows(n: int, rng: random.Random) -> list[str]:
+    return [" ".join(rng.choice(VOCAB) for _ in range(rng.randint(15, 25))) for _ in range(n)]
+
+
+def import_rows(stub, project: str, rows: list[sampler_pb2.ImportRow], chunk: int = 500):  # type: ignore[no-untyped-def]
+    return stub.ImportItems(
+        iter(
+            sampler_pb2.ImportItemsRequest(project=project, rows=rows[i : i + chunk])
+            for i in range(0, len(rows), chunk)
+        )
+    )
+
+
+def test_import_finds_exact_and_near_duplicates_and_reports_bad_rows(sampler: Sampler) -> None:
+    project = f"s{uuid.uuid4().hex[:8]}"
+    rng = random.Random(5)
+    unique = text_rows(9000, rng)
+    rows, truth = [], []  # truth: True for an injected duplicate
+    for text in unique:
+        rows.append(text)
+        truth.append(False)
+    for text in rng.sample(unique, 500):
+        rows.append("  " + text.upper() + " ")  # exact after normalisation
+        truth.append(True)
+    for text in rng.sample(unique, 500):
+        rows.append(text + " " + rng.choice(VOCAB))  # one more word: near-duplicate
+        truth.append(True)
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    # A duplicate must come after its original to be "the duplicate": originals first.
+    order = [i for i in order if not truth[i]] + [i for i in order if truth[i]]
+    request_rows = [
+        sampler_pb2.ImportRow(
+            line=line, external_id=f"r{i}", content=common_pb2.ItemContent(text=rows[i])
+        )
+        for line, i in enumerate(order, start=1)
+    ]
+    request_rows.append(sampler_pb2.ImportRow(line=len(order) + 1))  # no content
+    request_rows.append(
+        sampler_pb2.ImportRow(line=len(order) + 2, content=common_pb2.ItemContent(text="   "))
+    )
+    reply = import_rows(sampler.stub, project, request_rows)
+    assert reply.received == 10_002
+    assert [(e.line, e.message) for e in reply.errors] == [
+        (10_001, "no content: give text, features or an image"),
+        (10_002, "text is empty"),
+    ]
+    with sampler.runtime.db.transaction() as conn:
+        flagged = {
+            r[0]: r[1]
+            for r in conn.execute(
+                "SELECT external_id, duplicate_kind FROM items WHERE project = %s", (project,)
+            )
+        }
+    predicted = [flagged[f"r{i}"] is not None for i in order]
+    actual = [truth[i] for i in order]
+    tp = sum(p and a for p, a in zip(predicted, actual, strict=True))
+    precision = tp / max(1, sum(predicted))
+    recall = tp / sum(actual)
+    assert precision >= 0.95 and recall >= 0.95, (precision, recall)
+    assert reply.exact_duplicates == 500
+    assert reply.exact_duplicates + reply.near_duplicates == sum(predicted)
+    stats = sampler.stub.PoolStats(sampler_pb2.PoolStatsRequest(project=project))
+    assert stats.items_by_state["pool"] == reply.imported
+    assert stats.exact_duplicates == 500
+
+
+def test_cold_start_then_predictions_drive_the_ranking_and_state_survives_restart(
+    infra: Infra,
+) -> None:
+    service = unique_service("sampler")
+    sampler = Sampler(infra, service)
+    project = f"s{uuid.uuid4().hex[:8]}"
+    publish_contract(infra, project, retrain_every=5)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    rows = [
+        sampler_pb2.ImportRow(
+            line=i + 1,
+            external_id=f"x{i}",
+            content=common_pb2.ItemContent(features=common_pb2.FeatureVector(values=v.tolist())),
+        )
+        for i, v in enumerate(vectors)
+    ]
+    rows.append(
+        sampler_pb2.ImportRow(
+            line=301,
+            content=common_pb2.ItemContent(text="a gold example"),
+            gold_answer="a",
+        )
+    )
+    reply = import_rows(sampler.stub, project, rows)
+    assert (reply.imported, reply.gold) == (300, 1)
+    imported = read_topic(infra.bootstrap, ITEMS_IMPORTED, lambda m: m.item.project == project, 301)
+    assert sum(1 for m in imported if m.gold_answer == "a") == 1
+    ids = {m.item.external_id: m.item.item_id for m in imported}
+
+    cold = sampler.stub.NextBatch(
+        sampler_pb2.NextBatchRequest(project=project, size=10, requester="gw-1")
+    )
+    assert cold.cold_start and len(cold.items) == 10
+    assert {i.routing.reason for i in cold.items} == {common_pb2.ROUTING_REASON_DIVERSITY}
+    handed = {i.item.item_id for i in cold.items}
+    assert not handed & {m.item.item_id for m in imported if m.gold_answer}
+
+    # A model arrives: 20 items are uncertain, the rest confident.
+    uncertain = {ids[f"x{i}"] for i in range(100, 120)}
+    events = []
+    for ext, item_id in ids.items():
+        if not ext.startswith("x"):
+            continue
+        probs = [0.34, 0.33, 0.33] if item_id in uncertain else [0.98, 0.01, 0.01]
+        msg = events_pb2.PredictionMade(
+            prediction=common_pb2.Prediction(
+                item_id=item_id,
+                project=project,
+                model_version="m1",
+                classes=["a", "b", "c"],
+                probabilities=probs,
+                embedding=vectors[int(ext[1:])].tolist(),
+            )
+        )
+        events.append(make_event(PREDICTIONS, item_id, msg))
+    produce(infra.bootstrap, events)
+
+    def scored() -> bool:
+        with sampler.runtime.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM items WHERE project = %s AND uncertainty IS NOT NULL",
+                (project,),
+            ).fetchone()
+        return bool(row and row[0] == 300)
+
+    wait_until(scored, 30, "predictions applied")
+    batch = sampler.stub.NextBatch(
+        sampler_pb2.NextBatchRequest(project=project, size=20, requester="gw-1")
+    )
+    assert not batch.cold_start and batch.model_version == "m1"
+    got = [i.item.item_id for i in batch.items]
+    reasons = [i.routing.reason for i in batch.items]
+    assert len(got) == 20 and not set(got) & handed
+    picked_uncertain = [g for g, r in zip(got, reasons, strict=True) if g in uncertain]
+    assert len(picked_uncertain) >= 17  # all but the exploration share
+    assert reasons.count(common_pb2.ROUTING_REASON_RANDOM_QA) == 2
+    assert all(i.routing.score > 0 for i in batch.items[:17])
+    assert batch.items[0].routing.attributes["strategy"] == "margin"
+
+    # Restart: a new process on the same schema resumes where the old one was.
+    before = sampler.stub.PoolStats(sampler_pb2.PoolStatsRequest(project=project))
+    sampler.stop()
+    sampler = Sampler(infra, service)
+    try:
+        after = sampler.stub.PoolStats(sampler_pb2.PoolStatsRequest(project=project))
+        assert dict(after.items_by_state) == dict(before.items_by_state)
+        assert after.items_by_state["inflight"] == 30
+        again = sampler.stub.NextBatch(
+            sampler_pb2.NextBatchRequest(project=project, size=50, requester="gw-2")
+        )
+        assert not {i.item.item_id for i in again.items} & (handed | set(got))
+
+        # Consensus takes items out of the pool; after retrain_every of them, training is asked.
+        decided = got[:5]
+        consensus = []
+        for item_id in decided:
+            c = common_pb2.ConsensusLabel(
+                item_id=item_id,
+                value="b",
+                status=common_pb2.CONSENSUS_STATUS_ACCEPTED,
+                project=project,
+            )
+            consensus.append(
+                make_event(LABELS_CONSENSUS, item_id, events_pb2.ConsensusUpdated(consensus=c))
+            )
+        produce(infra.bootstrap, consensus)
+        wait_until(lambda: all(sampler.state(i) == "labeled" for i in decided), 30, "items labeled")
+        requests = read_topic(
+            infra.bootstrap, TRAINING_REQUESTED, lambda m: m.project == project, 1
+        )
+        assert [r.consensus_labels for r in requests] == [5]
+    finally:
+        sampler.stop()
+
+
+def test_duplicates_inherit_their_canonical_items_label(sampler: Sampler, infra: Infra) -> None:
+    project = f"s{uuid.uuid4().hex[:8]}"
+    text = "the lorry carried forty crates of oranges across the mountain pass at night"
+    reply = import_rows(
+        sampler.stub,
+        project,
+        [
+            sampler_pb2.ImportRow(
+                line=1, external_id="orig", content=common_pb2.ItemContent(text=text)
+            ),
+            sampler_pb2.ImportRow(
+                line=2, external_id="copy", content=common_pb2.ItemContent(text=text.upper())
+            ),
+            sampler_pb2.ImportRow(
+                line=3, external_id="near", content=common_pb2.ItemContent(text=text + " again")
+            ),
+        ],
+    )
+    assert (reply.imported, reply.exact_duplicates, reply.near_duplicates) == (1, 1, 1)
+    with sampler.runtime.db.transaction() as conn:
+        ids = dict(
+            conn.execute(
+                "SELECT external_id, item_id FROM items WHERE project = %s", (project,)
+            ).fetchall()
+        )
+    batch = sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=10))
+    assert [i.item.item_id for i in batch.items] == [ids["orig"]]  # duplicates are never sent
+    c = common_pb2.ConsensusLabel(
+        item_id=ids["orig"],
+        value="fruit",
+        status=common_pb2.CONSENSUS_STATUS_EXPERT,
+        project=project,
+    )
+    produce(
+        infra.bootstrap,
+        [make_event(LABELS_CONSENSUS, ids["orig"], events_pb2.ConsensusUpdated(consensus=c))],
+    )
+    propagated = read_topic(
+        infra.bootstrap,
+        LABELS_CONSENSUS,
+        lambda m: m.consensus.propagated_from_item_id == ids["orig"],
+        2,
+    )
+    assert sorted(m.consensus.item_id for m in propagated) == sorted([ids["copy"], ids["near"]])
+    assert all(
+        m.consensus.method == common_pb2.CONSENSUS_METHOD_PROPAGATED
+        and m.consensus.value == "fruit"
+        for m in propagated
+    )
+    wait_until(lambda: sampler.state(ids["near"]) == "labeled", 20, "duplicate labeled")
+
+
+def test_bad_requests_get_clear_errors(sampler: Sampler) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(project="p", size=0))
+    assert err.value.code() == Code.INVALID_ARGUMENT and "size" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(size=5))
+    assert err.value.code() == Code.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        import_rows(
+            sampler.stub,
+            "",
+            [sampler_pb2.ImportRow(line=1, content=common_pb2.ItemContent(text="x"))],
+        )
+    assert err.value.code() == Code.INVALID_ARGUMENT
+    nan_row = sampler_pb2.ImportRow(
+        line=7,
+        content=common_pb2.ItemContent(
+            features=common_pb2.FeatureVector(values=[1.0, float("nan")])
+        ),
+    )
+    reply = import_rows(sampler.stub, "p-bad", [nan_row])
+    assert [(e.line, e.message) for e in reply.errors] == [(7, "features contain NaN or infinity")]
+    empty = sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(project="nobody", size=5))
+    assert list(empty.items) == []
+
+
+def test_strata_import_streams_a_file_and_reports_bad_lines(
+    sampler: Sampler, tmp_path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    from strata.cli.main import main
+
+    address = f"127.0.0.1:{sampler.runtime.endpoints.grpc_port}"  # type: ignore[union-attr]
+    jsonl = tmp_path / "items.jsonl"
+    jsonl.write_text(
+        '{"id": "a", "text": "first item text here"}\n'
+        "not json\n"
+        '{"id": "b", "features": [1, 2, 3], "metadata": {"source": "x"}}\n'
+        '{"id": "g", "text": "a gold one", "gold_answer": "cat"}\n'
+        '{"id": "c"}\n'
+    )
+    project = f"s{uuid.uuid4().hex[:8]}"
+    code = main(["import", str(jsonl), "--project", project, "--sampler", address])
+    out = capsys.readouterr().out
+    assert code == 3
+    assert "2 imported, 1 gold, 0 exact and 0 near duplicates, 2 rejected" in out
+    assert "line 2:" in out and "line 5: needs text, features, image or image_base64" in out
+    csv_file = tmp_path / "items.csv"
+    csv_file.write_text("id,f0,f1,meta.split\nr1,0.5,1.5,train\nr2,oops,1,train\n")
+    code = main(["import", str(csv_file), "--project", project, "--sampler", address])
+    out = capsys.readouterr().out
+    assert "1 imported" in out and "line 3:" in out

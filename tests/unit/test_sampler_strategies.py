@@ -1,0 +1,113 @@
+"""Active-learning strategies on hand-computed cases, diversity, and deduplication (no I/O)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from strata.sampler.dedup import (
+    MinHasher,
+    NearDuplicateIndex,
+    content_hash,
+    jaccard_estimate,
+    projection_keys,
+)
+from strata.sampler.strategies import (
+    bald,
+    class_boost,
+    entropy,
+    least_confidence,
+    margin,
+    select_batch,
+)
+from strata.v1 import common_pb2
+
+P = np.array([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25], [1 / 3, 1 / 3, 1 / 3]])
+
+
+def test_uncertainty_scores_by_hand() -> None:
+    np.testing.assert_allclose(least_confidence(P), [0.3, 0.6, 2 / 3])
+    np.testing.assert_allclose(margin(P), [1 - 0.5, 1 - 0.05, 1.0])
+    expected = [-sum(p * math.log(p) for p in row) for row in P]
+    np.testing.assert_allclose(entropy(P), expected)
+    assert entropy(P)[2] == pytest.approx(math.log(3))
+    # Every strategy ranks the uniform row as the most uncertain, the peaked one as the least.
+    for score in (least_confidence(P), margin(P), entropy(P)):
+        assert list(np.argsort(-score)) == [2, 1, 0]
+
+
+def test_bald_separates_disagreeing_samples_from_shared_doubt() -> None:
+    agree = np.array([[[0.5, 0.5]], [[0.5, 0.5]]])  # both unsure the same way
+    disagree = np.array([[[0.99, 0.01]], [[0.01, 0.99]]])  # each sure, of different things
+    assert bald(agree)[0] == pytest.approx(0.0, abs=1e-9)
+    expected = math.log(2) - (-(0.99 * math.log(0.99) + 0.01 * math.log(0.01)))
+    assert bald(disagree)[0] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="MC samples"):
+        bald(np.ones((1, 2, 2)) / 2)
+
+
+def test_bad_probability_shapes_are_refused() -> None:
+    with pytest.raises(ValueError, match="n_classes >= 2"):
+        margin(np.ones((3, 1)))
+
+
+def test_diverse_batch_covers_every_cluster_plain_top_k_does_not() -> None:
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(5, 16)) * 10
+    cluster = np.repeat(np.arange(5), 200)
+    emb = centers[cluster] + rng.normal(size=(1000, 16))
+    # Cluster 0 is the most uncertain by far: top-k takes only from it.
+    scores = np.where(cluster == 0, 0.9, 0.5) + rng.uniform(0, 0.05, 1000)
+    plain = select_batch(scores, emb, 10, diversity="none")
+    assert set(cluster[plain]) == {0}
+    diverse = select_batch(scores, emb, 10)
+    assert set(cluster[diverse]) == {0, 1, 2, 3, 4}
+    assert len(set(diverse.tolist())) == 10
+    assert diverse[0] == int(np.argmax(scores))
+
+
+def test_class_boost_favours_rare_predicted_classes() -> None:
+    boost = class_boost([0, 0, 0, 0, 1], 3)
+    assert boost[0] == pytest.approx(1.0)
+    assert boost[4] > boost[0]
+
+
+def test_exact_hash_ignores_case_and_spacing_only() -> None:
+    a = common_pb2.ItemContent(text="The  Quick brown fox")
+    b = common_pb2.ItemContent(text="the quick BROWN fox ")
+    c = common_pb2.ItemContent(text="the quick brown cat")
+    assert content_hash(a) == content_hash(b) != content_hash(c)
+    with pytest.raises(ValueError, match="empty"):
+        content_hash(common_pb2.ItemContent())
+
+
+def test_minhash_estimates_jaccard_and_the_index_finds_near_duplicates() -> None:
+    base = "patient reports mild headache and nausea after taking the new medication twice daily"
+    near = base.replace("twice daily", "two times daily")
+    other = "the quarterly revenue grew by eight percent driven by strong cloud subscriptions"
+    sig = MinHasher(num_perm=128).signatures([base, near, other])
+    words = base.split()
+    grams_a = {" ".join(words[i : i + 3]) for i in range(len(words) - 2)}
+    words_b = near.split()
+    grams_b = {" ".join(words_b[i : i + 3]) for i in range(len(words_b) - 2)}
+    true_j = len(grams_a & grams_b) / len(grams_a | grams_b)
+    assert jaccard_estimate(sig[0], sig[1]) == pytest.approx(true_j, abs=0.12)
+    assert jaccard_estimate(sig[0], sig[2]) < 0.1
+    index = NearDuplicateIndex(text_threshold=0.6, hasher=MinHasher(num_perm=128))
+    index.add_text("a", sig[0])
+    assert index.match_text(sig[1]) is not None and index.match_text(sig[1])[0] == "a"
+    assert index.match_text(sig[2]) is None
+
+
+def test_vector_index_matches_by_cosine() -> None:
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=(3, 64)).astype(np.float32)
+    near = v[0] + rng.normal(scale=0.01, size=64).astype(np.float32)
+    keys = projection_keys(np.vstack([v, near[None, :]]))
+    index = NearDuplicateIndex(vector_threshold=0.98)
+    for i in range(3):
+        index.add_vector(str(i), v[i], keys[i])
+    match = index.match_vector(near, keys[3])
+    assert match is not None and match[0] == "0" and match[1] > 0.99
+    assert index.match_vector(-v[0], projection_keys(-v[:1])[0]) is None
