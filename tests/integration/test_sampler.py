@@ -51,6 +51,11 @@ class Sampler:
             row = conn.execute("SELECT state FROM items WHERE item_id = %s", (item_id,)).fetchone()
         return row[0] if row else None
 
+    def has_contract(self, project: str) -> bool:
+        with self.runtime.db.transaction() as conn:
+            row = conn.execute("SELECT 1 FROM contracts WHERE project = %s", (project,)).fetchone()
+        return row is not None
+
 
 @pytest.fixture
 def sampler(infra: Infra) -> Iterator[Sampler]:
@@ -149,6 +154,8 @@ def test_cold_start_then_predictions_drive_the_ranking_and_state_survives_restar
     sampler = Sampler(infra, service)
     project = f"s{uuid.uuid4().hex[:8]}"
     publish_contract(infra, project, retrain_every=5)
+    # A new consumer group reads the session's whole contracts topic, poison included.
+    wait_until(lambda: sampler.has_contract(project), 60, "the sampler has the contract")
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(300, 8)).astype(np.float32)
     rows = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pytest
@@ -111,3 +112,29 @@ def test_vector_index_matches_by_cosine() -> None:
     match = index.match_vector(near, keys[3])
     assert match is not None and match[0] == "0" and match[1] > 0.99
     assert index.match_vector(-v[0], projection_keys(-v[:1])[0]) is None
+
+
+def test_text_index_finds_near_duplicates_across_chunks_and_merges() -> None:
+    """Chunks large enough to move bucket keys from the recent dict to the sorted array:
+    near-duplicates of items from any earlier chunk, or earlier in the same chunk, are found."""
+    rng = random.Random(3)
+    vocab = [f"v{i}" for i in range(4000)]
+    originals = [" ".join(rng.choice(vocab) for _ in range(25)) for _ in range(9000)]
+    hasher = MinHasher()
+    index = NearDuplicateIndex(text_threshold=0.8, hasher=hasher)
+    for start in range(0, 9000, 4500):  # the second chunk comes after a merge
+        batch = index.text.prepare(hasher.signatures(originals[start : start + 4500]))
+        for i in range(4500):
+            assert index.text.match(batch, i) is None
+            index.text.add(batch, i, f"o{start + i}")
+    assert len(index) == 9000
+    picks = rng.sample(range(9000), 300)
+    edited = [originals[p] + " " + rng.choice(vocab) for p in picks]
+    batch = index.text.prepare(hasher.signatures([*edited, edited[0] + " again"]))
+    found = [index.text.match(batch, i) for i in range(len(picks))]
+    recall = sum(f is not None and f[0] == f"o{p}" for f, p in zip(found, picks, strict=True))
+    assert recall >= 0.95 * len(picks)
+    # Within one chunk: an item added earlier in the chunk is a candidate too.
+    index.text.add(batch, 0, "fresh")
+    twin = index.text.match(batch, len(picks))
+    assert twin is not None and twin[0] in {"fresh", f"o{picks[0]}"}

@@ -6,10 +6,13 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from google.protobuf.message import Message
+from psycopg import pq
 
 from strata.common.bus import BrokerIncarnation, EventProducer
 from strata.common.db import Database
@@ -26,23 +29,44 @@ def enqueue(conn: psycopg.Connection[Any], event: OutgoingEvent) -> str:
 
 
 def enqueue_many(conn: psycopg.Connection[Any], events: list[OutgoingEvent]) -> None:
-    """Write many events to the outbox in one statement, in the caller's transaction."""
+    """Write many events to the outbox in the caller's transaction: a binary COPY (an
+    import of tens of thousands of items announces them without per-row cost), or one
+    INSERT where COPY cannot run (a connection in pipeline mode)."""
     if not events:
         return
-    conn.execute(
-        "INSERT INTO outbox (event_id, topic, key, event_type, schema_name, trace_id, payload) "
-        "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::bytea[], %s::text[], %s::text[], "
-        "%s::text[], %s::bytea[])",
-        (
-            [uuid.UUID(e.event_id) for e in events],
-            [e.topic for e in events],
-            [e.key for e in events],
-            [e.event_type for e in events],
-            [e.schema for e in events],
-            [e.trace_id for e in events],
-            [e.payload for e in events],
-        ),
-    )
+    if conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:
+        conn.execute(
+            "INSERT INTO outbox (event_id, topic, key, event_type, schema_name, trace_id, "
+            "payload) SELECT * FROM unnest(%s::uuid[], %s::text[], %s::bytea[], %s::text[], "
+            "%s::text[], %s::text[], %s::bytea[])",
+            (
+                [uuid.UUID(e.event_id) for e in events],
+                [e.topic for e in events],
+                [e.key for e in events],
+                [e.event_type for e in events],
+                [e.schema for e in events],
+                [e.trace_id for e in events],
+                [e.payload for e in events],
+            ),
+        )
+        return
+    with conn.cursor().copy(
+        "COPY outbox (event_id, topic, key, event_type, schema_name, trace_id, payload) "
+        "FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["uuid", "text", "bytea", "text", "text", "text", "bytea"])
+        for e in events:
+            copy.write_row(
+                (
+                    uuid.UUID(e.event_id),
+                    e.topic,
+                    e.key,
+                    e.event_type,
+                    e.schema,
+                    e.trace_id,
+                    e.payload,
+                )
+            )
 
 
 def publish(
@@ -64,8 +88,34 @@ def backlog(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
+class Activity:
+    """Counts foreground work in progress (e.g. bulk imports) that the relay gives way to."""
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        with self._lock:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def __bool__(self) -> bool:
+        return self._running > 0
+
+
 class OutboxRelay:
-    """Publishes the outbox of one schema; several replicas may run at once."""
+    """Publishes the outbox of one schema; several replicas may run at once.
+
+    While `give_way_to` activity runs, the relay pauses `busy_pause_s` after each
+    batch: a bulk import then keeps the process (and its GIL) and is acknowledged
+    sooner, and its announcements follow at a reduced rate and catch up after it.
+    """
 
     def __init__(
         self,
@@ -85,6 +135,8 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.idle_sleep_s = idle_sleep_s
         self.retention_s = retention_s
+        self.give_way_to = Activity()
+        self.busy_pause_s = 0.5
         self._seen_incarnation: str | None = None
         self._last_cleanup = 0.0
         self._last_backlog = 0.0
@@ -169,6 +221,8 @@ class OutboxRelay:
                 backoff = 0.1
                 if published == 0:
                     stop.wait(self.idle_sleep_s)
+                elif self.give_way_to:
+                    stop.wait(self.busy_pause_s)
             except Exception as exc:
                 self.metrics.outbox_errors.inc()
                 log.warning("outbox relay: %s (retrying in %.1fs)", exc, backoff)

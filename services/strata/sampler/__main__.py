@@ -26,7 +26,12 @@ def build(config: ServiceConfig, sampler: SamplerConfig | None = None) -> Servic
     rt = ServiceRuntime(config, load_migrations("sampler", package_migrations("strata.sampler")))
     metrics = SamplerMetrics(config.service, rt.metrics.registry)
     contracts = ContractCache(rt.db, load_contract)
-    importer = Importer(rt.db, text_threshold=s.text_threshold, vector_threshold=s.vector_threshold)
+    importer = Importer(
+        rt.db,
+        text_threshold=s.text_threshold,
+        vector_threshold=s.vector_threshold,
+        activity=rt.relay.give_way_to,
+    )
     servicer = SamplerServicer(rt.db, importer, contracts, metrics, s)
     rt.add_servicer(
         ServicerBinding(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,12 +25,14 @@ def normalize_text(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
-def content_hash(content: common_pb2.ItemContent) -> str:
-    """Exact-duplicate key: text compared after normalising case and spacing."""
+def content_hash(content: common_pb2.ItemContent, normalized: str | None = None) -> str:
+    """Exact-duplicate key: text compared after normalising case and spacing
+    (`normalized`: the text's `normalize_text`, when the caller has it already)."""
     kind = content.WhichOneof("kind")
     h = hashlib.sha256()
     if kind == "text":
-        h.update(b"t:" + normalize_text(content.text).encode())
+        text = normalized if normalized is not None else normalize_text(content.text)
+        h.update(b"t:" + text.encode())
     elif kind == "features":
         h.update(b"f:" + np.asarray(content.features.values, dtype=np.float32).tobytes())
     elif kind == "image":
@@ -42,39 +43,121 @@ def content_hash(content: common_pb2.ItemContent) -> str:
 
 
 def shingles(text: str, size: int = 3) -> list[int]:
-    """crc32 of each word `size`-gram (the whole text when it is shorter)."""
-    words = normalize_text(text).split()
-    if len(words) < size:
-        return [zlib.crc32(" ".join(words).encode())]
-    return [
-        zlib.crc32(" ".join(words[i : i + size]).encode()) for i in range(len(words) - size + 1)
-    ]
+    """Hashes of the word `size`-grams of one text (the whole text when it is shorter)."""
+    flat, _ = _shingle_hashes([normalize_text(text)], size)
+    return [int(h) for h in flat]
+
+
+_SENTINEL = np.uint64(0x9E3779B97F4A7C15)
+_PRIME = 0x100000001B3  # odd, so it has an inverse modulo 2**64
+_POWERS: tuple[NDArray[np.uint64], NDArray[np.uint64]] = (
+    np.ones(1, dtype=np.uint64),
+    np.ones(1, dtype=np.uint64),
+)
+
+
+def _powers(n: int) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
+    """PRIME**i and PRIME**-i modulo 2**64 for i < n (cached, grown by doubling)."""
+    global _POWERS
+    powers, inverse = _POWERS
+    if powers.size < n:
+        size = max(n, 2 * powers.size)
+        powers = np.full(size, _PRIME, dtype=np.uint64)
+        inverse = np.full(size, pow(_PRIME, -1, 2**64), dtype=np.uint64)
+        powers[0] = inverse[0] = 1
+        powers = np.cumprod(powers, dtype=np.uint64)
+        inverse = np.cumprod(inverse, dtype=np.uint64)
+        _POWERS = (powers, inverse)
+    return powers, inverse
+
+
+def _word_hashes(normalized: Sequence[str]) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+    """A hash of every word of every normalised text (in order), and words per text.
+
+    A polynomial hash of each space-separated word from prefix sums over the
+    whole chunk's bytes: no Python work per word.
+    """
+    joined = " ".join(normalized) + " "
+    data = np.frombuffer(joined.encode(), dtype=np.uint8)
+    counts = np.fromiter((t.count(" ") + 1 for t in normalized), np.int64, len(normalized))
+    powers, inverse = _powers(data.size + 1)
+    prefix = np.zeros(data.size + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        np.cumsum((data.astype(np.uint64) + np.uint64(1)) * powers[: data.size], out=prefix[1:])
+        ends = np.flatnonzero(data == 32)
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        return _mix((prefix[ends] - prefix[starts]) * inverse[starts]), counts
+
+
+def _shingle_hashes(
+    normalized: Sequence[str], size: int = 3
+) -> tuple[NDArray[np.uint64], list[int]]:
+    """Flat 32-bit hashes of every normalised text's word `size`-grams (the whole text
+    when it is shorter), and how many each text has."""
+    hashes, lengths = _word_hashes(normalized)
+    ends = np.cumsum(lengths)
+    owner = np.repeat(np.arange(len(normalized)), lengths)
+    pos = np.arange(hashes.size)
+    acc = hashes.copy()
+    for j in range(1, size):
+        inside = pos + j < ends[owner]
+        following = hashes[np.minimum(pos + j, hashes.size - 1)]
+        acc = _mix(acc ^ np.where(inside, following, _SENTINEL))
+    first = pos == (ends - lengths)[owner]
+    keep = (pos + size <= ends[owner]) | (first & (lengths[owner] < size))
+    counts = np.maximum(lengths - size + 1, 1)
+    return acc[keep] >> np.uint64(32), counts.tolist()
 
 
 @dataclass(frozen=True)
 class MinHasher:
-    """`num_perm` universal hash functions (a*x + b mod p), fixed by `seed`."""
+    """`num_perm` multiply-shift hash functions ((a*x + b) >> 32, a odd), fixed by `seed`."""
 
     num_perm: int = 64
     seed: int = 1
+    block: int = 128
 
-    def seeds(self) -> NDArray[np.uint64]:
-        return np.random.default_rng(self.seed).integers(
-            0, np.iinfo(np.uint64).max, self.num_perm, dtype=np.uint64, endpoint=True
-        )
+    def params(self) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
+        rng = np.random.default_rng(self.seed)
+        top = np.iinfo(np.uint64).max
+        a = rng.integers(0, top, self.num_perm, dtype=np.uint64, endpoint=True) | np.uint64(1)
+        b = rng.integers(0, top, self.num_perm, dtype=np.uint64, endpoint=True)
+        return a, b
 
     def signatures(self, texts: Sequence[str]) -> NDArray[np.uint64]:
-        """[n, num_perm] MinHash signatures of many texts, computed in one pass."""
-        per_text = [shingles(t) for t in texts]
-        lengths = np.asarray([len(s) for s in per_text])
-        flat = np.fromiter((h for s in per_text for h in s), dtype=np.uint64, count=lengths.sum())
-        hashed = _mix(flat[:, None] ^ self.seeds()[None, :])
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        return np.minimum.reduceat(hashed, starts, axis=0)
+        """[n, num_perm] MinHash signatures of many texts (32-bit values, uint64 storage)."""
+        return self.signatures_of_normalized([normalize_text(t) for t in texts])
+
+    def signatures_of_normalized(self, normalized: Sequence[str]) -> NDArray[np.uint64]:
+        """Signatures of texts already through `normalize_text`.
+
+        Shingles are hashed for all texts at once; the permutations run over blocks
+        of `block` texts so that the [shingles, num_perm] working set stays in cache.
+        """
+        a, b = self.params()
+        flat, per_text = _shingle_hashes(normalized)
+        counts = np.asarray(per_text, dtype=np.int64)
+        ends = np.cumsum(counts)
+        starts = ends - counts
+        out = np.empty((len(normalized), self.num_perm), dtype=np.uint64)
+        work = np.empty((0, self.num_perm), dtype=np.uint64)
+        for first in range(0, len(normalized), self.block):
+            last = min(len(normalized), first + self.block)
+            lo, hi = int(starts[first]), int(ends[last - 1])
+            if work.shape[0] < hi - lo:
+                work = np.empty((hi - lo, self.num_perm), dtype=np.uint64)
+            hashed = work[: hi - lo]
+            np.multiply(flat[lo:hi, None], a[None, :], out=hashed)
+            hashed += b[None, :]
+            hashed >>= np.uint64(32)
+            out[first:last] = np.minimum.reduceat(
+                hashed.astype(np.uint32), starts[first:last] - lo, axis=0
+            )
+        return out
 
 
 def _mix(z: NDArray[np.uint64]) -> NDArray[np.uint64]:
-    """splitmix64's finaliser: a well-mixed 64-bit hash per seed (wrapping arithmetic)."""
+    """splitmix64's finaliser: a well-mixed 64-bit hash (wrapping arithmetic)."""
     with np.errstate(over="ignore"):
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -85,10 +168,15 @@ def jaccard_estimate(a: NDArray[np.uint64], b: NDArray[np.uint64]) -> float:
     return float((a == b).mean())
 
 
-def band_keys(signature: NDArray[np.uint64], bands: int) -> list[bytes]:
-    """LSH bucket keys: one per band of the signature."""
-    rows = signature.size // bands
-    return [bytes([i]) + signature[i * rows : (i + 1) * rows].tobytes() for i in range(bands)]
+def band_keys(signatures: NDArray[np.uint64], bands: int) -> NDArray[np.uint64]:
+    """LSH bucket keys, [n, bands] (or [bands] for one signature): a hash of each band."""
+    sig = np.atleast_2d(signatures)
+    rows = sig.shape[1] // bands
+    parts = sig[:, : bands * rows].reshape(sig.shape[0], bands, rows)
+    acc = np.broadcast_to(np.arange(bands, dtype=np.uint64) * _SENTINEL, parts.shape[:2])
+    for r in range(rows):
+        acc = _mix(acc ^ parts[:, :, r])
+    return acc if signatures.ndim == 2 else acc[0]
 
 
 def projection_keys(
@@ -108,41 +196,118 @@ def cosine(a: NDArray[np.float32], b: NDArray[np.float32]) -> float:
 
 
 @dataclass
+class TextBatch:
+    """A chunk's signatures prepared against the index: band keys and earlier candidates."""
+
+    signatures: NDArray[np.uint32]
+    keys: list[list[int]]
+    earlier: list[set[int]]
+
+
+class TextIndex:
+    """MinHash/LSH buckets of canonical texts, compact enough for millions of items.
+
+    Signatures live in one uint32 matrix (row per item). Band keys live in a sorted
+    array (searched for a whole chunk at once) plus a dict of recent keys, merged
+    into the array when it grows; about 450 bytes per item in all.
+    """
+
+    def __init__(self, num_perm: int, bands: int, threshold: float) -> None:
+        self.num_perm = num_perm
+        self.bands = bands
+        self.threshold = threshold
+        self._sig = np.empty((1024, num_perm), dtype=np.uint32)
+        self._ids: list[str] = []
+        self._rows: dict[str, int] = {}
+        self._keys = np.empty(0, dtype=np.uint64)
+        self._key_rows = np.empty(0, dtype=np.int64)
+        self._recent: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self._rows
+
+    def prepare(self, signatures: NDArray[np.uint64]) -> TextBatch:
+        """Keys of a chunk's signatures and, per signature, the rows sharing a bucket."""
+        if len(self._recent) > max(65_536, self._keys.size // 4):
+            self._merge()  # between chunks: a prepared batch's candidates stay valid
+        sig = np.atleast_2d(signatures)
+        keys = band_keys(sig, self.bands)
+        earlier: list[set[int]] = [set() for _ in range(sig.shape[0])]
+        if self._keys.size:
+            # Sorted needles walk the sorted keys in order: far fewer cache misses.
+            order = np.argsort(keys.ravel())
+            flat = keys.ravel()[order]
+            at = np.searchsorted(self._keys, flat)
+            at[at == self._keys.size] = 0
+            hit = np.flatnonzero(self._keys[at] == flat)
+            for position, row in zip(
+                (order[hit] // self.bands).tolist(), self._key_rows[at[hit]].tolist(), strict=True
+            ):
+                earlier[position].add(row)
+        return TextBatch(sig.astype(np.uint32), keys.tolist(), earlier)
+
+    def match(self, batch: TextBatch, i: int) -> tuple[str, float] | None:
+        """The most similar indexed text to the batch's i-th at or above the threshold."""
+        rows = batch.earlier[i] | set(map(self._recent.get, batch.keys[i]))
+        rows.discard(None)  # type: ignore[arg-type]
+        if not rows:
+            return None
+        candidates = np.fromiter(rows, dtype=np.int64, count=len(rows))
+        similarity = (self._sig[candidates] == batch.signatures[i]).mean(axis=1)
+        best = int(np.argmax(similarity))
+        if similarity[best] < self.threshold:
+            return None
+        return self._ids[int(candidates[best])], float(similarity[best])
+
+    def add(self, batch: TextBatch, i: int, item_id: str) -> None:
+        """Index the batch's i-th signature as canonical item `item_id`."""
+        if item_id in self._rows:
+            return
+        row = len(self._ids)
+        if row == self._sig.shape[0]:
+            self._sig = np.concatenate([self._sig, np.empty_like(self._sig)])
+        self._sig[row] = batch.signatures[i]
+        self._ids.append(item_id)
+        self._rows[item_id] = row
+        self._recent.update(dict.fromkeys(batch.keys[i], row))
+
+    def _merge(self) -> None:
+        keys = np.concatenate([self._keys, np.fromiter(self._recent, np.uint64)])
+        rows = np.concatenate([self._key_rows, np.fromiter(self._recent.values(), np.int64)])
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._key_rows = keys[order], rows[order]
+        self._recent = {}
+
+
+@dataclass
 class NearDuplicateIndex:
     """LSH buckets of a project's canonical items, for text and for feature vectors."""
 
     text_threshold: float = 0.8
     vector_threshold: float = 0.98
-    bands: int = 16
+    bands: int = 0  # 0: four signature rows per band (a 0.8 threshold is found ~always)
     hasher: MinHasher = field(default_factory=MinHasher)
-    _text: dict[bytes, list[str]] = field(default_factory=dict)
-    _signatures: dict[str, NDArray[np.uint64]] = field(default_factory=dict)
     _vectors_by_key: dict[int, list[str]] = field(default_factory=dict)
     _vectors: dict[str, NDArray[np.float32]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.bands <= 0:
+            self.bands = max(1, self.hasher.num_perm // 4)
+        self.text = TextIndex(self.hasher.num_perm, self.bands, self.text_threshold)
+
     def __len__(self) -> int:
-        return len(self._signatures) + len(self._vectors)
+        return len(self.text) + len(self._vectors)
 
     def add_text(self, item_id: str, signature: NDArray[np.uint64]) -> None:
-        if item_id in self._signatures:
-            return
-        self._signatures[item_id] = signature
-        for key in band_keys(signature, self.bands):
-            self._text.setdefault(key, []).append(item_id)
+        """Index one canonical text (a chunk goes through `text.prepare` and `text.add`)."""
+        self.text.add(self.text.prepare(signature), 0, item_id)
 
     def match_text(self, signature: NDArray[np.uint64]) -> tuple[str, float] | None:
         """The most similar indexed text at or above the threshold, if any."""
-        best: tuple[str, float] | None = None
-        seen: set[str] = set()
-        for key in band_keys(signature, self.bands):
-            for other in self._text.get(key, ()):
-                if other in seen:
-                    continue
-                seen.add(other)
-                sim = jaccard_estimate(signature, self._signatures[other])
-                if sim >= self.text_threshold and (best is None or sim > best[1]):
-                    best = (other, sim)
-        return best
+        return self.text.match(self.text.prepare(signature), 0)
 
     def add_vector(
         self, item_id: str, vector: NDArray[np.float32], keys: NDArray[np.int64]

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+from numpy.typing import NDArray
 
 from strata.common import outbox
 from strata.common.db import Database
 from strata.common.events import make_event
 from strata.common.topics import ITEMS_IMPORTED
 from strata.sampler import store
-from strata.sampler.dedup import NearDuplicateIndex, content_hash, projection_keys
+from strata.sampler.dedup import (
+    NearDuplicateIndex,
+    content_hash,
+    normalize_text,
+    projection_keys,
+)
 from strata.sampler.strategies import class_boost, select_batch
 from strata.v1 import common_pb2, events_pb2, sampler_pb2
 
@@ -68,12 +75,24 @@ class ImportSummary:
 @dataclass
 class _Index:
     index: NearDuplicateIndex
-    watermark: datetime = datetime.min
+    # The newest import number the index has caught up with (-1: nothing yet).
+    watermark: int = -1
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def random_ids(n: int) -> list[str]:
+    """`n` random 128-bit ids as 32 hex digits (one urandom call, not n uuid4 calls)."""
+    raw = os.urandom(16 * n).hex()
+    return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
+
+
 class Importer:
-    """Validates, deduplicates (exact and near) and stores rows; announces them on the bus."""
+    """Validates, deduplicates (exact and near) and stores rows; announces them on the bus.
+
+    Imports into one project are serialised across replicas by an advisory lock and
+    numbered; under the lock a replica first catches its near-duplicate index up on
+    what others stored, so deduplication is exact across replicas, not best effort.
+    """
 
     def __init__(
         self,
@@ -81,8 +100,11 @@ class Importer:
         *,
         text_threshold: float = 0.8,
         vector_threshold: float = 0.98,
+        activity: outbox.Activity | None = None,
     ) -> None:
         self.db = db
+        # Imports in progress; the service's outbox relay gives way to them.
+        self.activity = activity or outbox.Activity()
         self.text_threshold = text_threshold
         self.vector_threshold = vector_threshold
         self._indexes: dict[str, _Index] = {}
@@ -97,14 +119,24 @@ class Importer:
             return found
 
     def _refresh(self, conn: store.Conn, project: str, idx: _Index) -> None:
-        """Bring the index up to date with what was imported (here or by another replica)."""
-        for item_id, signature, vector, at in store.index_material(conn, project, idx.watermark):
-            if signature is not None:
-                idx.index.add_text(item_id, np.frombuffer(signature, dtype=np.uint64))
+        """Bring the index up to date with what other imports stored."""
+        material = store.index_material(conn, project, idx.watermark)
+        width = 4 * idx.index.hasher.num_perm  # 32-bit values; rows of other widths predate
+        texts = [  # this hash family and are left to exact deduplication
+            (i, np.frombuffer(sig, dtype=np.uint32).astype(np.uint64))
+            for i, sig, _, _ in material
+            if sig and len(sig) == width
+        ]
+        if texts:
+            batch = idx.index.text.prepare(np.stack([sig for _, sig in texts]))
+            for i, (item_id, _) in enumerate(texts):
+                idx.index.text.add(batch, i, item_id)
+        for item_id, _, vector, _ in material:
             if vector is not None:
                 v = np.asarray(vector, dtype=np.float32)
                 idx.index.add_vector(item_id, v, projection_keys(v[None, :])[0])
-            idx.watermark = max(idx.watermark, at.replace(tzinfo=None))
+        if material:
+            idx.watermark = max(idx.watermark, material[-1][3])
 
     def import_rows(
         self, project: str, rows: Sequence[sampler_pb2.ImportRow], summary: ImportSummary
@@ -112,36 +144,57 @@ class Importer:
         """Import one chunk of rows (one transaction); bad rows are reported and skipped."""
         summary.received += len(rows)
         good: list[tuple[sampler_pb2.ImportRow, str]] = []
+        texts: list[str] = []  # normalised, for the exact hash and the MinHash alike
         for row in rows:
             problem = check_row(row)
             if problem:
                 summary.errors.append((row.line, problem))
                 continue
-            good.append((row, content_hash(row.content)))
+            if row.content.WhichOneof("kind") == "text":
+                texts.append(normalize_text(row.content.text))
+                good.append((row, content_hash(row.content, texts[-1])))
+            else:
+                good.append((row, content_hash(row.content)))
         if not good:
             return
         idx = self._index(project)
+        signatures = idx.index.hasher.signatures_of_normalized(texts) if texts else None
         with idx.lock:
+            counted = replace(summary, errors=list(summary.errors))
             try:
-                self._import_good(project, good, idx, summary)
+                seq = self._import_good(project, good, signatures, idx, counted)
             except BaseException:
                 # The index may hold rows that were never committed: rebuild it next time.
                 idx.index = NearDuplicateIndex(self.text_threshold, self.vector_threshold)
-                idx.watermark = datetime.min
+                idx.watermark = -1
                 raise
+            idx.watermark = seq
+        summary.imported = counted.imported
+        summary.exact_duplicates = counted.exact_duplicates
+        summary.near_duplicates = counted.near_duplicates
+        summary.gold = counted.gold
+        summary.errors = counted.errors
 
     def _import_good(
         self,
         project: str,
         good: list[tuple[sampler_pb2.ImportRow, str]],
+        text_signatures: NDArray[np.uint64] | None,
         idx: _Index,
         summary: ImportSummary,
-    ) -> None:
+    ) -> int:
+        """Store one chunk; returns its import number."""
         with self.db.transaction() as conn:
+            seq = store.lock_imports(conn, project)
             self._refresh(conn, project, idx)
             known = store.existing_hashes(conn, project, [h for _, h in good])
-            texts = [r.content.text for r, _ in good if r.content.WhichOneof("kind") == "text"]
-            signatures = iter(idx.index.hasher.signatures(texts)) if texts else iter(())
+            signatures = iter(text_signatures if text_signatures is not None else ())
+            batch = idx.index.text.prepare(
+                text_signatures
+                if text_signatures is not None
+                else np.empty((0, idx.index.hasher.num_perm), dtype=np.uint64)
+            )
+            text_row = -1
             vectors = [
                 np.asarray(r.content.features.values, dtype=np.float32)
                 for r, _ in good
@@ -149,14 +202,18 @@ class Importer:
             ]
             keys = iter(projection_keys(np.stack(vectors))) if vectors else iter(())
             vector_iter = iter(vectors)
+            ids = iter(random_ids(3 * len(good)))
+            imported_at = Timestamp()
+            imported_at.GetCurrentTime()
             items: list[store.NewItem] = []
             events: list = []
             for row, digest in good:
                 kind = row.content.WhichOneof("kind")
                 signature = next(signatures) if kind == "text" else None
+                text_row += kind == "text"
                 vector = next(vector_iter) if kind == "features" else None
                 vkeys = next(keys) if kind == "features" else None
-                item_id = uuid.uuid4().hex
+                item_id = next(ids)
                 state, canonical, dup_kind, similarity = "pool", None, None, None
                 if row.gold_answer:
                     state = "gold"
@@ -174,21 +231,17 @@ class Importer:
                 else:
                     match = None
                     if signature is not None:
-                        match = idx.index.match_text(signature)
+                        match = idx.index.text.match(batch, text_row)
                     elif vector is not None and vkeys is not None:
                         match = idx.index.match_vector(vector, vkeys)
                     if match is not None:
-                        state, canonical, dup_kind, similarity = (
-                            "duplicate",
-                            match[0],
-                            "near",
-                            match[1],
-                        )
+                        state, canonical = "duplicate", match[0]
+                        dup_kind, similarity = "near", match[1]
                 if state != "duplicate":
                     known[digest] = item_id
                     if state == "pool":
                         if signature is not None:
-                            idx.index.add_text(item_id, signature)
+                            idx.index.text.add(batch, text_row, item_id)
                         if vector is not None and vkeys is not None:
                             idx.index.add_vector(item_id, vector, vkeys)
                 items.append(
@@ -204,7 +257,9 @@ class Importer:
                         duplicate_kind=dup_kind,
                         similarity=similarity,
                         gold_answer=row.gold_answer or None,
-                        signature=signature.tobytes() if signature is not None else None,
+                        signature=(
+                            signature.astype(np.uint32).tobytes() if signature is not None else None
+                        ),
                         vector=vector.tolist() if vector is not None else None,
                     )
                 )
@@ -217,22 +272,28 @@ class Importer:
                 else:
                     summary.imported += 1
                 if state in ("pool", "gold"):
-                    events.append(_imported_event(project, item_id, row, digest))
-            lost = store.insert_items(conn, items)
-            if lost:
-                # Another import stored the same content first: these become its duplicates.
-                raise ConcurrentImport(f"{len(lost)} rows raced another import; retrying")
+                    events.append(
+                        _imported_event(
+                            project, item_id, row, digest, imported_at, next(ids), next(ids)
+                        )
+                    )
+            store.insert_items(conn, items, seq)
             outbox.enqueue_many(conn, events)
+        return seq
 
 
-class ConcurrentImport(Exception):
-    """Another import stored the same content in between; the chunk is retried."""
-
-
-def _imported_event(project: str, item_id: str, row: sampler_pb2.ImportRow, digest: str) -> object:
+def _imported_event(
+    project: str,
+    item_id: str,
+    row: sampler_pb2.ImportRow,
+    digest: str,
+    imported_at: Timestamp,
+    trace_id: str,
+    event_id: str,
+) -> object:
     msg = events_pb2.ItemImported(
         routing=common_pb2.RoutingMetadata(
-            trace_id=uuid.uuid4().hex,
+            trace_id=trace_id,
             source_service="sampler",
             project=project,
             reason=common_pb2.ROUTING_REASON_GOLD if row.gold_answer else None,
@@ -241,14 +302,15 @@ def _imported_event(project: str, item_id: str, row: sampler_pb2.ImportRow, dige
             item_id=item_id,
             project=project,
             content=row.content,
-            metadata=dict(row.metadata),
             content_hash=digest,
             external_id=row.external_id,
+            imported_at=imported_at,
         ),
         gold_answer=row.gold_answer,
     )
-    msg.item.imported_at.GetCurrentTime()
-    return make_event(ITEMS_IMPORTED, item_id, msg)
+    if row.metadata:  # a map argument to the constructor is copied in Python, slowly
+        msg.item.metadata.update(row.metadata)
+    return make_event(ITEMS_IMPORTED, item_id, msg, event_id=str(uuid.UUID(event_id)))
 
 
 # -- hand-out -------------------------------------------------------------------------------

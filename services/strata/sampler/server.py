@@ -7,7 +7,6 @@ import random
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 
 import grpc
 import numpy as np
@@ -18,7 +17,7 @@ from strata.common.grpcserver import abort
 from strata.sampler import store
 from strata.sampler.config import SamplerConfig
 from strata.sampler.metrics import SamplerMetrics
-from strata.sampler.pool import ConcurrentImport, Importer, ImportSummary, choose
+from strata.sampler.pool import Importer, ImportSummary, choose
 from strata.v1 import common_pb2, sampler_pb2, sampler_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -52,26 +51,8 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
         context: grpc.ServicerContext,
     ) -> sampler_pb2.ImportItemsResponse:
         summary = ImportSummary()
-        project = ""
-        for request in request_iterator:
-            if not request.project:
-                abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
-            if project and request.project != project:
-                abort(
-                    context,
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"one import is for one project: got {request.project!r} after {project!r}",
-                )
-            project = request.project
-            for attempt in range(3):
-                before = replace(summary, errors=list(summary.errors))
-                try:
-                    self.importer.import_rows(project, request.rows, summary)
-                    break
-                except ConcurrentImport as exc:
-                    summary = before
-                    if attempt == 2:
-                        abort(context, grpc.StatusCode.ABORTED, f"{exc}; send the chunk again")
+        with self.importer.activity.running():
+            project = self._import_stream(request_iterator, summary, context)
         for outcome, n in (
             ("pool", summary.imported),
             ("gold", summary.gold),
@@ -93,6 +74,26 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
                 for line, message in summary.errors[:MAX_ERRORS_REPORTED]
             ],
         )
+
+    def _import_stream(
+        self,
+        request_iterator: Iterator[sampler_pb2.ImportItemsRequest],
+        summary: ImportSummary,
+        context: grpc.ServicerContext,
+    ) -> str:
+        project = ""
+        for request in request_iterator:
+            if not request.project:
+                abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+            if project and request.project != project:
+                abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"one import is for one project: got {request.project!r} after {project!r}",
+                )
+            project = request.project
+            self.importer.import_rows(project, request.rows, summary)
+        return project
 
     def NextBatch(
         self, request: sampler_pb2.NextBatchRequest, context: grpc.ServicerContext

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,38 +37,60 @@ class NewItem:
     vector: list[float] | None
 
 
-def insert_items(conn: Conn, items: Sequence[NewItem]) -> set[str]:
-    """Insert items; returns the content hashes that another import took meanwhile."""
+_ITEM_COLUMNS = (
+    ("item_id", "text"),
+    ("project", "text"),
+    ("external_id", "text"),
+    ("content", "bytea"),
+    ("metadata", "jsonb"),
+    ("content_hash", "text"),
+    ("state", "text"),
+    ("canonical_item_id", "text"),
+    ("duplicate_kind", "text"),
+    ("similarity", "float8"),
+    ("gold_answer", "text"),
+    ("signature", "bytea"),
+    ("vector", "float4[]"),
+    ("import_seq", "int8"),
+)
+
+
+def lock_imports(conn: Conn, project: str) -> int:
+    """Serialise imports into `project` (until commit); returns this import's number."""
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('strata-sampler-import:' || %s))", (project,)
+    )
+    row = conn.execute("SELECT nextval('import_seq')").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def insert_items(conn: Conn, items: Sequence[NewItem], import_seq: int) -> None:
+    """Store items (binary COPY) under the import lock, numbered `import_seq`."""
     if not items:
-        return set()
-    rows = conn.execute(
-        "INSERT INTO items (item_id, project, external_id, content, metadata, content_hash, "
-        "state, canonical_item_id, duplicate_kind, similarity, gold_answer, signature, vector) "
-        "SELECT u.i, u.p, u.e, u.c, u.m::jsonb, u.h, u.s, u.ci, u.dk, u.sim, u.g, u.sig, "
-        "string_to_array(u.v, ',')::real[] FROM unnest(%s::text[], %s::text[], %s::text[], "
-        "%s::bytea[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-        "%s::float8[], %s::text[], %s::bytea[], %s::text[]) "
-        "AS u(i, p, e, c, m, h, s, ci, dk, sim, g, sig, v) "
-        "ON CONFLICT (project, content_hash) WHERE canonical_item_id IS NULL DO NOTHING "
-        "RETURNING content_hash",
-        (
-            [i.item_id for i in items],
-            [i.project for i in items],
-            [i.external_id for i in items],
-            [i.content for i in items],
-            [json.dumps(i.metadata) for i in items],
-            [i.content_hash for i in items],
-            [i.state for i in items],
-            [i.canonical_item_id for i in items],
-            [i.duplicate_kind for i in items],
-            [i.similarity for i in items],
-            [i.gold_answer for i in items],
-            [i.signature for i in items],
-            [_floats(i.vector) for i in items],
-        ),
-    ).fetchall()
-    inserted = {r[0] for r in rows}
-    return {i.content_hash for i in items if i.canonical_item_id is None} - inserted
+        return
+    columns = ", ".join(name for name, _ in _ITEM_COLUMNS)
+    with conn.cursor().copy(f"COPY items ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types([kind for _, kind in _ITEM_COLUMNS])
+        for i in items:
+            copy.write_row(
+                (
+                    i.item_id,
+                    i.project,
+                    i.external_id,
+                    i.content,
+                    i.metadata,
+                    i.content_hash,
+                    i.state,
+                    i.canonical_item_id,
+                    i.duplicate_kind,
+                    i.similarity,
+                    i.gold_answer,
+                    i.signature,
+                    i.vector,
+                    import_seq,
+                )
+            )
 
 
 def existing_hashes(conn: Conn, project: str, hashes: Sequence[str]) -> dict[str, str]:
@@ -83,14 +104,15 @@ def existing_hashes(conn: Conn, project: str, hashes: Sequence[str]) -> dict[str
 
 
 def index_material(
-    conn: Conn, project: str, since: Any
-) -> list[tuple[str, bytes | None, list[float] | None, Any]]:
-    """(item, MinHash signature, vector, imported_at) of canonical pool items since `since`."""
+    conn: Conn, project: str, after: int
+) -> list[tuple[str, bytes | None, list[float] | None, int]]:
+    """(item, MinHash signature, vector, import number) of canonical pool items imported
+    after import number `after`."""
     return conn.execute(
-        "SELECT item_id, signature, vector, imported_at FROM items WHERE project = %s "
-        "AND canonical_item_id IS NULL AND state <> 'gold' AND imported_at > %s "
-        "AND (signature IS NOT NULL OR vector IS NOT NULL) ORDER BY imported_at",
-        (project, since),
+        "SELECT item_id, signature, vector, import_seq FROM items WHERE project = %s "
+        "AND canonical_item_id IS NULL AND state <> 'gold' AND import_seq > %s "
+        "AND (signature IS NOT NULL OR vector IS NOT NULL) ORDER BY import_seq",
+        (project, after),
     ).fetchall()
 
 
