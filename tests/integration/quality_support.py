@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -39,12 +39,32 @@ class Stack:
 
 
 @contextmanager
-def quality_stack(infra: Infra, **quality: object) -> Iterator[Stack]:
-    """A real gateway (contracts, tokens) and a real quality service on real ports."""
+def with_gateway(
+    infra: Infra, build_service: Callable[[str], ServiceRuntime]
+) -> Iterator[tuple[Gateway, ServiceRuntime, grpc.Channel]]:
+    """A real gateway (contracts, tokens) and the service `build_service(gateway address)`
+    makes, both started on real ports; a channel to the service."""
     with scripted_sampler() as (_, sampler_address):
         gw = start_gateway(service_config(infra, "gateway"), gateway_settings(sampler_address))
+        rt = build_service(f"127.0.0.1:{gw.runtime.endpoints.grpc_port}")  # type: ignore[union-attr]
+        endpoints = rt.start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{endpoints.grpc_port}")
+        try:
+            yield gw, rt, channel
+        finally:
+            channel.close()
+            rt.stop(grace_s=1.0)
+            gw.channel.close()
+            gw.runtime.stop(grace_s=1.0)
+
+
+@contextmanager
+def quality_stack(infra: Infra, **quality: object) -> Iterator[Stack]:
+    """A real gateway (contracts, tokens) and a real quality service on real ports."""
+
+    def make(gateway_address: str) -> ServiceRuntime:
         settings: dict[str, object] = {
-            "gateway_address": f"127.0.0.1:{gw.runtime.endpoints.grpc_port}",  # type: ignore[union-attr]
+            "gateway_address": gateway_address,
             "estimate_interval_s": 3600.0,
             "label_error_interval_s": 3600.0,
             "auth_cache_s": 0.0,
@@ -52,16 +72,10 @@ def quality_stack(infra: Infra, **quality: object) -> Iterator[Stack]:
             "contract_wait_s": 3.0,
         }
         settings.update(quality)
-        rt = build(service_config(infra, "quality"), QualityConfig(**settings))  # type: ignore[arg-type]
-        endpoints = rt.start()
-        channel = grpc.insecure_channel(f"127.0.0.1:{endpoints.grpc_port}")
-        try:
-            yield Stack(gw, rt, channel, quality_pb2_grpc.QualityStub(channel))
-        finally:
-            channel.close()
-            rt.stop(grace_s=1.0)
-            gw.channel.close()
-            gw.runtime.stop(grace_s=1.0)
+        return build(service_config(infra, "quality"), QualityConfig(**settings))  # type: ignore[arg-type]
+
+    with with_gateway(infra, make) as (gw, rt, channel):
+        yield Stack(gw, rt, channel, quality_pb2_grpc.QualityStub(channel))
 
 
 def label_event(

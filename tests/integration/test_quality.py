@@ -258,6 +258,118 @@ def test_bad_labels_are_dead_lettered_and_the_rest_flow(stack: Stack) -> None:
     assert item_state(stack, item)[1] == 3
 
 
+def exported(stack: Stack, project: str, fmt: int) -> bytes:
+    """The project's accepted labels as ExportLabels streams them (as an admin)."""
+    request = quality_pb2.ExportLabelsRequest(project=project, format=fmt)  # type: ignore[arg-type]
+    return b"".join(r.chunk for r in stack.stub.ExportLabels(request, metadata=stack.gateway.admin))
+
+
+def model_prediction(
+    project: str,
+    item: str,
+    value: str,
+    version: str = "m1",
+    *,
+    auto: bool = True,
+    spot: bool = False,
+    classes: tuple[str, ...] = ("cat", "dog", "bird"),
+):  # type: ignore[no-untyped-def]
+    """A `predictions` event as inference publishes it (auto-accepted or spot-checked)."""
+    probs = [0.97 if c == value else 0.03 / (len(classes) - 1) for c in classes]
+    msg = events_pb2.PredictionMade(
+        routing=common_pb2.RoutingMetadata(project=project, source_service="inference"),
+        prediction=common_pb2.Prediction(
+            item_id=item,
+            project=project,
+            model_version=version,
+            classes=list(classes),
+            probabilities=probs,
+            predicted_class=value,
+            confidence=0.97,
+            calibrated=True,
+            auto_accept=auto,
+            spot_check=spot,
+        ),
+    )
+    msg.prediction.predicted_at.GetCurrentTime()
+    return make_event(PREDICTIONS, item, msg)
+
+
+def test_model_labels_are_marked_and_humans_overrule_them(stack: Stack) -> None:
+    project = new_project(stack)
+    boot = stack.quality.config.kafka_bootstrap
+    auto, human, newer, spot = (f"{project}-{n}" for n in ("auto", "human", "newer", "spot"))
+    produce(boot, [label_event(project, human, f"ann{i}", "cat") for i in range(3)])
+    assert consensus_for(stack, human)[0].consensus.value == "cat"
+    produce(
+        boot,
+        [
+            model_prediction(project, auto, "dog"),
+            model_prediction(project, human, "dog"),  # humans decided it: the model does not
+            model_prediction(project, newer, "bird"),
+            model_prediction(project, spot, "dog", auto=False, spot=True),
+            model_prediction(project, f"{project}-bad", "fish", classes=("cat", "fish")),
+        ],
+    )
+    [label] = consensus_for(stack, auto)
+    c = label.consensus
+    assert c.method == common_pb2.CONSENSUS_METHOD_MODEL_AUTO_ACCEPT
+    assert c.status == common_pb2.CONSENSUS_STATUS_ACCEPTED and c.value == "dog"
+    assert c.consensus_score == pytest.approx(0.97)
+    assert [(v.annotator_id, v.source) for v in c.votes] == [
+        ("model:m1", common_pb2.LABEL_SOURCE_MODEL)
+    ]
+    assert label.routing.attributes["auto_accept"] == "model"
+    assert label.routing.attributes["model_version"] == "m1"
+    assert item_state(stack, auto) == ("accepted", 0, "dog")
+    assert [m.consensus.value for m in consensus_for(stack, human)] == ["cat"]
+    assert item_state(stack, spot) is None  # a spot check waits for humans
+    dead = read_topic(
+        boot, DEADLETTER, lambda m: m.key.decode() == f"{project}-bad", 1, timeout_s=20
+    )
+    assert "'fish' is not in contract" in dead[0].reason
+
+    # A newer model's auto label replaces an older one; humans overrule both.
+    produce(boot, [model_prediction(project, newer, "cat", "m2")])
+    assert [m.consensus.value for m in consensus_for(stack, newer, 2)] == ["bird", "cat"]
+    produce(boot, [label_event(project, auto, f"ann{i}", "bird") for i in range(3)])
+    produce(boot, [label_event(project, spot, f"ann{i}", "dog") for i in range(3)])
+    decided = consensus_for(stack, auto, 2)
+    assert decided[-1].consensus.method == common_pb2.CONSENSUS_METHOD_DAWID_SKENE
+    assert decided[-1].consensus.value == "bird"
+    assert consensus_for(stack, spot)[0].consensus.value == "dog"
+    wait_until(lambda: item_state(stack, auto) == ("accepted", 3, "bird"), 20, "human decision")
+
+    admin = stack.gateway.admin
+    report = json.loads(
+        stack.stub.DatasetReport(
+            quality_pb2.DatasetReportRequest(project=project), metadata=admin
+        ).report_json
+    )
+    assert report["model_labels"]["auto_accepted"] == 1  # `newer`; `auto` is human now
+    assert report["model_labels"]["spot_checked"] == 1
+    assert report["model_labels"]["spot_check_agreement"] == 1.0
+    assert any("carry model labels" in n for n in report["limitations"])
+    rows = {
+        r["item_id"]: r
+        for r in map(
+            json.loads,
+            exported(stack, project, quality_pb2.EXPORT_FORMAT_JSONL).splitlines(),
+        )
+    }
+    assert rows[newer]["model_label"] and rows[newer]["method"] == "model_auto_accept"
+    assert [(v["annotator_id"], v["source"]) for v in rows[newer]["votes"]] == [
+        ("model:m2", "model")
+    ]
+    assert not rows[auto]["model_label"] and len(rows[auto]["votes"]) == 3
+    studio = {
+        t["data"]["item_id"]: t
+        for t in json.loads(exported(stack, project, quality_pb2.EXPORT_FORMAT_LABEL_STUDIO))
+    }
+    assert studio[newer]["annotations"] == []
+    assert studio[newer]["predictions"][0]["model_version"] == "m2"
+
+
 def test_report_export_and_label_errors(infra: Infra) -> None:
     with quality_stack(
         infra,
@@ -313,30 +425,12 @@ def test_report_export_and_label_errors(infra: Infra) -> None:
         assert data["coverage"] == {"cat": 10, "dog": 10, "bird": 10}
         assert report.html.startswith("<!doctype html>") and report.html.count("<img") >= 4
 
-        jsonl = b"".join(
-            r.chunk
-            for r in stack.stub.ExportLabels(
-                quality_pb2.ExportLabelsRequest(
-                    project=project, format=quality_pb2.EXPORT_FORMAT_JSONL
-                ),
-                metadata=admin,
-            )
-        )
+        jsonl = exported(stack, project, quality_pb2.EXPORT_FORMAT_JSONL)
         rows = [json.loads(line) for line in jsonl.splitlines()]
         assert len(rows) == 30
         assert all(len(r["votes"]) == 3 and r["ontology_version"] == "v1" for r in rows)
         assert {r["value"] for r in rows if r["item_id"] == f"{project}-0"} == {"cat"}
-        studio = json.loads(
-            b"".join(
-                r.chunk
-                for r in stack.stub.ExportLabels(
-                    quality_pb2.ExportLabelsRequest(
-                        project=project, format=quality_pb2.EXPORT_FORMAT_LABEL_STUDIO
-                    ),
-                    metadata=admin,
-                )
-            )
-        )
+        studio = json.loads(exported(stack, project, quality_pb2.EXPORT_FORMAT_LABEL_STUDIO))
         assert len(studio) == 30
         assert studio[0]["annotations"][0]["result"][0]["value"]["choices"] in (
             ["cat"],

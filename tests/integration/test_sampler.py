@@ -189,6 +189,7 @@ def test_cold_start_then_predictions_drive_the_ranking_and_state_survives_restar
 
     # A model arrives: 20 items are uncertain, the rest confident.
     uncertain = {ids[f"x{i}"] for i in range(100, 120)}
+    spot = set([ids[f"x{i}"] for i in range(200, 300) if ids[f"x{i}"] not in handed][:2])
     events = []
     for ext, item_id in ids.items():
         if not ext.startswith("x"):
@@ -202,6 +203,8 @@ def test_cold_start_then_predictions_drive_the_ranking_and_state_survives_restar
                 classes=["a", "b", "c"],
                 probabilities=probs,
                 embedding=vectors[int(ext[1:])].tolist(),
+                # Confident, but drawn from auto-accept for a human spot check.
+                spot_check=item_id in spot,
             )
         )
         events.append(make_event(PREDICTIONS, item_id, msg))
@@ -224,8 +227,11 @@ def test_cold_start_then_predictions_drive_the_ranking_and_state_survives_restar
     reasons = [i.routing.reason for i in batch.items]
     assert len(got) == 20 and not set(got) & handed
     picked_uncertain = [g for g, r in zip(got, reasons, strict=True) if g in uncertain]
-    assert len(picked_uncertain) >= 17  # all but the exploration share
-    assert reasons.count(common_pb2.ROUTING_REASON_RANDOM_QA) == 2
+    # Spot checks first, then the uncertain ones; the exploration share is random.
+    assert set(got[:2]) == spot
+    assert all(i.routing.attributes["spot_check"] == "true" for i in batch.items[:2])
+    assert len(picked_uncertain) >= 16
+    assert reasons.count(common_pb2.ROUTING_REASON_RANDOM_QA) == 4
     assert all(i.routing.score > 0 for i in batch.items[:17])
     assert batch.items[0].routing.attributes["strategy"] == "margin"
 
@@ -315,6 +321,53 @@ def test_duplicates_inherit_their_canonical_items_label(sampler: Sampler, infra:
         for m in propagated
     )
     wait_until(lambda: sampler.state(ids["near"]) == "labeled", 20, "duplicate labeled")
+
+    # A model's auto-accepted label stays marked as one on the copies it reaches.
+    other = "a heron stood in the shallow river waiting for the silver fish to come close"
+    import_rows(
+        sampler.stub,
+        project,
+        [
+            sampler_pb2.ImportRow(
+                line=1, external_id="o2", content=common_pb2.ItemContent(text=other)
+            ),
+            sampler_pb2.ImportRow(
+                line=2, external_id="c2", content=common_pb2.ItemContent(text=other.upper())
+            ),
+        ],
+    )
+    with sampler.runtime.db.transaction() as conn:
+        ids = dict(
+            conn.execute(
+                "SELECT external_id, item_id FROM items WHERE project = %s", (project,)
+            ).fetchall()
+        )
+    model = common_pb2.ConsensusLabel(
+        item_id=ids["o2"],
+        value="bird",
+        consensus_score=0.97,
+        status=common_pb2.CONSENSUS_STATUS_ACCEPTED,
+        method=common_pb2.CONSENSUS_METHOD_MODEL_AUTO_ACCEPT,
+        project=project,
+        votes=[
+            common_pb2.Vote(
+                annotator_id="model:m1", value="bird", source=common_pb2.LABEL_SOURCE_MODEL
+            )
+        ],
+    )
+    produce(
+        infra.bootstrap,
+        [make_event(LABELS_CONSENSUS, ids["o2"], events_pb2.ConsensusUpdated(consensus=model))],
+    )
+    [copy] = read_topic(
+        infra.bootstrap,
+        LABELS_CONSENSUS,
+        lambda m: m.consensus.propagated_from_item_id == ids["o2"],
+        1,
+    )
+    assert copy.consensus.item_id == ids["c2"] and copy.routing.attributes["auto_accept"] == "model"
+    assert [v.source for v in copy.consensus.votes] == [common_pb2.LABEL_SOURCE_MODEL]
+    assert copy.consensus.consensus_score == pytest.approx(0.97)
 
 
 def test_bad_requests_get_clear_errors(sampler: Sampler) -> None:

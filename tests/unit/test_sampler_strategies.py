@@ -14,6 +14,8 @@ from strata.sampler.dedup import (
     jaccard_estimate,
     projection_keys,
 )
+from strata.sampler.pool import choose
+from strata.sampler.store import Candidate
 from strata.sampler.strategies import (
     bald,
     class_boost,
@@ -138,3 +140,33 @@ def test_text_index_finds_near_duplicates_across_chunks_and_merges() -> None:
     index.text.add(batch, 0, "fresh")
     twin = index.text.match(batch, len(picks))
     assert twin is not None and twin[0] in {"fresh", f"o{picks[0]}"}
+
+
+def _candidate(
+    i: int, uncertainty: float, *, spot: bool = False, relabel: bool = False
+) -> Candidate:
+    return Candidate(f"i{i}", uncertainty, i % 3, None, None, relabel, spot)
+
+
+def test_spot_checks_go_out_first_but_take_at_most_half_the_batch() -> None:
+    ranked = [_candidate(i, 1.0 - i / 100) for i in range(40)]
+    spots = [_candidate(100 + i, 0.01, spot=True) for i in range(30)]
+    relabel = [_candidate(200, 0.5, relabel=True)]
+    picked = choose(
+        relabel + spots + ranked,
+        [],
+        10,
+        cold=False,
+        n_classes=3,
+        confused={},
+        rng=random.Random(0),
+        explore_fraction=0.0,
+    )
+    assert len(picked) == 10 and len({c.item_id for c in picked}) == 10
+    assert picked[0].reason == common_pb2.ROUTING_REASON_RELABEL
+    checked = [c for c in picked if c.spot_check]
+    assert len(checked) == 5  # half of the 9 left after the relabel, rounded up
+    assert all(c.reason == common_pb2.ROUTING_REASON_RANDOM_QA for c in checked)
+    # The rest is the most uncertain of the ranked items.
+    rest = [c.item_id for c in picked if not c.spot_check and c.reason != picked[0].reason]
+    assert set(rest) <= {f"i{i}" for i in range(10)}

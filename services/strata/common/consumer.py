@@ -353,9 +353,13 @@ class EventConsumer:
             assigned = list(consumer.assignment())
             if not assigned:
                 return
-            ends = consumer.end_offsets(assigned)
+            # The high watermark every fetch response carries: no extra request, so
+            # a slow ListOffsets answer can never hold the poll loop up.
             for tp in assigned:
-                lag = max(0, ends.get(tp, 0) - consumer.position(tp))
+                end = consumer.highwater(tp)
+                if end is None:
+                    continue
+                lag = max(0, end - consumer.position(tp))
                 self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
                     lag
                 )

@@ -8,6 +8,7 @@ import sys
 
 import grpc
 
+from strata.common.access import AccessCheck
 from strata.common.config import ServiceConfig, load
 from strata.common.consumer import BatchContext
 from strata.common.contracts import ContractCache
@@ -15,7 +16,6 @@ from strata.common.db import load_migrations, package_migrations
 from strata.common.grpcserver import ServicerBinding
 from strata.common.service import ServiceRuntime, main_guard
 from strata.quality import store
-from strata.quality.access import AccessCheck
 from strata.quality.background import Estimator, Gauges, LabelErrorAuditor, every
 from strata.quality.config import QualityConfig
 from strata.quality.handlers import EstimateCache, QualityHandlers

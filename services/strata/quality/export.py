@@ -26,6 +26,12 @@ def provenance(decided: Decided) -> dict[str, Any]:
     consensus = common_pb2.ConsensusLabel()
     consensus.ParseFromString(decided.consensus)
     weights = {v.label_id: v.weight for v in consensus.votes}
+    votes = decided.votes or [
+        # A model label has no stored human vote: its one MODEL vote travels in the consensus.
+        (v.label_id, v.annotator_id, v.value, "model", decided.decided_at, 0)
+        for v in consensus.votes
+        if v.source == common_pb2.LABEL_SOURCE_MODEL
+    ]
     return {
         "item_id": decided.item_id,
         "project": consensus.project,
@@ -33,6 +39,7 @@ def provenance(decided: Decided) -> dict[str, Any]:
         "consensus_score": consensus.consensus_score,
         "status": _STATUS.get(consensus.status, "unknown"),
         "method": _METHOD.get(consensus.method, "unknown"),
+        "model_label": consensus.method == common_pb2.CONSENSUS_METHOD_MODEL_AUTO_ACCEPT,
         "ontology_version": consensus.ontology_version,
         "decided_at": decided.decided_at.isoformat(),
         "posterior": {c.class_label: c.score for c in consensus.posterior},
@@ -46,7 +53,7 @@ def provenance(decided: Decided) -> dict[str, Any]:
                 "duration_ms": duration,
                 "weight": weights.get(label_id),
             }
-            for label_id, annotator, value, source, submitted, duration in decided.votes
+            for label_id, annotator, value, source, submitted, duration in votes
         ],
     }
 
@@ -68,8 +75,23 @@ def label_studio_task(record: dict[str, Any]) -> dict[str, Any]:
             }
         ]
 
+    data = {"item_id": record["item_id"], "project": record["project"]}
+    if record["model_label"]:
+        # Label Studio's place for a model's label is a prediction, not an annotation.
+        model = next((v["annotator_id"] for v in record["votes"]), "model")
+        return {
+            "data": data,
+            "annotations": [],
+            "predictions": [
+                {
+                    "model_version": model.removeprefix("model:"),
+                    "score": record["consensus_score"],
+                    "result": result(record["value"]),
+                }
+            ],
+        }
     return {
-        "data": {"item_id": record["item_id"], "project": record["project"]},
+        "data": data,
         "annotations": [
             {
                 "result": result(record["value"]),

@@ -55,6 +55,7 @@ METHODS = {
     "dawid_skene": common_pb2.CONSENSUS_METHOD_DAWID_SKENE,
     "majority_vote": common_pb2.CONSENSUS_METHOD_MAJORITY_VOTE,
     "expert": common_pb2.CONSENSUS_METHOD_EXPERT,
+    store.MODEL_AUTO_ACCEPT: common_pb2.CONSENSUS_METHOD_MODEL_AUTO_ACCEPT,
 }
 STATES = {
     "accepted": common_pb2.CONSENSUS_STATUS_ACCEPTED,
@@ -386,9 +387,9 @@ class QualityHandlers:
                 )
                 self.metrics.consensus.labels(project=item.project, outcome="expert").inc()
                 continue
-            if item.gold_answer is not None or item.state != "open":
+            if item.gold_answer is not None or (item.state != "open" and not item.model_label):
                 # Gold items' truth is known; decided items and items in review only
-                # record the late vote.
+                # record the late vote. A model label stands until humans decide.
                 updates.append(
                     store.ItemUpdate(item.item_id, item.state, len(votes), item.requested_overlap)
                 )
@@ -540,7 +541,9 @@ class QualityHandlers:
     # -- model signals ---------------------------------------------------------------
 
     def on_predictions(self, ctx: BatchContext, events: list[Event]) -> None:
-        predictions = []
+        """Keep the newest prediction per item (label-error audit, the report) and
+        accept the items the model auto-labels."""
+        valid: list[tuple[Event, common_pb2.Prediction]] = []
         for event in events:
             msg = event.message
             assert isinstance(msg, events_pb2.PredictionMade)
@@ -552,8 +555,91 @@ class QualityHandlers:
                     f"(got {len(p.classes)} classes, {len(p.probabilities)} probabilities)",
                 )
                 continue
-            predictions.append(p)
-        store.save_predictions(ctx.conn, predictions)
+            valid.append((event, p))
+        store.save_predictions(ctx.conn, [p for _, p in valid])
+        self._accept_model_labels(ctx, [(e, p) for e, p in valid if p.auto_accept])
+
+    def _accept_model_labels(
+        self, ctx: BatchContext, proposed: list[tuple[Event, common_pb2.Prediction]]
+    ) -> None:
+        """Auto-accept: an item no human has labelled takes the model's label, marked
+        as such (method MODEL_AUTO_ACCEPT, one MODEL vote by "model:<version>").
+        Items with human votes, decisions or reviews keep them; a newer model's
+        auto label replaces an older one."""
+        if not proposed:
+            return
+        newest: dict[str, common_pb2.Prediction] = {}
+        versions: dict[str, str] = {}
+        for event, p in proposed:  # a partition is in order: the last word wins
+            contract = self.contracts.current(p.project)
+            if contract is None:
+                raise ContractUnknown(
+                    f"auto-accepted prediction for {p.item_id} of project {p.project!r}, "
+                    f"which quality has not received on {CONTRACTS.name}"
+                )
+            if p.predicted_class not in class_names(contract):
+                ctx.reject(
+                    event,
+                    f"auto-accepted prediction for {p.item_id}: class {p.predicted_class!r} is "
+                    f"not in contract {p.project} v{contract.version}",
+                )
+                continue
+            newest[p.item_id] = p
+            versions[p.item_id] = contract.version
+        existing = store.lock_existing(ctx.conn, newest)
+        labels = []
+        for item_id, p in sorted(newest.items()):
+            item = existing.get(item_id)
+            if item is not None and not (item.model_label and item.value != p.predicted_class):
+                continue
+            model = f"model:{p.model_version}"
+            vote = store.VoteRow(
+                f"{model}:{item_id}", model, p.predicted_class, "model", datetime.now(UTC)
+            )
+            consensus = consensus_message(
+                item_id,
+                p.project,
+                versions[item_id],
+                "accepted",
+                store.MODEL_AUTO_ACCEPT,
+                p.predicted_class,
+                p.confidence,
+                [vote],
+                [1.0],
+                list(p.classes),
+                list(p.probabilities),
+            )
+            labels.append(
+                store.ModelLabel(
+                    item_id,
+                    p.project,
+                    versions[item_id],
+                    p.predicted_class,
+                    p.confidence,
+                    p.model_version,
+                    consensus.SerializeToString(),
+                )
+            )
+            trace = uuid.uuid4().hex
+            ctx.publish(
+                LABELS_CONSENSUS.name,
+                item_id,
+                events_pb2.ConsensusUpdated(
+                    routing=routing(
+                        p.project,
+                        versions[item_id],
+                        common_pb2.ROUTING_REASON_UNSPECIFIED,
+                        trace,
+                        method=store.MODEL_AUTO_ACCEPT,
+                        auto_accept="model",
+                        model_version=p.model_version,
+                    ),
+                    consensus=consensus,
+                ),
+                trace,
+            )
+            self.metrics.consensus.labels(project=p.project, outcome="model").inc()
+        store.save_model_labels(ctx.conn, labels)
 
     def on_feedback(self, ctx: HandlerContext, event: Event) -> None:
         """Memorization flags send the items' labels back for review (RELABEL)."""

@@ -126,6 +126,15 @@ def to_html(report: dict[str, Any], images: dict[str, bytes]) -> str:
         f"{report['items']['votes']} human votes; open reviews: "
         f"{html.escape(str(report['items']['in_review']))}.</p>",
     ]
+    model = report["model_labels"]
+    if model["auto_accepted"] or model["spot_checked"]:
+        low, high = model["spot_check_agreement_95"]
+        parts.append(
+            f"<p><b>Model labels</b>: {model['auto_accepted']} items auto-accepted; humans "
+            f"agreed with the model on {_fmt(model['spot_check_agreement'])} of "
+            f"{model['spot_checked']} spot checks (95% interval {_fmt(low)} to "
+            f"{_fmt(high)}).</p>"
+        )
     crowd = report["gold_crowd_accuracy"]
     parts.append(
         f"<p>On {crowd['items']} gold items, majority vote recovers the answer "

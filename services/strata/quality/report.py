@@ -54,6 +54,10 @@ class ProjectData:
     open_reviews: dict[str, int]  # kind -> count
     review_items: list[str] = field(default_factory=list)
     predictions: int = 0
+    # Items accepted on the model's word (auto-accept), and the spot checks: for each
+    # item drawn from auto-accept for humans and decided by them, (model, human) class.
+    model_labels: int = 0
+    spot_checks: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -293,6 +297,19 @@ def coverage(data: ProjectData) -> dict[str, int]:
     return found
 
 
+def model_labels(data: ProjectData) -> dict[str, Any]:
+    """Auto-accepted items and how the humans' spot checks agree with the model."""
+    checked = len(data.spot_checks)
+    agreed = sum(model == human for model, human in data.spot_checks)
+    lower, upper = wilson_interval(agreed, checked) if checked else (None, None)
+    return {
+        "auto_accepted": data.model_labels,
+        "spot_checked": checked,
+        "spot_check_agreement": agreed / checked if checked else None,
+        "spot_check_agreement_95": [lower, upper],
+    }
+
+
 def limitations(
     data: ProjectData, scores: Sequence[dict[str, Any]], overall: Agreement
 ) -> list[str]:
@@ -323,6 +340,18 @@ def limitations(
     empty = [c for c, n in coverage(data).items() if n == 0]
     if empty:
         notes.append(f"classes with no decided item: {', '.join(empty)}")
+    if data.model_labels:
+        found = model_labels(data)
+        verdict = (
+            f"humans agreed with the model on {found['spot_check_agreement']:.1%} of "
+            f"{found['spot_checked']} spot checks"
+            if found["spot_checked"]
+            else "no spot check has been decided by humans yet"
+        )
+        notes.append(
+            f"{data.model_labels} accepted item(s) carry model labels (auto-accept, method "
+            f"model_auto_accept); {verdict}"
+        )
     notes.append(
         "agreement is computed on human votes of items with two or more votes; expert and "
         "model labels are excluded"
@@ -357,6 +386,7 @@ def build_report(data: ProjectData, window_s: float = 3600) -> dict[str, Any]:
             "review_items": data.review_items[:100],
         },
         "coverage": coverage(data),
+        "model_labels": model_labels(data),
         "error_taxonomy": error_taxonomy(data),
         "annotators": scores,
         "gold_crowd_accuracy": gold_crowd_accuracy(data),

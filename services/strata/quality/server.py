@@ -13,11 +13,11 @@ from typing import Any
 import grpc
 
 from strata.common import outbox
+from strata.common.access import AccessCheck, AccessDenied, Caller
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.grpcserver import abort
 from strata.quality import store
-from strata.quality.access import AccessCheck, AccessDenied, Caller
 from strata.quality.export import jsonl_line, label_studio_task, provenance
 from strata.quality.handlers import (
     METHODS,

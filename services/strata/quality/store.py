@@ -76,6 +76,20 @@ class ItemState:
     state: str
     votes: int
     requested_overlap: int
+    method: str | None = None
+    value: str | None = None
+
+    @property
+    def model_label(self) -> bool:
+        """Accepted on the model's word alone (auto-accept): humans may still decide it."""
+        return self.state == "accepted" and self.method == MODEL_AUTO_ACCEPT
+
+
+MODEL_AUTO_ACCEPT = "model_auto_accept"
+_ITEM_COLUMNS = (
+    "item_id, project, ontology_version, gold_answer, state, votes, requested_overlap, method, "
+    "value"
+)
 
 
 def lock_items(conn: Conn, first_votes: Sequence[NewVote]) -> dict[str, ItemState]:
@@ -96,8 +110,7 @@ def lock_items(conn: Conn, first_votes: Sequence[NewVote]) -> dict[str, ItemStat
         ),
     )
     rows = conn.execute(
-        "SELECT item_id, project, ontology_version, gold_answer, state, votes, "
-        "requested_overlap FROM items WHERE item_id = ANY(%s) ORDER BY item_id FOR UPDATE",
+        f"SELECT {_ITEM_COLUMNS} FROM items WHERE item_id = ANY(%s) ORDER BY item_id FOR UPDATE",
         (ids,),
     ).fetchall()
     return {r[0]: ItemState(*r) for r in rows}
@@ -106,8 +119,7 @@ def lock_items(conn: Conn, first_votes: Sequence[NewVote]) -> dict[str, ItemStat
 def open_items(conn: Conn, project: str) -> list[ItemState]:
     """The project's undecided items that have votes, locked; ones locked elsewhere are skipped."""
     rows = conn.execute(
-        "SELECT item_id, project, ontology_version, gold_answer, state, votes, "
-        "requested_overlap FROM items WHERE project = %s AND state = 'open' "
+        f"SELECT {_ITEM_COLUMNS} FROM items WHERE project = %s AND state = 'open' "
         "AND gold_answer IS NULL AND votes > 0 ORDER BY item_id FOR UPDATE SKIP LOCKED",
         (project,),
     ).fetchall()
@@ -166,8 +178,9 @@ def update_items(conn: Conn, updates: Sequence[ItemUpdate]) -> None:
         "majority_value = coalesce(u.majority, items.majority_value), "
         "decided_by = coalesce(u.decided_by, items.decided_by), "
         "consensus = coalesce(u.consensus, items.consensus), "
-        "decided_at = CASE WHEN u.state IN ('accepted', 'expert') "
-        "THEN coalesce(items.decided_at, now()) ELSE items.decided_at END, "
+        "decided_at = CASE WHEN u.state NOT IN ('accepted', 'expert') THEN items.decided_at "
+        "WHEN u.method IS DISTINCT FROM items.method AND u.method IS NOT NULL THEN now() "
+        "ELSE coalesce(items.decided_at, now()) END, "
         "updated_at = now() "
         "FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::float8[], "
         "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bytea[]) "
@@ -428,12 +441,14 @@ def save_predictions(conn: Conn, predictions: Sequence[common_pb2.Prediction]) -
     ids = sorted(newest)
     conn.execute(
         "INSERT INTO predictions (item_id, project, model_version, classes, probabilities, "
-        "predicted_at) SELECT u.i, u.p, u.v, string_to_array(u.c, chr(31)), "
-        "string_to_array(u.pr, ',')::float8[], u.t FROM unnest(%s::text[], %s::text[], "
-        "%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS u(i, p, v, c, pr, t) "
+        "predicted_at, routed, predicted_class) SELECT u.i, u.p, u.v, "
+        "string_to_array(u.c, chr(31)), string_to_array(u.pr, ',')::float8[], u.t, u.r, u.pc "
+        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+        "%s::timestamptz[], %s::text[], %s::text[]) AS u(i, p, v, c, pr, t, r, pc) "
         "ON CONFLICT (item_id) DO UPDATE SET model_version = EXCLUDED.model_version, "
         "classes = EXCLUDED.classes, probabilities = EXCLUDED.probabilities, "
-        "predicted_at = EXCLUDED.predicted_at "
+        "predicted_at = EXCLUDED.predicted_at, routed = EXCLUDED.routed, "
+        "predicted_class = EXCLUDED.predicted_class "
         "WHERE predictions.predicted_at <= EXCLUDED.predicted_at",
         (
             ids,
@@ -442,6 +457,62 @@ def save_predictions(conn: Conn, predictions: Sequence[common_pb2.Prediction]) -
             [chr(31).join(newest[i].classes) for i in ids],
             [",".join(repr(float(x)) for x in newest[i].probabilities) for i in ids],
             [newest[i].predicted_at.ToDatetime(tzinfo=UTC) for i in ids],
+            [_route(newest[i]) for i in ids],
+            [newest[i].predicted_class or None for i in ids],
+        ),
+    )
+
+
+def _route(p: common_pb2.Prediction) -> str | None:
+    if p.auto_accept:
+        return "auto_accept"
+    return "spot_check" if p.spot_check else None
+
+
+def lock_existing(conn: Conn, item_ids: Iterable[str]) -> dict[str, ItemState]:
+    """Those of `item_ids` quality has a row for, locked (sorted: no deadlocks)."""
+    ids = sorted(set(item_ids))
+    found = conn.execute(
+        f"SELECT {_ITEM_COLUMNS} FROM items WHERE item_id = ANY(%s) ORDER BY item_id FOR UPDATE",
+        (ids,),
+    ).fetchall()
+    return {r[0]: ItemState(*r) for r in found}
+
+
+@dataclass(frozen=True)
+class ModelLabel:
+    item_id: str
+    project: str
+    ontology_version: str
+    value: str
+    score: float
+    model_version: str
+    consensus: bytes
+
+
+def save_model_labels(conn: Conn, labels: Sequence[ModelLabel]) -> None:
+    """Accept items on the model's word (new items, or a newer model's auto label)."""
+    if not labels:
+        return
+    conn.execute(
+        "INSERT INTO items (item_id, project, ontology_version, state, value, consensus_score, "
+        "method, decided_by, consensus, decided_at) "
+        "SELECT u.i, u.p, u.o, 'accepted', u.v, u.s, %s, u.d, u.c, now() FROM unnest("
+        "%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::bytea[]) "
+        "AS u(i, p, o, v, s, d, c) ORDER BY u.i "
+        "ON CONFLICT (item_id) DO UPDATE SET value = EXCLUDED.value, "
+        "consensus_score = EXCLUDED.consensus_score, decided_by = EXCLUDED.decided_by, "
+        "consensus = EXCLUDED.consensus, decided_at = now(), updated_at = now() "
+        "WHERE items.state = 'accepted' AND items.method = EXCLUDED.method",
+        (
+            MODEL_AUTO_ACCEPT,
+            [m.item_id for m in labels],
+            [m.project for m in labels],
+            [m.ontology_version for m in labels],
+            [m.value for m in labels],
+            [m.score for m in labels],
+            [f"model:{m.model_version}" for m in labels],
+            [m.consensus for m in labels],
         ),
     )
 
@@ -470,8 +541,9 @@ def accepted_with_predictions(
         "SELECT i.item_id, i.value, p.classes, p.probabilities, p.model_version, "
         "coalesce((SELECT array_agg(v.label_id) FROM votes v WHERE v.item_id = i.item_id), "
         "'{}') FROM items i JOIN predictions p ON p.item_id = i.item_id "
-        "WHERE i.project = %s AND i.state = 'accepted' AND i.gold_answer IS NULL",
-        (project,),
+        "WHERE i.project = %s AND i.state = 'accepted' AND i.gold_answer IS NULL "
+        "AND i.method IS DISTINCT FROM %s",  # the model does not audit its own labels
+        (project, MODEL_AUTO_ACCEPT),
     ).fetchall()
 
 
@@ -504,6 +576,16 @@ def project_data(conn: Conn, contract: common_pb2.LabelingContract) -> ProjectDa
     predictions = conn.execute(
         "SELECT count(*) FROM predictions WHERE project = %s", (project,)
     ).fetchone()
+    model_labels = conn.execute(
+        "SELECT count(*) FROM items WHERE project = %s AND state = 'accepted' AND method = %s",
+        (project, MODEL_AUTO_ACCEPT),
+    ).fetchone()
+    spot_checks = conn.execute(
+        "SELECT p.predicted_class, i.value FROM predictions p JOIN items i USING (item_id) "
+        "WHERE p.project = %s AND p.routed = 'spot_check' AND i.state IN ('accepted', 'expert') "
+        "AND i.method IS DISTINCT FROM %s AND p.predicted_class IS NOT NULL",
+        (project, MODEL_AUTO_ACCEPT),
+    ).fetchall()
     estimate = load_estimate(conn, project)
     classes = [c.name for c in contract.classes]
     usable = estimate is not None and estimate.classes == classes
@@ -531,6 +613,8 @@ def project_data(conn: Conn, contract: common_pb2.LabelingContract) -> ProjectDa
         open_reviews=open_reviews,
         review_items=[r[1] for r in reviews],
         predictions=int(predictions[0]) if predictions else 0,
+        model_labels=int(model_labels[0]) if model_labels else 0,
+        spot_checks=[(str(r[0]), str(r[1])) for r in spot_checks],
     )
 
 

@@ -65,6 +65,7 @@ class SamplerHandlers:
                     embedding=list(p.embedding) or None,
                     predicted_class=int(np.argmax(probs)),
                     uncertainty=uncertainty(p, strategy or "margin"),
+                    spot_check=p.spot_check,
                 )
             )
         changed = store.save_scores(ctx.conn, scored)
@@ -72,6 +73,7 @@ class SamplerHandlers:
 
     def on_consensus(self, ctx: BatchContext, events: list[Event]) -> None:
         decided: dict[str, str] = {}
+        model_labels: dict[str, common_pb2.ConsensusLabel] = {}
         relabel: list[str] = []
         for event in events:
             msg = event.message
@@ -81,6 +83,10 @@ class SamplerHandlers:
                 continue  # our own propagation coming back
             if c.status in DECIDED and c.value:
                 decided[c.item_id] = c.value
+                if c.method == common_pb2.CONSENSUS_METHOD_MODEL_AUTO_ACCEPT:
+                    model_labels[c.item_id] = c
+                else:
+                    model_labels.pop(c.item_id, None)
             elif msg.routing.reason == common_pb2.ROUTING_REASON_RELABEL:
                 relabel.append(c.item_id)
         if relabel:
@@ -103,14 +109,18 @@ class SamplerHandlers:
                 project=project,
                 propagated_from_item_id=canonical,
             )
+            routing = common_pb2.RoutingMetadata(source_service="sampler", project=project)
+            model = model_labels.get(canonical)
+            if model is not None:
+                # A model label stays marked as one on the copies it propagates to.
+                propagated.consensus_score = model.consensus_score
+                propagated.votes.extend(model.votes)
+                routing.attributes["auto_accept"] = "model"
             propagated.decided_at.GetCurrentTime()
             ctx.publish(
                 LABELS_CONSENSUS.name,
                 dup,
-                events_pb2.ConsensusUpdated(
-                    routing=common_pb2.RoutingMetadata(source_service="sampler", project=project),
-                    consensus=propagated,
-                ),
+                events_pb2.ConsensusUpdated(routing=routing, consensus=propagated),
                 "",
             )
         self.metrics.propagated.inc(len(dups))

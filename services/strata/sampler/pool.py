@@ -321,6 +321,7 @@ class Choice:
     item_id: str
     score: float
     reason: common_pb2.RoutingReason
+    spot_check: bool = False
 
 
 def choose(
@@ -351,7 +352,18 @@ def choose(
     for c in relabel[:main]:
         picked.append(Choice(c.item_id, c.uncertainty or 0.0, common_pb2.ROUTING_REASON_RELABEL))
         taken.add(c.item_id)
-    scored = [c for c in candidates if not c.relabel and c.uncertainty is not None]
+    # Auto-accept's spot checks keep its precision honest: up to half of what is left.
+    spot = [c for c in candidates if c.spot_check and c.item_id not in taken]
+    for c in spot[: (main - len(picked) + 1) // 2]:
+        picked.append(
+            Choice(c.item_id, c.uncertainty or 0.0, common_pb2.ROUTING_REASON_RANDOM_QA, True)
+        )
+        taken.add(c.item_id)
+    scored = [
+        c
+        for c in candidates
+        if c.item_id not in taken and not c.relabel and c.uncertainty is not None
+    ]
     if scored and len(picked) < main:
         unc = np.asarray([c.uncertainty for c in scored], dtype=float)
         predicted = np.asarray([c.predicted_class or 0 for c in scored], dtype=np.int64)
@@ -375,6 +387,11 @@ def choose(
     rng.shuffle(extra)
     for c in extra[: size - len(picked)]:
         picked.append(
-            Choice(c.item_id, float(c.uncertainty or 0.0), common_pb2.ROUTING_REASON_RANDOM_QA)
+            Choice(
+                c.item_id,
+                float(c.uncertainty or 0.0),
+                common_pb2.ROUTING_REASON_RANDOM_QA,
+                c.spot_check,
+            )
         )
     return picked

@@ -179,6 +179,7 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
                             "strategy": (contract.active_learning.strategy if contract else "")
                             or "margin",
                             "model_version": version or "",
+                            **({"spot_check": "true"} if choice.spot_check else {}),
                         },
                     ),
                 )

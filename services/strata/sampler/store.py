@@ -127,6 +127,7 @@ class Scored:
     embedding: list[float] | None
     predicted_class: int
     uncertainty: float
+    spot_check: bool = False
 
 
 def save_scores(conn: Conn, scored: Sequence[Scored]) -> int:
@@ -136,8 +137,9 @@ def save_scores(conn: Conn, scored: Sequence[Scored]) -> int:
     cur = conn.execute(
         "UPDATE items SET model_version = u.v, probabilities = string_to_array(u.p, ',')::real[], "
         "embedding = string_to_array(u.e, ',')::real[], predicted_class = u.c, "
-        "uncertainty = u.s FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
-        "%s::int[], %s::float8[]) AS u(i, v, p, e, c, s) WHERE items.item_id = u.i",
+        "uncertainty = u.s, spot_check = u.q FROM unnest(%s::text[], %s::text[], %s::text[], "
+        "%s::text[], %s::int[], %s::float8[], %s::bool[]) AS u(i, v, p, e, c, s, q) "
+        "WHERE items.item_id = u.i",
         (
             [s.item_id for s in scored],
             [s.model_version for s in scored],
@@ -145,6 +147,7 @@ def save_scores(conn: Conn, scored: Sequence[Scored]) -> int:
             [_floats(s.embedding) for s in scored],
             [s.predicted_class for s in scored],
             [s.uncertainty for s in scored],
+            [s.spot_check for s in scored],
         ),
     )
     return cur.rowcount
@@ -255,17 +258,18 @@ class Candidate:
     embedding: list[float] | None
     vector: list[float] | None
     relabel: bool
+    spot_check: bool = False
 
 
-_CANDIDATE_COLUMNS = "item_id, uncertainty, predicted_class, embedding, vector, relabel"
+_CANDIDATE_COLUMNS = "item_id, uncertainty, predicted_class, embedding, vector, relabel, spot_check"
 
 
 def ranked_candidates(conn: Conn, project: str, limit: int) -> list[Candidate]:
-    """The most uncertain scored pool items (relabel requests first)."""
+    """The most uncertain scored pool items (relabel requests and spot checks first)."""
     rows = conn.execute(
         f"SELECT {_CANDIDATE_COLUMNS} FROM items WHERE project = %s AND state = 'pool' "
         "AND (uncertainty IS NOT NULL OR relabel) "
-        "ORDER BY relabel DESC, uncertainty DESC NULLS LAST LIMIT %s",
+        "ORDER BY relabel DESC, spot_check DESC, uncertainty DESC NULLS LAST LIMIT %s",
         (project, limit),
     ).fetchall()
     return [Candidate(*r) for r in rows]

@@ -269,7 +269,7 @@ class McSample(_message.Message):
     def __init__(self, probabilities: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Prediction(_message.Message):
-    __slots__ = ("item_id", "model_version", "project", "classes", "probabilities", "predicted_class", "confidence", "calibrated", "raw_confidence", "entropy", "margin", "embedding", "mc_samples", "predicted_at")
+    __slots__ = ("item_id", "model_version", "project", "classes", "probabilities", "predicted_class", "confidence", "calibrated", "raw_confidence", "entropy", "margin", "embedding", "mc_samples", "predicted_at", "auto_accept", "spot_check")
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
@@ -284,6 +284,8 @@ class Prediction(_message.Message):
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     MC_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_AT_FIELD_NUMBER: _ClassVar[int]
+    AUTO_ACCEPT_FIELD_NUMBER: _ClassVar[int]
+    SPOT_CHECK_FIELD_NUMBER: _ClassVar[int]
     item_id: str
     model_version: str
     project: str
@@ -298,7 +300,9 @@ class Prediction(_message.Message):
     embedding: _containers.RepeatedScalarFieldContainer[float]
     mc_samples: _containers.RepeatedCompositeFieldContainer[McSample]
     predicted_at: _timestamp_pb2.Timestamp
-    def __init__(self, item_id: _Optional[str] = ..., model_version: _Optional[str] = ..., project: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., predicted_class: _Optional[str] = ..., confidence: _Optional[float] = ..., calibrated: _Optional[bool] = ..., raw_confidence: _Optional[float] = ..., entropy: _Optional[float] = ..., margin: _Optional[float] = ..., embedding: _Optional[_Iterable[float]] = ..., mc_samples: _Optional[_Iterable[_Union[McSample, _Mapping]]] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    auto_accept: bool
+    spot_check: bool
+    def __init__(self, item_id: _Optional[str] = ..., model_version: _Optional[str] = ..., project: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., predicted_class: _Optional[str] = ..., confidence: _Optional[float] = ..., calibrated: _Optional[bool] = ..., raw_confidence: _Optional[float] = ..., entropy: _Optional[float] = ..., margin: _Optional[float] = ..., embedding: _Optional[_Iterable[float]] = ..., mc_samples: _Optional[_Iterable[_Union[McSample, _Mapping]]] = ..., predicted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., auto_accept: _Optional[bool] = ..., spot_check: _Optional[bool] = ...) -> None: ...
 
 class ModelMetrics(_message.Message):
     __slots__ = ("accuracy", "loss", "ece_before", "ece_after", "temperature", "n_eval", "per_class_accuracy")

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from strata.v1 import common_pb2 as strata_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19strata/v1/inference.proto\x12\tstrata.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16strata/v1/common.proto\"\x8c\x01\n\x0ePredictRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x10\n\x08item_ids\x18\x02 \x03(\t\x12(\n\x08\x63ontents\x18\x03 \x03(\x0b\x32\x16.strata.v1.ItemContent\x12\x19\n\x11include_embedding\x18\x04 \x01(\x08\x12\x12\n\nmc_samples\x18\x05 \x01(\x05\"T\n\x0fPredictResponse\x12*\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x15.strata.v1.Prediction\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\x7f\n\x0f\x43\x61librationInfo\x12\x12\n\ncalibrated\x18\x01 \x01(\x08\x12\x13\n\x0btemperature\x18\x02 \x01(\x01\x12\x12\n\nece_before\x18\x03 \x01(\x01\x12\x11\n\tece_after\x18\x04 \x01(\x01\x12\x0e\n\x06n_gold\x18\x05 \x01(\x03\x12\x0c\n\x04note\x18\x06 \x01(\t\"\x90\x01\n\x10\x41utoAcceptStatus\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\x1c\n\x14\x63onfidence_threshold\x18\x02 \x01(\x01\x12\x1e\n\x16precision_at_threshold\x18\x03 \x01(\x01\x12\x17\n\x0fspot_check_rate\x18\x04 \x01(\x01\x12\x15\n\rauto_accepted\x18\x05 \x01(\x03\"#\n\x10ModelInfoRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"\x90\x02\n\x11ModelInfoResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12(\n\x07metrics\x18\x03 \x01(\x0b\x32\x17.strata.v1.ModelMetrics\x12/\n\x0b\x63\x61libration\x18\x04 \x01(\x0b\x32\x1a.strata.v1.CalibrationInfo\x12\x18\n\x10previous_version\x18\x05 \x01(\t\x12-\n\tloaded_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0b\x61uto_accept\x18\x07 \x01(\x0b\x32\x1b.strata.v1.AutoAcceptStatus\"\'\n\x14RollbackModelRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\".\n\x15RollbackModelResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t2\xe9\x01\n\tInference\x12@\n\x07Predict\x12\x19.strata.v1.PredictRequest\x1a\x1a.strata.v1.PredictResponse\x12\x46\n\tModelInfo\x12\x1b.strata.v1.ModelInfoRequest\x1a\x1c.strata.v1.ModelInfoResponse\x12R\n\rRollbackModel\x12\x1f.strata.v1.RollbackModelRequest\x1a .strata.v1.RollbackModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19strata/v1/inference.proto\x12\tstrata.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16strata/v1/common.proto\"\x8c\x01\n\x0ePredictRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x10\n\x08item_ids\x18\x02 \x03(\t\x12(\n\x08\x63ontents\x18\x03 \x03(\x0b\x32\x16.strata.v1.ItemContent\x12\x19\n\x11include_embedding\x18\x04 \x01(\x08\x12\x12\n\nmc_samples\x18\x05 \x01(\x05\"T\n\x0fPredictResponse\x12*\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x15.strata.v1.Prediction\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\x7f\n\x0f\x43\x61librationInfo\x12\x12\n\ncalibrated\x18\x01 \x01(\x08\x12\x13\n\x0btemperature\x18\x02 \x01(\x01\x12\x12\n\nece_before\x18\x03 \x01(\x01\x12\x11\n\tece_after\x18\x04 \x01(\x01\x12\x0e\n\x06n_gold\x18\x05 \x01(\x03\x12\x0c\n\x04note\x18\x06 \x01(\t\"\xcd\x01\n\x10\x41utoAcceptStatus\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\x1c\n\x14\x63onfidence_threshold\x18\x02 \x01(\x01\x12\x1e\n\x16precision_at_threshold\x18\x03 \x01(\x01\x12\x17\n\x0fspot_check_rate\x18\x04 \x01(\x01\x12\x15\n\rauto_accepted\x18\x05 \x01(\x03\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x15\n\rmin_precision\x18\x07 \x01(\x01\x12\x14\n\x0cspot_checked\x18\x08 \x01(\x03\"#\n\x10ModelInfoRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"\xbf\x02\n\x11ModelInfoResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12(\n\x07metrics\x18\x03 \x01(\x0b\x32\x17.strata.v1.ModelMetrics\x12/\n\x0b\x63\x61libration\x18\x04 \x01(\x0b\x32\x1a.strata.v1.CalibrationInfo\x12\x18\n\x10previous_version\x18\x05 \x01(\t\x12-\n\tloaded_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0b\x61uto_accept\x18\x07 \x01(\x0b\x32\x1b.strata.v1.AutoAcceptStatus\x12\x14\n\x0clast_failure\x18\x08 \x01(\t\x12\x17\n\x0fscoring_backlog\x18\t \x01(\x03\"\'\n\x14RollbackModelRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\".\n\x15RollbackModelResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t2\xe9\x01\n\tInference\x12@\n\x07Predict\x12\x19.strata.v1.PredictRequest\x1a\x1a.strata.v1.PredictResponse\x12\x46\n\tModelInfo\x12\x1b.strata.v1.ModelInfoRequest\x1a\x1c.strata.v1.ModelInfoResponse\x12R\n\rRollbackModel\x12\x1f.strata.v1.RollbackModelRequest\x1a .strata.v1.RollbackModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,15 +40,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CALIBRATIONINFO']._serialized_start=326
   _globals['_CALIBRATIONINFO']._serialized_end=453
   _globals['_AUTOACCEPTSTATUS']._serialized_start=456
-  _globals['_AUTOACCEPTSTATUS']._serialized_end=600
-  _globals['_MODELINFOREQUEST']._serialized_start=602
-  _globals['_MODELINFOREQUEST']._serialized_end=637
-  _globals['_MODELINFORESPONSE']._serialized_start=640
-  _globals['_MODELINFORESPONSE']._serialized_end=912
-  _globals['_ROLLBACKMODELREQUEST']._serialized_start=914
-  _globals['_ROLLBACKMODELREQUEST']._serialized_end=953
-  _globals['_ROLLBACKMODELRESPONSE']._serialized_start=955
-  _globals['_ROLLBACKMODELRESPONSE']._serialized_end=1001
-  _globals['_INFERENCE']._serialized_start=1004
-  _globals['_INFERENCE']._serialized_end=1237
+  _globals['_AUTOACCEPTSTATUS']._serialized_end=661
+  _globals['_MODELINFOREQUEST']._serialized_start=663
+  _globals['_MODELINFOREQUEST']._serialized_end=698
+  _globals['_MODELINFORESPONSE']._serialized_start=701
+  _globals['_MODELINFORESPONSE']._serialized_end=1020
+  _globals['_ROLLBACKMODELREQUEST']._serialized_start=1022
+  _globals['_ROLLBACKMODELREQUEST']._serialized_end=1061
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_start=1063
+  _globals['_ROLLBACKMODELRESPONSE']._serialized_end=1109
+  _globals['_INFERENCE']._serialized_start=1112
+  _globals['_INFERENCE']._serialized_end=1345
 # @@protoc_insertion_point(module_scope)

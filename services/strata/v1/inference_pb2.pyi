@@ -49,18 +49,24 @@ class CalibrationInfo(_message.Message):
     def __init__(self, calibrated: _Optional[bool] = ..., temperature: _Optional[float] = ..., ece_before: _Optional[float] = ..., ece_after: _Optional[float] = ..., n_gold: _Optional[int] = ..., note: _Optional[str] = ...) -> None: ...
 
 class AutoAcceptStatus(_message.Message):
-    __slots__ = ("active", "confidence_threshold", "precision_at_threshold", "spot_check_rate", "auto_accepted")
+    __slots__ = ("active", "confidence_threshold", "precision_at_threshold", "spot_check_rate", "auto_accepted", "reason", "min_precision", "spot_checked")
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     PRECISION_AT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     SPOT_CHECK_RATE_FIELD_NUMBER: _ClassVar[int]
     AUTO_ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MIN_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    SPOT_CHECKED_FIELD_NUMBER: _ClassVar[int]
     active: bool
     confidence_threshold: float
     precision_at_threshold: float
     spot_check_rate: float
     auto_accepted: int
-    def __init__(self, active: _Optional[bool] = ..., confidence_threshold: _Optional[float] = ..., precision_at_threshold: _Optional[float] = ..., spot_check_rate: _Optional[float] = ..., auto_accepted: _Optional[int] = ...) -> None: ...
+    reason: str
+    min_precision: float
+    spot_checked: int
+    def __init__(self, active: _Optional[bool] = ..., confidence_threshold: _Optional[float] = ..., precision_at_threshold: _Optional[float] = ..., spot_check_rate: _Optional[float] = ..., auto_accepted: _Optional[int] = ..., reason: _Optional[str] = ..., min_precision: _Optional[float] = ..., spot_checked: _Optional[int] = ...) -> None: ...
 
 class ModelInfoRequest(_message.Message):
     __slots__ = ("project",)
@@ -69,7 +75,7 @@ class ModelInfoRequest(_message.Message):
     def __init__(self, project: _Optional[str] = ...) -> None: ...
 
 class ModelInfoResponse(_message.Message):
-    __slots__ = ("model_version", "family", "metrics", "calibration", "previous_version", "loaded_at", "auto_accept")
+    __slots__ = ("model_version", "family", "metrics", "calibration", "previous_version", "loaded_at", "auto_accept", "last_failure", "scoring_backlog")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +83,8 @@ class ModelInfoResponse(_message.Message):
     PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
     LOADED_AT_FIELD_NUMBER: _ClassVar[int]
     AUTO_ACCEPT_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    SCORING_BACKLOG_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     family: str
     metrics: _common_pb2.ModelMetrics
@@ -84,7 +92,9 @@ class ModelInfoResponse(_message.Message):
     previous_version: str
     loaded_at: _timestamp_pb2.Timestamp
     auto_accept: AutoAcceptStatus
-    def __init__(self, model_version: _Optional[str] = ..., family: _Optional[str] = ..., metrics: _Optional[_Union[_common_pb2.ModelMetrics, _Mapping]] = ..., calibration: _Optional[_Union[CalibrationInfo, _Mapping]] = ..., previous_version: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., auto_accept: _Optional[_Union[AutoAcceptStatus, _Mapping]] = ...) -> None: ...
+    last_failure: str
+    scoring_backlog: int
+    def __init__(self, model_version: _Optional[str] = ..., family: _Optional[str] = ..., metrics: _Optional[_Union[_common_pb2.ModelMetrics, _Mapping]] = ..., calibration: _Optional[_Union[CalibrationInfo, _Mapping]] = ..., previous_version: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., auto_accept: _Optional[_Union[AutoAcceptStatus, _Mapping]] = ..., last_failure: _Optional[str] = ..., scoring_backlog: _Optional[int] = ...) -> None: ...
 
 class RollbackModelRequest(_message.Message):
     __slots__ = ("project",)

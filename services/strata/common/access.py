@@ -1,7 +1,7 @@
-"""Who may call quality's RPCs: the caller's bearer token, checked by the gateway's WhoAmI.
+"""Who may call a service's guarded RPCs: the bearer token, checked by the gateway's WhoAmI.
 
-Reports and review decisions show other annotators' labels and consensus, so
-they are for reviewers and admins only (DESIGN §8).
+Quality's reports and review decisions (reviewers, admins) and inference's
+model rollback (admins) use it (DESIGN §8).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class AccessCheck:
         if self.gateway is None:
             raise AccessDenied(
                 grpc.StatusCode.UNAVAILABLE,
-                "quality cannot check tokens: STRATA_GATEWAY_ADDRESS is not set",
+                "cannot check tokens: STRATA_GATEWAY_ADDRESS is not set",
             )
         try:
             who = self.gateway.WhoAmI(

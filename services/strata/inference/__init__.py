@@ -1,0 +1,1 @@
+"""Inference: the model in the loop (registry, calibrated predictions, auto-accept)."""

@@ -1,0 +1,166 @@
+"""Scoring the pool: every pool item the serving version has not scored, in batches.
+
+A batch is claimed (`FOR UPDATE SKIP LOCKED`, so replicas share the work),
+scored, published through the outbox and marked scored in one transaction: a
+batch is never half-applied, and a restarted replica resumes where the table
+says. New items and new versions take the same path.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+
+from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from strata.common import outbox
+from strata.common.contracts import ContractCache
+from strata.common.db import Database
+from strata.common.events import make_event
+from strata.common.topics import PREDICTIONS
+from strata.inference import store
+from strata.inference.calibration import AutoAcceptGate, auto_accept_gate
+from strata.inference.config import InferenceConfig
+from strata.inference.metrics import InferenceMetrics
+from strata.inference.registry import Registry
+from strata.inference.scoring import Served, predictions, route_auto_accept, score_tolerant
+from strata.v1 import common_pb2, events_pb2
+
+log = logging.getLogger(__name__)
+
+
+def gate_for(
+    served: Served, policy: common_pb2.AutoAcceptPolicy | None, min_support: int
+) -> AutoAcceptGate | None:
+    """Auto-accept's gate for the serving version under the contract's policy."""
+    if policy is None or not policy.enabled:
+        return None
+    if not served.calibrated:
+        return AutoAcceptGate(False, 0.0, 0.0, 0, "the model is not calibrated on gold")
+    return auto_accept_gate(
+        served.gold_confidence,
+        served.gold_correct,
+        policy.confidence_threshold,
+        policy.min_precision,
+        min_support=min_support,
+    )
+
+
+class PoolScorer:
+    def __init__(
+        self,
+        db: Database,
+        registry: Registry,
+        contracts: ContractCache,
+        metrics: InferenceMetrics,
+        config: InferenceConfig,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.contracts = contracts
+        self.metrics = metrics
+        self.config = config
+        self.rng = rng or random.Random()
+        self._last_backlog = 0.0
+
+    def score_once(self, served: Served) -> int:
+        """Score one batch of `served`'s project; returns how many items it took."""
+        contract = self.contracts.current(served.project)
+        policy = contract.auto_accept if contract and contract.HasField("auto_accept") else None
+        strategy = contract.active_learning.strategy.lower() if contract else ""
+        mc = self.config.bald_samples if strategy == "bald" else 0
+        with self.db.transaction(timeout=30.0) as conn:
+            claimed = store.claim_unscored(
+                conn, served.project, served.generation, self.config.score_batch
+            )
+            if not claimed:
+                return 0
+            contents: list[common_pb2.ItemContent] = []
+            readable: list[str] = []
+            errors: dict[str, str] = {}
+            for item_id, raw in claimed:
+                try:
+                    contents.append(common_pb2.ItemContent.FromString(raw))
+                    readable.append(item_id)
+                except DecodeError:
+                    errors[item_id] = "stored content does not decode"
+            done, scores, bad = score_tolerant(served, contents, mc_samples=mc)
+            errors.update({readable[i]: why for i, why in bad.items()})
+            events = []
+            auto_n = spot_n = 0
+            if scores is not None:
+                ids = [readable[i] for i in done]
+                gate = gate_for(served, policy, self.config.min_support)
+                auto, spot = route_auto_accept(scores.confidence, gate, policy, self.rng)
+                auto_n, spot_n = int(auto.sum()), int(spot.sum())
+                now = Timestamp()
+                now.GetCurrentTime()
+                for p in predictions(served, ids, scores, auto, spot):
+                    p.predicted_at.CopyFrom(now)
+                    routing = common_pb2.RoutingMetadata(
+                        trace_id=uuid.uuid4().hex,
+                        source_service="inference",
+                        project=served.project,
+                        attributes={"model_version": served.version},
+                    )
+                    if p.auto_accept:
+                        routing.attributes["auto_accept"] = "model"
+                    if p.spot_check:
+                        routing.attributes["spot_check"] = "true"
+                    events.append(
+                        make_event(
+                            PREDICTIONS,
+                            p.item_id,
+                            events_pb2.PredictionMade(routing=routing, prediction=p),
+                        )
+                    )
+            outbox.enqueue_many(conn, events)
+            store.mark_scored(
+                conn, [i for i, _ in claimed], served.generation, served.version, errors
+            )
+            store.count_routed(conn, served.project, auto_n, spot_n)
+        self.metrics.predictions.labels(path="pool").inc(len(events))
+        if errors:
+            self.metrics.score_errors.inc(len(errors))
+            log.warning(
+                "%s: %d items cannot be scored by %s (e.g. %s)",
+                served.project,
+                len(errors),
+                served.version,
+                next(iter(errors.values())),
+            )
+        if auto_n:
+            self.metrics.auto_routed.labels(route="auto_accept").inc(auto_n)
+        if spot_n:
+            self.metrics.auto_routed.labels(route="spot_check").inc(spot_n)
+        return len(claimed)
+
+    def _report_backlog(self) -> None:
+        now = time.monotonic()
+        if now - self._last_backlog < 2.0:
+            return
+        self._last_backlog = now
+        with self.db.transaction() as conn:
+            for served in self.registry.snapshot():
+                self.metrics.backlog.labels(project=served.project).set(
+                    store.backlog(conn, served.project, served.generation)
+                )
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                work = sum(self.score_once(s) for s in self.registry.snapshot())
+                self._report_backlog()
+                backoff = 0.2
+                if not work:
+                    stop.wait(0.2)
+            except Exception as exc:  # Postgres away, an outbox failure: the batch rolled back
+                log.warning("pool scoring failed, retrying in %.1fs: %s", backoff, exc)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)

@@ -1,0 +1,246 @@
+"""Inference's SQL. Every function runs inside the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from strata.common.contract_store import load_contract, projects, save_contract
+
+__all__ = ["load_contract", "projects", "save_contract"]
+
+Conn = psycopg.Connection[Any]
+
+
+# -- items ------------------------------------------------------------------------------------
+
+
+def save_items(conn: Conn, rows: Sequence[tuple[str, str, bytes, str | None]]) -> dict[str, str]:
+    """(item, project, content, gold answer or None). Item ids are global: an id
+    already stored under another project is not overwritten; returns those ids
+    with the project that owns them."""
+    if not rows:
+        return {}
+    conn.execute(
+        "INSERT INTO items (item_id, project, content, gold_answer) "
+        "SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::text[]) "
+        "ON CONFLICT (item_id) DO NOTHING",
+        (
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [r[3] for r in rows],
+        ),
+    )
+    owners = dict(
+        conn.execute(
+            "SELECT i.item_id, i.project FROM items i "
+            "JOIN unnest(%s::text[], %s::text[]) AS n(item_id, project) USING (item_id) "
+            "WHERE i.project <> n.project",
+            ([r[0] for r in rows], [r[1] for r in rows]),
+        ).fetchall()
+    )
+    return {str(k): str(v) for k, v in owners.items()}
+
+
+def contents_of(conn: Conn, project: str, item_ids: Sequence[str]) -> dict[str, bytes]:
+    """Content of the project's items among `item_ids` (gold items excluded: their
+    predictions are not handed out)."""
+    rows = conn.execute(
+        "SELECT item_id, content FROM items WHERE project = %s AND item_id = ANY(%s) "
+        "AND gold_answer IS NULL",
+        (project, list(item_ids)),
+    ).fetchall()
+    return {r[0]: bytes(r[1]) for r in rows}
+
+
+def claim_unscored(
+    conn: Conn, project: str, generation: int, limit: int
+) -> list[tuple[str, bytes]]:
+    """Pool items the serving generation has not scored, locked for this transaction."""
+    return [
+        (r[0], bytes(r[1]))
+        for r in conn.execute(
+            "SELECT item_id, content FROM items WHERE project = %s AND gold_answer IS NULL "
+            "AND scored_generation < %s ORDER BY scored_generation, item_id LIMIT %s "
+            "FOR UPDATE SKIP LOCKED",
+            (project, generation, limit),
+        )
+    ]
+
+
+def mark_scored(
+    conn: Conn,
+    item_ids: Sequence[str],
+    generation: int,
+    version: str,
+    errors: dict[str, str] | None = None,
+) -> None:
+    errs = errors or {}
+    conn.execute(
+        "UPDATE items SET scored_generation = %s, scored_version = %s, score_error = u.e "
+        "FROM unnest(%s::text[], %s::text[]) AS u(i, e) WHERE items.item_id = u.i",
+        (generation, version, list(item_ids), [errs.get(i) for i in item_ids]),
+    )
+
+
+def backlog(conn: Conn, project: str, generation: int) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM items WHERE project = %s AND gold_answer IS NULL "
+        "AND scored_generation < %s",
+        (project, generation),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def gold_items(conn: Conn, project: str) -> list[tuple[str, bytes, str]]:
+    return [
+        (r[0], bytes(r[1]), r[2])
+        for r in conn.execute(
+            "SELECT item_id, content, gold_answer FROM items "
+            "WHERE project = %s AND gold_answer IS NOT NULL ORDER BY item_id",
+            (project,),
+        )
+    ]
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    project: str
+    version: str
+    family: str
+    artifact_uri: str
+    classes: list[str]
+    run_id: str
+    metrics: bytes | None
+    status: str
+    error: str | None
+    calibrated: bool
+    temperature: float
+    ece_before: float | None
+    ece_after: float | None
+    n_gold: int
+    calibration_note: str
+    gold_confidence: list[float]
+    gold_correct: list[bool]
+    published_at: Any
+    recorded_at: Any
+
+
+_MODEL_COLUMNS = (
+    "project, version, family, artifact_uri, classes, run_id, metrics, status, error, "
+    "calibrated, temperature, ece_before, ece_after, n_gold, calibration_note, "
+    "gold_confidence, gold_correct, published_at, recorded_at"
+)
+
+
+def record_model(conn: Conn, m: ModelRow) -> bool:
+    """Record a published version (loaded or failed); False if it was recorded before."""
+    cur = conn.execute(
+        f"INSERT INTO models ({_MODEL_COLUMNS}) VALUES "
+        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now()) "
+        "ON CONFLICT (project, version) DO NOTHING",
+        (
+            m.project,
+            m.version,
+            m.family,
+            m.artifact_uri,
+            m.classes,
+            m.run_id,
+            m.metrics,
+            m.status,
+            m.error,
+            m.calibrated,
+            m.temperature,
+            m.ece_before,
+            m.ece_after,
+            m.n_gold,
+            m.calibration_note,
+            m.gold_confidence,
+            m.gold_correct,
+            m.published_at,
+        ),
+    )
+    return cur.rowcount == 1
+
+
+def model(conn: Conn, project: str, version: str) -> ModelRow | None:
+    row = conn.execute(
+        f"SELECT {_MODEL_COLUMNS} FROM models WHERE project = %s AND version = %s",
+        (project, version),
+    ).fetchone()
+    return ModelRow(*row) if row else None
+
+
+def last_failure(conn: Conn, project: str) -> ModelRow | None:
+    """The newest failed version, if it is newer than every loaded one."""
+    row = conn.execute(
+        f"SELECT {_MODEL_COLUMNS} FROM models m WHERE project = %s AND status = 'failed' "
+        "AND NOT EXISTS (SELECT 1 FROM models n WHERE n.project = m.project "
+        "AND n.status = 'loaded' AND n.recorded_at > m.recorded_at) "
+        "ORDER BY recorded_at DESC LIMIT 1",
+        (project,),
+    ).fetchone()
+    return ModelRow(*row) if row else None
+
+
+# -- serving ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Serving:
+    project: str
+    version: str
+    previous_version: str | None
+    generation: int
+    auto_accepted: int
+    spot_checked: int
+
+
+def serve(conn: Conn, project: str, version: str) -> Serving:
+    """Make `version` serve `project` (the one serving so far becomes the previous)."""
+    row = conn.execute(
+        "INSERT INTO serving (project, version, generation) "
+        "VALUES (%s, %s, nextval('serving_generation')) "
+        "ON CONFLICT (project) DO UPDATE SET previous_version = serving.version, "
+        "version = EXCLUDED.version, generation = EXCLUDED.generation, updated_at = now() "
+        "RETURNING project, version, previous_version, generation, auto_accepted, spot_checked",
+        (project, version),
+    ).fetchone()
+    assert row is not None
+    return Serving(*row)
+
+
+def serving(conn: Conn, project: str | None = None) -> list[Serving]:
+    return [
+        Serving(*r)
+        for r in conn.execute(
+            "SELECT project, version, previous_version, generation, auto_accepted, spot_checked "
+            "FROM serving" + (" WHERE project = %s" if project else "") + " ORDER BY project",
+            (project,) if project else (),
+        )
+    ]
+
+
+def lock_serving(conn: Conn, project: str) -> Serving | None:
+    row = conn.execute(
+        "SELECT project, version, previous_version, generation, auto_accepted, spot_checked "
+        "FROM serving WHERE project = %s FOR UPDATE",
+        (project,),
+    ).fetchone()
+    return Serving(*row) if row else None
+
+
+def count_routed(conn: Conn, project: str, auto: int, spot: int) -> None:
+    if auto or spot:
+        conn.execute(
+            "UPDATE serving SET auto_accepted = auto_accepted + %s, "
+            "spot_checked = spot_checked + %s WHERE project = %s",
+            (auto, spot, project),
+        )

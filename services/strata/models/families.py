@@ -1,0 +1,224 @@
+"""The model families, their inputs, and their layer groups.
+
+- `mlp`: feature vectors (scikit-learn's digits: 64 values).
+- `text-hash`: text as hashed word unigrams and bigrams into an embedding bag.
+- `cnn`: images (PNG), as grayscale squares of `image_size` pixels.
+
+Each model returns logits from `forward(*inputs)` and its penultimate
+representation from `features(*inputs)` (the embedding published for diversity
+and deduplication); `layer_groups()` lists its parameters' groups from the
+output head (group 1) back to the input (group K).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from strata.v1 import common_pb2
+
+FAMILIES = ("mlp", "text-hash", "cnn")
+MODALITY = {"mlp": "features", "text-hash": "text", "cnn": "image"}
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class InputError(ValueError):
+    """Content the model cannot take (wrong modality, shape or encoding)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    family: str
+    classes: list[str]
+    input_dim: int = 0  # mlp: feature values per item
+    image_size: int = 28  # cnn: images are resized to image_size x image_size
+    buckets: int = 1 << 15  # text-hash: hashed vocabulary size
+    hidden: list[int] = field(default_factory=lambda: [128, 64])
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown model family {self.family!r}; known: {', '.join(FAMILIES)}")
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise ValueError("a model needs two or more distinct classes")
+        if self.family == "mlp" and self.input_dim < 1:
+            raise ValueError("an mlp needs input_dim (feature values per item)")
+        if len(self.hidden) != 2 or min(self.hidden) < 1:
+            raise ValueError("hidden must be two positive layer widths")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(raw: dict[str, Any]) -> ModelSpec:
+        known = {f for f in ModelSpec.__dataclass_fields__}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown model spec fields: {', '.join(sorted(unknown))}")
+        fields: dict[str, Any] = {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in raw.items()
+        }
+        return ModelSpec(**fields)
+
+
+class GroupedModel(nn.Module):
+    """A classifier whose parameters are split into ordered layer groups."""
+
+    head: nn.Linear
+
+    def features(self, *inputs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(*inputs))
+
+    def layer_groups(self) -> list[nn.Module]:
+        """Group 1 (the output head) first, group K (nearest the input) last."""
+        raise NotImplementedError
+
+
+def _block(d_in: int, d_out: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_out), nn.ReLU(), nn.Dropout(dropout))
+
+
+class MLP(GroupedModel):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        h1, h2 = spec.hidden
+        self.input = _block(spec.input_dim, h1, spec.dropout)
+        self.hidden = _block(h1, h2, spec.dropout)
+        self.head = nn.Linear(h2, len(spec.classes))
+
+    def features(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.hidden(self.input(inputs[0]))
+
+    def layer_groups(self) -> list[nn.Module]:
+        return [self.head, self.hidden, self.input]
+
+
+class TextHash(GroupedModel):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        h1, h2 = spec.hidden
+        self.bag = nn.EmbeddingBag(spec.buckets, h1, mode="sum")
+        self.bag_act = nn.Sequential(nn.ReLU(), nn.Dropout(spec.dropout))
+        self.hidden = _block(h1, h2, spec.dropout)
+        self.head = nn.Linear(h2, len(spec.classes))
+
+    def features(self, *inputs: torch.Tensor) -> torch.Tensor:
+        indices, offsets, weights = inputs
+        return self.hidden(self.bag_act(self.bag(indices, offsets, per_sample_weights=weights)))
+
+    def layer_groups(self) -> list[nn.Module]:
+        return [self.head, self.hidden, self.bag]
+
+
+class CNN(GroupedModel):
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        h1, h2 = spec.hidden
+        self.conv1 = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten()
+        )
+        self.hidden = _block(32 * 16, h2, spec.dropout)
+        self.head = nn.Linear(h2, len(spec.classes))
+        del h1
+
+    def features(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.hidden(self.conv2(self.conv1(inputs[0])))
+
+    def layer_groups(self) -> list[nn.Module]:
+        return [self.head, self.hidden, self.conv2, self.conv1]
+
+
+def build(spec: ModelSpec) -> GroupedModel:
+    model: GroupedModel
+    if spec.family == "mlp":
+        model = MLP(spec)
+    elif spec.family == "text-hash":
+        model = TextHash(spec)
+    else:
+        model = CNN(spec)
+    return model
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+
+def text_tokens(text: str, buckets: int) -> list[int]:
+    """Hashed word unigrams and bigrams of a text (stable across processes)."""
+    words = _WORD.findall(text.lower())
+    grams = words + [f"{a} {b}" for a, b in pairwise(words)]
+    return [zlib.crc32(g.encode()) % buckets for g in grams] or [0]
+
+
+def _image(content: common_pb2.ItemContent, size: int) -> np.ndarray:  # type: ignore[type-arg]
+    from PIL import Image, UnidentifiedImageError
+
+    image = content.image
+    try:
+        if image.png:
+            raw = Image.open(io.BytesIO(image.png))
+        else:
+            uri = image.uri.removeprefix("file://")
+            if "://" in uri:
+                raise InputError(f"image uri {image.uri!r}: only local paths and file:// load")
+            raw = Image.open(Path(uri))
+        gray = raw.convert("L").resize((size, size))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise InputError(f"image cannot be decoded: {exc}") from None
+    return np.asarray(gray, dtype=np.float32) / 255.0
+
+
+def featurize(
+    spec: ModelSpec, contents: Sequence[common_pb2.ItemContent]
+) -> tuple[torch.Tensor, ...]:
+    """Model inputs for a batch of item contents; InputError names the first bad one."""
+    want = MODALITY[spec.family]
+    for i, content in enumerate(contents):
+        kind = content.WhichOneof("kind")
+        if kind != want:
+            raise InputError(
+                f"item {i}: a {spec.family} model takes {want}, this item has {kind or 'nothing'}"
+            )
+    if spec.family == "mlp":
+        lengths = {len(c.features.values) for c in contents}
+        if lengths - {spec.input_dim}:
+            bad = next(
+                i for i, c in enumerate(contents) if len(c.features.values) != spec.input_dim
+            )
+            raise InputError(
+                f"item {bad}: the model takes {spec.input_dim} feature values, "
+                f"this item has {len(contents[bad].features.values)}"
+            )
+        flat = np.fromiter(
+            (v for c in contents for v in c.features.values),
+            dtype=np.float32,
+            count=len(contents) * spec.input_dim,
+        )
+        if not np.isfinite(flat).all():
+            raise InputError("feature values must be finite")
+        return (torch.from_numpy(flat.reshape(len(contents), spec.input_dim)),)
+    if spec.family == "text-hash":
+        tokens = [text_tokens(c.text, spec.buckets) for c in contents]
+        offsets = np.cumsum([0] + [len(t) for t in tokens[:-1]])
+        indices = np.fromiter((i for t in tokens for i in t), dtype=np.int64)
+        weights = np.concatenate([np.full(len(t), 1.0 / np.sqrt(len(t))) for t in tokens])
+        return (
+            torch.from_numpy(indices),
+            torch.from_numpy(offsets.astype(np.int64)),
+            torch.from_numpy(weights.astype(np.float32)),
+        )
+    images = np.stack([_image(c, spec.image_size) for c in contents])
+    return (torch.from_numpy(images[:, None, :, :]),)

@@ -1,0 +1,319 @@
+"""Inference against real Postgres, the real broker, real gRPC ports and models the test trains."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from strata.common.events import make_event
+from strata.common.topics import DEADLETTER, ITEMS_IMPORTED, PREDICTIONS
+from strata.v1 import common_pb2, events_pb2, inference_pb2
+
+from .conftest import Infra, produce, read_topic, wait_until
+from .gateway_support import contract_doc
+from .inference_support import (
+    digits,
+    features,
+    inference_stack,
+    item_events,
+    model_event,
+    save_artifact,
+    train_digits,
+)
+
+Code = grpc.StatusCode
+
+
+def served_version(stub, project: str) -> str:  # type: ignore[no-untyped-def]
+    try:
+        return stub.ModelInfo(inference_pb2.ModelInfoRequest(project=project)).model_version
+    except grpc.RpcError:
+        return ""
+
+
+def contract(project: str, **sections: str) -> str:
+    return contract_doc(project, **sections).replace(
+        "classes: [cat, dog, bird]", "classes: ['0','1','2','3','4','5','6','7','8','9']"
+    )
+
+
+def test_a_published_model_is_calibrated_scores_the_pool_and_answers_predict(
+    infra: Infra, tmp_path: Path
+) -> None:
+    x, y = digits()
+    project = f"i{uuid.uuid4().hex[:8]}"
+    with inference_stack(infra) as s:
+        s.gateway.load_contract(
+            contract(
+                project,
+                auto_accept="{enabled: true, confidence_threshold: 0.9, "
+                "min_precision: 0.8, spot_check_rate: 0.25}",
+            )
+        )
+        # Before any model: Predict says what is missing.
+        with pytest.raises(grpc.RpcError) as err:
+            s.stub.Predict(inference_pb2.PredictRequest(project=project, contents=[features(x[0])]))
+        assert err.value.code() == Code.FAILED_PRECONDITION
+        assert "no model serves" in (err.value.details() or "")
+
+        produce(infra.bootstrap, item_events(project, x[:300], "p-"))
+        produce(infra.bootstrap, item_events(project, x[1500:1600], "g-", y[1500:1600]))
+        uri = save_artifact(tmp_path, "m1", train_digits(x[300:1500], y[300:1500]))
+        wait_until(lambda: _items_stored(s, project) == 400, 60, "items stored")
+        produce(infra.bootstrap, [model_event(project, "m1", uri)])
+
+        preds = read_topic(
+            infra.bootstrap, PREDICTIONS, lambda m: m.prediction.project == project, 300, 60
+        )
+        by_item = {m.prediction.item_id: m.prediction for m in preds}
+        assert set(by_item) == {f"p-{i}" for i in range(300)}  # pool only: gold never leaks
+        assert len(preds) == 300  # each once
+        sample = by_item["p-0"]
+        assert sample.model_version == "m1" and sample.calibrated
+        assert len(sample.probabilities) == 10 and abs(sum(sample.probabilities) - 1) < 1e-4
+        assert sample.confidence == pytest.approx(max(sample.probabilities), abs=1e-6)
+        assert len(sample.embedding) == 64
+        accuracy = np.mean([by_item[f"p-{i}"].predicted_class == str(y[i]) for i in range(300)])
+        assert accuracy > 0.85
+
+        info = s.stub.ModelInfo(inference_pb2.ModelInfoRequest(project=project))
+        assert info.model_version == "m1" and info.family == "mlp"
+        assert info.calibration.calibrated and info.calibration.n_gold == 100
+        assert info.calibration.temperature > 0 and info.scoring_backlog == 0
+        # Auto-accept: open on this model, confident items proposed, a share spot-checked.
+        assert info.auto_accept.active, info.auto_accept.reason
+        auto = [p for p in preds if p.prediction.auto_accept]
+        spot = [p for p in preds if p.prediction.spot_check]
+        assert (
+            auto
+            and spot
+            and not {p.prediction.item_id for p in auto} & {p.prediction.item_id for p in spot}
+        )
+        assert all(p.prediction.confidence >= 0.9 for p in auto + spot)
+        assert all(p.routing.attributes["auto_accept"] == "model" for p in auto)
+        assert 0.05 < len(spot) / (len(auto) + len(spot)) < 0.5
+        assert info.auto_accept.auto_accepted == len(auto)
+
+        # Predict by id and by inline content, with MC-dropout samples.
+        reply = s.stub.Predict(
+            inference_pb2.PredictRequest(
+                project=project,
+                item_ids=["p-1", "p-2"],
+                contents=[features(x[3])],
+                include_embedding=True,
+                mc_samples=5,
+            )
+        )
+        assert reply.model_version == "m1" and len(reply.predictions) == 3
+        assert [p.item_id for p in reply.predictions] == ["p-1", "p-2", ""]
+        assert reply.predictions[0].probabilities == pytest.approx(
+            list(by_item["p-1"].probabilities), abs=1e-6
+        )
+        assert len(reply.predictions[2].mc_samples) == 5 and reply.predictions[2].embedding
+
+        # Bad input: clear codes and messages.
+        bad = [
+            (
+                inference_pb2.PredictRequest(project=project, item_ids=["nope"]),
+                Code.NOT_FOUND,
+                "nope",
+            ),
+            (
+                inference_pb2.PredictRequest(project=project, item_ids=["g-1"]),
+                Code.NOT_FOUND,
+                "g-1",
+            ),
+            (
+                inference_pb2.PredictRequest(
+                    project=project, contents=[common_pb2.ItemContent(text="a text")]
+                ),
+                Code.INVALID_ARGUMENT,
+                "takes features",
+            ),
+            (
+                inference_pb2.PredictRequest(project=project, contents=[features(x[0][:10])]),
+                Code.INVALID_ARGUMENT,
+                "64 feature values",
+            ),
+            (inference_pb2.PredictRequest(project=project), Code.INVALID_ARGUMENT, "item_ids"),
+        ]
+        for request, code, words in bad:
+            with pytest.raises(grpc.RpcError) as err:
+                s.stub.Predict(request)
+            assert err.value.code() == code and words in (err.value.details() or "")
+
+        # New items are scored as they arrive.
+        produce(infra.bootstrap, item_events(project, x[1700:1710], "late-"))
+        late = read_topic(
+            infra.bootstrap,
+            PREDICTIONS,
+            lambda m: m.prediction.item_id.startswith("late-") and m.prediction.project == project,
+            10,
+        )
+        assert len(late) == 10
+
+
+def _items_stored(s, project: str) -> int:  # type: ignore[no-untyped-def]
+    with s.inference.db.transaction() as conn:
+        row = conn.execute("SELECT count(*) FROM items WHERE project = %s", (project,)).fetchone()
+    return int(row[0])
+
+
+def test_a_corrupt_artifact_leaves_the_old_version_serving_and_swaps_drop_no_request(
+    infra: Infra, tmp_path: Path
+) -> None:
+    x, y = digits()
+    project = f"i{uuid.uuid4().hex[:8]}"
+    pool = f"{project}-p-"  # item ids are global: topics outlive each test
+    with inference_stack(infra) as s:
+        produce(infra.bootstrap, item_events(project, x[:200], pool))
+        good = save_artifact(tmp_path, "m1", train_digits(x[300:1000], y[300:1000], steps=60))
+        produce(infra.bootstrap, [model_event(project, "m1", good)])
+        wait_until(lambda: served_version(s.stub, project) == "m1", 60, "m1 serving")
+
+        corrupt = tmp_path / "m2.pt"
+        corrupt.write_bytes(b"this is not a model")
+        wrong_classes = save_artifact(tmp_path, "m3", train_digits(x[:50], y[:50], steps=1))
+        produce(
+            infra.bootstrap,
+            [
+                model_event(project, "m2", f"file://{corrupt}"),
+                model_event(project, "m3", wrong_classes, classes=["a", "b"]),
+                model_event(project, "m4", f"file://{tmp_path}/missing.pt"),
+            ],
+        )
+        wait_until(
+            lambda: (
+                "m4"
+                in s.stub.ModelInfo(inference_pb2.ModelInfoRequest(project=project)).last_failure
+            ),
+            60,
+            "failures recorded",
+        )
+        info = s.stub.ModelInfo(inference_pb2.ModelInfoRequest(project=project))
+        assert info.model_version == "m1" and "cannot read" in info.last_failure
+        with s.inference.db.transaction() as conn:
+            failed = dict(
+                conn.execute(
+                    "SELECT version, error FROM models WHERE project = %s AND status = 'failed'",
+                    (project,),
+                ).fetchall()
+            )
+        assert set(failed) == {"m2", "m3", "m4"}
+        assert "not a loadable model artifact" in failed["m2"]
+        assert "classes" in failed["m3"]
+
+        # Concurrent Predict calls while new versions are swapped in: every call succeeds.
+        results: list[str] = []
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def hammer() -> None:
+            while not stop.is_set():
+                try:
+                    reply = s.stub.Predict(
+                        inference_pb2.PredictRequest(
+                            project=project, contents=[features(x[i]) for i in range(4)]
+                        ),
+                        timeout=10,
+                    )
+                    assert len(reply.predictions) == 4
+                    results.append(reply.model_version)
+                except BaseException as exc:
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=hammer) for _ in range(6)]
+        for t in threads:
+            t.start()
+        try:
+            for version, steps in (("m5", 40), ("m6", 80)):
+                uri = save_artifact(tmp_path, version, train_digits(x[:800], y[:800], steps=steps))
+                produce(infra.bootstrap, [model_event(project, version, uri)])
+                wait_until(lambda v=version: served_version(s.stub, project) == v, 60, version)
+            # Each replica follows the serving table on its own poll: m6 arrives shortly.
+            wait_until(lambda: "m6" in results[-20:], 30, "Predict answered by m6")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert not errors, errors[:3]
+        assert {"m1", "m6"} <= set(results) and set(results) <= {"m1", "m5", "m6"}
+
+        # The new version re-scores the whole pool.
+        rescored = read_topic(
+            infra.bootstrap,
+            PREDICTIONS,
+            lambda m: m.prediction.project == project and m.prediction.model_version == "m6",
+            200,
+            60,
+        )
+        assert {m.prediction.item_id for m in rescored} == {f"{pool}{i}" for i in range(200)}
+
+        # Rollback is for admins, and goes back to the version served before.
+        with pytest.raises(grpc.RpcError) as err:
+            s.stub.RollbackModel(inference_pb2.RollbackModelRequest(project=project))
+        assert err.value.code() == Code.UNAUTHENTICATED
+        annotator = s.gateway.annotator(f"ann-{project}")
+        with pytest.raises(grpc.RpcError) as err:
+            s.stub.RollbackModel(
+                inference_pb2.RollbackModelRequest(project=project), metadata=annotator
+            )
+        assert err.value.code() == Code.PERMISSION_DENIED
+        back = s.stub.RollbackModel(
+            inference_pb2.RollbackModelRequest(project=project), metadata=s.gateway.admin
+        )
+        assert back.model_version == "m5"
+        assert served_version(s.stub, project) == "m5"
+        reply = s.stub.Predict(
+            inference_pb2.PredictRequest(project=project, contents=[features(x[0])])
+        )
+        assert reply.model_version == "m5"
+
+
+def test_poison_events_go_to_the_dead_letter_topic_and_the_stream_flows(
+    infra: Infra, tmp_path: Path
+) -> None:
+    x, y = digits()
+    project = f"i{uuid.uuid4().hex[:8]}"
+    pool = f"{project}-p-"
+    with inference_stack(infra) as s:
+        nameless = events_pb2.ItemImported(
+            item=common_pb2.Item(project=project, content=features(x[0]))
+        )
+        produce(
+            infra.bootstrap,
+            [
+                make_event(ITEMS_IMPORTED, "x", nameless),
+                *item_events(project, x[:20], pool),
+                # The same id under another project: not overwritten, dead-lettered.
+                *item_events(f"{project}-other", x[:1], pool),
+            ],
+        )
+        produce(infra.bootstrap, [model_event(project, "", "file:///nowhere.pt")])
+        uri = save_artifact(tmp_path, "m1", train_digits(x[300:800], y[300:800], steps=40))
+        produce(infra.bootstrap, [model_event(project, "m1", uri)])
+        preds = read_topic(
+            infra.bootstrap, PREDICTIONS, lambda m: m.prediction.project == project, 20, 60
+        )
+        assert len(preds) == 20
+        info = s.stub.ModelInfo(inference_pb2.ModelInfoRequest(project=project))
+        # Calibration was impossible without gold: said so, raw confidence flagged.
+        assert not info.calibration.calibrated and "need at least 30" in info.calibration.note
+        assert not preds[0].prediction.calibrated
+        dead = read_topic(
+            infra.bootstrap,
+            DEADLETTER,
+            lambda m: (
+                m.original_topic in (ITEMS_IMPORTED.name, "strata.models.published")
+                and project.encode() in m.payload
+            ),
+            3,
+            60,
+        )
+        reasons = " | ".join(m.reason for m in dead)
+        assert "needs item_id" in reasons and "model_version" in reasons
+        assert f"already belongs to project '{project}'" in reasons
