@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(PY) bench/dawid_skene.py
 	$(PY) bench/quality_consume.py
 	$(PY) bench/sampler.py
+	$(PY) bench/inference.py
 
 clean:
 	rm -rf .strata demo-output .pytest_cache .mypy_cache .ruff_cache

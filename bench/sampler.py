@@ -16,9 +16,6 @@ Prints the figures and writes bench/results/sampler.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import random
 import subprocess
 import sys
@@ -26,20 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import grpc  # noqa: E402
-import numpy as np  # noqa: E402
-import psycopg  # noqa: E402
-from strata.cli.progress import ProgressBar  # noqa: E402
-from strata.common.bus import KafkaSettings, create_topics  # noqa: E402
-from strata.common.embedded import EmbeddedBroker, EmbeddedPostgres, free_port  # noqa: E402
-from strata.sampler.simulate import labels_to_reach, learning_curve  # noqa: E402
-from strata.sampler.strategies import margin, select_batch  # noqa: E402
-from strata.v1 import common_pb2, sampler_pb2, sampler_pb2_grpc  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results"
+import grpc
+import numpy as np
+import psycopg
+from harness import RESULTS, ROOT, embedded_stack, report, service_env
+from strata.cli.progress import ProgressBar
+from strata.common.embedded import free_port
+from strata.sampler.simulate import labels_to_reach, learning_curve
+from strata.sampler.strategies import margin, select_batch
+from strata.v1 import common_pb2, sampler_pb2, sampler_pb2_grpc
 
 
 def bench_rank(n: int) -> dict:  # type: ignore[type-arg]
@@ -69,20 +61,9 @@ def bench_import(n: int) -> dict:  # type: ignore[type-arg]
             texts.append(base[rng.randrange(i)] + " " + rng.choice(vocab))  # near
         else:
             texts.append(text)
-    with tempfile.TemporaryDirectory() as home:
-        pg = EmbeddedPostgres(Path(home) / "pgdata", free_port())
-        broker = EmbeddedBroker(free_port(), log_path=Path(home) / "broker.log")
-        pg.start()
-        broker.start()
-        create_topics(KafkaSettings(broker.bootstrap, client_id="bench"))
+    with tempfile.TemporaryDirectory() as home, embedded_stack(Path(home)) as (pg, kafka):
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
-        env.update(
-            STRATA_PG_DSN=pg.dsn,
-            STRATA_KAFKA_BOOTSTRAP=broker.bootstrap,
-            STRATA_SAMPLER_GRPC_PORT=str(port),
-            STRATA_LOG_LEVEL="WARNING",
-        )
+        env = service_env(pg, kafka, STRATA_SAMPLER_GRPC_PORT=str(port))
         proc = subprocess.Popen([sys.executable, "-m", "strata.sampler"], env=env)
         try:
             channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -123,8 +104,6 @@ def bench_import(n: int) -> dict:  # type: ignore[type-arg]
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-            broker.stop()
-            pg.stop()
     return {
         "import_items": n,
         "import_seconds": round(took, 2),
@@ -203,12 +182,7 @@ def main() -> None:
     figures = bench_rank(args.pool)
     figures.update(bench_efficiency(args.seeds))
     figures.update(bench_import(args.import_items))
-    figures["machine"] = f"{platform.machine()} {os.cpu_count()} cores"
-    path = RESULTS / "sampler.json"
-    path.write_text(json.dumps(figures, indent=2) + "\n")
-    for key, value in figures.items():
-        print(f"{key:<36}{value}")
-    print(f"written to {path}")
+    report("sampler", figures)
 
 
 if __name__ == "__main__":

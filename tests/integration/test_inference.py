@@ -67,11 +67,14 @@ def test_a_published_model_is_calibrated_scores_the_pool_and_answers_predict(
         produce(infra.bootstrap, [model_event(project, "m1", uri)])
 
         preds = read_topic(
-            infra.bootstrap, PREDICTIONS, lambda m: m.prediction.project == project, 300, 60
+            infra.bootstrap, PREDICTIONS, lambda m: m.prediction.project == project, 400, 60
         )
         by_item = {m.prediction.item_id: m.prediction for m in preds}
-        assert set(by_item) == {f"p-{i}" for i in range(300)}  # pool only: gold never leaks
-        assert len(preds) == 300  # each once
+        # Gold is predicted too: a gold task must not be told apart by a missing pre-label.
+        assert set(by_item) == {f"p-{i}" for i in range(300)} | {f"g-{i}" for i in range(100)}
+        assert len(preds) == 400  # each once
+        gold = [m.prediction for m in preds if m.prediction.item_id.startswith("g-")]
+        preds = [m for m in preds if m.prediction.item_id.startswith("p-")]
         sample = by_item["p-0"]
         assert sample.model_version == "m1" and sample.calibrated
         assert len(sample.probabilities) == 10 and abs(sum(sample.probabilities) - 1) < 1e-4
@@ -86,6 +89,7 @@ def test_a_published_model_is_calibrated_scores_the_pool_and_answers_predict(
         assert info.calibration.temperature > 0 and info.scoring_backlog == 0
         # Auto-accept: open on this model, confident items proposed, a share spot-checked.
         assert info.auto_accept.active, info.auto_accept.reason
+        assert not [p for p in gold if p.auto_accept or p.spot_check]  # never auto-labelled
         auto = [p for p in preds if p.prediction.auto_accept]
         spot = [p for p in preds if p.prediction.spot_check]
         assert (
@@ -121,11 +125,6 @@ def test_a_published_model_is_calibrated_scores_the_pool_and_answers_predict(
                 inference_pb2.PredictRequest(project=project, item_ids=["nope"]),
                 Code.NOT_FOUND,
                 "nope",
-            ),
-            (
-                inference_pb2.PredictRequest(project=project, item_ids=["g-1"]),
-                Code.NOT_FOUND,
-                "g-1",
             ),
             (
                 inference_pb2.PredictRequest(

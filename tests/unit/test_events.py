@@ -1,7 +1,9 @@
 """The envelope: headers, type checks, and clear reasons for poison records."""
 
+import uuid
+
 import pytest
-from strata.common.events import EventDecodeError, decode, make_event
+from strata.common.events import EventDecodeError, decode, make_event, new_event_ids
 from strata.common.topics import ALL_TOPICS, LABELS_SUBMITTED, topic
 from strata.v1 import common_pb2, events_pb2
 
@@ -66,3 +68,12 @@ def test_catalog_maps_every_event_message_to_exactly_one_topic() -> None:
     for t in ALL_TOPICS:
         assert t.name.startswith("strata.") and t.partitions >= 1
         assert topic(t.name) is t
+
+
+def test_bulk_event_ids_are_distinct_version_4_uuids() -> None:
+    ids = new_event_ids(5000)
+    assert len(set(ids)) == 5000 and new_event_ids(0) == []
+    for text in ids[:200]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122

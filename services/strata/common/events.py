@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,20 @@ class OutgoingEvent:
 def _trace_id_of(message: Message) -> str:
     routing = getattr(message, "routing", None)
     return str(getattr(routing, "trace_id", "") or "")
+
+
+def new_event_ids(n: int) -> list[str]:
+    """`n` random (version 4) UUIDs as strings, made in bulk: uuid4() per event costs
+    more than the rest of building a small event."""
+    raw = bytearray(os.urandom(16 * n))
+    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])
+    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])
+    h = raw.hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-"
+        f"{h[i + 20 : i + 32]}"
+        for i in range(0, 32 * n, 32)
+    ]
 
 
 def make_event(

@@ -1,9 +1,11 @@
-"""Scoring the pool: every pool item the serving version has not scored, in batches.
+"""Scoring the pool: every item the serving version has not scored, in batches.
 
 A batch is claimed (`FOR UPDATE SKIP LOCKED`, so replicas share the work),
 scored, published through the outbox and marked scored in one transaction: a
 batch is never half-applied, and a restarted replica resumes where the table
-says. New items and new versions take the same path.
+says. New items and new versions take the same path. Gold items are scored and
+published too (the gateway's pre-labels must not tell them apart) but are never
+proposed for auto-accept.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import threading
 import time
 import uuid
 
+import numpy as np
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from strata.common import outbox
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
-from strata.common.events import make_event
+from strata.common.events import make_event, new_event_ids
 from strata.common.topics import PREDICTIONS
 from strata.inference import store
 from strata.inference.calibration import AutoAcceptGate, auto_accept_gate
@@ -76,19 +79,22 @@ class PoolScorer:
         mc = self.config.bald_samples if strategy == "bald" else 0
         with self.db.transaction(timeout=30.0) as conn:
             claimed = store.claim_unscored(
-                conn, served.project, served.generation, self.config.score_batch
+                conn, served.project, served.generation, served.version, self.config.score_batch
             )
             if not claimed:
                 return 0
             contents: list[common_pb2.ItemContent] = []
             readable: list[str] = []
+            gold: set[str] = set()
             errors: dict[str, str] = {}
-            for item_id, raw in claimed:
+            for item_id, raw, is_gold in claimed:
                 try:
                     contents.append(common_pb2.ItemContent.FromString(raw))
                     readable.append(item_id)
                 except DecodeError:
                     errors[item_id] = "stored content does not decode"
+                if is_gold:
+                    gold.add(item_id)
             done, scores, bad = score_tolerant(served, contents, mc_samples=mc)
             errors.update({readable[i]: why for i, why in bad.items()})
             events = []
@@ -97,13 +103,21 @@ class PoolScorer:
                 ids = [readable[i] for i in done]
                 gate = gate_for(served, policy, self.config.min_support)
                 auto, spot = route_auto_accept(scores.confidence, gate, policy, self.rng)
+                if gold:  # gold items are predicted (pre-labels) but never auto-labelled
+                    gold_mask = np.fromiter((i in gold for i in ids), dtype=bool, count=len(ids))
+                    auto &= ~gold_mask
+                    spot &= ~gold_mask
                 auto_n, spot_n = int(auto.sum()), int(spot.sum())
                 now = Timestamp()
                 now.GetCurrentTime()
-                for p in predictions(served, ids, scores, auto, spot):
+                trace = uuid.uuid4().hex  # one scoring batch, one trace
+                event_ids = new_event_ids(len(ids))
+                for p, event_id in zip(
+                    predictions(served, ids, scores, auto, spot), event_ids, strict=True
+                ):
                     p.predicted_at.CopyFrom(now)
                     routing = common_pb2.RoutingMetadata(
-                        trace_id=uuid.uuid4().hex,
+                        trace_id=trace,
                         source_service="inference",
                         project=served.project,
                         attributes={"model_version": served.version},
@@ -117,12 +131,11 @@ class PoolScorer:
                             PREDICTIONS,
                             p.item_id,
                             events_pb2.PredictionMade(routing=routing, prediction=p),
+                            event_id=event_id,
                         )
                     )
             outbox.enqueue_many(conn, events)
-            store.mark_scored(
-                conn, [i for i, _ in claimed], served.generation, served.version, errors
-            )
+            store.record_score_errors(conn, errors)
             store.count_routed(conn, served.project, auto_n, spot_n)
         self.metrics.predictions.labels(path="pool").inc(len(events))
         if errors:

@@ -47,50 +47,47 @@ def save_items(conn: Conn, rows: Sequence[tuple[str, str, bytes, str | None]]) -
 
 
 def contents_of(conn: Conn, project: str, item_ids: Sequence[str]) -> dict[str, bytes]:
-    """Content of the project's items among `item_ids` (gold items excluded: their
-    predictions are not handed out)."""
+    """Content of the project's items among `item_ids` (gold ones too: a gold item must
+    not be told apart by its missing prediction)."""
     rows = conn.execute(
-        "SELECT item_id, content FROM items WHERE project = %s AND item_id = ANY(%s) "
-        "AND gold_answer IS NULL",
+        "SELECT item_id, content FROM items WHERE project = %s AND item_id = ANY(%s)",
         (project, list(item_ids)),
     ).fetchall()
     return {r[0]: bytes(r[1]) for r in rows}
 
 
 def claim_unscored(
-    conn: Conn, project: str, generation: int, limit: int
-) -> list[tuple[str, bytes]]:
-    """Pool items the serving generation has not scored, locked for this transaction."""
+    conn: Conn, project: str, generation: int, version: str, limit: int
+) -> list[tuple[str, bytes, bool]]:
+    """Take items the serving generation has not scored: (item, content, is gold),
+    marked scored by it and locked until this transaction ends (it rolls back whole
+    if publishing fails)."""
     return [
-        (r[0], bytes(r[1]))
+        (r[0], bytes(r[1]), bool(r[2]))
         for r in conn.execute(
-            "SELECT item_id, content FROM items WHERE project = %s AND gold_answer IS NULL "
-            "AND scored_generation < %s ORDER BY scored_generation, item_id LIMIT %s "
-            "FOR UPDATE SKIP LOCKED",
-            (project, generation, limit),
+            "UPDATE items SET scored_generation = %s, scored_version = %s, score_error = NULL "
+            "WHERE item_id IN (SELECT item_id FROM items WHERE project = %s "
+            "AND scored_generation < %s "
+            "ORDER BY scored_generation, item_id LIMIT %s FOR UPDATE SKIP LOCKED) "
+            "RETURNING item_id, content, gold_answer IS NOT NULL",
+            (generation, version, project, generation, limit),
         )
     ]
 
 
-def mark_scored(
-    conn: Conn,
-    item_ids: Sequence[str],
-    generation: int,
-    version: str,
-    errors: dict[str, str] | None = None,
-) -> None:
-    errs = errors or {}
-    conn.execute(
-        "UPDATE items SET scored_generation = %s, scored_version = %s, score_error = u.e "
-        "FROM unnest(%s::text[], %s::text[]) AS u(i, e) WHERE items.item_id = u.i",
-        (generation, version, list(item_ids), [errs.get(i) for i in item_ids]),
-    )
+def record_score_errors(conn: Conn, errors: dict[str, str]) -> None:
+    """Why the serving model could not score these items (wrong modality or shape)."""
+    if errors:
+        conn.execute(
+            "UPDATE items SET score_error = u.e FROM unnest(%s::text[], %s::text[]) AS u(i, e) "
+            "WHERE items.item_id = u.i",
+            (list(errors), list(errors.values())),
+        )
 
 
 def backlog(conn: Conn, project: str, generation: int) -> int:
     row = conn.execute(
-        "SELECT count(*) FROM items WHERE project = %s AND gold_answer IS NULL "
-        "AND scored_generation < %s",
+        "SELECT count(*) FROM items WHERE project = %s AND scored_generation < %s",
         (project, generation),
     ).fetchone()
     return int(row[0]) if row else 0

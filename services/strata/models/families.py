@@ -202,14 +202,10 @@ def featurize(
                 f"item {bad}: the model takes {spec.input_dim} feature values, "
                 f"this item has {len(contents[bad].features.values)}"
             )
-        flat = np.fromiter(
-            (v for c in contents for v in c.features.values),
-            dtype=np.float32,
-            count=len(contents) * spec.input_dim,
-        )
-        if not np.isfinite(flat).all():
+        matrix = np.array([c.features.values for c in contents], dtype=np.float32)
+        if not np.isfinite(matrix).all():
             raise InputError("feature values must be finite")
-        return (torch.from_numpy(flat.reshape(len(contents), spec.input_dim)),)
+        return (torch.from_numpy(matrix.reshape(len(contents), spec.input_dim)),)
     if spec.family == "text-hash":
         tokens = [text_tokens(c.text, spec.buckets) for c in contents]
         offsets = np.cumsum([0] + [len(t) for t in tokens[:-1]])
