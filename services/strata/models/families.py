@@ -71,6 +71,29 @@ class ModelSpec:
         return ModelSpec(**fields)
 
 
+class _Route(torch.autograd.Function):
+    """Identity forward; backward lets each example's gradient through only where
+    `through` is true (the rest of the batch's gradient stops here)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, through: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(through)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (through,) = ctx.saved_tensors
+        shape = (grad.shape[0],) + (1,) * (grad.dim() - 1)
+        return grad * through.reshape(shape).to(grad.dtype), None
+
+
+def route(x: torch.Tensor, through: torch.Tensor) -> torch.Tensor:
+    """`x` unchanged; in backward, example i's gradient passes only if `through[i]`."""
+    if bool(through.all()):
+        return x
+    return _Route.apply(x, through)  # type: ignore[no-any-return]
+
+
 class GroupedModel(nn.Module):
     """A classifier whose parameters are split into ordered layer groups."""
 
@@ -85,6 +108,30 @@ class GroupedModel(nn.Module):
     def layer_groups(self) -> list[nn.Module]:
         """Group 1 (the output head) first, group K (nearest the input) last."""
         raise NotImplementedError
+
+    def stages(self) -> list[Any]:
+        """The forward pass as one callable per layer group, input first: stage i
+        runs group K - i. The first takes the model's inputs, the others a tensor."""
+        raise NotImplementedError
+
+    # Whether every input tensor has the batch as its first dimension (vmap-able).
+    batched_inputs = True
+
+    def example_inputs(self, inputs: tuple[torch.Tensor, ...], i: int) -> tuple[torch.Tensor, ...]:
+        """The inputs of example i alone, as a batch of one."""
+        return tuple(t[i : i + 1] for t in inputs)
+
+    def forward_routed(self, *inputs: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """The logits of `forward`, with example i's gradient reaching groups
+        1..depth[i] only: where its path enters a deeper group, it is stopped."""
+        stages = self.stages()
+        k = len(stages)
+        h = stages[0](*inputs)
+        for i in range(1, k):
+            # `h` came out of group k - i + 1: examples routed no deeper than k - i stop here.
+            h = route(h, depth > k - i)
+            h = stages[i](h)
+        return h  # type: ignore[no-any-return]
 
 
 def _block(d_in: int, d_out: int, dropout: float) -> nn.Sequential:
@@ -105,6 +152,9 @@ class MLP(GroupedModel):
     def layer_groups(self) -> list[nn.Module]:
         return [self.head, self.hidden, self.input]
 
+    def stages(self) -> list[Any]:
+        return [self.input, self.hidden, self.head]
+
 
 class TextHash(GroupedModel):
     def __init__(self, spec: ModelSpec) -> None:
@@ -121,6 +171,24 @@ class TextHash(GroupedModel):
 
     def layer_groups(self) -> list[nn.Module]:
         return [self.head, self.hidden, self.bag]
+
+    def stages(self) -> list[Any]:
+        def embed(indices: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor) -> Any:
+            return self.bag_act(self.bag(indices, offsets, per_sample_weights=weights))
+
+        return [embed, self.hidden, self.head]
+
+    batched_inputs = False  # a flat bag of token ids with offsets
+
+    def example_inputs(self, inputs: tuple[torch.Tensor, ...], i: int) -> tuple[torch.Tensor, ...]:
+        indices, offsets, weights = inputs
+        start = int(offsets[i])
+        stop = int(offsets[i + 1]) if i + 1 < len(offsets) else len(indices)
+        return (
+            indices[start:stop],
+            torch.zeros(1, dtype=offsets.dtype),
+            weights[start:stop],
+        )
 
 
 class CNN(GroupedModel):
@@ -140,6 +208,9 @@ class CNN(GroupedModel):
 
     def layer_groups(self) -> list[nn.Module]:
         return [self.head, self.hidden, self.conv2, self.conv1]
+
+    def stages(self) -> list[Any]:
+        return [self.conv1, self.conv2, self.hidden, self.head]
 
 
 def build(spec: ModelSpec) -> GroupedModel:

@@ -1,0 +1,1 @@
+"""The training service: governed training on Ray, the influence ledger, feedback."""

@@ -1,0 +1,180 @@
+"""The influence ledger's measure: each label's gradient norm per layer group (pure).
+
+For a training step with learning rate `lr`, label i's influence on group g is
+`lr * ||grad_g loss_i||` when the label reaches g (g <= depth[i]) and 0 otherwise;
+a run's ledger is the sum over its steps.
+
+Two ways to measure it:
+- `GradientTap` reads it off the training step's own backward pass for groups
+  made of linear layers: for a linear layer with input a_i and output gradient
+  g_i, example i's weight gradient is the outer product g_i a_i^T, so its norm
+  is ||g_i|| ||a_i|| (and ||g_i|| for the bias). Almost free, and it measures the
+  gradient the step really applied (routed, dropout as it was).
+- `per_example_group_norms` computes them with `torch.func` (vmap over the
+  batch, dropout off) for any group; models whose inputs are not batched tensors
+  (the hashed-text bag) are done one example at a time.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from strata.models.families import GroupedModel
+
+
+def group_index(model: GroupedModel) -> dict[str, int]:
+    """Parameter name -> its layer group (1 = head)."""
+    owner = {id(p): g for g, m in enumerate(model.layer_groups(), start=1) for p in m.parameters()}
+    return {name: owner[id(p)] for name, p in model.named_parameters()}
+
+
+def per_example_group_norms(
+    model: GroupedModel,
+    inputs: tuple[torch.Tensor, ...],
+    targets: torch.Tensor,
+    depth: torch.Tensor,
+) -> torch.Tensor:
+    """[batch, K]: ||gradient of example i's loss w.r.t. group g||, zero past its depth."""
+    groups = group_index(model)
+    k = len(model.layer_groups())
+    was_training = model.training
+    model.eval()
+    try:
+        if model.batched_inputs:
+            squared = _vmapped(model, inputs, targets, groups, k)
+        else:
+            squared = _one_by_one(model, inputs, targets, groups, k)
+    finally:
+        model.train(was_training)
+    reach = torch.arange(1, k + 1).unsqueeze(0) <= depth.unsqueeze(1)
+    return squared.sqrt() * reach
+
+
+def _vmapped(
+    model: GroupedModel,
+    inputs: tuple[torch.Tensor, ...],
+    targets: torch.Tensor,
+    groups: dict[str, int],
+    k: int,
+) -> torch.Tensor:
+    params = {name: p.detach() for name, p in model.named_parameters()}
+
+    def loss_one(p: dict[str, torch.Tensor], *example: Any) -> torch.Tensor:
+        *xs, y = example
+        logits = functional_call(model, p, tuple(x.unsqueeze(0) for x in xs))
+        return F.cross_entropy(logits, y.unsqueeze(0))
+
+    in_dims = (None,) + (0,) * (len(inputs) + 1)
+    grads = vmap(grad(loss_one), in_dims=in_dims)(params, *inputs, targets)
+    out = torch.zeros(len(targets), k)
+    for name, g in grads.items():
+        out[:, groups[name] - 1] += g.reshape(len(targets), -1).pow(2).sum(1)
+    return out
+
+
+def _one_by_one(
+    model: GroupedModel,
+    inputs: tuple[torch.Tensor, ...],
+    targets: torch.Tensor,
+    groups: dict[str, int],
+    k: int,
+) -> torch.Tensor:
+    names = [n for n, _ in model.named_parameters()]
+    params = [p for _, p in model.named_parameters()]
+    out = torch.zeros(len(targets), k)
+    for i in range(len(targets)):
+        loss = F.cross_entropy(model(*model.example_inputs(inputs, i)), targets[i : i + 1])
+        for name, g in zip(
+            names, torch.autograd.grad(loss, params, allow_unused=True), strict=True
+        ):
+            if g is not None:
+                out[i, groups[name] - 1] += g.pow(2).sum()
+    return out
+
+
+class GradientTap:
+    """Per-example gradient norms of the linear-layer groups, taken from a backward.
+
+    Use around one step: `with GradientTap(model) as tap: governed_step(...)`, then
+    `tap.norms(normalizer)`; groups with other layers (convolutions, embedding
+    bags) come back as NaN (see `tapped_groups`).
+    """
+
+    def __init__(self, model: GroupedModel) -> None:
+        self.model = model
+        self.k = len(model.layer_groups())
+        self.tapped_groups: set[int] = set()
+        self._linears: list[tuple[int, nn.Linear]] = []
+        for g, group in enumerate(model.layer_groups(), start=1):
+            owners = [m for m in group.modules() if any(True for _ in m.parameters(recurse=False))]
+            if owners and all(isinstance(m, nn.Linear) for m in owners):
+                self.tapped_groups.add(g)
+                self._linears.extend((g, m) for m in owners)  # type: ignore[misc]
+        self._handles: list[Any] = []
+        self._seen: list[tuple[int, torch.Tensor, float, list[torch.Tensor]]] = []
+
+    def __enter__(self) -> GradientTap:
+        self._seen.clear()
+        for g, layer in self._linears:
+            self._handles.append(layer.register_forward_hook(self._hook(g)))
+        return self
+
+    def _hook(self, group: int) -> Any:
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            grads: list[torch.Tensor] = []
+            bias = 1.0 if getattr(module, "bias", None) is not None else 0.0
+            self._seen.append((group, inputs[0].detach(), bias, grads))
+            if out.requires_grad:
+                out.register_hook(lambda g: grads.append(g.detach()))
+
+        return hook
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def norms(self, normalizer: float) -> torch.Tensor:
+        """[batch, K] norms of each example's own loss gradient (the step's loss was
+        the batch's summed loss over `normalizer`); NaN for groups not tapped."""
+        batch = next((a.shape[0] for _, a, _, _ in self._seen), 0)
+        squared = torch.zeros(batch, self.k)
+        for g, a, bias, grads in self._seen:
+            if not grads:  # no gradient reached this layer: nothing routed this deep
+                continue
+            out_sq = grads[0].pow(2).sum(1)
+            squared[:, g - 1] += out_sq * (a.pow(2).sum(1) + bias)
+        result = squared.sqrt() * normalizer
+        for g in range(1, self.k + 1):
+            if g not in self.tapped_groups:
+                result[:, g - 1] = float("nan")
+        return result
+
+
+def step_norms(
+    tap: GradientTap,
+    model: GroupedModel,
+    inputs: tuple[torch.Tensor, ...],
+    targets: torch.Tensor,
+    depth: torch.Tensor,
+    normalizer: float,
+) -> torch.Tensor:
+    """[batch, K] per-example group norms of a step the tap watched: read off the
+    step where the tap could, computed with `torch.func` for the other groups."""
+    norms = tap.norms(normalizer)
+    missing = torch.isnan(norms).any(0)
+    if bool(missing.any()):
+        computed = per_example_group_norms(model, inputs, targets, depth)
+        norms[:, missing] = computed[:, missing]
+    return norms
