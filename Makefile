@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(PY) bench/quality_consume.py
 	$(PY) bench/sampler.py
 	$(PY) bench/inference.py
+	$(PY) bench/training.py
 
 clean:
 	rm -rf .strata demo-output .pytest_cache .mypy_cache .ruff_cache
