@@ -102,7 +102,11 @@ class GroupedModel(nn.Module):
     def features(self, *inputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor, depth: torch.Tensor | None = None) -> torch.Tensor:
+        """The logits; with `depth`, routed (see `forward_routed`), so that wrappers
+        that call forward (DistributedDataParallel) can route too."""
+        if depth is not None:
+            return self.forward_routed(*inputs, depth=depth)
         return self.head(self.features(*inputs))
 
     def layer_groups(self) -> list[nn.Module]:

@@ -38,9 +38,11 @@ def governed_step(
 ) -> StepResult:
     """Step `optimizer` on the batch, each example reaching groups 1..depth[i].
 
-    `normalizer` divides the summed loss (default: the batch size; a data-parallel
-    caller passes the global batch size). `forward` is what to call for the logits
-    when `model` is wrapped (DistributedDataParallel), with `depth` as a keyword.
+    `normalizer` divides the summed loss (default: the batch size). Under
+    DistributedDataParallel, which averages gradients over W workers, a worker
+    passes global batch / W, so the step is the one a single process would take on
+    the global batch. `forward` is the wrapper to call for the logits
+    (DistributedDataParallel), with `depth` as a keyword.
     """
     optimizer.zero_grad(set_to_none=True)
     if forward is not None:
