@@ -7,6 +7,12 @@ gives its consensus score) and a governed step that also measures the influence
 ledger (per-example gradient norms per layer group: read off the step's own
 backward for linear groups, computed with torch.func for convolutions).
 
+Then whole runs of the digits MLP (1,500 labels, default policy, batch 64):
+plain single-process torch epochs against Ray Train runs (`train_loop`, the
+service's worker loop: governed steps, the ledger, a checkpoint every epoch) on
+1 and 2 workers; the ratio is of median epoch times, Ray's start-up reported
+apart.
+
 Prints the figures and writes bench/results/training.json.
 """
 
@@ -90,16 +96,89 @@ def bench_family(family: str, batch: int, steps: int) -> dict[str, object]:
     }
 
 
+def bench_runs(epochs: int) -> dict[str, object]:
+    """Median epoch time: plain single-process torch vs Ray Train with 1 and 2 workers."""
+    import tempfile
+
+    import ray
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from strata.training.distributed import TrainPlan, train_loop
+
+    x, y = load_digits(return_X_y=True)
+    x, y = (x[:1500] / 16.0).astype(np.float32), y[:1500].astype(np.int64)
+    scores = np.random.default_rng(0).choice([0.95, 0.8, 0.5], size=len(y), p=[0.7, 0.15, 0.15])
+    depths = influence_depths(
+        default_governance(),
+        [LabelTrust(float(s), common_pb2.LABEL_SOURCE_HUMAN) for s in scores],
+        3,
+    )
+    spec = ModelSpec("mlp", [str(d) for d in range(10)], input_dim=64)
+    torch.manual_seed(0)
+    model = build(spec)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    xs, ys = torch.from_numpy(x), torch.from_numpy(y)
+    plain = []
+    for epoch in range(epochs):
+        began = time.perf_counter()
+        order = np.random.default_rng(epoch).permutation(len(y))
+        for b in range(0, len(y), 64):
+            i = torch.from_numpy(order[b : b + 64])
+            plain_step(model, optimizer, (xs[i],), ys[i])
+        plain.append(time.perf_counter() - began)
+    figures: dict[str, object] = {
+        "runs_labels": len(y),
+        "runs_epochs": epochs,
+        "plain_epoch_ms": round(1000 * statistics.median(plain), 2),
+    }
+    contents = [
+        common_pb2.ItemContent(
+            features=common_pb2.FeatureVector(values=r.tolist())
+        ).SerializeToString()
+        for r in x
+    ]
+    began = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    figures["ray_init_s"] = round(time.perf_counter() - began, 2)
+    try:
+        for workers in (1, 2):
+            plan = TrainPlan("bench", spec.to_dict(), contents, y, depths, epochs)
+            with tempfile.TemporaryDirectory() as tmp:
+                began = time.perf_counter()
+                result = TorchTrainer(
+                    train_loop,
+                    train_loop_config={"plan": plan},
+                    scaling_config=ScalingConfig(num_workers=workers),
+                    run_config=RunConfig(
+                        storage_path=tmp,
+                        name=f"bench-{workers}",
+                        checkpoint_config=CheckpointConfig(num_to_keep=None),
+                    ),
+                ).fit()
+                wall = time.perf_counter() - began
+            epoch_s = [m["seconds"] for _, m in result.best_checkpoints or []]
+            median = statistics.median(epoch_s)
+            figures[f"ray_{workers}w_epoch_ms"] = round(1000 * median, 2)
+            figures[f"ray_{workers}w_over_plain"] = round(median / statistics.median(plain), 2)
+            figures[f"ray_{workers}w_run_wall_s"] = round(wall, 2)
+            print(f"ray {workers} worker(s): {len(epoch_s)} epochs, median {1000 * median:.1f} ms")
+    finally:
+        ray.shutdown()
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of the Ray run comparison")
     args = parser.parse_args()
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
     torch.manual_seed(0)
     figures: dict[str, object] = {"torch_threads": torch.get_num_threads()}
     figures.update(bench_family("mlp", args.batch, args.steps))
     figures.update(bench_family("cnn", min(args.batch, 64), max(20, args.steps // 4)))
+    figures.update(bench_runs(args.epochs))
     report("training", figures)
 
 

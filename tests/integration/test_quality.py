@@ -220,7 +220,9 @@ def test_spammer_is_blocked_through_gold_and_careful_annotator_is_not(stack: Sta
 
     # Under the threshold but not surely so: retrain first; blocked once the bound is clear.
     wait_until(
-        lambda: changes()[-1].status == common_pb2.ANNOTATOR_STATUS_BLOCKED, 30, "spammer blocked"
+        lambda: [c.status for c in changes()][-1:] == [common_pb2.ANNOTATOR_STATUS_BLOCKED],
+        30,
+        "spammer blocked",
     )
     seen = changes()
     assert {m.annotator_id for m in seen} == {"spammer"}

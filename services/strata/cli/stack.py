@@ -230,6 +230,10 @@ class Stack:
         )
         for other in SERVICES:
             env.setdefault(f"STRATA_{other.upper()}_ADDRESS", self.address(other))
+        # Model artifacts on a path training writes and inference reads; Ray runs beside them.
+        home = self.config.home.resolve()
+        env.setdefault("STRATA_TRAINING_ARTIFACT_ROOT", f"file://{home / 'artifacts'}")
+        env.setdefault("STRATA_TRAINING_RAY_STORAGE", str(home / "ray"))
         log_path = logs / f"{name}.log"
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(

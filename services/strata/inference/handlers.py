@@ -7,10 +7,11 @@ from datetime import UTC
 
 import numpy as np
 
-from strata.common.consumer import BatchContext, Batched, HandlerContext, TopicHandler
+from strata.common.consumer import Batched, HandlerContext, TopicHandler
 from strata.common.contract_store import contract_handler
 from strata.common.contracts import ContractCache
 from strata.common.events import Event
+from strata.common.item_store import on_items_imported
 from strata.common.topics import CONTRACTS, ITEMS_IMPORTED, MODELS_PUBLISHED
 from strata.inference import store
 from strata.inference.calibration import calibrate, calibrated
@@ -37,33 +38,6 @@ class InferenceHandlers:
         self.registry = registry
         self.metrics = metrics
         self.config = config
-
-    def on_items(self, ctx: BatchContext, events: list[Event]) -> None:
-        """Keep a copy of each imported item (gold with its answer) to score it."""
-        rows = []
-        kept: dict[str, Event] = {}
-        for event in events:
-            msg = event.message
-            assert isinstance(msg, events_pb2.ItemImported)
-            item = msg.item
-            if not item.item_id or not item.project or item.content.WhichOneof("kind") is None:
-                ctx.reject(event, "an imported item needs item_id, project and content")
-                continue
-            kept[item.item_id] = event
-            rows.append(
-                (
-                    item.item_id,
-                    item.project,
-                    item.content.SerializeToString(),
-                    msg.gold_answer or None,
-                )
-            )
-        for item_id, owner in store.save_items(ctx.conn, rows).items():
-            ctx.reject(
-                kept[item_id],
-                f"item id {item_id!r} already belongs to project {owner!r}; "
-                "item ids are global, import it under a new id",
-            )
 
     def on_model(self, ctx: HandlerContext, event: Event) -> None:
         """Validate, calibrate and serve a published version; a version that cannot be
@@ -185,7 +159,7 @@ class InferenceHandlers:
     def routes(self) -> dict[str, TopicHandler]:
         return {
             CONTRACTS.name: contract_handler(self.contracts),
-            ITEMS_IMPORTED.name: Batched(self.on_items),
+            ITEMS_IMPORTED.name: Batched(on_items_imported),
             MODELS_PUBLISHED.name: self.on_model,
         }
 

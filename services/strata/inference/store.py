@@ -9,41 +9,14 @@ from typing import Any
 import psycopg
 
 from strata.common.contract_store import load_contract, projects, save_contract
+from strata.common.item_store import save_items
 
-__all__ = ["load_contract", "projects", "save_contract"]
+__all__ = ["load_contract", "projects", "save_contract", "save_items"]
 
 Conn = psycopg.Connection[Any]
 
 
 # -- items ------------------------------------------------------------------------------------
-
-
-def save_items(conn: Conn, rows: Sequence[tuple[str, str, bytes, str | None]]) -> dict[str, str]:
-    """(item, project, content, gold answer or None). Item ids are global: an id
-    already stored under another project is not overwritten; returns those ids
-    with the project that owns them."""
-    if not rows:
-        return {}
-    conn.execute(
-        "INSERT INTO items (item_id, project, content, gold_answer) "
-        "SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::text[]) "
-        "ON CONFLICT (item_id) DO NOTHING",
-        (
-            [r[0] for r in rows],
-            [r[1] for r in rows],
-            [r[2] for r in rows],
-            [r[3] for r in rows],
-        ),
-    )
-    owners = dict(
-        conn.execute(
-            "SELECT i.item_id, i.project FROM items i "
-            "JOIN unnest(%s::text[], %s::text[]) AS n(item_id, project) USING (item_id) "
-            "WHERE i.project <> n.project",
-            ([r[0] for r in rows], [r[1] for r in rows]),
-        ).fetchall()
-    )
-    return {str(k): str(v) for k, v in owners.items()}
 
 
 def contents_of(conn: Conn, project: str, item_ids: Sequence[str]) -> dict[str, bytes]:

@@ -7,22 +7,32 @@ workers) the update is exactly the one a single process would make on the whole
 batch. The deepest depth of the global batch is agreed with an all-reduce, so
 every worker leaves the same unreached groups without a gradient.
 
-`run_steps` is the worker loop (Ray calls it in each worker process); it is kept
-free of the service's I/O so tests can drive it with fixed batches.
+`train_loop` is a run's worker loop: epochs of shuffled global batches, the
+influence ledger tapped off each step, and a checkpoint every epoch (rank 0 the
+model and optimizer; every rank its share of the ledger and of which labels it
+got right), from which Ray resumes a run whose worker died. `run_steps` takes
+fixed batches (tests, benchmarks). Neither does the service's I/O.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from strata.models.families import GroupedModel, ModelSpec, build
+from strata.models.families import GroupedModel, ModelSpec, build, featurize
+from strata.training.ledger import GradientTap, step_norms
 from strata.training.step import governed_step
+from strata.v1 import common_pb2
 
 
 @dataclass(frozen=True)
@@ -121,3 +131,150 @@ def ray_worker_loop(config: dict[str, Any]) -> None:
                 f.write(state_bytes(model))
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(metrics, checkpoint=checkpoint)
+
+
+# -- a run's worker loop ---------------------------------------------------------------------
+
+STATE_FILE = "state.pt"  # rank 0: model, optimizer, epochs done
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Everything a run's workers need: the labels' contents, targets and depths."""
+
+    run_id: str
+    spec: dict[str, Any]
+    contents: list[bytes]  # serialized ItemContent, one per training label
+    targets: np.ndarray  # type: ignore[type-arg]
+    depths: np.ndarray  # type: ignore[type-arg]
+    epochs: int
+    batch_size: int = 64
+    lr: float = 3e-3
+    optimizer: str = "adamw"
+    seed: int = 0
+    # Fault injection for tests: the last rank dies 5 s into this epoch (1-based),
+    # unless the run was resumed from a checkpoint. 0: never.
+    crash_at_epoch: int = 0
+
+
+@dataclass
+class RunOutputs:
+    """What a run's last checkpoint holds, the workers' shares put together."""
+
+    model_state: dict[str, torch.Tensor]
+    epochs_done: int
+    ledger: np.ndarray  # type: ignore[type-arg]  # [n, K] accumulated lr * gradient norm
+    correct: np.ndarray  # type: ignore[type-arg]  # [epochs, n] fitted in that epoch's step
+
+
+def batcher(
+    spec: ModelSpec, model: GroupedModel, contents: list[bytes]
+) -> Callable[[np.ndarray], tuple[torch.Tensor, ...]]:  # type: ignore[type-arg]
+    """rows -> model inputs: featurized once where inputs are batch-first tensors."""
+    items = []
+    for raw in contents:
+        c = common_pb2.ItemContent()
+        c.ParseFromString(raw)
+        items.append(c)
+    if model.batched_inputs:
+        every = featurize(spec, items)
+        return lambda rows: tuple(t[torch.from_numpy(rows)] for t in every)
+    return lambda rows: featurize(spec, [items[int(i)] for i in rows])
+
+
+def read_outputs(directory: Path) -> RunOutputs:
+    """A run checkpoint's model state and the summed ledger of every worker's share."""
+    state = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
+    ledger: np.ndarray | None = None  # type: ignore[type-arg]
+    correct: np.ndarray | None = None  # type: ignore[type-arg]
+    for share in sorted(directory.glob("worker-*.npz")):
+        with np.load(share) as z:
+            ledger = z["ledger"] if ledger is None else ledger + z["ledger"]
+            correct = z["correct"] if correct is None else correct | z["correct"]
+    if ledger is None or correct is None:
+        raise FileNotFoundError(f"{directory} has no worker ledger shares")
+    return RunOutputs(state["model"], int(state["epoch"]), ledger, correct)
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """Ray Train's per-worker entry for a run (see the module's docstring)."""
+    import ray.train
+    import ray.train.torch
+
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    plan: TrainPlan = config["plan"]
+    torch.manual_seed(plan.seed)
+    spec = ModelSpec.from_dict(plan.spec)
+    model = build(spec)
+    optimizer = make_optimizer(plan.optimizer, model, plan.lr)
+    n, k = len(plan.targets), len(model.layer_groups())
+    ledger = np.zeros((n, k))
+    correct = np.zeros((plan.epochs, n), dtype=bool)
+    start, resumed = 0, False
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = torch.load(Path(directory) / STATE_FILE, weights_only=True)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start, resumed = int(state["epoch"]), True
+            if rank == 0:  # the shares so far are carried on by rank 0 alone
+                done = read_outputs(Path(directory))
+                ledger, correct = done.ledger, done.correct
+    model.train()
+    wrapped = ray.train.torch.prepare_model(model)
+    inputs_of = batcher(spec, model, plan.contents)
+    targets, depths = torch.from_numpy(plan.targets), torch.from_numpy(plan.depths)
+    for epoch in range(start, plan.epochs):
+        if plan.crash_at_epoch == epoch + 1 and not resumed and rank == world - 1:
+            # Die a while into the epoch: Ray's controller collects reports every 2 s,
+            # and a checkpoint it never collected is not one a run can resume from.
+            time.sleep(5.0)
+            os._exit(1)
+        began, seen, loss_sum = time.monotonic(), 0, 0.0
+        order = np.random.default_rng(plan.seed + epoch).permutation(n)
+        for b in range(0, n, plan.batch_size):
+            batch = order[b : b + plan.batch_size]
+            if len(batch) < world:  # a last sliver too small to shard: next epoch's order differs
+                continue
+            mine = batch[shard(len(batch), rank, world)]
+            inputs, y, d = inputs_of(mine), targets[mine], depths[mine]
+            deepest = global_deepest(int(d.max()))
+            normalizer = len(batch) / world
+            with GradientTap(model) as tap:
+                result = governed_step(
+                    model,
+                    optimizer,
+                    inputs,
+                    y,
+                    d,
+                    deepest=deepest,
+                    normalizer=normalizer,
+                    forward=wrapped,
+                )
+            ledger[mine] += plan.lr * step_norms(tap, model, inputs, y, d, normalizer).numpy()
+            correct[epoch, mine] = result.correct.numpy()
+            seen += len(mine)
+            loss_sum += float(result.per_example_loss.sum())
+        metrics = {
+            "epoch": epoch + 1,
+            "epochs": plan.epochs,
+            "samples": seen,
+            "loss": loss_sum / max(seen, 1),
+            "seconds": time.monotonic() - began,
+            "resumed": resumed,
+            "world": world,
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            if rank == 0:
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "epoch": epoch + 1,
+                    },
+                    Path(tmp) / STATE_FILE,
+                )
+            np.savez(Path(tmp) / f"worker-{rank}.npz", ledger=ledger, correct=correct)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))

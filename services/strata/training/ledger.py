@@ -17,6 +17,7 @@ Two ways to measure it:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -43,26 +44,56 @@ def per_example_group_norms(
     """[batch, K]: ||gradient of example i's loss w.r.t. group g||, zero past its depth."""
     groups = group_index(model)
     k = len(model.layer_groups())
-    was_training = model.training
-    model.eval()
-    try:
-        if model.batched_inputs:
-            squared = _vmapped(model, inputs, targets, groups, k)
-        else:
-            squared = _one_by_one(model, inputs, targets, groups, k)
-    finally:
-        model.train(was_training)
+    squared = torch.zeros(len(targets), k)
+
+    def add(i: int | slice, name: str, g: torch.Tensor) -> None:
+        squared[i, groups[name] - 1] += g.pow(2).sum(-1)
+
+    _each_example_grad(model, inputs, targets, add)
     reach = torch.arange(1, k + 1).unsqueeze(0) <= depth.unsqueeze(1)
     return squared.sqrt() * reach
 
 
-def _vmapped(
+def per_example_grads(
+    model: GroupedModel, inputs: tuple[torch.Tensor, ...], targets: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Parameter name -> [batch, numel]: each example's own loss gradient (dropout off).
+
+    Batched inputs go through `torch.func` (vmap); the others one example at a time.
+    """
+    out = {name: torch.zeros(len(targets), p.numel()) for name, p in model.named_parameters()}
+
+    def keep(i: int | slice, name: str, g: torch.Tensor) -> None:
+        out[name][i] = g
+
+    _each_example_grad(model, inputs, targets, keep)
+    return out
+
+
+def _each_example_grad(
     model: GroupedModel,
     inputs: tuple[torch.Tensor, ...],
     targets: torch.Tensor,
-    groups: dict[str, int],
-    k: int,
-) -> torch.Tensor:
+    take: Callable[[int | slice, str, torch.Tensor], None],
+) -> None:
+    """Hand `take(examples, name, flat gradient)` each example's gradient (dropout off),
+    the whole batch at once where the inputs can be vmapped; one at a time otherwise,
+    so that a large embedding's gradient exists for one example at a time."""
+    was_training = model.training
+    model.eval()
+    try:
+        if model.batched_inputs:
+            for name, g in _vmapped(model, inputs, targets).items():
+                take(slice(None), name, g)
+        else:
+            _one_by_one(model, inputs, targets, take)
+    finally:
+        model.train(was_training)
+
+
+def _vmapped(
+    model: GroupedModel, inputs: tuple[torch.Tensor, ...], targets: torch.Tensor
+) -> dict[str, torch.Tensor]:
     params = {name: p.detach() for name, p in model.named_parameters()}
 
     def loss_one(p: dict[str, torch.Tensor], *example: Any) -> torch.Tensor:
@@ -72,30 +103,24 @@ def _vmapped(
 
     in_dims = (None,) + (0,) * (len(inputs) + 1)
     grads = vmap(grad(loss_one), in_dims=in_dims)(params, *inputs, targets)
-    out = torch.zeros(len(targets), k)
-    for name, g in grads.items():
-        out[:, groups[name] - 1] += g.reshape(len(targets), -1).pow(2).sum(1)
-    return out
+    return {name: g.reshape(len(targets), -1) for name, g in grads.items()}
 
 
 def _one_by_one(
     model: GroupedModel,
     inputs: tuple[torch.Tensor, ...],
     targets: torch.Tensor,
-    groups: dict[str, int],
-    k: int,
-) -> torch.Tensor:
-    names = [n for n, _ in model.named_parameters()]
-    params = [p for _, p in model.named_parameters()]
-    out = torch.zeros(len(targets), k)
+    take: Callable[[int | slice, str, torch.Tensor], None],
+) -> None:
+    named = list(model.named_parameters())
+    params = [p for _, p in named]
     for i in range(len(targets)):
         loss = F.cross_entropy(model(*model.example_inputs(inputs, i)), targets[i : i + 1])
-        for name, g in zip(
-            names, torch.autograd.grad(loss, params, allow_unused=True), strict=True
+        for (name, _), g in zip(
+            named, torch.autograd.grad(loss, params, allow_unused=True), strict=True
         ):
             if g is not None:
-                out[i, groups[name] - 1] += g.pow(2).sum()
-    return out
+                take(i, name, g.reshape(-1))
 
 
 class GradientTap:

@@ -22,6 +22,7 @@ from strata.models.families import GroupedModel
 class StepResult:
     loss: float
     per_example_loss: torch.Tensor  # detached, one per example
+    correct: torch.Tensor  # bool, one per example: the logits' argmax was the target
     groups_updated: int  # groups 1..this had a gradient
 
 
@@ -58,7 +59,8 @@ def governed_step(
                 p.grad = None
     optimizer.step()
     detached = losses.detach()
-    return StepResult(float(detached.mean()), detached, reach)
+    correct = logits.detach().argmax(1) == targets
+    return StepResult(float(detached.mean()) if len(detached) else 0.0, detached, correct, reach)
 
 
 def plain_step(

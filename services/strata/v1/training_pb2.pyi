@@ -39,10 +39,14 @@ class StartRunRequest(_message.Message):
     def __init__(self, project: _Optional[str] = ..., family: _Optional[str] = ..., num_workers: _Optional[int] = ..., epochs: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class StartRunResponse(_message.Message):
-    __slots__ = ("run_id",)
+    __slots__ = ("run_id", "state", "runs_ahead")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RUNS_AHEAD_FIELD_NUMBER: _ClassVar[int]
     run_id: str
-    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+    state: RunState
+    runs_ahead: int
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., runs_ahead: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("run_id", "project", "state", "progress", "epoch", "epochs", "metrics", "model_version", "error", "started_at", "finished_at", "samples_seen", "samples_per_second", "resumed_from_checkpoint", "num_workers")

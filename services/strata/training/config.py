@@ -1,0 +1,101 @@
+"""The training service's own settings, on top of the kit's ServiceConfig."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from strata.common.config import parse_address, parse_float, parse_int, setting
+
+
+def parse_artifact_root(raw: str) -> str:
+    raw = raw.strip().rstrip("/")
+    if raw.startswith("s3://"):
+        return raw
+    if raw.startswith("file://"):
+        raw = raw[len("file://") :]
+    if not raw:
+        raise ValueError("must be a file:// or s3:// location, or a directory")
+    return "file://" + str(Path(raw).expanduser().resolve())
+
+
+def parse_directory(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must be a directory")
+    return str(Path(raw.strip()).expanduser().resolve())
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Where artifacts and Ray runs live, run defaults, who may start runs."""
+
+    gateway_address: str = setting(
+        "STRATA_GATEWAY_ADDRESS",
+        parse_address,
+        "",
+        "gateway gRPC host:port that checks callers' bearer tokens (unset: guarded calls "
+        "are refused)",
+    )
+    artifact_root: str = setting(
+        "STRATA_TRAINING_ARTIFACT_ROOT",
+        parse_artifact_root,
+        "file://" + str(Path(".strata/artifacts").resolve()),
+        "where model artifacts and TracIn checkpoints are written (file:// path shared "
+        "with inference, or s3://bucket/prefix)",
+    )
+    ray_storage: str = setting(
+        "STRATA_TRAINING_RAY_STORAGE",
+        parse_directory,
+        str(Path(".strata/ray").resolve()),
+        "Ray Train's storage for run checkpoints (shared by every Ray node)",
+    )
+    ray_cpus: int = setting(
+        "STRATA_TRAINING_RAY_CPUS",
+        parse_int(1, 1024),
+        2,
+        "CPUs of the local Ray instance started when RAY_ADDRESS is not set",
+    )
+    num_workers: int = setting(
+        "STRATA_TRAINING_NUM_WORKERS",
+        parse_int(1, 256),
+        1,
+        "data-parallel Ray Train workers per run (StartRun may ask for another number)",
+    )
+    epochs: int = setting(
+        "STRATA_TRAINING_EPOCHS", parse_int(1, 10_000), 30, "epochs per run by default"
+    )
+    batch_size: int = setting(
+        "STRATA_TRAINING_BATCH_SIZE", parse_int(2, 65_536), 64, "global batch size"
+    )
+    lr: float = setting("STRATA_TRAINING_LR", parse_float(1e-6, 10.0), 3e-3, "learning rate")
+    min_labels: int = setting(
+        "STRATA_TRAINING_MIN_LABELS",
+        parse_int(2, 10_000_000),
+        20,
+        "accepted labels a project needs before a run is started",
+    )
+    max_failures: int = setting(
+        "STRATA_TRAINING_MAX_FAILURES",
+        parse_int(0, 100),
+        2,
+        "times Ray restarts a run's workers from the last checkpoint before the run fails",
+    )
+    tracin_checkpoints: int = setting(
+        "STRATA_TRAINING_TRACIN_CHECKPOINTS",
+        parse_int(1, 100),
+        4,
+        "checkpoints per run kept for TraceInfluence (spread over the run)",
+    )
+    poll_s: float = setting(
+        "STRATA_TRAINING_POLL_S",
+        parse_float(0.05, 60.0),
+        0.5,
+        "how often the run loop looks for queued runs",
+    )
+    fault_crash_at_epoch: int = setting(
+        "STRATA_TRAINING_FAULT_CRASH_AT_EPOCH",
+        parse_int(0, 10_000),
+        0,
+        "fault injection for tests: a worker of each StartRun run dies as this epoch starts "
+        "(the run must resume from its checkpoint); 0, the default, never",
+    )

@@ -1,0 +1,487 @@
+"""Runs: queued in Postgres, trained on Ray Train, published through the outbox.
+
+One loop per process takes the oldest queued run of a project with nothing
+running (replicas share the queue; a project trains one run at a time), trains
+it with `TorchTrainer` (checkpoints every epoch, workers that die are restarted
+from the last one), then measures the model on held-out gold, computes depth
+profiles and memorization flags, and in one transaction records the model, the
+influence ledger, profiles, flags and TracIn checkpoints, and enqueues
+`strata.models.published` and `strata.training.feedback`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import torch
+
+from strata.common import outbox
+from strata.common.contracts import ContractCache
+from strata.common.db import Database
+from strata.common.events import make_event
+from strata.common.topics import MODELS_PUBLISHED, TRAINING_FEEDBACK
+from strata.models import artifact
+from strata.models.families import (
+    MODALITY,
+    GroupedModel,
+    InputError,
+    ModelSpec,
+    build,
+    featurize,
+)
+from strata.training import analysis, store
+from strata.training.config import TrainingConfig
+from strata.training.distributed import TrainPlan, read_outputs, train_loop
+from strata.training.governance import LabelTrust, PolicyError, influence_depths
+from strata.training.messages import flag_messages, profile_messages
+from strata.training.metrics import TrainingMetrics
+from strata.v1 import common_pb2, events_pb2
+
+log = logging.getLogger(__name__)
+
+FAMILY_FOR = {modality: family for family, modality in MODALITY.items()}
+
+
+class RunRejected(Exception):
+    """A run that cannot train on what the project has (said to the caller as is)."""
+
+
+def group_names(model: GroupedModel) -> list[str]:
+    """Names of the layer groups, group 1 (the head) first."""
+    by_id = {id(m): name for name, m in model.named_children()}
+    return [by_id.get(id(g), f"group{i}") for i, g in enumerate(model.layer_groups(), start=1)]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    spec: ModelSpec
+    rows: list[store.TrainingRow]
+    targets: np.ndarray  # type: ignore[type-arg]
+    depths: np.ndarray  # type: ignore[type-arg]
+    dropped: int  # labels whose class the contract no longer has
+
+
+def prepare(
+    rows: list[store.TrainingRow],
+    contract: common_pb2.LabelingContract,
+    family: str,
+    min_labels: int,
+) -> Dataset:
+    """What a run trains on, or RunRejected saying why there is nothing to train (pure)."""
+    classes = [c.name for c in contract.classes]
+    index = {c: i for i, c in enumerate(classes)}
+    kept = [r for r in rows if r.label.value in index]
+    if len(kept) < min_labels:
+        raise RunRejected(
+            f"project {contract.project!r} has {len(kept)} accepted labels; a run needs at "
+            f"least {min_labels} (STRATA_TRAINING_MIN_LABELS)"
+        )
+    values = {r.label.value for r in kept}
+    if len(values) < 2:
+        raise RunRejected(
+            f"all {len(kept)} accepted labels are {next(iter(values))!r}: a classifier needs "
+            "labels of at least two classes"
+        )
+    contents = [common_pb2.ItemContent.FromString(r.content) for r in kept]
+    modalities = {c.WhichOneof("kind") for c in contents}
+    if len(modalities) != 1:
+        raise RunRejected(f"the labelled items mix content kinds {sorted(map(str, modalities))}")
+    modality = next(iter(modalities))
+    family = family or FAMILY_FOR.get(str(modality), "")
+    if not family:
+        raise RunRejected(f"no model family takes {modality} content")
+    input_dim = len(contents[0].features.values) if modality == "features" else 0
+    try:
+        spec = ModelSpec(family, classes, input_dim=input_dim)
+        model = build(spec)
+        featurize(spec, contents[:1])
+    except (ValueError, InputError) as exc:
+        raise RunRejected(f"cannot build a {family} model for this project: {exc}") from None
+    if modality == "features" and {len(c.features.values) for c in contents} != {input_dim}:
+        raise RunRejected("the labelled feature vectors differ in length")
+    trusts = [LabelTrust(r.label.consensus_score, r.label.source, r.gold) for r in kept]
+    try:
+        depths = influence_depths(contract.governance, trusts, len(model.layer_groups()))
+    except PolicyError as exc:
+        raise RunRejected(f"contract {contract.version}: {exc}") from None
+    targets = np.asarray([index[r.label.value] for r in kept], dtype=np.int64)
+    return Dataset(spec, kept, targets, depths, len(rows) - len(kept))
+
+
+class Progress:
+    """Ray Train callback (runs in Ray's controller): each epoch's progress into the run's row."""
+
+    def __init__(self, dsn: str, schema: str, run_id: str) -> None:
+        self.dsn, self.schema, self.run_id = dsn, schema, run_id
+
+    def after_report(
+        self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
+    ) -> None:
+        if not metrics:
+            return
+        samples = sum(int(m.get("samples", 0)) for m in metrics)
+        seconds = max(float(m.get("seconds", 0.0)) for m in metrics) or 1e-9
+        with psycopg.connect(self.dsn, options=f"-c search_path={self.schema},public") as conn:
+            store.record_progress(
+                conn,
+                self.run_id,
+                int(metrics[0]["epoch"]),
+                samples,
+                samples / seconds,
+                any(bool(m.get("resumed")) for m in metrics),
+            )
+
+
+def _progress_callback(dsn: str, schema: str, run_id: str) -> Any:
+    from ray.train import UserCallback
+
+    class _Callback(UserCallback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.progress = Progress(dsn, schema, run_id)
+
+        def after_report(self, run_context: Any, metrics: Any, checkpoint: Any) -> None:
+            self.progress.after_report(run_context, metrics, checkpoint)
+
+    return _Callback()
+
+
+class RunExecutor:
+    def __init__(
+        self,
+        db: Database,
+        dsn: str,
+        contracts: ContractCache,
+        metrics: TrainingMetrics,
+        config: TrainingConfig,
+    ) -> None:
+        self.db = db
+        self.dsn = dsn
+        self.contracts = contracts
+        self.metrics = metrics
+        self.config = config
+        self._ray_ready = False
+
+    def run(self, stop: threading.Event) -> None:
+        with self.db.transaction() as conn:
+            for run_id in store.requeue_running(conn):
+                log.warning(
+                    "run %s was cut off; queued again to resume from its checkpoint", run_id
+                )
+        while not stop.is_set():
+            with self.db.transaction() as conn:
+                claimed = store.claim_next_run(conn)
+                queued = conn.execute("SELECT count(*) FROM runs WHERE state = 'queued'").fetchone()
+            self.metrics.queued.set(int(queued[0]) if queued else 0)
+            if claimed is None:
+                stop.wait(self.config.poll_s)
+                continue
+            self.execute(claimed)
+
+    def execute(self, run: store.RunRow) -> None:
+        self.metrics.running.inc()
+        try:
+            self._train(run)
+            self.metrics.runs.labels(outcome="succeeded").inc()
+        except RunRejected as exc:
+            log.warning("run %s (%s) not trained: %s", run.run_id, run.project, exc)
+            self._fail(run, str(exc), "rejected")
+        except Exception as exc:  # the run fails; the service goes on
+            log.exception("run %s (%s) failed", run.run_id, run.project)
+            self._fail(run, f"{type(exc).__name__}: {exc}", "failed")
+        finally:
+            self.metrics.running.dec()
+
+    def _fail(self, run: store.RunRow, error: str, outcome: str) -> None:
+        with self.db.transaction() as conn:
+            store.fail_run(conn, run.run_id, error)
+        self.metrics.runs.labels(outcome=outcome).inc()
+
+    def _ensure_ray(self) -> None:
+        if self._ray_ready:
+            return
+        import os
+
+        import ray
+
+        if not ray.is_initialized():
+            if os.environ.get("RAY_ADDRESS"):
+                ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+            else:
+                ray.init(
+                    num_cpus=self.config.ray_cpus, include_dashboard=False, log_to_driver=False
+                )
+        self._ray_ready = True
+
+    def _train(self, run: store.RunRow) -> None:
+        contract = self.contracts.current(run.project)
+        if contract is None:
+            raise RunRejected(f"project {run.project!r} has no labeling contract here yet")
+        with self.db.transaction() as conn:
+            rows = store.training_set(conn, run.project)
+            gold = store.gold_set(conn, run.project)
+        data = prepare(rows, contract, run.family, self.config.min_labels)
+        with self.db.transaction() as conn:
+            store.set_labels(conn, run.run_id, len(data.rows))
+        plan = TrainPlan(
+            run_id=run.run_id,
+            spec=data.spec.to_dict(),
+            contents=[r.content for r in data.rows],
+            targets=data.targets,
+            depths=data.depths,
+            epochs=run.epochs,
+            batch_size=self.config.batch_size,
+            lr=self.config.lr,
+            crash_at_epoch=run.crash_at_epoch,
+        )
+        began = time.monotonic()
+        result = self._fit(run, plan)
+        log.info(
+            "run %s (%s): %d labels, %d epochs on %d workers in %.1f s",
+            run.run_id,
+            run.project,
+            len(data.rows),
+            run.epochs,
+            run.num_workers,
+            time.monotonic() - began,
+        )
+        self._publish(run, data, gold, result, contract)
+
+    def _fit(self, run: store.RunRow, plan: TrainPlan) -> Any:
+        self._ensure_ray()
+        from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+        from ray.train.torch import TorchTrainer
+
+        trainer = TorchTrainer(
+            train_loop,
+            train_loop_config={"plan": plan},
+            scaling_config=ScalingConfig(num_workers=run.num_workers, use_gpu=False),
+            run_config=RunConfig(
+                storage_path=self.config.ray_storage,
+                name=f"run-{run.run_id}",
+                failure_config=FailureConfig(max_failures=self.config.max_failures),
+                checkpoint_config=CheckpointConfig(num_to_keep=None),
+                callbacks=[_progress_callback(self.dsn, self.db.schema, run.run_id)],
+            ),
+        )
+        result = trainer.fit()
+        if result.error is not None:
+            raise RuntimeError(f"training failed on Ray: {result.error}")
+        if result.checkpoint is None:
+            raise RuntimeError("training ended without a checkpoint")
+        for _, epoch in result.best_checkpoints or []:
+            self.metrics.epoch_seconds.observe(float(epoch.get("seconds", 0.0)))
+        return result
+
+    def _publish(
+        self,
+        run: store.RunRow,
+        data: Dataset,
+        gold: list[tuple[str, bytes, str]],
+        result: Any,
+        contract: common_pb2.LabelingContract,
+    ) -> None:
+        spec = data.spec
+        with result.checkpoint.as_directory() as directory:
+            outputs = read_outputs(Path(directory))
+        model = build(spec)
+        model.load_state_dict(outputs.model_state)
+        model.eval()
+        contents = [common_pb2.ItemContent.FromString(r.content) for r in data.rows]
+        train_inputs = featurize(spec, contents)
+        targets = torch.from_numpy(data.targets)
+
+        index = {c: i for i, c in enumerate(spec.classes)}
+        held = []
+        for item_id, raw, answer in gold:
+            content = common_pb2.ItemContent.FromString(raw)
+            if answer in index and _fits(spec, content):
+                held.append((item_id, content, index[answer]))
+        gold_inputs = featurize(spec, [c for _, c, _ in held]) if held else ()
+        gold_targets = torch.tensor([a for _, _, a in held], dtype=torch.int64)
+        evaluation = analysis.evaluate(model, gold_inputs, gold_targets, spec.classes)
+        profiles = (
+            analysis.depth_profiles(
+                model, train_inputs, targets, gold_inputs, gold_targets, spec.classes
+            )
+            if held
+            else {}
+        )
+        fitted = (analysis.logits_of(model, train_inputs).argmax(1) == targets).numpy()
+        flags = analysis.memorization_flags(
+            analysis.neighbour_features(model, train_inputs),
+            data.targets,
+            fitted,
+            outputs.correct[: outputs.epochs_done],
+        )
+        names = group_names(model)
+        root = f"{self.config.artifact_root}/{run.project}/runs/{run.run_id}"
+        model_uri = f"{root}/model.pt"
+        meta = {"run_id": run.run_id, "epochs": outputs.epochs_done, "labels": len(data.rows)}
+        artifact.write(model_uri, artifact.dumps(spec, model, meta))
+        saved = self._save_checkpoints(result, spec, root)
+
+        metrics = common_pb2.ModelMetrics(
+            accuracy=evaluation.accuracy,
+            loss=evaluation.loss,
+            ece_before=evaluation.ece_before,
+            ece_after=evaluation.ece_after,
+            temperature=evaluation.temperature,
+            n_eval=evaluation.n,
+            per_class_accuracy=[
+                common_pb2.ClassScore(class_label=c, score=s)
+                for c, s in evaluation.per_class_accuracy.items()
+            ],
+        )
+        ledger_rows = [
+            store.LedgerRow(
+                r.label.label_id,
+                r.label.item_id,
+                g,
+                float(outputs.ledger[i, g - 1]),
+                int(data.depths[i]),
+                r.label.value,
+                r.label.consensus_score,
+                list(r.label.annotator_ids),
+            )
+            for i, r in enumerate(data.rows)
+            for g in range(1, int(data.depths[i]) + 1)
+        ]
+        flag_rows = [
+            store.FlagRow(
+                data.rows[f.index].label.label_id,
+                data.rows[f.index].label.item_id,
+                data.rows[f.index].label.value,
+                list(data.rows[f.index].label.annotator_ids),
+                f.reason,
+                f.score,
+            )
+            for f in flags
+        ]
+        flag_rows.sort(key=lambda f: (-f.score, f.label_id))  # the order DepthProfile serves
+        now = datetime.now(UTC)
+        with self.db.transaction(timeout=60.0) as conn:
+            seq = store.next_model_seq(conn, run.project)
+            version = f"v{seq}"
+            store.record_model(
+                conn,
+                store.ModelRow(
+                    run.project,
+                    version,
+                    run.run_id,
+                    seq,
+                    spec.family,
+                    list(spec.classes),
+                    names,
+                    model_uri,
+                    metrics.SerializeToString(),
+                ),
+            )
+            written = store.write_ledger(conn, run.run_id, ledger_rows)
+            store.write_profiles(conn, run.run_id, profiles)
+            store.write_flags(conn, run.run_id, flag_rows)
+            store.write_checkpoints(conn, run.run_id, saved)
+            store.succeed_run(conn, run.run_id, version, metrics.SerializeToString())
+            routing = common_pb2.RoutingMetadata(
+                source_service="training",
+                project=run.project,
+                ontology_version=contract.version,
+                trace_id=run.run_id,
+            )
+            published = events_pb2.ModelPublished(
+                routing=routing,
+                project=run.project,
+                model_version=version,
+                artifact_uri=model_uri,
+                family=spec.family,
+                metrics=metrics,
+                classes=spec.classes,
+                run_id=run.run_id,
+                calibration_inputs=[
+                    events_pb2.GoldLogits(
+                        item_id=item_id,
+                        logits=evaluation.logits[j].tolist(),
+                        gold_answer=spec.classes[a],
+                    )
+                    for j, (item_id, _, a) in enumerate(held)
+                ],
+            )
+            published.published_at.FromDatetime(now)
+            feedback = events_pb2.TrainingFeedback(
+                routing=routing,
+                project=run.project,
+                model_version=version,
+                run_id=run.run_id,
+                layer_groups=names,
+                depth_profiles=profile_messages(profiles),
+                memorization_flags=flag_messages(flag_rows),
+            )
+            outbox.enqueue_many(
+                conn,
+                [
+                    make_event(MODELS_PUBLISHED, run.project, published, trace_id=run.run_id),
+                    make_event(TRAINING_FEEDBACK, run.project, feedback, trace_id=run.run_id),
+                ],
+            )
+        self.metrics.ledger_rows.inc(written)
+        self.metrics.memorization_flags.inc(len(flag_rows))
+        self.metrics.accuracy.labels(project=run.project).set(evaluation.accuracy)
+        self.metrics.ece.labels(project=run.project).set(evaluation.ece_after)
+        with self.db.transaction() as conn:
+            done = store.run(conn, run.run_id)
+        if done is not None:
+            self.metrics.samples.inc(done.samples_seen)
+            self.metrics.samples_per_second.set(done.samples_per_second)
+        log.info(
+            "run %s (%s): published %s, gold accuracy %.3f on %d, %d ledger rows, %d flags",
+            run.run_id,
+            run.project,
+            version,
+            evaluation.accuracy,
+            evaluation.n,
+            written,
+            len(flag_rows),
+        )
+
+    def _save_checkpoints(
+        self, result: Any, spec: ModelSpec, root: str
+    ) -> list[tuple[int, float, str]]:
+        """Up to `tracin_checkpoints` epoch states, spread over the run (the last always)."""
+        found = []
+        for checkpoint, metrics in result.best_checkpoints or []:
+            found.append((int(metrics["epoch"]), checkpoint))
+        found.sort(key=lambda pair: pair[0])
+        if not found:
+            return []
+        want = self.config.tracin_checkpoints
+        picks = (
+            sorted({round(x) for x in np.linspace(len(found) - 1, 0, want)})
+            if want > 1
+            else [len(found) - 1]
+        )
+        saved = []
+        for i in picks:
+            epoch, checkpoint = found[int(i)]
+            with checkpoint.as_directory() as directory:
+                outputs = read_outputs(Path(directory))
+            model = build(spec)
+            model.load_state_dict(outputs.model_state)
+            uri = f"{root}/epoch-{epoch}.pt"
+            artifact.write(uri, artifact.dumps(spec, model, {"epoch": epoch}))
+            saved.append((epoch, self.config.lr, uri))
+        return saved
+
+
+def _fits(spec: ModelSpec, content: common_pb2.ItemContent) -> bool:
+    try:
+        featurize(spec, [content])
+    except InputError:
+        return False
+    return True

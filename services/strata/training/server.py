@@ -1,0 +1,291 @@
+"""The Training gRPC servicer: StartRun, GetRun, TraceInfluence, DepthProfile, QueryLedger."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import grpc
+import numpy as np
+import torch
+
+from strata.common.access import AccessCheck, AccessDenied
+from strata.common.contracts import ContractCache
+from strata.common.db import Database
+from strata.common.grpcserver import abort
+from strata.models import artifact
+from strata.models.artifact import ArtifactError
+from strata.models.families import FAMILIES, InputError, featurize
+from strata.training import analysis, store
+from strata.training.config import TrainingConfig
+from strata.training.messages import flag_messages, profile_messages
+from strata.training.runs import RunRejected, prepare
+from strata.v1 import common_pb2, training_pb2, training_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+STATES = {
+    "queued": training_pb2.RUN_STATE_QUEUED,
+    "running": training_pb2.RUN_STATE_RUNNING,
+    "succeeded": training_pb2.RUN_STATE_SUCCEEDED,
+    "failed": training_pb2.RUN_STATE_FAILED,
+}
+READERS = ("reviewer", "admin")  # the ledger names annotators: not for annotators
+
+
+class TrainingServicer(training_pb2_grpc.TrainingServicer):
+    def __init__(
+        self,
+        db: Database,
+        contracts: ContractCache,
+        access: AccessCheck,
+        config: TrainingConfig,
+    ) -> None:
+        self.db = db
+        self.contracts = contracts
+        self.access = access
+        self.config = config
+
+    def _require(self, context: grpc.ServicerContext, roles: tuple[str, ...]) -> None:
+        try:
+            self.access.require(context.invocation_metadata(), roles)
+        except AccessDenied as exc:
+            abort(context, exc.code, str(exc))
+
+    def StartRun(
+        self, request: training_pb2.StartRunRequest, context: grpc.ServicerContext
+    ) -> training_pb2.StartRunResponse:
+        self._require(context, ("admin",))
+        if not request.project:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+        if request.family and request.family not in FAMILIES:
+            abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"family {request.family!r} is not a model family; use one of "
+                f"{', '.join(FAMILIES)} (or leave it empty to pick by content)",
+            )
+        if not 0 <= request.num_workers <= 256 or not 0 <= request.epochs <= 10_000:
+            abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "num_workers must be 0..256 and epochs 0..10000 (0: the service's default)",
+            )
+        contract = self.contracts.current(request.project)
+        if contract is None:
+            abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"project {request.project!r} has no labeling contract; load one first",
+            )
+        assert contract is not None
+        with self.db.transaction() as conn:
+            rows = store.training_set(conn, request.project)
+        try:
+            prepare(rows, contract, request.family, self.config.min_labels)
+        except RunRejected as exc:
+            abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"no run started: {exc}")
+        with self.db.transaction() as conn:
+            run_id = store.create_run(
+                conn,
+                request.project,
+                request.family,
+                request.num_workers or self.config.num_workers,
+                request.epochs or self.config.epochs,
+                request.reason or "StartRun",
+                self.config.fault_crash_at_epoch,
+            )
+            ahead = store.runs_ahead(conn, request.project, run_id)
+        return training_pb2.StartRunResponse(
+            run_id=run_id, state=training_pb2.RUN_STATE_QUEUED, runs_ahead=ahead
+        )
+
+    def GetRun(
+        self, request: training_pb2.GetRunRequest, context: grpc.ServicerContext
+    ) -> training_pb2.GetRunResponse:
+        try:
+            uuid.UUID(request.run_id)
+        except ValueError:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{request.run_id!r} is not a run id")
+        with self.db.transaction() as conn:
+            row = store.run(conn, request.run_id)
+        if row is None:
+            abort(context, grpc.StatusCode.NOT_FOUND, f"no run {request.run_id}")
+        assert row is not None
+        return training_pb2.GetRunResponse(run=run_message(row))
+
+    def _model(self, context: grpc.ServicerContext, project: str, version: str) -> store.ModelRow:
+        if not project:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+        with self.db.transaction() as conn:
+            found = store.model(conn, project, version)
+        if found is None:
+            abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"project {project!r} has no model {version!r}"
+                if version
+                else f"project {project!r} has no trained model yet",
+            )
+        assert found is not None
+        return found
+
+    def DepthProfile(
+        self, request: training_pb2.DepthProfileRequest, context: grpc.ServicerContext
+    ) -> training_pb2.DepthProfileResponse:
+        self._require(context, READERS)
+        m = self._model(context, request.project, request.model_version)
+        with self.db.transaction() as conn:
+            profiles = store.profiles(conn, m.run_id)
+            flags = store.flags(conn, m.run_id)
+        return training_pb2.DepthProfileResponse(
+            model_version=m.version,
+            layer_groups=m.layer_groups,
+            profiles=profile_messages(profiles),
+            memorization_flags=flag_messages(flags),
+        )
+
+    def QueryLedger(
+        self, request: training_pb2.QueryLedgerRequest, context: grpc.ServicerContext
+    ) -> training_pb2.QueryLedgerResponse:
+        self._require(context, READERS)
+        m = self._model(context, request.project, request.model_version)
+        if not 0 <= request.layer_group <= len(m.layer_groups):
+            abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"layer_group must be 1..{len(m.layer_groups)} (or 0 for all), "
+                f"got {request.layer_group}",
+            )
+        limit = request.limit or 100
+        if not 1 <= limit <= 100_000:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "limit must be 1..100000")
+        with self.db.transaction() as conn:
+            rows = store.query_ledger(
+                conn,
+                m.run_id,
+                request.annotator_id,
+                request.class_label,
+                request.layer_group,
+                limit,
+            )
+        return training_pb2.QueryLedgerResponse(
+            entries=[
+                training_pb2.LedgerEntry(
+                    label_id=r.label_id,
+                    item_id=r.item_id,
+                    annotator_ids=r.annotator_ids,
+                    consensus_score=r.consensus_score,
+                    layer_group=r.layer_group,
+                    influence=r.influence,
+                    influence_depth=r.influence_depth,
+                    value=r.value,
+                )
+                for r in rows
+            ]
+        )
+
+    def TraceInfluence(
+        self, request: training_pb2.TraceInfluenceRequest, context: grpc.ServicerContext
+    ) -> training_pb2.TraceInfluenceResponse:
+        self._require(context, READERS)
+        m = self._model(context, request.project, request.model_version)
+        top_k = request.top_k or 10
+        if not 1 <= top_k <= 1000:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "top_k must be 1..1000")
+        target = request.WhichOneof("target")
+        with self.db.transaction() as conn:
+            if target == "item_id":
+                found = store.contents_of(conn, request.project, [request.item_id])
+                if request.item_id not in found:
+                    abort(
+                        context,
+                        grpc.StatusCode.NOT_FOUND,
+                        f"project {request.project!r} has no item {request.item_id!r}",
+                    )
+                content = common_pb2.ItemContent.FromString(found[request.item_id])
+            elif target == "content":
+                content = request.content
+            else:
+                abort(context, grpc.StatusCode.INVALID_ARGUMENT, "give an item_id or content")
+            labels = store.run_labels(conn, m.run_id)
+            saved = store.checkpoints(conn, m.run_id)
+            contents = store.contents_of(conn, request.project, [lb.item_id for lb in labels])
+        try:
+            final = artifact.loads(artifact.read(m.artifact_uri))
+            checkpoints = [
+                analysis.Checkpoint(artifact.loads(artifact.read(uri)).model, lr)
+                for _, lr, uri in saved
+            ]
+        except ArtifactError as exc:
+            abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"{m.version}: {exc}")
+        spec = final.spec
+        try:
+            target_inputs = featurize(spec, [content])
+        except InputError as exc:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"the {spec.family} model: {exc}")
+        index = {c: i for i, c in enumerate(spec.classes)}
+        usable = [lb for lb in labels if lb.item_id in contents and lb.value in index]
+        if not usable or not checkpoints:
+            abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{m.version} kept no training labels or checkpoints to trace",
+            )
+        predicted = int(analysis.logits_of(final.model, target_inputs).argmax(1)[0])
+        train_inputs = featurize(
+            spec, [common_pb2.ItemContent.FromString(contents[lb.item_id]) for lb in usable]
+        )
+        scores = analysis.tracin(
+            checkpoints,
+            target_inputs,
+            predicted,
+            train_inputs,
+            torch.tensor([index[lb.value] for lb in usable], dtype=torch.int64),
+            torch.tensor([lb.influence_depth for lb in usable], dtype=torch.int64),
+        )
+        total = scores.sum(1)
+        order = np.argsort(-total, kind="stable")
+
+        def influence(i: int) -> training_pb2.Influence:
+            lb = usable[i]
+            return training_pb2.Influence(
+                label_id=lb.label_id,
+                item_id=lb.item_id,
+                annotator_ids=lb.annotator_ids,
+                value=lb.value,
+                consensus_score=lb.consensus_score,
+                score=float(total[i]),
+                by_group=scores[i].tolist(),
+            )
+
+        return training_pb2.TraceInfluenceResponse(
+            model_version=m.version,
+            predicted_class=spec.classes[predicted],
+            supporting=[influence(int(i)) for i in order[:top_k] if total[i] > 0],
+            opposing=[influence(int(i)) for i in order[::-1][:top_k] if total[i] < 0],
+        )
+
+
+def run_message(row: store.RunRow) -> training_pb2.Run:
+    run = training_pb2.Run(
+        run_id=row.run_id,
+        project=row.project,
+        state=STATES[row.state],
+        progress=min(1.0, row.epoch / row.epochs) if row.epochs else 0.0,
+        epoch=row.epoch,
+        epochs=row.epochs,
+        model_version=row.model_version or "",
+        error=row.error or "",
+        samples_seen=row.samples_seen,
+        samples_per_second=row.samples_per_second,
+        resumed_from_checkpoint=row.resumed,
+        num_workers=row.num_workers,
+    )
+    if row.metrics:
+        run.metrics.ParseFromString(row.metrics)
+    if row.started_at:
+        run.started_at.FromDatetime(row.started_at)
+    if row.finished_at:
+        run.finished_at.FromDatetime(row.finished_at)
+    return run
