@@ -161,7 +161,9 @@ def test_bad_requests_are_refused_a_dead_worker_resumes_and_runs_queue(
 ) -> None:
     x, y = digits()
     project, small, one_class, deep_policy = (f"b{uuid.uuid4().hex[:8]}" for _ in range(4))
-    with training_stack(infra, tmp_path, fault_crash_at_epoch=2, max_failures=1, epochs=3) as s:
+    with training_stack(
+        infra, tmp_path, fault_crash_at_epoch=2, max_failures=1, epochs=3, checkpoint_every_s=0.0
+    ) as s:
         admin = s.gateway.admin
         annotator = s.gateway.annotator("ann")
         for p in (project, small, one_class):

@@ -86,6 +86,13 @@ class TrainingConfig:
         4,
         "checkpoints per run kept for TraceInfluence (spread over the run)",
     )
+    checkpoint_every_s: float = setting(
+        "STRATA_TRAINING_CHECKPOINT_EVERY_S",
+        parse_float(0.0, 86_400.0),
+        10.0,
+        "a run checkpoints (and reports progress) once this long has passed since its "
+        "last checkpoint, and after its last epoch; 0: every epoch",
+    )
     poll_s: float = setting(
         "STRATA_TRAINING_POLL_S",
         parse_float(0.05, 60.0),

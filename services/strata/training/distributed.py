@@ -152,6 +152,12 @@ class TrainPlan:
     lr: float = 3e-3
     optimizer: str = "adamw"
     seed: int = 0
+    # A checkpoint (and a progress report) once this long has passed since the last,
+    # and after the last epoch; 0: every epoch. Every checkpoint waits for Ray's
+    # controller (it collects reports every couple of seconds).
+    checkpoint_every_s: float = 10.0
+    # Epochs after which rank 0 keeps the model's state for TraceInfluence.
+    snapshot_epochs: tuple[int, ...] = ()
     # Fault injection for tests: the last rank dies 5 s into this epoch (1-based),
     # unless the run was resumed from a checkpoint. 0: never.
     crash_at_epoch: int = 0
@@ -165,6 +171,7 @@ class RunOutputs:
     epochs_done: int
     ledger: np.ndarray  # type: ignore[type-arg]  # [n, K] accumulated lr * gradient norm
     correct: np.ndarray  # type: ignore[type-arg]  # [epochs, n] fitted in that epoch's step
+    snapshots: dict[int, dict[str, torch.Tensor]]  # epoch -> model state (for TracIn)
 
 
 def batcher(
@@ -193,7 +200,13 @@ def read_outputs(directory: Path) -> RunOutputs:
             correct = z["correct"] if correct is None else correct | z["correct"]
     if ledger is None or correct is None:
         raise FileNotFoundError(f"{directory} has no worker ledger shares")
-    return RunOutputs(state["model"], int(state["epoch"]), ledger, correct)
+    snapshots = {int(e): m for e, m in state.get("snapshots", {}).items()}
+    return RunOutputs(state["model"], int(state["epoch"]), ledger, correct, snapshots)
+
+
+def agreed(flag: bool) -> bool:
+    """True on every worker when it is true on any (decisions that need every worker)."""
+    return global_deepest(int(flag)) > 0
 
 
 def train_loop(config: dict[str, Any]) -> None:
@@ -212,6 +225,7 @@ def train_loop(config: dict[str, Any]) -> None:
     ledger = np.zeros((n, k))
     correct = np.zeros((plan.epochs, n), dtype=bool)
     start, resumed = 0, False
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
@@ -219,6 +233,7 @@ def train_loop(config: dict[str, Any]) -> None:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             start, resumed = int(state["epoch"]), True
+            snapshots = dict(state.get("snapshots", {}))
             if rank == 0:  # the shares so far are carried on by rank 0 alone
                 done = read_outputs(Path(directory))
                 ledger, correct = done.ledger, done.correct
@@ -226,13 +241,14 @@ def train_loop(config: dict[str, Any]) -> None:
     wrapped = ray.train.torch.prepare_model(model)
     inputs_of = batcher(spec, model, plan.contents)
     targets, depths = torch.from_numpy(plan.targets), torch.from_numpy(plan.depths)
+    since, seen, loss_sum, reported = time.monotonic(), 0, 0.0, start
     for epoch in range(start, plan.epochs):
         if plan.crash_at_epoch == epoch + 1 and not resumed and rank == world - 1:
             # Die a while into the epoch: Ray's controller collects reports every 2 s,
             # and a checkpoint it never collected is not one a run can resume from.
+            # (Tests that inject this checkpoint every epoch.)
             time.sleep(5.0)
             os._exit(1)
-        began, seen, loss_sum = time.monotonic(), 0, 0.0
         order = np.random.default_rng(plan.seed + epoch).permutation(n)
         for b in range(0, n, plan.batch_size):
             batch = order[b : b + plan.batch_size]
@@ -257,12 +273,19 @@ def train_loop(config: dict[str, Any]) -> None:
             correct[epoch, mine] = result.correct.numpy()
             seen += len(mine)
             loss_sum += float(result.per_example_loss.sum())
+        if rank == 0 and epoch + 1 in plan.snapshot_epochs:
+            snapshots[epoch + 1] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        last = epoch + 1 == plan.epochs
+        if not agreed(last or time.monotonic() - since >= plan.checkpoint_every_s):
+            continue
+        elapsed = time.monotonic() - since
         metrics = {
             "epoch": epoch + 1,
             "epochs": plan.epochs,
             "samples": seen,
             "loss": loss_sum / max(seen, 1),
-            "seconds": time.monotonic() - began,
+            "seconds": elapsed,
+            "epoch_seconds": elapsed / max(epoch + 1 - reported, 1),
             "resumed": resumed,
             "world": world,
         }
@@ -273,8 +296,10 @@ def train_loop(config: dict[str, Any]) -> None:
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "epoch": epoch + 1,
+                        "snapshots": snapshots,
                     },
                     Path(tmp) / STATE_FILE,
                 )
             np.savez(Path(tmp) / f"worker-{rank}.npz", ledger=ledger, correct=correct)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        since, seen, loss_sum, reported = time.monotonic(), 0, 0.0, epoch + 1

@@ -39,7 +39,7 @@ from strata.models.families import (
 )
 from strata.training import analysis, store
 from strata.training.config import TrainingConfig
-from strata.training.distributed import TrainPlan, read_outputs, train_loop
+from strata.training.distributed import RunOutputs, TrainPlan, read_outputs, train_loop
 from strata.training.governance import LabelTrust, PolicyError, influence_depths
 from strata.training.messages import flag_messages, profile_messages
 from strata.training.metrics import TrainingMetrics
@@ -239,6 +239,8 @@ class RunExecutor:
             epochs=run.epochs,
             batch_size=self.config.batch_size,
             lr=self.config.lr,
+            checkpoint_every_s=self.config.checkpoint_every_s,
+            snapshot_epochs=snapshot_epochs(run.epochs, self.config.tracin_checkpoints),
             crash_at_epoch=run.crash_at_epoch,
         )
         began = time.monotonic()
@@ -276,8 +278,8 @@ class RunExecutor:
             raise RuntimeError(f"training failed on Ray: {result.error}")
         if result.checkpoint is None:
             raise RuntimeError("training ended without a checkpoint")
-        for _, epoch in result.best_checkpoints or []:
-            self.metrics.epoch_seconds.observe(float(epoch.get("seconds", 0.0)))
+        for _, report in result.best_checkpoints or []:
+            self.metrics.epoch_seconds.observe(float(report.get("epoch_seconds", 0.0)))
         return result
 
     def _publish(
@@ -326,7 +328,7 @@ class RunExecutor:
         model_uri = f"{root}/model.pt"
         meta = {"run_id": run.run_id, "epochs": outputs.epochs_done, "labels": len(data.rows)}
         artifact.write(model_uri, artifact.dumps(spec, model, meta))
-        saved = self._save_checkpoints(result, spec, root)
+        saved = self._save_checkpoints(outputs, spec, root)
 
         metrics = common_pb2.ModelMetrics(
             accuracy=evaluation.accuracy,
@@ -451,32 +453,22 @@ class RunExecutor:
         )
 
     def _save_checkpoints(
-        self, result: Any, spec: ModelSpec, root: str
+        self, outputs: RunOutputs, spec: ModelSpec, root: str
     ) -> list[tuple[int, float, str]]:
-        """Up to `tracin_checkpoints` epoch states, spread over the run (the last always)."""
-        found = []
-        for checkpoint, metrics in result.best_checkpoints or []:
-            found.append((int(metrics["epoch"]), checkpoint))
-        found.sort(key=lambda pair: pair[0])
-        if not found:
-            return []
-        want = self.config.tracin_checkpoints
-        picks = (
-            sorted({round(x) for x in np.linspace(len(found) - 1, 0, want)})
-            if want > 1
-            else [len(found) - 1]
-        )
+        """The run's snapshots (see `snapshot_epochs`) as artifacts TraceInfluence reads."""
         saved = []
-        for i in picks:
-            epoch, checkpoint = found[int(i)]
-            with checkpoint.as_directory() as directory:
-                outputs = read_outputs(Path(directory))
+        for epoch, state in sorted(outputs.snapshots.items()):
             model = build(spec)
-            model.load_state_dict(outputs.model_state)
+            model.load_state_dict(state)
             uri = f"{root}/epoch-{epoch}.pt"
             artifact.write(uri, artifact.dumps(spec, model, {"epoch": epoch}))
             saved.append((epoch, self.config.lr, uri))
         return saved
+
+
+def snapshot_epochs(epochs: int, keep: int) -> tuple[int, ...]:
+    """Up to `keep` epochs spread over a run, the last always among them."""
+    return tuple(sorted({max(1, round(e)) for e in np.linspace(epochs, epochs / keep, keep)}))
 
 
 def _fits(spec: ModelSpec, content: common_pb2.ItemContent) -> bool:
