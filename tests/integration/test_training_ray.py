@@ -100,3 +100,55 @@ def test_head_only_labels_leave_deeper_groups_bit_identical_on_two_workers(
     assert any(
         not torch.equal(a, b) for a, b in zip(groups_before[0], groups_after[0], strict=True)
     )
+
+
+def _png(rng: np.random.Generator) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray((rng.random((20, 20)) * 255).astype(np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("family", ["text-hash", "cnn"])
+def test_a_run_of_text_and_image_models_on_two_workers_routes_and_ledgers_by_depth(
+    local_ray: None, tmp_path: Path, family: str
+) -> None:
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from strata.training.distributed import TrainPlan, read_outputs, train_loop
+    from strata.v1 import common_pb2
+
+    rng = np.random.default_rng(0)
+    if family == "text-hash":
+        contents = [
+            common_pb2.ItemContent(text=f"word{i % 7} and {i % 3} more words").SerializeToString()
+            for i in range(48)
+        ]
+    else:
+        contents = [
+            common_pb2.ItemContent(image=common_pb2.Image(png=_png(rng))).SerializeToString()
+            for _ in range(48)
+        ]
+    spec = ModelSpec(family, ["a", "b", "c"])
+    k = len(build(spec).layer_groups())
+    depths = np.arange(48) % k + 1
+    plan = TrainPlan(
+        "t", spec.to_dict(), contents, np.arange(48) % 3, depths, epochs=2, batch_size=16
+    )
+    result = TorchTrainer(
+        train_loop,
+        train_loop_config={"plan": plan},
+        scaling_config=ScalingConfig(num_workers=2),
+        run_config=RunConfig(storage_path=str(tmp_path), name=family),
+    ).fit()
+    assert result.error is None and result.metrics["world"] == 2
+    with result.checkpoint.as_directory() as directory:
+        outputs = read_outputs(Path(directory))
+    assert outputs.epochs_done == 2 and outputs.correct.shape == (2, 48)
+    # Every label has influence exactly on the groups its depth reaches, summed over both
+    # workers' shares.
+    reached = np.arange(1, k + 1)[None, :] <= depths[:, None]
+    assert ((outputs.ledger > 0) == reached).all()
