@@ -1,0 +1,1 @@
+"""The main job: a whole labeling campaign on embedded defaults (`strata demo`)."""

@@ -1,0 +1,94 @@
+"""A simulated annotator crowd with known skill (pure: numpy in, answers out).
+
+Each annotator answers from a confusion matrix P[true, answer]: careful people
+mostly answer right and, when wrong, mostly confuse a class with its look-alike
+(3/8, 1/7, 4/9, 5/6, 0/6, 2/7 for digits); a careless one answers at random part
+of the time; a spammer answers without looking. Experts (reviewer role) resolve
+the reviews quality asks for. Known skill is what the campaign report ranks
+quality's annotator scores against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+# Look-alike digits: a careful annotator's mistakes mostly land on the partner.
+DIGIT_LOOKALIKES = {0: 6, 1: 7, 2: 7, 3: 8, 4: 9, 5: 6, 6: 5, 7: 1, 8: 3, 9: 4}
+
+
+@dataclass(frozen=True)
+class Annotator:
+    annotator_id: str
+    kind: str  # expert, good, average, careless, spammer
+    confusion: NDArray[np.float64]  # [k, k], rows sum to 1
+    seconds_per_label: float
+    reviewer: bool = False
+
+    @property
+    def accuracy(self) -> float:
+        """Expected accuracy over classes drawn uniformly."""
+        return float(np.mean(np.diag(self.confusion)))
+
+    def answer(self, true_class: int, rng: np.random.Generator) -> int:
+        return int(rng.choice(len(self.confusion), p=self.confusion[true_class]))
+
+
+def confusion(
+    accuracy: float,
+    k: int,
+    lookalikes: dict[int, int] | None = None,
+    lookalike_share: float = 0.6,
+) -> NDArray[np.float64]:
+    """P[true, answer]: `accuracy` on the diagonal; of the rest, `lookalike_share`
+    goes to the class's look-alike (when it has one) and the remainder spreads
+    evenly over the other classes."""
+    if not 0.0 <= accuracy <= 1.0 or k < 2:
+        raise ValueError("accuracy must be in [0, 1] and there must be two or more classes")
+    m = np.zeros((k, k))
+    for c in range(k):
+        wrong = 1.0 - accuracy
+        partner = (lookalikes or {}).get(c)
+        others = [o for o in range(k) if o != c]
+        if partner is not None and partner != c:
+            m[c, partner] += wrong * lookalike_share
+            wrong *= 1.0 - lookalike_share
+        m[c, others] += wrong / len(others)
+        m[c, c] = accuracy
+    return m
+
+
+def careless(accuracy_when_looking: float, looks: float, k: int) -> NDArray[np.float64]:
+    """Looks at a share `looks` of items (then answers like a careful person), clicks at
+    random on the rest."""
+    return looks * confusion(accuracy_when_looking, k, DIGIT_LOOKALIKES if k == 10 else None) + (
+        1.0 - looks
+    ) * np.full((k, k), 1.0 / k)
+
+
+def spammer(k: int, favourite: int) -> NDArray[np.float64]:
+    """Answers without looking: mostly the same class, now and then another."""
+    m = np.full((k, k), 0.3 / (k - 1))
+    m[:, favourite] = 0.7
+    return m
+
+
+def digits_crowd(k: int = 10, experts: int = 2) -> list[Annotator]:
+    """About a dozen annotators of known, different skill and speed: experts (who
+    review), good and average annotators, a careless one and a spammer."""
+    look = DIGIT_LOOKALIKES if k == 10 else None
+    crowd = [
+        Annotator(f"expert-{i + 1}", "expert", confusion(0.99, k, look), 6.0, reviewer=True)
+        for i in range(experts)
+    ]
+    for i, (acc, secs) in enumerate(
+        [(0.95, 3.0), (0.93, 2.5), (0.92, 4.0), (0.9, 2.0), (0.88, 3.5), (0.86, 2.2)]
+    ):
+        crowd.append(Annotator(f"good-{i + 1}", "good", confusion(acc, k, look), secs))
+    for i, (acc, secs) in enumerate([(0.8, 1.8), (0.75, 2.8)]):
+        crowd.append(Annotator(f"average-{i + 1}", "average", confusion(acc, k, look), secs))
+    crowd.append(Annotator("careless-1", "careless", careless(0.9, 0.5, k), 1.0))
+    crowd.append(Annotator("spammer-1", "spammer", spammer(k, favourite=1), 0.5))
+    return crowd
