@@ -126,3 +126,12 @@ def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     check = json.loads((tmp_path / "demo-output" / "stack-check.json").read_text())
     assert check["ok"] is True and check["received"] == check["sent"] > 0
+    # The campaign ran through every service: items imported (sampler), labels from the
+    # crowd (gateway), models trained (training) and served (inference) on a split nobody
+    # labelled, and the spammer blocked through gold (quality).
+    campaign = json.loads((tmp_path / "demo-output" / "campaign.json").read_text())
+    assert campaign["imported"]["imported"] > 400 and campaign["imported"]["gold"] == 60
+    assert campaign["human_labels"] >= 100
+    assert campaign["learning_curve"] and campaign["final_test_accuracy"] > 0.5
+    assert "spammer-1" in campaign["blocked"]
+    assert (tmp_path / "demo-output" / "learning_curve.png").stat().st_size > 0

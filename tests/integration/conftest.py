@@ -34,12 +34,9 @@ class Infra:
         return self.broker.bootstrap
 
 
-@pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
-    home = tmp_path_factory.mktemp("infra")
-    postgres = EmbeddedPostgres(home / "pgdata", free_port())
+def start_broker(home: Path) -> EmbeddedBroker:
+    """A fresh embedded broker with every topic and the incarnation marker in place."""
     broker = EmbeddedBroker(free_port(), log_path=home / "broker.log")
-    postgres.start()
     broker.start()
     settings = KafkaSettings(broker.bootstrap, client_id="tests")
     producer = EventProducer(settings)
@@ -47,6 +44,15 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     incarnation.ensure()
     incarnation.close()
     producer.close()
+    return broker
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    home = tmp_path_factory.mktemp("infra")
+    postgres = EmbeddedPostgres(home / "pgdata", free_port())
+    postgres.start()
+    broker = start_broker(home)
     yield Infra(postgres, broker)
     broker.stop()
     postgres.stop()

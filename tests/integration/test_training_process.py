@@ -13,13 +13,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from strata.common.embedded import EmbeddedPostgres, free_port
+from strata.common.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from strata.common.events import make_event
 from strata.common.topics import CONTRACTS, MODELS_PUBLISHED, TRAINING_REQUESTED
 from strata.gateway.contract import parse_contract
 from strata.v1 import events_pb2
 
-from .conftest import Infra, kit_service_env, produce, read_topic, wait_until
+from .conftest import kit_service_env, produce, read_topic, start_broker, wait_until
 from .inference_support import digits, item_events
 from .test_inference import contract
 from .training_support import consensus_events
@@ -33,16 +33,28 @@ def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
     pg.stop()
 
 
-def start(pg: EmbeddedPostgres, infra: Infra, tmp_path: Path, log: Path) -> subprocess.Popen[bytes]:
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker of its own: the fixed-name consumer group must not wade through every
+    other test's events first."""
+    broker = start_broker(tmp_path)
+    yield broker
+    broker.stop()
+
+
+def start(
+    pg: EmbeddedPostgres, bootstrap: str, tmp_path: Path, log: Path
+) -> subprocess.Popen[bytes]:
     env = kit_service_env(
         pg.dsn,
-        infra.bootstrap,
+        bootstrap,
         STRATA_TRAINING_GRPC_PORT=str(free_port()),
         STRATA_TRAINING_METRICS_PORT=str(free_port()),
         STRATA_TRAINING_ARTIFACT_ROOT=f"file://{tmp_path}/artifacts",
         STRATA_TRAINING_RAY_STORAGE=str(tmp_path / "ray"),
         STRATA_TRAINING_EPOCHS="12",
         STRATA_TRAINING_CHECKPOINT_EVERY_S="0",
+        STRATA_TRAINING_MIN_STEPS="0",
         STRATA_TRAINING_POLL_S="0.2",
     )
     with open(log, "ab") as out:
@@ -66,18 +78,19 @@ def query(pg: EmbeddedPostgres, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 
 def test_a_killed_training_process_resumes_its_run_from_the_last_checkpoint(
-    own_postgres: EmbeddedPostgres, infra: Infra, tmp_path: Path
+    own_postgres: EmbeddedPostgres, own_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
+    bootstrap = own_broker.bootstrap
     x, y = digits()
     project = f"k{uuid.uuid4().hex[:8]}"
     log = tmp_path / "training.log"
-    proc = start(own_postgres, infra, tmp_path, log)
+    proc = start(own_postgres, bootstrap, tmp_path, log)
     try:
         loaded = events_pb2.ContractLoaded(contract=parse_contract(contract(project)))
-        produce(infra.bootstrap, [make_event(CONTRACTS, project, loaded)])
-        produce(infra.bootstrap, item_events(project, x[:300], f"{project}-"))
+        produce(bootstrap, [make_event(CONTRACTS, project, loaded)])
+        produce(bootstrap, item_events(project, x[:300], f"{project}-"))
         produce(
-            infra.bootstrap,
+            bootstrap,
             consensus_events(
                 project,
                 [f"{project}-{i}" for i in range(300)],
@@ -92,7 +105,7 @@ def test_a_killed_training_process_resumes_its_run_from_the_last_checkpoint(
             "labels stored",
         )
         request = events_pb2.TrainingRequested(project=project, consensus_labels=300)
-        produce(infra.bootstrap, [make_event(TRAINING_REQUESTED, project, request)])
+        produce(bootstrap, [make_event(TRAINING_REQUESTED, project, request)])
         wait_until(
             lambda: bool(query(own_postgres, "SELECT 1 FROM runs WHERE epoch >= 3")),
             180,
@@ -103,7 +116,7 @@ def test_a_killed_training_process_resumes_its_run_from_the_last_checkpoint(
         (run_id, state, epoch) = query(own_postgres, "SELECT run_id, state, epoch FROM runs")[0]
         assert state == "running" and 3 <= epoch < 12
 
-        proc = start(own_postgres, infra, tmp_path, log)
+        proc = start(own_postgres, bootstrap, tmp_path, log)
         wait_until(
             lambda: (
                 query(own_postgres, "SELECT state FROM runs")[:1]
@@ -117,9 +130,7 @@ def test_a_killed_training_process_resumes_its_run_from_the_last_checkpoint(
         )[0]
         assert state == "succeeded", error
         assert resumed and final_epoch == 12
-        published = read_topic(
-            infra.bootstrap, MODELS_PUBLISHED, lambda m: m.project == project, 1, 30
-        )
+        published = read_topic(bootstrap, MODELS_PUBLISHED, lambda m: m.project == project, 1, 30)
         assert [m.run_id for m in published] == [str(run_id)]
         # The ledger came back with the checkpoint: one row per label and group, none twice.
         rows = query(

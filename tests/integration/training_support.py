@@ -47,6 +47,7 @@ def training_stack(infra: Infra, tmp_path: Path, **settings: object) -> Iterator
             "min_labels": 20,
             "poll_s": 0.1,
             "tracin_checkpoints": 3,
+            "min_steps": 0,
         }
         base.update(settings)
         return build(service_config(infra, "training"), TrainingConfig(**base))  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from types import FrameType
 from strata.cli.importer import add_commands as add_import_commands
 from strata.cli.progress import ProgressBar, step
 from strata.cli.reports import add_commands as add_report_commands
-from strata.cli.stack import Stack, StackConfig, implemented_services, load_stack_config
+from strata.cli.stack import Stack, StackConfig, load_stack_config
 from strata.common.config import ConfigError, ServiceConfig, describe
 from strata.common.embedded import PortInUseError
 
@@ -121,16 +121,67 @@ def cmd_demo(args: argparse.Namespace, config: StackConfig) -> int:
         )
         probes = min(args.probes, 50) if args.fast else args.probes
         code = _probe_and_report(stack.pg_dsn, stack.kafka_bootstrap, probes, out_dir)
-        if not implemented_services():
-            print(
-                "No labeling service is implemented in this build yet, so the campaign "
-                "(import, annotate, consensus, train, re-rank) cannot run; the stack and its "
-                "event pipe were checked instead."
-            )
-        print(f"Results: {out_dir / 'stack-check.json'}")
-        return code
+        print(f"Stack check: {out_dir / 'stack-check.json'}")
+        if code != 0:
+            return code
+        return _campaign(stack, args.fast, out_dir)
     finally:
         stack.stop()
+
+
+def _campaign(stack: Stack, fast: bool, out_dir: Path) -> int:
+    """The labeling campaign on digits, through every service, with live progress."""
+    from strata.demo import report
+    from strata.demo.campaign import Campaign, CampaignSettings
+
+    settings = (
+        CampaignSettings(
+            pool=500,
+            gold=60,
+            label_budget=600,
+            target_accuracy=0.97,
+            retrain_every=60,
+            pace=0.35,
+            max_seconds=150.0,
+        )
+        if fast
+        else CampaignSettings()
+    )
+    addresses = {name: stack.address(name) for name in stack.services}
+    print(
+        f"Labeling campaign: digits, {settings.pool} pool items, {settings.gold} gold, budget "
+        f"{settings.label_budget} labels, target test accuracy {settings.target_accuracy}, "
+        f"{settings.strategy} sampling, retrain every {settings.retrain_every} consensus labels"
+    )
+    campaign = Campaign(addresses, stack.admin_token(), settings)
+    bar = ProgressBar("labels", settings.label_budget)
+    seen: set[str] = set()
+
+    def tick(state: dict[str, object]) -> None:
+        bar.update(int(state["labels"]))  # type: ignore[call-overload]
+        model = str(state["model"])
+        if model and model not in seen:
+            seen.add(model)
+            bar.close()
+            print(
+                f"  model {model} serving: test accuracy {float(state['accuracy']):.3f} "  # type: ignore[arg-type]
+                f"after {state['labels']} human labels"
+            )
+
+    try:
+        result = campaign.run(tick)
+    finally:
+        campaign.close()
+    bar.close()
+    path = report.write(result, campaign.crowd, out_dir)
+    print(
+        f"Campaign stopped ({result.stopped_because}) after {result.seconds:.0f}s: "
+        f"{result.human_labels} human labels, {len(result.curve)} model versions, final test "
+        f"accuracy {result.final_accuracy:.3f}; "
+        f"blocked: {', '.join(sorted(result.blocked)) or 'none'}"
+    )
+    print(f"Results: {path} and {out_dir / 'learning_curve.png'}")
+    return 0 if result.curve else 1
 
 
 def cmd_status(args: argparse.Namespace, config: StackConfig) -> int:

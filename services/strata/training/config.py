@@ -67,6 +67,12 @@ class TrainingConfig:
     batch_size: int = setting(
         "STRATA_TRAINING_BATCH_SIZE", parse_int(2, 65_536), 64, "global batch size"
     )
+    min_steps: int = setting(
+        "STRATA_TRAINING_MIN_STEPS",
+        parse_int(0, 10_000_000),
+        600,
+        "optimizer steps a run takes at least: a run on few labels gets more epochs",
+    )
     lr: float = setting("STRATA_TRAINING_LR", parse_float(1e-6, 10.0), 3e-3, "learning rate")
     min_labels: int = setting(
         "STRATA_TRAINING_MIN_LABELS",

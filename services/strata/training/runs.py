@@ -228,19 +228,22 @@ class RunExecutor:
             rows = store.training_set(conn, run.project)
             gold = store.gold_set(conn, run.project)
         data = prepare(rows, contract, run.family, self.config.min_labels)
+        epochs = epochs_for(
+            run.epochs, len(data.rows), self.config.batch_size, self.config.min_steps
+        )
         with self.db.transaction() as conn:
-            store.set_labels(conn, run.run_id, len(data.rows))
+            store.set_plan(conn, run.run_id, len(data.rows), epochs)
         plan = TrainPlan(
             run_id=run.run_id,
             spec=data.spec.to_dict(),
             contents=[r.content for r in data.rows],
             targets=data.targets,
             depths=data.depths,
-            epochs=run.epochs,
+            epochs=epochs,
             batch_size=self.config.batch_size,
             lr=self.config.lr,
             checkpoint_every_s=self.config.checkpoint_every_s,
-            snapshot_epochs=snapshot_epochs(run.epochs, self.config.tracin_checkpoints),
+            snapshot_epochs=snapshot_epochs(epochs, self.config.tracin_checkpoints),
             crash_at_epoch=run.crash_at_epoch,
         )
         began = time.monotonic()
@@ -250,7 +253,7 @@ class RunExecutor:
             run.run_id,
             run.project,
             len(data.rows),
-            run.epochs,
+            epochs,
             run.num_workers,
             time.monotonic() - began,
         )
@@ -464,6 +467,12 @@ class RunExecutor:
             artifact.write(uri, artifact.dumps(spec, model, {"epoch": epoch}))
             saved.append((epoch, self.config.lr, uri))
         return saved
+
+
+def epochs_for(asked: int, n_labels: int, batch_size: int, min_steps: int) -> int:
+    """The epochs asked for, or more when a few labels would otherwise get too few steps."""
+    per_epoch = max(1, -(-n_labels // batch_size))
+    return max(asked, -(-min_steps // per_epoch))
 
 
 def snapshot_epochs(epochs: int, keep: int) -> tuple[int, ...]:

@@ -222,8 +222,11 @@ def run(conn: Conn, run_id: str) -> RunRow | None:
     return _run(row) if row else None
 
 
-def set_labels(conn: Conn, run_id: str, n_labels: int) -> None:
-    conn.execute("UPDATE runs SET n_labels = %s WHERE run_id = %s", (n_labels, run_id))
+def set_plan(conn: Conn, run_id: str, n_labels: int, epochs: int) -> None:
+    """What the run trains on, once it has started: its labels and epochs."""
+    conn.execute(
+        "UPDATE runs SET n_labels = %s, epochs = %s WHERE run_id = %s", (n_labels, epochs, run_id)
+    )
 
 
 def record_progress(

@@ -1,0 +1,385 @@
+"""A labeling campaign run for real through the stack's services (the demo's main loop).
+
+The campaign loads a contract for scikit-learn's digits, imports a pool (and a
+small gold set) through the sampler, and lets a simulated crowd work through the
+gateway over gRPC with their own tokens, concurrently, at a pace set by each
+annotator's speed. Everything else happens inside the services: quality decides
+consensus, asks for more annotators and reviews and blocks spammers; the
+sampler asks for training every `retrain_every` consensus labels; training
+trains on Ray and publishes; inference serves the new version and re-scores the
+pool; the sampler re-ranks. The campaign watches (labels, model versions, test
+accuracy on a split nobody labels, blocked annotators) and stops at the label
+budget or the target accuracy.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import numpy as np
+from numpy.typing import NDArray
+
+from strata.demo.crowd import Annotator, digits_crowd
+from strata.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    inference_pb2,
+    inference_pb2_grpc,
+    sampler_pb2,
+    sampler_pb2_grpc,
+    training_pb2,
+    training_pb2_grpc,
+)
+
+CLASSES = [str(d) for d in range(10)]
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    project: str = "digits"
+    strategy: str = "margin"
+    pool: int = 1000  # items imported into the pool
+    gold: int = 100  # gold items (held out by training: it measures on them)
+    label_budget: int = 1500  # human labels the campaign may spend
+    target_accuracy: float = 0.95  # on the test split nobody labels
+    retrain_every: int = 150
+    overlap_min: int = 2
+    overlap_max: int = 4
+    pace: float = 0.5  # each annotator waits pace x their seconds per label
+    max_seconds: float = 420.0
+    seed: int = 0
+
+
+def contract_document(s: CampaignSettings) -> str:
+    classes = ", ".join(f"'{c}'" for c in CLASSES)
+    return (
+        f"project: {s.project}\nversion: v1\nclasses: [{classes}]\n"
+        f"overlap: {{min: {s.overlap_min}, max: {s.overlap_max}}}\n"
+        "consensus_threshold: 0.8\n"
+        "gold: {rate: 0.1, accuracy_threshold: 0.7}\n"
+        f"active_learning: {{retrain_every: {s.retrain_every}, batch_size: 64, "
+        f"strategy: {s.strategy}}}\n"
+        f"budget: {{labels: {s.label_budget}, target_accuracy: {s.target_accuracy}}}\n"
+    )
+
+
+@dataclass(frozen=True)
+class Split:
+    x: NDArray[np.float32]
+    y: NDArray[np.int64]
+    pool: NDArray[np.int64]
+    gold: NDArray[np.int64]
+    test: NDArray[np.int64]
+
+
+def digits_split(pool: int, gold: int, seed: int) -> Split:
+    """Pool, gold and a test split nobody labels, from scikit-learn's bundled digits."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    order = np.random.default_rng(seed).permutation(len(y))
+    if pool + gold >= len(y) - 100:
+        raise ValueError(f"digits has {len(y)} images: pool + gold must leave a test split")
+    return Split(
+        (x / 16.0).astype(np.float32),
+        y.astype(np.int64),
+        order[:pool],
+        order[pool : pool + gold],
+        order[pool + gold :],
+    )
+
+
+def features(row: NDArray[np.float32]) -> common_pb2.ItemContent:
+    return common_pb2.ItemContent(features=common_pb2.FeatureVector(values=row.tolist()))
+
+
+@dataclass
+class CurvePoint:
+    model_version: str
+    human_labels: int
+    test_accuracy: float
+    gold_accuracy: float
+    seconds: float
+
+
+@dataclass
+class CampaignResult:
+    settings: CampaignSettings
+    imported: dict[str, int]
+    labels_by_annotator: dict[str, int]
+    curve: list[CurvePoint]
+    blocked: dict[str, str]
+    stopped_because: str
+    seconds: float
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def human_labels(self) -> int:
+        return sum(self.labels_by_annotator.values())
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.curve[-1].test_accuracy if self.curve else 0.0
+
+
+def bearer(token: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {token}")]
+
+
+class Campaign:
+    def __init__(
+        self,
+        addresses: dict[str, str],
+        admin_token: str,
+        settings: CampaignSettings,
+        crowd: list[Annotator] | None = None,
+    ) -> None:
+        self.s = settings
+        self.crowd = crowd or digits_crowd()
+        self.admin = bearer(admin_token)
+        self._channels = {name: grpc.insecure_channel(a) for name, a in addresses.items()}
+        self.gateway = gateway_pb2_grpc.AnnotationGatewayStub(self._channels["gateway"])
+        self.sampler = sampler_pb2_grpc.SamplerStub(self._channels["sampler"])
+        self.inference = inference_pb2_grpc.InferenceStub(self._channels["inference"])
+        self.training = training_pb2_grpc.TrainingStub(self._channels["training"])
+        self.split = digits_split(settings.pool, settings.gold, settings.seed)
+        self._truth = {
+            self.split.x[i].tobytes(): int(self.split.y[i]) for i in range(len(self.split.y))
+        }
+        self._counts = {a.annotator_id: 0 for a in self.crowd}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._errors: list[str] = []
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def setup(self) -> tuple[dict[str, int], dict[str, str]]:
+        """Load the contract, enrol the crowd, import pool and gold; returns import counts
+        and each annotator's token."""
+        self.gateway.LoadContract(
+            gateway_pb2.LoadContractRequest(document=contract_document(self.s)), metadata=self.admin
+        )
+        tokens = {}
+        for a in self.crowd:
+            role = common_pb2.ROLE_REVIEWER if a.reviewer else common_pb2.ROLE_ANNOTATOR
+            try:
+                self.gateway.CreateAnnotator(
+                    gateway_pb2.CreateAnnotatorRequest(annotator_id=a.annotator_id, role=role),  # type: ignore[arg-type]
+                    metadata=self.admin,
+                )
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                    raise
+            tokens[a.annotator_id] = self.gateway.IssueToken(
+                gateway_pb2.IssueTokenRequest(annotator_id=a.annotator_id), metadata=self.admin
+            ).token
+        sp = self.split
+        gold = set(sp.gold.tolist())
+        rows = [
+            sampler_pb2.ImportRow(
+                line=n + 1,
+                external_id=f"digit-{i}",
+                content=features(sp.x[i]),
+                gold_answer=str(sp.y[i]) if i in gold else "",
+            )
+            for n, i in enumerate(np.concatenate([sp.pool, sp.gold]))
+        ]
+        reply = self.sampler.ImportItems(
+            iter([sampler_pb2.ImportItemsRequest(project=self.s.project, rows=rows)]), timeout=300
+        )
+        imported = {
+            "received": reply.received,
+            "imported": reply.imported,
+            "gold": reply.gold,
+            "exact_duplicates": reply.exact_duplicates,
+            "near_duplicates": reply.near_duplicates,
+            "rejected": reply.rejected,
+        }
+        return imported, tokens
+
+    # -- the crowd --------------------------------------------------------------------------------
+
+    def _work(self, annotator: Annotator, token: str, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        md = bearer(token)
+        while not self._stop.is_set():
+            try:
+                reply = self.gateway.NextTask(
+                    gateway_pb2.NextTaskRequest(project=self.s.project), metadata=md, timeout=10
+                )
+                if not reply.HasField("task"):
+                    self._stop.wait(max(0.05, reply.retry_after_ms / 1000.0))
+                    continue
+                if self.human_labels() >= self.s.label_budget:
+                    self.gateway.SkipTask(
+                        gateway_pb2.SkipTaskRequest(task_id=reply.task.task_id, reason="budget"),
+                        metadata=md,
+                    )
+                    return
+                content = np.asarray(reply.task.content.features.values, dtype=np.float32)
+                answer = annotator.answer(self._truth[content.tobytes()], rng)
+                self._stop.wait(annotator.seconds_per_label * self.s.pace)
+                self.gateway.SubmitLabel(
+                    gateway_pb2.SubmitLabelRequest(
+                        task_id=reply.task.task_id,
+                        value=CLASSES[answer],
+                        duration_ms=int(annotator.seconds_per_label * 1000),
+                        client_label_id=f"{annotator.annotator_id}:{reply.task.task_id}",
+                    ),
+                    metadata=md,
+                    timeout=10,
+                )
+                with self._lock:
+                    self._counts[annotator.annotator_id] += 1
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+                    return  # blocked: quality caught them
+                if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # a lease given away
+                    with self._lock:
+                        self._errors.append(f"{annotator.annotator_id}: {exc.code().name}")
+                self._stop.wait(0.5)
+
+    def human_labels(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
+    # -- watching -------------------------------------------------------------------------------
+
+    def test_accuracy(self) -> tuple[str, float, float]:
+        """(serving version, its accuracy on the test split, its gold accuracy), or ("", 0, 0)."""
+        try:
+            info = self.inference.ModelInfo(
+                inference_pb2.ModelInfoRequest(project=self.s.project), timeout=10
+            )
+        except grpc.RpcError:
+            return "", 0.0, 0.0
+        test = self.split.test
+        predicted: list[int] = []
+        versions = set()
+        for start in range(0, len(test), 1000):  # Predict takes up to 1,024 items a call
+            reply = self.inference.Predict(
+                inference_pb2.PredictRequest(
+                    project=self.s.project,
+                    contents=[features(self.split.x[i]) for i in test[start : start + 1000]],
+                ),
+                timeout=30,
+            )
+            versions.add(reply.model_version)
+            predicted.extend(int(p.predicted_class) for p in reply.predictions)
+        if len(versions) != 1:  # a new version came in between the calls: measure again
+            return self.test_accuracy()
+        accuracy = float((np.asarray(predicted) == self.split.y[test]).mean())
+        return versions.pop(), accuracy, info.metrics.accuracy
+
+    def blocked(self) -> dict[str, str]:
+        reply = self.gateway.ListAnnotators(
+            gateway_pb2.ListAnnotatorsRequest(project=self.s.project), metadata=self.admin
+        )
+        return {
+            a.annotator_id: a.status_reason
+            for a in reply.annotators
+            if a.status == common_pb2.ANNOTATOR_STATUS_BLOCKED
+        }
+
+    def run(self, on_tick: Callable[[dict[str, Any]], None] = lambda state: None) -> CampaignResult:
+        began = time.monotonic()
+        imported, tokens = self.setup()
+        workers = [
+            threading.Thread(
+                target=self._work,
+                args=(a, tokens[a.annotator_id], self.s.seed * 100 + i),
+                daemon=True,
+            )
+            for i, a in enumerate(self.crowd)
+        ]
+        for w in workers:
+            w.start()
+        curve: list[CurvePoint] = []
+        stopped = "time limit"
+        try:
+            while time.monotonic() - began < self.s.max_seconds:
+                self._stop.wait(2.0)
+                version = self._serving_version()
+                if version and (not curve or curve[-1].model_version != version):
+                    served, accuracy, gold = self.test_accuracy()
+                    curve.append(
+                        CurvePoint(
+                            served, self.human_labels(), accuracy, gold, time.monotonic() - began
+                        )
+                    )
+                on_tick(
+                    {
+                        "labels": self.human_labels(),
+                        "budget": self.s.label_budget,
+                        "model": curve[-1].model_version if curve else "",
+                        "accuracy": curve[-1].test_accuracy if curve else 0.0,
+                        "seconds": time.monotonic() - began,
+                    }
+                )
+                if curve and curve[-1].test_accuracy >= self.s.target_accuracy:
+                    stopped = "target accuracy"
+                    break
+                if self.human_labels() >= self.s.label_budget and not any(
+                    w.is_alive() for w in workers
+                ):
+                    stopped = "label budget"
+                    break
+            if stopped == "label budget":
+                self._final_model(curve, began)
+        finally:
+            self._stop.set()
+            for w in workers:
+                w.join(timeout=15)
+        return CampaignResult(
+            settings=self.s,
+            imported=imported,
+            labels_by_annotator=dict(self._counts),
+            curve=curve,
+            blocked=self.blocked(),
+            stopped_because=stopped,
+            seconds=time.monotonic() - began,
+            errors=list(self._errors),
+        )
+
+    def _final_model(self, curve: list[CurvePoint], began: float, wait_s: float = 180.0) -> None:
+        """The budget is spent: train once more on every label and measure that model."""
+        run = self.training.StartRun(
+            training_pb2.StartRunRequest(project=self.s.project, reason="campaign: budget spent"),
+            metadata=self.admin,
+        )
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            state = self.training.GetRun(training_pb2.GetRunRequest(run_id=run.run_id)).run
+            if state.state == training_pb2.RUN_STATE_FAILED:
+                self._errors.append(f"final run failed: {state.error}")
+                return
+            if state.state == training_pb2.RUN_STATE_SUCCEEDED and (
+                self._serving_version() == state.model_version
+            ):
+                served, accuracy, gold = self.test_accuracy()
+                curve.append(
+                    CurvePoint(
+                        served, self.human_labels(), accuracy, gold, time.monotonic() - began
+                    )
+                )
+                return
+            time.sleep(1.0)
+        self._errors.append("the final model was not served in time")
+
+    def _serving_version(self) -> str:
+        try:
+            return self.inference.ModelInfo(
+                inference_pb2.ModelInfoRequest(project=self.s.project), timeout=10
+            ).model_version
+        except grpc.RpcError:
+            return ""
