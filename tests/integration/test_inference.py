@@ -316,3 +316,22 @@ def test_poison_events_go_to_the_dead_letter_topic_and_the_stream_flows(
         reasons = " | ".join(m.reason for m in dead)
         assert "needs item_id" in reasons and "model_version" in reasons
         assert f"already belongs to project '{project}'" in reasons
+
+
+def test_a_version_just_published_answers_predict_before_the_replica_polls(
+    infra: Infra, tmp_path: Path
+) -> None:
+    """ModelInfo reads the serving table; Predict on a replica that serves nothing yet
+    follows that table once instead of refusing until its next poll."""
+    x, y = digits()
+    project = f"i{uuid.uuid4().hex[:8]}"
+    with inference_stack(infra, registry_poll_s=3600.0) as s:
+        s.gateway.load_contract(contract(project))
+        uri = save_artifact(tmp_path, "m1", train_digits(x[:600], y[:600], steps=40))
+        produce(infra.bootstrap, [model_event(project, "m1", uri)])
+        wait_until(lambda: served_version(s.stub, project) == "m1", 60, "m1 recorded as serving")
+        reply = s.stub.Predict(
+            inference_pb2.PredictRequest(project=project, contents=[features(x[700])]),
+            timeout=10,
+        )
+        assert reply.model_version == "m1" and len(reply.predictions) == 1

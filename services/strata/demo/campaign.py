@@ -267,13 +267,18 @@ class Campaign:
         predicted: list[int] = []
         versions = set()
         for start in range(0, len(test), 1000):  # Predict takes up to 1,024 items a call
-            reply = self.inference.Predict(
-                inference_pb2.PredictRequest(
-                    project=self.s.project,
-                    contents=[features(self.split.x[i]) for i in test[start : start + 1000]],
-                ),
-                timeout=30,
-            )
+            try:
+                reply = self.inference.Predict(
+                    inference_pb2.PredictRequest(
+                        project=self.s.project,
+                        contents=[features(self.split.x[i]) for i in test[start : start + 1000]],
+                    ),
+                    timeout=30,
+                )
+            except grpc.RpcError as exc:
+                if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAVAILABLE):
+                    return "", 0.0, 0.0  # published, not yet swapped in here: next tick
+                raise
             versions.add(reply.model_version)
             predicted.extend(int(p.predicted_class) for p in reply.predictions)
         if len(versions) != 1:  # a new version came in between the calls: measure again
@@ -312,11 +317,16 @@ class Campaign:
                 version = self._serving_version()
                 if version and (not curve or curve[-1].model_version != version):
                     served, accuracy, gold = self.test_accuracy()
-                    curve.append(
-                        CurvePoint(
-                            served, self.human_labels(), accuracy, gold, time.monotonic() - began
+                    if served == version:  # else the replica still swaps it in: next tick
+                        curve.append(
+                            CurvePoint(
+                                served,
+                                self.human_labels(),
+                                accuracy,
+                                gold,
+                                time.monotonic() - began,
+                            )
                         )
-                    )
                 on_tick(
                     {
                         "labels": self.human_labels(),
@@ -367,12 +377,13 @@ class Campaign:
                 self._serving_version() == state.model_version
             ):
                 served, accuracy, gold = self.test_accuracy()
-                curve.append(
-                    CurvePoint(
-                        served, self.human_labels(), accuracy, gold, time.monotonic() - began
+                if served == state.model_version:
+                    curve.append(
+                        CurvePoint(
+                            served, self.human_labels(), accuracy, gold, time.monotonic() - began
+                        )
                     )
-                )
-                return
+                    return
             time.sleep(1.0)
         self._errors.append("the final model was not served in time")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -33,9 +34,23 @@ class Registry:
         self._served: dict[str, Served] = {}
         self._loaded: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
+        self._last_miss_refresh = 0.0
 
     def get(self, project: str) -> Served | None:
         return self._served.get(project)
+
+    def get_or_refresh(self, project: str, min_interval_s: float = 0.5) -> Served | None:
+        """The served model; on a miss, follow the table once first (at most every
+        `min_interval_s`), so a version published moments ago answers before the next poll."""
+        served = self._served.get(project)
+        if served is None and time.monotonic() - self._last_miss_refresh >= min_interval_s:
+            self._last_miss_refresh = time.monotonic()
+            try:
+                self.refresh()
+            except Exception as exc:  # Postgres away: answer from what is loaded
+                log.warning("model registry refresh failed: %s", exc)
+            served = self._served.get(project)
+        return served
 
     def snapshot(self) -> list[Served]:
         return list(self._served.values())

@@ -185,7 +185,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"mc_samples must be between 0 and {MAX_MC_SAMPLES}",
             )
-        served = self.registry.get(request.project)
+        served = self.registry.get_or_refresh(request.project)
         if served is None:
             abort(
                 context,
