@@ -126,12 +126,39 @@ def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     check = json.loads((tmp_path / "demo-output" / "stack-check.json").read_text())
     assert check["ok"] is True and check["received"] == check["sent"] > 0
-    # The campaign ran through every service: items imported (sampler), labels from the
-    # crowd (gateway), models trained (training) and served (inference) on a split nobody
-    # labelled, and the spammer blocked through gold (quality).
-    campaign = json.loads((tmp_path / "demo-output" / "campaign.json").read_text())
-    assert campaign["imported"]["imported"] > 400 and campaign["imported"]["gold"] == 60
-    assert campaign["human_labels"] >= 100
-    assert campaign["learning_curve"] and campaign["final_test_accuracy"] > 0.5
-    assert "spammer-1" in campaign["blocked"]
-    assert (tmp_path / "demo-output" / "learning_curve.png").stat().st_size > 0
+    # Two campaigns (active learning and its random baseline) ran through every service:
+    # items imported (sampler), labels from the crowd (gateway), consensus and blocking
+    # (quality), models trained (training) and served (inference) on a split nobody
+    # labelled.
+    out = tmp_path / "demo-output"
+    report = json.loads((out / "campaign.json").read_text())
+    for side, spammer in (("active", "spammer-1"), ("baseline", "rnd-spammer-1")):
+        campaign = report[side]
+        project = campaign["settings"]["project"]
+        assert campaign["imported"]["imported"] > 300 and campaign["imported"]["gold"] == 50
+        assert campaign["human_labels"] >= 100
+        assert campaign["learning_curve"] and campaign["final_test_accuracy"] > 0.6
+        assert spammer in campaign["blocked"]
+        # The export holds every accepted (or expert-decided) label, no more, no less.
+        states = campaign["quality_items_by_state"]
+        decided = states.get("accepted", 0) + states.get("expert", 0)
+        rows = (out / project / "labels.jsonl").read_text().splitlines()
+        studio = json.loads((out / project / "labels.label-studio.json").read_text())
+        assert decided > 0 and len(rows) == len(studio) == decided
+        assert campaign["crowd_accuracy"]["accepted_label_accuracy"] > 0.9
+        assert (out / project / "quality_report.html").stat().st_size > 0
+    counters = report["services"]["counters"]
+    assert not report["services"]["unreadable"]
+    for service, counter in (
+        ("sampler", "strata_sampler_batches_served_total"),
+        ("gateway", "strata_gateway_labels_submitted_total"),
+        ("quality", "strata_quality_consensus_total"),
+        ("training", "strata_training_runs_total"),
+        ("inference", "strata_inference_predictions_total"),
+    ):
+        assert counters[service].get(counter, 0) > 0, (service, counter)
+    assert report["dead_letters"] == []
+    assert report["active"]["depth_profiles"]["entropy_by_class"]
+    assert report["active"]["traced_influences"]
+    for page in ("report.html", "learning_curves.png", "annotator_ranking.png"):
+        assert (out / page).stat().st_size > 0

@@ -378,6 +378,7 @@ def test_report_export_and_label_errors(infra: Infra) -> None:
         estimate_interval_s=0.3,
         label_error_interval_s=0.3,
         label_error_min_items=10,
+        label_error_min_model_accuracy=0.6,
     ) as stack:
         project = new_project(stack)
         boot = stack.quality.config.kafka_bootstrap
@@ -440,27 +441,42 @@ def test_report_export_and_label_errors(infra: Infra) -> None:
             ["bird"],
         )
 
-        # The model confidently disagrees with three accepted labels: they go to review.
+        # The model confidently disagrees with three accepted labels: they go to review,
+        # but only from a model that gets the gold items right.
         wrong = [f"{project}-0", f"{project}-1", f"{project}-2"]
-        predictions = []
-        for item, answer in truth.items():
-            probs = [0.05, 0.05, 0.05]
-            if item in wrong:
-                probs[(classes.index(answer) + 1) % 3] = 0.9
-            else:
-                probs[classes.index(answer)] = 0.9
-            msg = events_pb2.PredictionMade(
-                prediction=common_pb2.Prediction(
-                    item_id=item,
-                    project=project,
-                    model_version="m1",
-                    classes=classes,
-                    probabilities=probs,
+        gold = {f"{project}-g{i}": classes[i % 3] for i in range(10)}
+
+        def predictions(version: str, gold_right: bool) -> list:  # type: ignore[type-arg]
+            events = []
+            for item, answer in [*truth.items(), *gold.items()]:
+                probs = [0.05, 0.05, 0.05]
+                if item in wrong or (item in gold and not gold_right):
+                    probs[(classes.index(answer) + 1) % 3] = 0.9
+                else:
+                    probs[classes.index(answer)] = 0.9
+                msg = events_pb2.PredictionMade(
+                    prediction=common_pb2.Prediction(
+                        item_id=item,
+                        project=project,
+                        model_version=version,
+                        classes=classes,
+                        probabilities=probs,
+                    )
                 )
-            )
-            msg.prediction.predicted_at.GetCurrentTime()
-            predictions.append(make_event(PREDICTIONS, item, msg))
-        produce(boot, predictions)
+                msg.prediction.predicted_at.GetCurrentTime()
+                events.append(make_event(PREDICTIONS, item, msg))
+            return events
+
+        produce(boot, predictions("m0", gold_right=False))
+        time.sleep(2.0)  # several audit rounds
+        assert not read_topic(
+            boot,
+            REVIEWS_REQUESTED,
+            lambda m: m.project == project and m.kind == events_pb2.REVIEW_KIND_RELABEL,
+            1,
+            timeout_s=1,
+        ), "a model wrong on the gold questioned accepted labels"
+        produce(boot, predictions("m1", gold_right=True))
         relabels = read_topic(
             boot,
             REVIEWS_REQUESTED,
@@ -520,7 +536,9 @@ def test_labels_that_arrive_before_their_contract_wait_for_it(infra: Infra) -> N
 
 
 def test_a_better_known_crowd_settles_waiting_items_without_more_labels(infra: Infra) -> None:
-    with quality_stack(infra, estimate_interval_s=0.3) as stack:
+    # A light prior (2 pseudo-labels per class) so that 30 labels each teach Dawid-Skene
+    # who the contrarian is; the mechanism under test is the re-decision.
+    with quality_stack(infra, estimate_interval_s=0.3, prior_strength=2.0) as stack:
         project = new_project(stack)
         boot = stack.quality.config.kafka_bootstrap
         classes = ["cat", "dog", "bird"]

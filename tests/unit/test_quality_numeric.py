@@ -198,6 +198,32 @@ def test_dawid_skene_priors_keep_a_newcomer_plausible() -> None:
     assert ds.posteriors[0].argmax() == 1
 
 
+def test_gold_items_anchor_dawid_skene_against_a_colluding_majority() -> None:
+    # Three annotators who swap classes 0 and 1 on purpose outvote one honest annotator.
+    rng = np.random.default_rng(5)
+    truth = rng.integers(0, 2, 200)
+    item = np.repeat(np.arange(200), 4)
+    ann = np.tile(np.arange(4), 200)
+    lab = np.where(ann == 0, truth[item], 1 - truth[item])
+    loose = dawid_skene(item, ann, lab, 2)
+    assert (loose.posteriors.argmax(1) == truth).mean() < 0.05  # the colluders win
+    gold = np.arange(30)  # the first 30 items are gold
+    anchored = dawid_skene(item, ann, lab, 2, known_items=gold, known_classes=truth[gold])
+    assert (anchored.posteriors.argmax(1) == truth).all()
+    assert np.allclose(anchored.posteriors[gold].max(1), 1.0)
+    assert anchored.confusions[1, 0, 1] > 0.9  # a colluder is known to answer 1 for 0
+    with pytest.raises(ValueError, match="known items"):
+        dawid_skene(item, ann, lab, 2, known_items=[500], known_classes=[0])
+
+
+def test_dawid_skene_class_priors_rule_no_class_out_early() -> None:
+    # Four items, all voted class 0: class 2 keeps some prior mass.
+    ds = dawid_skene([0, 1, 2, 3], [0, 0, 1, 1], [0, 0, 0, 0], 3)
+    assert ds.class_priors[2] > 0.1
+    classical = dawid_skene([0, 1, 2, 3], [0, 0, 1, 1], [0, 0, 0, 0], 3, prior_strength=0)
+    assert classical.class_priors[2] < 1e-6
+
+
 def test_aggregation_rejects_labels_outside_the_classes() -> None:
     with pytest.raises(ValueError, match="class indices"):
         majority_vote([0, 1], [0, 5], 3)

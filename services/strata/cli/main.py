@@ -130,58 +130,20 @@ def cmd_demo(args: argparse.Namespace, config: StackConfig) -> int:
 
 
 def _campaign(stack: Stack, fast: bool, out_dir: Path) -> int:
-    """The labeling campaign on digits, through every service, with live progress."""
-    from strata.demo import report
-    from strata.demo.campaign import Campaign, CampaignSettings
+    """The labeling campaigns on digits (active learning and its random baseline)."""
+    from strata.cli.progress import StatusLine
+    from strata.demo.run import Endpoints, demo, plan
 
-    settings = (
-        CampaignSettings(
-            pool=500,
-            gold=60,
-            label_budget=600,
-            target_accuracy=0.97,
-            retrain_every=60,
-            pace=0.35,
-            max_seconds=150.0,
-        )
-        if fast
-        else CampaignSettings()
+    endpoints = Endpoints(
+        grpc={name: stack.address(name) for name in stack.services},
+        metrics={
+            name: f"http://{stack.config.host}:{stack.ports(name)[1]}/metrics"
+            for name in stack.services
+        },
+        kafka_bootstrap=stack.kafka_bootstrap,
+        admin_token=stack.admin_token(),
     )
-    addresses = {name: stack.address(name) for name in stack.services}
-    print(
-        f"Labeling campaign: digits, {settings.pool} pool items, {settings.gold} gold, budget "
-        f"{settings.label_budget} labels, target test accuracy {settings.target_accuracy}, "
-        f"{settings.strategy} sampling, retrain every {settings.retrain_every} consensus labels"
-    )
-    campaign = Campaign(addresses, stack.admin_token(), settings)
-    bar = ProgressBar("labels", settings.label_budget)
-    seen: set[str] = set()
-
-    def tick(state: dict[str, object]) -> None:
-        bar.update(int(state["labels"]))  # type: ignore[call-overload]
-        model = str(state["model"])
-        if model and model not in seen:
-            seen.add(model)
-            bar.close()
-            print(
-                f"  model {model} serving: test accuracy {float(state['accuracy']):.3f} "  # type: ignore[arg-type]
-                f"after {state['labels']} human labels"
-            )
-
-    try:
-        result = campaign.run(tick)
-    finally:
-        campaign.close()
-    bar.close()
-    path = report.write(result, campaign.crowd, out_dir)
-    print(
-        f"Campaign stopped ({result.stopped_because}) after {result.seconds:.0f}s: "
-        f"{result.human_labels} human labels, {len(result.curve)} model versions, final test "
-        f"accuracy {result.final_accuracy:.3f}; "
-        f"blocked: {', '.join(sorted(result.blocked)) or 'none'}"
-    )
-    print(f"Results: {path} and {out_dir / 'learning_curve.png'}")
-    return 0 if result.curve else 1
+    return demo(endpoints, plan(fast), out_dir, StatusLine())
 
 
 def cmd_status(args: argparse.Namespace, config: StackConfig) -> int:

@@ -49,3 +49,45 @@ def step(part: str, detail: str, seconds: float, stream: TextIO | None = None) -
     out = stream or sys.stdout
     out.write(f"  ok  {part:<11} {detail}  ({seconds:.1f}s)\n")
     out.flush()
+
+
+def bar(fraction: float, width: int = 20) -> str:
+    filled = int(min(1.0, max(0.0, fraction)) * width)
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+class StatusLine:
+    """One status line redrawn in place on a terminal; elsewhere (CI logs, pipes) it is
+    printed every `plain_every_s` seconds so a log shows progress without flooding."""
+
+    def __init__(self, stream: TextIO | None = None, plain_every_s: float = 15.0) -> None:
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+        self.plain_every_s = plain_every_s
+        self._last_plain = float("-inf")
+        self._width = 0
+
+    def update(self, text: str) -> None:
+        if self.tty:
+            pad = " " * max(0, self._width - len(text))
+            self._width = len(text)
+            self.stream.write(f"\r{text}{pad}")
+            self.stream.flush()
+        elif time.monotonic() - self._last_plain >= self.plain_every_s:
+            self._last_plain = time.monotonic()
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def say(self, text: str) -> None:
+        """A line that stays (an event), printed above the status line."""
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self._width = 0
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._width = 0

@@ -36,22 +36,14 @@ def _target(args: argparse.Namespace, config: StackConfig) -> tuple[str, list[tu
     return address, [("authorization", f"Bearer {token}")]
 
 
-def cmd_report(args: argparse.Namespace, config: StackConfig) -> int:
-    """Write the dataset quality report (JSON, HTML, PNG plots) for a project."""
-    address, metadata = _target(args, config)
-    out = Path(args.output)
+def write_report(
+    stub: quality_pb2_grpc.QualityStub, metadata: list[tuple[str, str]], project: str, out: Path
+) -> Path:
+    """The dataset quality report of a project as JSON, an HTML page and its PNG plots."""
     out.mkdir(parents=True, exist_ok=True)
-    with grpc.insecure_channel(address) as channel:
-        stub = quality_pb2_grpc.QualityStub(channel)
-        try:
-            reply = stub.DatasetReport(
-                quality_pb2.DatasetReportRequest(project=args.project),
-                metadata=metadata,
-                timeout=300,
-            )
-        except grpc.RpcError as exc:
-            print(f"strata report: {exc.code().name}: {exc.details()}")
-            return 1
+    reply = stub.DatasetReport(
+        quality_pb2.DatasetReportRequest(project=project), metadata=metadata, timeout=300
+    )
     (out / "quality_report.json").write_text(reply.report_json + "\n")
     (out / "quality_report.html").write_text(reply.html)
     # The page embeds its plots; they are also written as files for reuse.
@@ -59,31 +51,61 @@ def cmd_report(args: argparse.Namespace, config: StackConfig) -> int:
         r"<img alt='([\w.]+)' src='data:image/png;base64,([^']+)'", reply.html
     ):
         (out / name).write_bytes(base64.b64decode(data))
-    print(f"quality report for {args.project}: {out / 'quality_report.html'}")
+    return out / "quality_report.html"
+
+
+def write_export(
+    stub: quality_pb2_grpc.QualityStub,
+    metadata: list[tuple[str, str]],
+    project: str,
+    label_studio: bool,
+    path: Path,
+) -> int:
+    """Accepted labels of a project to `path`; returns how many."""
+    fmt = (
+        quality_pb2.EXPORT_FORMAT_LABEL_STUDIO if label_studio else quality_pb2.EXPORT_FORMAT_JSONL
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records = 0
+    with path.open("wb") as sink:
+        for chunk in stub.ExportLabels(
+            quality_pb2.ExportLabelsRequest(project=project, format=fmt),
+            metadata=metadata,
+            timeout=600,
+        ):
+            sink.write(chunk.chunk)
+            records += chunk.records
+    return records
+
+
+def cmd_report(args: argparse.Namespace, config: StackConfig) -> int:
+    """Write the dataset quality report (JSON, HTML, PNG plots) for a project."""
+    address, metadata = _target(args, config)
+    with grpc.insecure_channel(address) as channel:
+        try:
+            page = write_report(
+                quality_pb2_grpc.QualityStub(channel), metadata, args.project, Path(args.output)
+            )
+        except grpc.RpcError as exc:
+            print(f"strata report: {exc.code().name}: {exc.details()}")
+            return 1
+    print(f"quality report for {args.project}: {page}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace, config: StackConfig) -> int:
     """Export accepted labels (JSONL with provenance, or Label Studio JSON)."""
     address, metadata = _target(args, config)
-    fmt = (
-        quality_pb2.EXPORT_FORMAT_LABEL_STUDIO
-        if args.format == "label-studio"
-        else quality_pb2.EXPORT_FORMAT_JSONL
-    )
     path = Path(args.output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    records = 0
-    with grpc.insecure_channel(address) as channel, path.open("wb") as sink:
-        stub = quality_pb2_grpc.QualityStub(channel)
+    with grpc.insecure_channel(address) as channel:
         try:
-            for chunk in stub.ExportLabels(
-                quality_pb2.ExportLabelsRequest(project=args.project, format=fmt),
-                metadata=metadata,
-                timeout=600,
-            ):
-                sink.write(chunk.chunk)
-                records += chunk.records
+            records = write_export(
+                quality_pb2_grpc.QualityStub(channel),
+                metadata,
+                args.project,
+                args.format == "label-studio",
+                path,
+            )
         except grpc.RpcError as exc:
             print(f"strata export: {exc.code().name}: {exc.details()}")
             return 1

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
 import numpy as np
@@ -31,6 +30,8 @@ from strata.v1 import (
     gateway_pb2_grpc,
     inference_pb2,
     inference_pb2_grpc,
+    quality_pb2,
+    quality_pb2_grpc,
     sampler_pb2,
     sampler_pb2_grpc,
     training_pb2,
@@ -54,6 +55,7 @@ class CampaignSettings:
     pace: float = 0.5  # each annotator waits pace x their seconds per label
     max_seconds: float = 420.0
     seed: int = 0
+    stop_at_target: bool = True  # a baseline spends its whole budget
 
 
 def contract_document(s: CampaignSettings) -> str:
@@ -102,10 +104,23 @@ def features(row: NDArray[np.float32]) -> common_pb2.ItemContent:
 @dataclass
 class CurvePoint:
     model_version: str
-    human_labels: int
+    human_labels: int  # spent when the version's run read its training labels
     test_accuracy: float
     gold_accuracy: float
-    seconds: float
+    seconds: float  # since the campaign began, when the version was measured
+    labels_when_served: int = 0
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """One human label the crowd gave, with the truth the campaign knows."""
+
+    at: float  # wall-clock seconds
+    annotator_id: str
+    item_id: str
+    answer: int
+    truth: int
 
 
 @dataclass
@@ -118,6 +133,7 @@ class CampaignResult:
     stopped_because: str
     seconds: float
     errors: list[str] = field(default_factory=list)
+    submitted: list[Submitted] = field(default_factory=list)
 
     @property
     def human_labels(self) -> int:
@@ -126,6 +142,22 @@ class CampaignResult:
     @property
     def final_accuracy(self) -> float:
         return self.curve[-1].test_accuracy if self.curve else 0.0
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What the campaign shows while it runs."""
+
+    project: str
+    strategy: str
+    labels: int
+    budget: int
+    consensus: int  # pool items labelled (accepted consensus or propagated)
+    model: str
+    accuracy: float
+    alpha: float | None  # Krippendorff's alpha over the project so far
+    blocked: tuple[str, ...]
+    seconds: float
 
 
 def bearer(token: str) -> list[tuple[str, str]]:
@@ -148,14 +180,17 @@ class Campaign:
         self.sampler = sampler_pb2_grpc.SamplerStub(self._channels["sampler"])
         self.inference = inference_pb2_grpc.InferenceStub(self._channels["inference"])
         self.training = training_pb2_grpc.TrainingStub(self._channels["training"])
+        self.quality = quality_pb2_grpc.QualityStub(self._channels["quality"])
         self.split = digits_split(settings.pool, settings.gold, settings.seed)
         self._truth = {
             self.split.x[i].tobytes(): int(self.split.y[i]) for i in range(len(self.split.y))
         }
         self._counts = {a.annotator_id: 0 for a in self.crowd}
+        self._submitted: list[Submitted] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._errors: list[str] = []
+        self._last_tick: Tick | None = None
 
     def close(self) -> None:
         for channel in self._channels.values():
@@ -227,7 +262,8 @@ class Campaign:
                     )
                     return
                 content = np.asarray(reply.task.content.features.values, dtype=np.float32)
-                answer = annotator.answer(self._truth[content.tobytes()], rng)
+                truth = self._truth[content.tobytes()]
+                answer = annotator.answer(truth, rng)
                 self._stop.wait(annotator.seconds_per_label * self.s.pace)
                 self.gateway.SubmitLabel(
                     gateway_pb2.SubmitLabelRequest(
@@ -241,6 +277,11 @@ class Campaign:
                 )
                 with self._lock:
                     self._counts[annotator.annotator_id] += 1
+                    self._submitted.append(
+                        Submitted(
+                            time.time(), annotator.annotator_id, reply.task.item_id, answer, truth
+                        )
+                    )
             except grpc.RpcError as exc:
                 if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
                     return  # blocked: quality caught them
@@ -255,17 +296,20 @@ class Campaign:
 
     # -- watching -------------------------------------------------------------------------------
 
-    def test_accuracy(self) -> tuple[str, float, float]:
-        """(serving version, its accuracy on the test split, its gold accuracy), or ("", 0, 0)."""
+    def measure(self, began: float) -> CurvePoint | None:
+        """The serving version's accuracy on the test split, placed on the curve at the
+        human labels spent when its run read its training set; None while this replica
+        does not serve the version the serving table names yet."""
         try:
             info = self.inference.ModelInfo(
                 inference_pb2.ModelInfoRequest(project=self.s.project), timeout=10
             )
         except grpc.RpcError:
-            return "", 0.0, 0.0
+            return None
+        if not info.model_version:
+            return None
         test = self.split.test
         predicted: list[int] = []
-        versions = set()
         for start in range(0, len(test), 1000):  # Predict takes up to 1,024 items a call
             try:
                 reply = self.inference.Predict(
@@ -277,14 +321,26 @@ class Campaign:
                 )
             except grpc.RpcError as exc:
                 if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAVAILABLE):
-                    return "", 0.0, 0.0  # published, not yet swapped in here: next tick
+                    return None  # published, not yet swapped in here: next tick
                 raise
-            versions.add(reply.model_version)
+            if reply.model_version != info.model_version:
+                return None  # a swap between the calls: next tick
             predicted.extend(int(p.predicted_class) for p in reply.predictions)
-        if len(versions) != 1:  # a new version came in between the calls: measure again
-            return self.test_accuracy()
-        accuracy = float((np.asarray(predicted) == self.split.y[test]).mean())
-        return versions.pop(), accuracy, info.metrics.accuracy
+        spent = self.human_labels()
+        if info.run_id:
+            run = self.training.GetRun(training_pb2.GetRunRequest(run_id=info.run_id)).run
+            started = run.started_at.ToNanoseconds() / 1e9 if run.HasField("started_at") else 0.0
+            with self._lock:
+                spent = sum(1 for x in self._submitted if x.at <= started) if started else spent
+        return CurvePoint(
+            model_version=info.model_version,
+            human_labels=spent,
+            test_accuracy=float((np.asarray(predicted) == self.split.y[test]).mean()),
+            gold_accuracy=info.metrics.accuracy,
+            seconds=time.monotonic() - began,
+            labels_when_served=self.human_labels(),
+            run_id=info.run_id,
+        )
 
     def blocked(self) -> dict[str, str]:
         reply = self.gateway.ListAnnotators(
@@ -296,7 +352,45 @@ class Campaign:
             if a.status == common_pb2.ANNOTATOR_STATUS_BLOCKED
         }
 
-    def run(self, on_tick: Callable[[dict[str, Any]], None] = lambda state: None) -> CampaignResult:
+    def _tick(self, curve: list[CurvePoint], began: float, slow: bool) -> Tick:
+        """A snapshot for the progress line; `slow` also asks for agreement and blocking."""
+        try:
+            stats = self.sampler.PoolStats(
+                sampler_pb2.PoolStatsRequest(project=self.s.project), timeout=5
+            )
+            consensus = int(stats.items_by_state.get("labeled", 0))
+        except grpc.RpcError:
+            consensus = self._last_tick.consensus if self._last_tick else 0
+        alpha, blocked = (
+            (self._last_tick.alpha, self._last_tick.blocked) if self._last_tick else (None, ())
+        )
+        if slow:
+            try:
+                agreement = self.quality.AgreementReport(
+                    quality_pb2.AgreementReportRequest(project=self.s.project),
+                    metadata=self.admin,
+                    timeout=10,
+                )
+                if agreement.overall.items:
+                    alpha = agreement.overall.krippendorff_alpha
+                blocked = tuple(sorted(self.blocked()))
+            except grpc.RpcError:
+                pass
+        self._last_tick = Tick(
+            project=self.s.project,
+            strategy=self.s.strategy,
+            labels=self.human_labels(),
+            budget=self.s.label_budget,
+            consensus=consensus,
+            model=curve[-1].model_version if curve else "",
+            accuracy=curve[-1].test_accuracy if curve else 0.0,
+            alpha=alpha,
+            blocked=blocked,
+            seconds=time.monotonic() - began,
+        )
+        return self._last_tick
+
+    def run(self, on_tick: Callable[[Tick], None] = lambda tick: None) -> CampaignResult:
         began = time.monotonic()
         imported, tokens = self.setup()
         workers = [
@@ -311,32 +405,22 @@ class Campaign:
             w.start()
         curve: list[CurvePoint] = []
         stopped = "time limit"
+        ticks = 0
         try:
             while time.monotonic() - began < self.s.max_seconds:
                 self._stop.wait(2.0)
                 version = self._serving_version()
                 if version and (not curve or curve[-1].model_version != version):
-                    served, accuracy, gold = self.test_accuracy()
-                    if served == version:  # else the replica still swaps it in: next tick
-                        curve.append(
-                            CurvePoint(
-                                served,
-                                self.human_labels(),
-                                accuracy,
-                                gold,
-                                time.monotonic() - began,
-                            )
-                        )
-                on_tick(
-                    {
-                        "labels": self.human_labels(),
-                        "budget": self.s.label_budget,
-                        "model": curve[-1].model_version if curve else "",
-                        "accuracy": curve[-1].test_accuracy if curve else 0.0,
-                        "seconds": time.monotonic() - began,
-                    }
-                )
-                if curve and curve[-1].test_accuracy >= self.s.target_accuracy:
+                    point = self.measure(began)
+                    if point is not None and point.model_version == version:
+                        curve.append(point)
+                ticks += 1
+                on_tick(self._tick(curve, began, slow=ticks % 5 == 1))
+                if (
+                    self.s.stop_at_target
+                    and curve
+                    and curve[-1].test_accuracy >= self.s.target_accuracy
+                ):
                     stopped = "target accuracy"
                     break
                 if self.human_labels() >= self.s.label_budget and not any(
@@ -359,6 +443,7 @@ class Campaign:
             stopped_because=stopped,
             seconds=time.monotonic() - began,
             errors=list(self._errors),
+            submitted=list(self._submitted),
         )
 
     def _final_model(self, curve: list[CurvePoint], began: float, wait_s: float = 180.0) -> None:
@@ -376,13 +461,9 @@ class Campaign:
             if state.state == training_pb2.RUN_STATE_SUCCEEDED and (
                 self._serving_version() == state.model_version
             ):
-                served, accuracy, gold = self.test_accuracy()
-                if served == state.model_version:
-                    curve.append(
-                        CurvePoint(
-                            served, self.human_labels(), accuracy, gold, time.monotonic() - began
-                        )
-                    )
+                point = self.measure(began)
+                if point is not None and point.model_version == state.model_version:
+                    curve.append(point)
                     return
             time.sleep(1.0)
         self._errors.append("the final model was not served in time")

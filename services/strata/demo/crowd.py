@@ -75,20 +75,23 @@ def spammer(k: int, favourite: int) -> NDArray[np.float64]:
     return m
 
 
-def digits_crowd(k: int = 10, experts: int = 2) -> list[Annotator]:
+def digits_crowd(k: int = 10, experts: int = 2, prefix: str = "") -> list[Annotator]:
     """About a dozen annotators of known, different skill and speed: experts (who
-    review), good and average annotators, a careless one and a spammer."""
+    review), good and average annotators, a careless one and a spammer. `prefix`
+    names a second crowd of the same skills (annotator ids are global)."""
     look = DIGIT_LOOKALIKES if k == 10 else None
     crowd = [
-        Annotator(f"expert-{i + 1}", "expert", confusion(0.99, k, look), 6.0, reviewer=True)
+        Annotator(f"{prefix}expert-{i + 1}", "expert", confusion(0.99, k, look), 6.0, True)
         for i in range(experts)
     ]
     for i, (acc, secs) in enumerate(
         [(0.95, 3.0), (0.93, 2.5), (0.92, 4.0), (0.9, 2.0), (0.88, 3.5), (0.86, 2.2)]
     ):
-        crowd.append(Annotator(f"good-{i + 1}", "good", confusion(acc, k, look), secs))
+        crowd.append(Annotator(f"{prefix}good-{i + 1}", "good", confusion(acc, k, look), secs))
     for i, (acc, secs) in enumerate([(0.8, 1.8), (0.75, 2.8)]):
-        crowd.append(Annotator(f"average-{i + 1}", "average", confusion(acc, k, look), secs))
-    crowd.append(Annotator("careless-1", "careless", careless(0.9, 0.5, k), 1.0))
-    crowd.append(Annotator("spammer-1", "spammer", spammer(k, favourite=1), 0.5))
+        crowd.append(
+            Annotator(f"{prefix}average-{i + 1}", "average", confusion(acc, k, look), secs)
+        )
+    crowd.append(Annotator(f"{prefix}careless-1", "careless", careless(0.9, 0.5, k), 1.0))
+    crowd.append(Annotator(f"{prefix}spammer-1", "spammer", spammer(k, favourite=1), 0.5))
     return crowd

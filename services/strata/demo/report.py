@@ -1,22 +1,42 @@
-"""The campaign's results: `campaign.json` and the learning curve as a PNG."""
+"""The campaign report: `campaign.json`, its plots (PNG) and one HTML page."""
 
 from __future__ import annotations
 
+import html
 import json
-from dataclasses import asdict
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 
+from strata.common.pages import embedded_image, fmt, png
 from strata.demo.campaign import CampaignResult
 from strata.demo.crowd import Annotator
 
+KIND_COLOURS = {
+    "expert": "tab:green",
+    "good": "tab:blue",
+    "average": "tab:orange",
+    "careless": "tab:purple",
+    "spammer": "tab:red",
+}
 
-def summary(result: CampaignResult, crowd: list[Annotator]) -> dict[str, Any]:
+
+@dataclass
+class CampaignReport:
+    active: CampaignResult
+    baseline: CampaignResult
+    findings: dict[str, dict[str, Any]]  # by project
+    comparison: dict[str, Any]
+    counters: dict[str, dict[str, float]]  # by service
+    unreadable_metrics: list[str]
+    dead_letters: list[dict[str, str]]
+
+
+def _campaign(result: CampaignResult) -> dict[str, Any]:
     return {
         "settings": asdict(result.settings),
         "stopped_because": result.stopped_because,
@@ -26,34 +46,237 @@ def summary(result: CampaignResult, crowd: list[Annotator]) -> dict[str, Any]:
         "final_test_accuracy": result.final_accuracy,
         "learning_curve": [asdict(p) for p in result.curve],
         "labels_by_annotator": result.labels_by_annotator,
-        "crowd": {
-            a.annotator_id: {"kind": a.kind, "true_accuracy": round(a.accuracy, 3)} for a in crowd
-        },
         "blocked": result.blocked,
         "errors": result.errors,
     }
 
 
-def learning_curve_png(result: CampaignResult, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    labels = [p.human_labels for p in result.curve]
-    ax.plot(labels, [p.test_accuracy for p in result.curve], "o-", label=result.settings.strategy)
-    for p in result.curve:
-        ax.annotate(p.model_version, (p.human_labels, p.test_accuracy), fontsize=7)
-    ax.axhline(result.settings.target_accuracy, color="grey", linestyle="--", label="target")
-    ax.set_xlabel("human labels spent")
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: missing figures are null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def summary(r: CampaignReport, crowd: list[Annotator]) -> dict[str, Any]:
+    return _clean(
+        {
+            "active": {**_campaign(r.active), **r.findings.get(r.active.settings.project, {})},
+            "baseline": {
+                **_campaign(r.baseline),
+                **r.findings.get(r.baseline.settings.project, {}),
+            },
+            "comparison": r.comparison,
+            "crowd": {
+                a.annotator_id: {
+                    "kind": a.kind,
+                    "true_accuracy": round(a.accuracy, 3),
+                    "seconds_per_label": a.seconds_per_label,
+                }
+                for a in crowd
+            },
+            "services": {
+                "counters": r.counters,
+                "unreadable": r.unreadable_metrics,
+            },
+            "dead_letters": r.dead_letters,
+        }
+    )
+
+
+def learning_curves(r: CampaignReport) -> bytes:
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for result, style in ((r.active, "o-"), (r.baseline, "s--")):
+        pts = sorted(result.curve, key=lambda p: p.human_labels)
+        ax.plot(
+            [p.human_labels for p in pts],
+            [p.test_accuracy for p in pts],
+            style,
+            label=f"{result.settings.strategy} ({result.settings.project})",
+        )
+    target = r.active.settings.target_accuracy
+    ax.axhline(target, color="grey", linestyle=":", label=f"target {target}")
+    reach = r.comparison.get("active_labels_to_reach_baseline_final")
+    if reach is not None:
+        ax.axvline(reach, color="tab:blue", alpha=0.3)
+        ax.annotate(
+            f"baseline's final accuracy\nreached at {reach} labels",
+            (reach, r.comparison["baseline_final_test_accuracy"]),
+            fontsize=8,
+            xytext=(8, -30),
+            textcoords="offset points",
+        )
+    ax.set_xlabel("human labels spent (when the version's run read its training set)")
     ax.set_ylabel("test accuracy (split nobody labelled)")
-    ax.set_title("Learning curve")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    ax.set_title("Learning curves: active learning vs random sampling, same pipeline")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return png(fig)
 
 
-def write(result: CampaignResult, crowd: list[Annotator], out_dir: Path) -> Path:
+def ranking_plot(findings: dict[str, Any], title: str) -> bytes:
+    rows = findings["annotator_ranking"]["by_estimate"]
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for row in rows:
+        ax.scatter(
+            row["observed_accuracy"],
+            row["estimated_accuracy"],
+            color=KIND_COLOURS.get(row["kind"], "black"),
+            marker="x" if row["blocked"] else "o",
+        )
+        ax.annotate(
+            row["annotator_id"], (row["observed_accuracy"], row["estimated_accuracy"]), fontsize=7
+        )
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
+    rho = findings["annotator_ranking"]["spearman_estimated_vs_observed"]
+    ax.set_xlabel("true accuracy on the labels they gave")
+    ax.set_ylabel("quality's estimate (Dawid-Skene)")
+    ax.set_title(f"{title}: Spearman {rho:.2f} (x = blocked)" if rho == rho else title)
+    ax.grid(alpha=0.3)
+    return png(fig)
+
+
+def depth_plot(findings: dict[str, Any]) -> bytes | None:
+    depth = findings["depth_profiles"]
+    by_class = depth["entropy_by_class"]
+    if not by_class:
+        return None
+    classes = sorted(by_class)
+    grid = np.asarray([by_class[c] for c in classes])
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    image = ax.imshow(grid, aspect="auto", cmap="magma_r")
+    ax.set_yticks(range(len(classes)), classes)
+    groups = depth["layer_groups"] or [str(g + 1) for g in range(grid.shape[1])]
+    ax.set_xticks(range(grid.shape[1]), groups, rotation=30, fontsize=7)
+    ax.set_xlabel("layer group (head first)")
+    ax.set_ylabel("class")
+    ax.set_title("Depth profiles: confusion entropy per class and depth")
+    fig.colorbar(image, ax=ax, label="entropy (nats)")
+    return png(fig)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{fmt(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def to_html(data: dict[str, Any], images: dict[str, bytes]) -> str:
+    a, b, c = data["active"], data["baseline"], data["comparison"]
+    share = c.get("share_of_baseline_labels")
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>Strata campaign report</title>",
+        "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;"
+        "padding:3px 8px;text-align:right}th{background:#f3f3f3}img{max-width:100%}</style>"
+        "</head><body><h1>Labeling campaign report: digits</h1>",
+        f"<p>Active learning ({html.escape(a['settings']['strategy'])}): final test accuracy "
+        f"<b>{fmt(a['final_test_accuracy'])}</b> after {a['human_labels']} human labels "
+        f"({html.escape(a['stopped_because'])}, {a['seconds']} s). Random baseline through the "
+        f"same pipeline: {fmt(b['final_test_accuracy'])} after {b['human_labels']} labels. "
+        "Active learning reached the baseline's final accuracy "
+        + (
+            f"with <b>{c['active_labels_to_reach_baseline_final']}</b> labels "
+            f"(<b>{share:.0%}</b> of the baseline's)."
+            if share is not None
+            else "<b>not</b> within its budget."
+        )
+        + f" Labels to reach the target {c['target_accuracy']}: active "
+        f"{fmt(c['active_labels_to_reach_target'])}, random "
+        f"{fmt(c['baseline_labels_to_reach_target'])}.</p>",
+    ]
+    if "learning_curves.png" in images:
+        parts.append(embedded_image("learning_curves.png", images["learning_curves.png"]))
+    parts.append("<h2>Crowd: majority vote vs Dawid-Skene, against the truth</h2>")
+    parts.append(
+        _table(
+            [{"project": d["settings"]["project"], **d.get("crowd_accuracy", {})} for d in (a, b)],
+            [
+                "project",
+                "accepted_labels",
+                "accepted_label_accuracy",
+                "crowd_decided_items",
+                "majority_vote_accuracy",
+                "dawid_skene_accuracy",
+                "expert_resolved_items",
+                "expert_resolved_accuracy",
+            ],
+        )
+    )
+    parts.append("<h2>Annotators: quality's estimate vs true skill</h2>")
+    if "annotator_ranking.png" in images:
+        parts.append(embedded_image("annotator_ranking.png", images["annotator_ranking.png"]))
+    parts.append(
+        _table(
+            a.get("annotator_ranking", {}).get("by_estimate", []),
+            ["annotator_id", "kind", "estimated_accuracy", "observed_accuracy", "blocked"],
+        )
+    )
+    mem = a.get("memorization", {})
+    parts.append("<h2>Memorization flags vs corrupted labels</h2>")
+    parts.append(
+        _table(
+            [mem],
+            [
+                "training_labels",
+                "wrong_training_labels",
+                "flagged",
+                "flagged_wrong",
+                "precision",
+                "recall",
+                "spammer_corrupted_labels",
+                "of_which_trained_with_the_wrong_class",
+                "of_which_flagged",
+            ],
+        )
+    )
+    parts.append("<h2>Depth profiles</h2>")
+    if "depth_profiles.png" in images:
+        parts.append(embedded_image("depth_profiles.png", images["depth_profiles.png"]))
+    parts.append("<h2>Traced influences (final model, test items)</h2>")
+    for t in a.get("traced_influences", []):
+        parts.append(
+            f"<p>Test item {t['test_index']} (true {t['true_class']}, predicted "
+            f"{html.escape(t['predicted_class'])}): labels that pushed towards the prediction</p>"
+        )
+        parts.append(
+            _table(t["supporting"], ["item_id", "value", "annotators", "consensus_score", "score"])
+        )
+    parts.append("<h2>Services</h2>")
+    counters = data["services"]["counters"]
+    parts.append(
+        _table(
+            [
+                {"service": s, "counters": len(v), "nonzero": sum(1 for x in v.values() if x)}
+                for s, v in counters.items()
+            ],
+            ["service", "counters", "nonzero"],
+        )
+    )
+    parts.append(f"<p>Dead letters: {len(data['dead_letters'])}.</p></body></html>")
+    return "\n".join(parts)
+
+
+def write(r: CampaignReport, crowd: list[Annotator], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "campaign.json"
-    path.write_text(json.dumps(summary(result, crowd), indent=2) + "\n")
-    if result.curve:
-        learning_curve_png(result, out_dir / "learning_curve.png")
-    return path
+    data = summary(r, crowd)
+    (out_dir / "campaign.json").write_text(json.dumps(data, indent=2) + "\n")
+    images: dict[str, bytes] = {}
+    if r.active.curve or r.baseline.curve:
+        images["learning_curves.png"] = learning_curves(r)
+    active = r.findings.get(r.active.settings.project)
+    if active and active["annotator_ranking"]["by_estimate"]:
+        images["annotator_ranking.png"] = ranking_plot(active, "Annotator ranking")
+    if active and (depth := depth_plot(active)) is not None:
+        images["depth_profiles.png"] = depth
+    for name, raw in images.items():
+        (out_dir / name).write_bytes(raw)
+    page = out_dir / "report.html"
+    page.write_text(to_html(data, images))
+    return page

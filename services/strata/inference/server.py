@@ -258,6 +258,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         reply.model_version = row.version
         reply.family = current.family
         reply.previous_version = row.previous_version or ""
+        reply.run_id = current.run_id or ""
         if current.metrics:
             reply.metrics.ParseFromString(current.metrics)
         reply.loaded_at.FromDatetime(current.recorded_at)

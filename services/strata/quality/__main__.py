@@ -69,7 +69,11 @@ def build(config: ServiceConfig, quality: QualityConfig | None = None) -> Servic
         on_estimated=redecide,
     )
     auditor = LabelErrorAuditor(
-        rt.db, metrics, min_items=q.label_error_min_items, budget=q.relabel_budget
+        rt.db,
+        metrics,
+        min_items=q.label_error_min_items,
+        budget=q.relabel_budget,
+        min_model_accuracy=q.label_error_min_model_accuracy,
     )
     rt.add_background("estimate", every(q.estimate_interval_s, estimator.run_once, "estimate"))
     rt.add_background(

@@ -72,15 +72,22 @@ def dawid_skene(
     tol: float = 1e-5,
     prior_strength: float = 2.0,
     prior_accuracy: float = 0.7,
+    known_items: ArrayLike | None = None,
+    known_classes: ArrayLike | None = None,
 ) -> DawidSkeneResult:
     """Dawid-Skene EM: per-annotator confusion matrices and item class posteriors.
 
     Starts from majority-vote shares. Each annotator's confusion matrix gets
     `prior_strength` pseudo-votes per true class, `prior_accuracy` of them on the
     diagonal, so an annotator with a handful of labels is assumed decent rather
-    than perfect or useless; with many labels the data dominates. Set
-    `prior_strength=0` for the classical (maximum-likelihood) algorithm.
-    Stops when no posterior moves by more than `tol` in an iteration.
+    than perfect or useless; with many labels the data dominates. The class
+    priors get `prior_strength` pseudo-items per class, so that early on, with a
+    few items, no class is ruled out. Items whose true class is known (gold:
+    `known_items` with `known_classes`) keep it throughout: they anchor the
+    classes' meaning (no label switching) and measure each annotator on truth.
+    Set `prior_strength=0` and give no known items for the classical
+    (maximum-likelihood) algorithm. Stops when no posterior moves by more than
+    `tol` in an iteration.
     """
     i, y = _check(item_idx, labels, n_classes)
     j = np.asarray(annotator_idx, dtype=np.int64)
@@ -93,6 +100,21 @@ def dawid_skene(
     counts = counts_from_votes(i, y, n_i, k).astype(float)
     totals = counts.sum(1, keepdims=True)
     posteriors = np.divide(counts, totals, out=np.full_like(counts, 1.0 / k), where=totals > 0)
+    known = np.asarray([] if known_items is None else known_items, dtype=np.int64)
+    truth = np.asarray([] if known_classes is None else known_classes, dtype=np.int64)
+    if known.shape != truth.shape:
+        raise ValueError("known_items and known_classes must have one entry each")
+    if known.size and (
+        known.min() < 0 or known.max() >= n_i or truth.min() < 0 or truth.max() >= k
+    ):
+        raise ValueError(f"known items must be in [0, {n_i}) and their classes in [0, {k})")
+    pinned = np.zeros((known.size, k))
+    pinned[np.arange(known.size), truth] = 1.0
+    if known.size:
+        # The first M-step learns the annotators from the known items alone: a majority
+        # that agrees on a wrong answer then cannot define what the classes mean.
+        posteriors = np.zeros_like(posteriors)
+    posteriors[known] = pinned
 
     off = (1.0 - prior_accuracy) / (k - 1) if k > 1 else 0.0
     prior = prior_strength * (np.full((k, k), off) + np.eye(k) * (prior_accuracy - off))
@@ -113,7 +135,10 @@ def dawid_skene(
         np.clip(expected, _EPS, None, out=expected)
         row = expected.sum(2, keepdims=True)
         confusions = np.divide(expected, row, out=np.full_like(expected, 1.0 / k), where=row > 0)
-        class_priors = posteriors.mean(0)
+        class_mass = posteriors.sum(0) + prior_strength
+        class_priors = (
+            class_mass / class_mass.sum() if class_mass.sum() > 0 else np.full(k, 1.0 / k)
+        )
         # E-step: log p(true = t | votes) for every item.
         log_conf = np.log(np.clip(confusions, 1e-300, None))
         per_vote = log_conf.transpose(0, 2, 1).reshape(n_j * k, k)[cell]  # [votes, true]
@@ -124,7 +149,8 @@ def dawid_skene(
         log_post -= log_post.max(1, keepdims=True)
         new = np.exp(log_post)
         new /= new.sum(1, keepdims=True)
-        delta = float(np.abs(new - posteriors).max())
+        new[known] = pinned
+        delta = float(np.abs(new - posteriors).max()) if iterations > 1 or not known.size else 1.0
         posteriors = new
         if delta < tol:
             converged = True

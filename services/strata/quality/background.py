@@ -14,6 +14,7 @@ import numpy as np
 from strata.common import outbox
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
+from strata.common.stats import wilson_interval
 from strata.quality import store
 from strata.quality.aggregation import dawid_skene
 from strata.quality.handlers import class_names, request_relabel
@@ -90,6 +91,8 @@ class Estimator:
             items, item_idx = np.unique([v[0] for v in votes], return_inverse=True)
             annotators, annotator_idx = np.unique([v[1] for v in votes], return_inverse=True)
             labels = np.asarray([index[v[2]] for v in votes], dtype=np.int64)
+            # Gold items anchor the estimate: their true class is known.
+            gold = {int(item_idx[n]): index[v[3]] for n, v in enumerate(votes) if v[3] in index}
             result = dawid_skene(
                 item_idx,
                 annotator_idx,
@@ -99,6 +102,8 @@ class Estimator:
                 n_annotators=len(annotators),
                 prior_strength=self.prior_strength,
                 prior_accuracy=self.prior_accuracy,
+                known_items=list(gold),
+                known_classes=list(gold.values()),
             )
             store.save_estimate(
                 conn,
@@ -137,17 +142,43 @@ class LabelErrorAuditor:
         *,
         min_items: int,
         budget: int,
+        min_model_accuracy: float = 0.85,
     ) -> None:
         self.db = db
         self.metrics = metrics
         self.min_items = min_items
         self.budget = budget
+        self.min_model_accuracy = min_model_accuracy
+        self._untrusted_logged: dict[str, str] = {}
 
     def run_once(self) -> None:
         with self.db.transaction() as conn:
             names = store.projects(conn)
         for project in names:
             self.audit(project)
+
+    def trusted(self, project: str, version: str) -> bool:
+        """A model may question accepted labels only once its gold accuracy's lower 95%
+        bound reaches `min_model_accuracy`: a weak model disagrees with good labels."""
+        with self.db.transaction() as conn:
+            gold = store.gold_predictions(conn, project, version)
+        right = sum(1 for answer, predicted in gold if answer == predicted)
+        low, _ = wilson_interval(right, len(gold))
+        if low < self.min_model_accuracy:
+            if self._untrusted_logged.get(project) != version:
+                self._untrusted_logged[project] = version
+                log.info(
+                    "%s: model %s is right on %d of %d gold items (lower bound %.2f < %.2f): "
+                    "its disagreements are not sent to review",
+                    project,
+                    version,
+                    right,
+                    len(gold),
+                    low,
+                    self.min_model_accuracy,
+                )
+            return False
+        return True
 
     def audit(self, project: str) -> int:
         """Items sent to review in this round."""
@@ -157,11 +188,12 @@ class LabelErrorAuditor:
         for item_id, value, classes, p, version, label_ids in rows:
             if value in classes and len(classes) == len(p):
                 usable.append((item_id, classes.index(value), classes, p, version, label_ids))
-        # Probabilities must share one class order to be compared: keep the commonest.
+        # Probabilities must come from one model and share one class order to be
+        # compared: keep the commonest version.
         if usable:
-            order = Counter(tuple(u[2]) for u in usable).most_common(1)[0][0]
-            usable = [u for u in usable if tuple(u[2]) == order]
-        if len(usable) < self.min_items:
+            commonest = Counter((u[4], tuple(u[2])) for u in usable).most_common(1)[0][0]
+            usable = [u for u in usable if (u[4], tuple(u[2])) == commonest]
+        if len(usable) < self.min_items or not self.trusted(project, usable[0][4]):
             return 0
         labels = np.asarray([u[1] for u in usable], dtype=np.int64)
         probs = np.asarray([u[3] for u in usable], dtype=float)

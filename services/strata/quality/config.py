@@ -27,8 +27,10 @@ class QualityConfig:
     prior_strength: float = setting(
         "STRATA_QUALITY_PRIOR_STRENGTH",
         parse_float(0, 1000),
-        2.0,
-        "pseudo-labels per class behind each annotator's prior confusion matrix",
+        10.0,
+        "pseudo-labels per class behind each annotator's prior confusion matrix (and "
+        "pseudo-items per class behind the class priors): a full confusion matrix is "
+        "many numbers, so an annotator's own labels take over only once there are many",
     )
     prior_accuracy: float = setting(
         "STRATA_QUALITY_PRIOR_ACCURACY",
@@ -53,6 +55,13 @@ class QualityConfig:
         parse_int(2, 10_000_000),
         50,
         "accepted items with a prediction needed before label errors are searched for",
+    )
+    label_error_min_model_accuracy: float = setting(
+        "STRATA_QUALITY_LABEL_ERROR_MIN_MODEL_ACCURACY",
+        parse_float(0.0, 1.0),
+        0.85,
+        "lower 95% bound of the model's gold accuracy needed before its disagreements "
+        "with accepted labels are sent to review",
     )
     relabel_budget: int = setting(
         "STRATA_QUALITY_RELABEL_BUDGET",

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+from strata.common.pages import embedded_image, fmt, png
 
 
 def plots(report: dict[str, Any]) -> dict[str, bytes]:
@@ -38,7 +27,7 @@ def plots(report: dict[str, Any]) -> dict[str, bytes]:
     ax.set_ylabel("Krippendorff's alpha (class vs rest)")
     ax.set_title("Agreement by class")
     ax.legend(loc="lower right")
-    out["agreement_by_class.png"] = _png(fig)
+    out["agreement_by_class.png"] = png(fig)
 
     table = np.asarray(report["error_taxonomy"]["counts"], dtype=float)
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
@@ -51,7 +40,7 @@ def plots(report: dict[str, Any]) -> dict[str, bytes]:
     ax.set_ylabel("consensus")
     ax.set_title("Error taxonomy: answers given per consensus class")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    out["error_taxonomy.png"] = _png(fig)
+    out["error_taxonomy.png"] = png(fig)
 
     scored = [a for a in report["annotators"] if a["gold_accuracy"] is not None]
     scored.sort(key=lambda a: a["gold_accuracy"])
@@ -72,14 +61,14 @@ def plots(report: dict[str, Any]) -> dict[str, bytes]:
     ax.set_xlim(0, 1)
     ax.set_xlabel("gold accuracy (95% Wilson interval); red: blocked, orange: retrain")
     ax.set_title("Annotators on gold")
-    out["gold_accuracy.png"] = _png(fig)
+    out["gold_accuracy.png"] = png(fig)
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
     cover = report["coverage"]
     ax.bar(list(cover), list(cover.values()), color="#8172b3")
     ax.set_ylabel("decided items")
     ax.set_title("Coverage per class")
-    out["coverage.png"] = _png(fig)
+    out["coverage.png"] = png(fig)
 
     windows = [s for s in slices if s["dimension"] == "window"]
     if len(windows) > 1:
@@ -93,16 +82,8 @@ def plots(report: dict[str, Any]) -> dict[str, bytes]:
         ax.set_xlabel("time window")
         ax.set_ylabel("Krippendorff's alpha")
         ax.set_title("Agreement over time")
-        out["agreement_over_time.png"] = _png(fig)
+        out["agreement_over_time.png"] = png(fig)
     return out
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return html.escape(str(value))
 
 
 def to_html(report: dict[str, Any], images: dict[str, bytes]) -> str:
@@ -118,9 +99,9 @@ def to_html(report: dict[str, Any], images: dict[str, bytes]) -> str:
         "text-align:right}th{background:#f3f3f3}img{max-width:100%}</style></head><body>",
         f"<h1>Dataset quality report: {html.escape(report['project'])}</h1>",
         f"<p><b>Agreement</b> ({html.escape(agree['metric'])}, threshold "
-        f"{agree['threshold']:.2f}): alpha {_fmt(overall['krippendorff_alpha'])}, "
-        f"Fleiss' kappa {_fmt(overall['fleiss_kappa'])}, mean pairwise Cohen's kappa "
-        f"{_fmt(overall['mean_cohen_kappa'])} over {overall['items']} items: "
+        f"{agree['threshold']:.2f}): alpha {fmt(overall['krippendorff_alpha'])}, "
+        f"Fleiss' kappa {fmt(overall['fleiss_kappa'])}, mean pairwise Cohen's kappa "
+        f"{fmt(overall['mean_cohen_kappa'])} over {overall['items']} items: "
         f"<b>{verdict}</b>.</p>",
         f"<p>Items by state: {html.escape(str(report['items']['by_state']))}; "
         f"{report['items']['votes']} human votes; open reviews: "
@@ -131,19 +112,17 @@ def to_html(report: dict[str, Any], images: dict[str, bytes]) -> str:
         low, high = model["spot_check_agreement_95"]
         parts.append(
             f"<p><b>Model labels</b>: {model['auto_accepted']} items auto-accepted; humans "
-            f"agreed with the model on {_fmt(model['spot_check_agreement'])} of "
-            f"{model['spot_checked']} spot checks (95% interval {_fmt(low)} to "
-            f"{_fmt(high)}).</p>"
+            f"agreed with the model on {fmt(model['spot_check_agreement'])} of "
+            f"{model['spot_checked']} spot checks (95% interval {fmt(low)} to "
+            f"{fmt(high)}).</p>"
         )
     crowd = report["gold_crowd_accuracy"]
     parts.append(
         f"<p>On {crowd['items']} gold items, majority vote recovers the answer "
-        f"{_fmt(crowd['majority_vote_accuracy'])} of the time and Dawid-Skene "
-        f"{_fmt(crowd['dawid_skene_accuracy'])}.</p>"
+        f"{fmt(crowd['majority_vote_accuracy'])} of the time and Dawid-Skene "
+        f"{fmt(crowd['dawid_skene_accuracy'])}.</p>"
     )
-    for name in images:
-        data = base64.b64encode(images[name]).decode()
-        parts.append(f"<p><img alt='{name}' src='data:image/png;base64,{data}'></p>")
+    parts.extend(embedded_image(name, data) for name, data in images.items())
     parts.append("<h2>Annotators</h2><table><tr>")
     columns = [
         "annotator_id",
@@ -157,12 +136,12 @@ def to_html(report: dict[str, Any], images: dict[str, bytes]) -> str:
     ]
     parts.append("".join(f"<th>{c}</th>" for c in columns) + "</tr>")
     for a in report["annotators"]:
-        parts.append("<tr>" + "".join(f"<td>{_fmt(a[c])}</td>" for c in columns) + "</tr>")
+        parts.append("<tr>" + "".join(f"<td>{fmt(a[c])}</td>" for c in columns) + "</tr>")
     parts.append("</table><h2>Most frequent errors</h2><table><tr><th>consensus</th>")
     parts.append("<th>given</th><th>votes</th></tr>")
     for e in report["error_taxonomy"]["top_errors"]:
         parts.append(
-            f"<tr><td>{_fmt(e['true'])}</td><td>{_fmt(e['given'])}</td><td>{e['count']}</td></tr>"
+            f"<tr><td>{fmt(e['true'])}</td><td>{fmt(e['given'])}</td><td>{e['count']}</td></tr>"
         )
     parts.append("</table><h2>Known limitations</h2><ul>")
     parts.extend(f"<li>{html.escape(n)}</li>" for n in report["limitations"])

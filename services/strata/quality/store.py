@@ -321,10 +321,12 @@ def votes_seen(conn: Conn, project: str) -> tuple[int, int]:
     return int(row[0]), int(row[1] or 0)
 
 
-def project_votes(conn: Conn, project: str) -> list[tuple[str, str, str]]:
-    """(item, annotator, value) of every human vote in the project (expert votes excluded)."""
+def project_votes(conn: Conn, project: str) -> list[tuple[str, str, str, str | None]]:
+    """(item, annotator, value, gold answer or None) of every human vote in the project
+    (expert votes excluded)."""
     return conn.execute(
-        "SELECT item_id, annotator_id, value FROM votes WHERE project = %s AND source = 'human'",
+        "SELECT item_id, annotator_id, value, gold_answer FROM votes "
+        "WHERE project = %s AND source = 'human'",
         (project,),
     ).fetchall()
 
@@ -545,6 +547,21 @@ def accepted_with_predictions(
         "AND i.method IS DISTINCT FROM %s",  # the model does not audit its own labels
         (project, MODEL_AUTO_ACCEPT),
     ).fetchall()
+
+
+def gold_predictions(conn: Conn, project: str, model_version: str) -> list[tuple[str, str]]:
+    """(gold answer, predicted class) for the project's gold items this version scored."""
+    rows = conn.execute(
+        "SELECT i.gold_answer, p.classes, p.probabilities FROM items i "
+        "JOIN predictions p ON p.item_id = i.item_id "
+        "WHERE i.project = %s AND i.gold_answer IS NOT NULL AND p.model_version = %s",
+        (project, model_version),
+    ).fetchall()
+    return [
+        (answer, classes[max(range(len(probs)), key=probs.__getitem__)])
+        for answer, classes, probs in rows
+        if classes and len(classes) == len(probs)
+    ]
 
 
 # -- reports and export -------------------------------------------------------------------

@@ -75,7 +75,7 @@ class ModelInfoRequest(_message.Message):
     def __init__(self, project: _Optional[str] = ...) -> None: ...
 
 class ModelInfoResponse(_message.Message):
-    __slots__ = ("model_version", "family", "metrics", "calibration", "previous_version", "loaded_at", "auto_accept", "last_failure", "scoring_backlog")
+    __slots__ = ("model_version", "family", "metrics", "calibration", "previous_version", "loaded_at", "auto_accept", "last_failure", "scoring_backlog", "run_id")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,7 @@ class ModelInfoResponse(_message.Message):
     AUTO_ACCEPT_FIELD_NUMBER: _ClassVar[int]
     LAST_FAILURE_FIELD_NUMBER: _ClassVar[int]
     SCORING_BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     family: str
     metrics: _common_pb2.ModelMetrics
@@ -94,7 +95,8 @@ class ModelInfoResponse(_message.Message):
     auto_accept: AutoAcceptStatus
     last_failure: str
     scoring_backlog: int
-    def __init__(self, model_version: _Optional[str] = ..., family: _Optional[str] = ..., metrics: _Optional[_Union[_common_pb2.ModelMetrics, _Mapping]] = ..., calibration: _Optional[_Union[CalibrationInfo, _Mapping]] = ..., previous_version: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., auto_accept: _Optional[_Union[AutoAcceptStatus, _Mapping]] = ..., last_failure: _Optional[str] = ..., scoring_backlog: _Optional[int] = ...) -> None: ...
+    run_id: str
+    def __init__(self, model_version: _Optional[str] = ..., family: _Optional[str] = ..., metrics: _Optional[_Union[_common_pb2.ModelMetrics, _Mapping]] = ..., calibration: _Optional[_Union[CalibrationInfo, _Mapping]] = ..., previous_version: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., auto_accept: _Optional[_Union[AutoAcceptStatus, _Mapping]] = ..., last_failure: _Optional[str] = ..., scoring_backlog: _Optional[int] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class RollbackModelRequest(_message.Message):
     __slots__ = ("project",)

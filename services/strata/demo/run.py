@@ -1,0 +1,426 @@
+"""The demo's main job: an active-learning campaign and a random-sampling baseline on the
+same budget, side by side through the same running stack, then everything gathered
+into `demo-output/`.
+
+Two projects run at once: `digits` ranks the pool by margin, `digits-random` hands
+out random items; each has its own crowd of the same skills (annotator ids are
+global, so the baseline's carry a prefix). When both stop, the services are asked
+for what they know (quality's report and export, training's depth profiles,
+memorization flags and traced influences, every service's metrics, the dead-letter
+topic) and the campaign report puts it next to the truth the simulation knows.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from strata.cli.progress import StatusLine, bar
+from strata.cli.reports import write_export, write_report
+from strata.common.topics import DEADLETTER
+from strata.demo import analysis
+from strata.demo.campaign import (
+    CLASSES,
+    Campaign,
+    CampaignResult,
+    CampaignSettings,
+    Tick,
+    bearer,
+    features,
+)
+from strata.demo.crowd import digits_crowd
+from strata.v1 import events_pb2, quality_pb2_grpc, training_pb2, training_pb2_grpc
+
+SERVICES = ("sampler", "inference", "gateway", "quality", "training")
+BASELINE_PREFIX = "rnd-"
+
+
+@dataclass(frozen=True)
+class Plan:
+    active: CampaignSettings
+    baseline: CampaignSettings
+    traced_items: int = 3  # test items whose most influential labels the report shows
+
+
+def plan(fast: bool) -> Plan:
+    """The full campaign, or the small one the e2e test runs (under 3 minutes)."""
+    active = (
+        CampaignSettings(
+            pool=400,
+            gold=50,
+            label_budget=500,
+            target_accuracy=0.97,
+            retrain_every=50,
+            pace=0.3,
+            max_seconds=120.0,
+        )
+        if fast
+        else CampaignSettings()
+    )
+    baseline = replace(active, project="digits-random", strategy="random", stop_at_target=False)
+    return Plan(active, baseline)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    grpc: dict[str, str]  # service -> host:port
+    metrics: dict[str, str]  # service -> http URL of /metrics
+    kafka_bootstrap: str
+    admin_token: str
+
+
+def _line(ticks: dict[str, Tick]) -> str:
+    parts = []
+    for t in ticks.values():
+        model = f"{t.model} acc {t.accuracy:.3f}" if t.model else "no model yet"
+        alpha = f" alpha {t.alpha:.2f}" if t.alpha is not None else ""
+        rate = t.labels / t.seconds if t.seconds > 0 else 0.0
+        parts.append(
+            f"{t.strategy:<6} {bar(t.labels / max(1, t.budget), 16)} {t.labels}/{t.budget} "
+            f"consensus {t.consensus} {model}{alpha} {rate:.1f}/s"
+        )
+    blocked = sorted({b for t in ticks.values() for b in t.blocked})
+    return "  " + " | ".join(parts) + (f" | blocked: {', '.join(blocked)}" if blocked else "")
+
+
+def run_campaigns(endpoints: Endpoints, p: Plan, status: StatusLine) -> list[CampaignResult]:
+    """Both campaigns at once, with one live status line; results in plan order."""
+    campaigns = [
+        Campaign(endpoints.grpc, endpoints.admin_token, p.active, digits_crowd()),
+        Campaign(
+            endpoints.grpc,
+            endpoints.admin_token,
+            p.baseline,
+            digits_crowd(prefix=BASELINE_PREFIX),
+        ),
+    ]
+    ticks: dict[str, Tick] = {}
+    seen: set[tuple[str, str]] = set()
+    results: dict[str, CampaignResult] = {}
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def on_tick(tick: Tick) -> None:
+        with lock:
+            ticks[tick.project] = tick
+            if tick.model and (tick.project, tick.model) not in seen:
+                seen.add((tick.project, tick.model))
+                status.say(
+                    f"  {tick.project}: model {tick.model} serving, test accuracy "
+                    f"{tick.accuracy:.3f} ({tick.labels} human labels so far)"
+                )
+
+    def work(c: Campaign) -> None:
+        try:
+            results[c.s.project] = c.run(on_tick)
+        except BaseException as exc:  # shown by the caller; the other campaign goes on
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in campaigns]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            time.sleep(1.0)
+            with lock:
+                if ticks:
+                    status.update(_line(ticks))
+    finally:
+        status.close()
+        for c in campaigns:
+            c.close()
+    if failures:
+        raise failures[0]
+    return [results[p.active.project], results[p.baseline.project]]
+
+
+# -- what the services know ------------------------------------------------------------------
+
+
+def scrape_counters(url: str, timeout_s: float = 5.0) -> dict[str, float]:
+    """Every counter of one service's /metrics, summed over its labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=timeout_s) as reply:
+        text = reply.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.type != "counter":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def dead_letters(bootstrap: str, timeout_s: float = 10.0) -> list[dict[str, str]]:
+    """Every record on the dead-letter topic: where it came from and why."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [
+            TopicPartition(DEADLETTER.name, p)
+            for p in consumer.partitions_for_topic(DEADLETTER.name) or ()
+        ]
+        if not parts:
+            return []
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        end = consumer.end_offsets(parts)
+        found: list[dict[str, str]] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(consumer.position(tp) < end[tp] for tp in parts):
+            for records in consumer.poll(timeout_ms=300).values():
+                for r in records:
+                    msg = events_pb2.DeadLetter.FromString(r.value)
+                    found.append(
+                        {
+                            "topic": msg.original_topic,
+                            "service": msg.service,
+                            "reason": msg.reason,
+                        }
+                    )
+        return found
+    finally:
+        consumer.close()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class Gathered:
+    """What one project's services returned after its campaign."""
+
+    project: str
+    quality_report: dict[str, Any]
+    exported: list[dict[str, Any]]
+    label_studio_tasks: int
+    depth: training_pb2.DepthProfileResponse | None
+    traced: list[dict[str, Any]]
+
+
+def gather(
+    endpoints: Endpoints, result: CampaignResult, campaign_split: Any, out_dir: Path, traced: int
+) -> Gathered:
+    """Quality's report and exports (written under `out_dir/<project>/`), training's
+    depth profiles and memorization flags for the final version, and the labels that
+    most influenced a few test items."""
+    project = result.settings.project
+    folder = out_dir / project
+    md = bearer(endpoints.admin_token)
+    with grpc.insecure_channel(endpoints.grpc["quality"]) as channel:
+        quality = quality_pb2_grpc.QualityStub(channel)
+        # The last labels may still be on their way through quality: read until the
+        # report and the export agree on the accepted count (or give up after a while).
+        deadline = time.monotonic() + 20.0
+        while True:
+            write_report(quality, md, project, folder)
+            rows = write_export(quality, md, project, False, folder / "labels.jsonl")
+            tasks = write_export(quality, md, project, True, folder / "labels.label-studio.json")
+            states = json.loads((folder / "quality_report.json").read_text())["items"]["by_state"]
+            decided = states.get("accepted", 0) + states.get("expert", 0)
+            if rows == tasks == decided or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+    final = result.curve[-1].model_version if result.curve else ""
+    depth = None
+    influences: list[dict[str, Any]] = []
+    if final:
+        with grpc.insecure_channel(endpoints.grpc["training"]) as channel:
+            training = training_pb2_grpc.TrainingStub(channel)
+            depth = training.DepthProfile(
+                training_pb2.DepthProfileRequest(project=project, model_version=final),
+                metadata=md,
+                timeout=60,
+            )
+            for i in campaign_split.test[:traced]:
+                reply = training.TraceInfluence(
+                    training_pb2.TraceInfluenceRequest(
+                        project=project,
+                        model_version=final,
+                        content=features(campaign_split.x[i]),
+                        top_k=5,
+                    ),
+                    metadata=md,
+                    timeout=60,
+                )
+                influences.append(
+                    {
+                        "test_index": int(i),
+                        "true_class": CLASSES[int(campaign_split.y[i])],
+                        "predicted_class": reply.predicted_class,
+                        "supporting": [_influence(x) for x in reply.supporting],
+                        "opposing": [_influence(x) for x in reply.opposing],
+                    }
+                )
+    return Gathered(
+        project=project,
+        quality_report=json.loads((folder / "quality_report.json").read_text()),
+        exported=read_jsonl(folder / "labels.jsonl"),
+        label_studio_tasks=tasks,
+        depth=depth,
+        traced=influences,
+    )
+
+
+def _influence(x: Any) -> dict[str, Any]:
+    return {
+        "item_id": x.item_id,
+        "value": x.value,
+        "annotators": list(x.annotator_ids),
+        "consensus_score": round(x.consensus_score, 4),
+        "score": x.score,
+        "by_group": [round(v, 6) for v in x.by_group],
+    }
+
+
+def item_truth(result: CampaignResult) -> dict[str, int]:
+    """The true class of every item the crowd saw (the simulation knows it)."""
+    return {s.item_id: s.truth for s in result.submitted}
+
+
+def project_findings(
+    result: CampaignResult, got: Gathered, crowd_kinds: dict[str, str]
+) -> dict[str, Any]:
+    """The report's figures for one project, from the services' answers and the truth."""
+    truth = item_truth(result)
+    estimated = {
+        a["annotator_id"]: a["estimated_accuracy"]
+        for a in got.quality_report.get("annotators", [])
+        if a.get("estimated_accuracy") is not None
+    }
+    observed = analysis.observed_accuracy(result.submitted)
+    rho, order = analysis.annotator_ranking(estimated, observed)
+    flags = [f.item_id for f in got.depth.memorization_flags] if got.depth else []
+    trained = {r["item_id"]: r["value"] for r in got.exported}
+    spammers = [a for a, kind in crowd_kinds.items() if kind == "spammer"]
+    return {
+        "human_labels": result.human_labels,
+        "final_model": result.curve[-1].model_version if result.curve else "",
+        "final_test_accuracy": result.final_accuracy,
+        "accepted_labels_exported": len(got.exported),
+        "quality_items_by_state": got.quality_report["items"]["by_state"],
+        "label_studio_tasks": got.label_studio_tasks,
+        "crowd_accuracy": analysis.crowd_accuracy(got.exported, truth, CLASSES),
+        "annotator_ranking": {
+            "spearman_estimated_vs_observed": rho,
+            "by_estimate": [
+                {
+                    "annotator_id": a,
+                    "kind": crowd_kinds.get(a, "?"),
+                    "estimated_accuracy": round(estimated[a], 4),
+                    "observed_accuracy": round(observed.get(a, float("nan")), 4),
+                    "blocked": a in result.blocked,
+                }
+                for a in order
+            ],
+        },
+        "memorization": analysis.memorization_vs_corruption(
+            flags, trained, truth, CLASSES, result.submitted, spammers
+        ),
+        "depth_profiles": {
+            "layer_groups": list(got.depth.layer_groups) if got.depth else [],
+            "entropy_by_class": {
+                p.class_label: [round(v, 4) for v in p.entropy_by_group]
+                for p in (got.depth.profiles if got.depth else [])
+            },
+        },
+        "traced_influences": got.traced,
+    }
+
+
+def comparison(active: CampaignResult, baseline: CampaignResult) -> dict[str, Any]:
+    """Labels active learning needed to reach the baseline's final accuracy and the target."""
+    reference = baseline.final_accuracy
+    needed = analysis.labels_to_reach(active.curve, reference)
+    return {
+        "baseline_final_test_accuracy": reference,
+        "baseline_human_labels": baseline.human_labels,
+        "active_labels_to_reach_baseline_final": needed,
+        "share_of_baseline_labels": (
+            needed / baseline.human_labels if needed is not None and baseline.human_labels else None
+        ),
+        "target_accuracy": active.settings.target_accuracy,
+        "active_labels_to_reach_target": analysis.labels_to_reach(
+            active.curve, active.settings.target_accuracy
+        ),
+        "baseline_labels_to_reach_target": analysis.labels_to_reach(
+            baseline.curve, active.settings.target_accuracy
+        ),
+    }
+
+
+def service_counters(endpoints: Endpoints) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """Each service's counters, and the services whose metrics could not be read."""
+    counters: dict[str, dict[str, float]] = {}
+    unreadable: list[str] = []
+    for name in SERVICES:
+        try:
+            counters[name] = scrape_counters(endpoints.metrics[name])
+        except OSError as exc:
+            unreadable.append(f"{name}: {exc}")
+    return counters, unreadable
+
+
+def demo(endpoints: Endpoints, p: Plan, out_dir: Path, status: StatusLine) -> int:
+    """Run both campaigns, gather what the services know, write the campaign report."""
+    from strata.demo import report
+    from strata.demo.campaign import digits_split
+
+    a, b = p.active, p.baseline
+    status.say(
+        f"Labeling campaigns on digits, side by side: {a.pool} pool items, {a.gold} gold, "
+        f"budget {a.label_budget} human labels each, target test accuracy {a.target_accuracy}, "
+        f"retrain every {a.retrain_every} consensus labels; {a.project}: {a.strategy} "
+        f"sampling, {b.project}: {b.strategy} sampling (the baseline)"
+    )
+    active, baseline = run_campaigns(endpoints, p, status)
+    status.say("Gathering the quality reports, exports, depth profiles and traced influences...")
+    findings = {}
+    for result, prefix in ((active, ""), (baseline, BASELINE_PREFIX)):
+        split = digits_split(result.settings.pool, result.settings.gold, result.settings.seed)
+        got = gather(endpoints, result, split, out_dir, p.traced_items)
+        kinds = {x.annotator_id: x.kind for x in digits_crowd(prefix=prefix)}
+        findings[result.settings.project] = project_findings(result, got, kinds)
+    counters, unreadable = service_counters(endpoints)
+    dlq = dead_letters(endpoints.kafka_bootstrap)
+    page = report.write(
+        report.CampaignReport(
+            active=active,
+            baseline=baseline,
+            findings=findings,
+            comparison=comparison(active, baseline),
+            counters=counters,
+            unreadable_metrics=unreadable,
+            dead_letters=dlq,
+        ),
+        digits_crowd(),
+        out_dir,
+    )
+    c = comparison(active, baseline)
+    share = c["share_of_baseline_labels"]
+    status.say(
+        f"Active learning ({active.settings.strategy}): final test accuracy "
+        f"{active.final_accuracy:.3f} after {active.human_labels} human labels "
+        f"({active.stopped_because}); random baseline: {baseline.final_accuracy:.3f} after "
+        f"{baseline.human_labels}. Active learning reached the baseline's final accuracy "
+        + (
+            f"with {c['active_labels_to_reach_baseline_final']} labels ({share:.0%} of its)."
+            if share is not None
+            else "not within its budget."
+        )
+    )
+    blocked = sorted(set(active.blocked) | set(baseline.blocked))
+    status.say(f"Blocked by quality: {', '.join(blocked) or 'none'}; dead letters: {len(dlq)}")
+    status.say(f"Report: {page}  (campaign.json, plots, quality reports and exports beside it)")
+    return 0 if active.curve and baseline.curve else 1
