@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,18 @@ def query(pg: EmbeddedPostgres, sql: str, *args: Any) -> list[tuple[Any, ...]]:
             return []
 
 
+def explained(
+    log: Path, pg: EmbeddedPostgres, predicate: Callable[[], bool], timeout_s: float, what: str
+) -> None:
+    """wait_until; a timeout shows the runs table and the service's log tail."""
+    try:
+        wait_until(predicate, timeout_s, what)
+    except AssertionError as exc:
+        runs = query(pg, "SELECT state, epoch, error FROM runs")
+        tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+        raise AssertionError(f"{exc}\nruns: {runs}\ntraining log tail:\n{tail}") from None
+
+
 def test_a_killed_training_process_resumes_its_run_from_the_last_checkpoint(
     own_postgres: EmbeddedPostgres, own_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
@@ -106,7 +118,9 @@ def test_a_killed_training_process_resumes_its_run_from_the_last_checkpoint(
         )
         request = events_pb2.TrainingRequested(project=project, consensus_labels=300)
         produce(bootstrap, [make_event(TRAINING_REQUESTED, project, request)])
-        wait_until(
+        explained(
+            log,
+            own_postgres,
             lambda: bool(query(own_postgres, "SELECT 1 FROM runs WHERE epoch >= 3")),
             180,
             "the run past its third epoch",
@@ -117,7 +131,9 @@ def test_a_killed_training_process_resumes_its_run_from_the_last_checkpoint(
         assert state == "running" and 3 <= epoch < 12
 
         proc = start(own_postgres, bootstrap, tmp_path, log)
-        wait_until(
+        explained(
+            log,
+            own_postgres,
             lambda: (
                 query(own_postgres, "SELECT state FROM runs")[:1]
                 in ([("succeeded",)], [("failed",)])

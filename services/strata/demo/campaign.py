@@ -49,11 +49,11 @@ class CampaignSettings:
     gold: int = 100  # gold items (held out by training: it measures on them)
     label_budget: int = 1500  # human labels the campaign may spend
     target_accuracy: float = 0.95  # on the test split nobody labels
-    retrain_every: int = 150
+    retrain_every: int = 60
     overlap_min: int = 2
     overlap_max: int = 4
-    pace: float = 0.5  # each annotator waits pace x their seconds per label
-    max_seconds: float = 420.0
+    pace: float = 0.8  # each annotator waits pace x their seconds per label
+    max_seconds: float = 480.0
     seed: int = 0
     stop_at_target: bool = True  # a baseline spends its whole budget
 

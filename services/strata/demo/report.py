@@ -169,7 +169,6 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 def to_html(data: dict[str, Any], images: dict[str, bytes]) -> str:
     a, b, c = data["active"], data["baseline"], data["comparison"]
-    share = c.get("share_of_baseline_labels")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>Strata campaign report</title>",
         "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
@@ -180,16 +179,7 @@ def to_html(data: dict[str, Any], images: dict[str, bytes]) -> str:
         f"<b>{fmt(a['final_test_accuracy'])}</b> after {a['human_labels']} human labels "
         f"({html.escape(a['stopped_because'])}, {a['seconds']} s). Random baseline through the "
         f"same pipeline: {fmt(b['final_test_accuracy'])} after {b['human_labels']} labels. "
-        "Active learning reached the baseline's final accuracy "
-        + (
-            f"with <b>{c['active_labels_to_reach_baseline_final']}</b> labels "
-            f"(<b>{share:.0%}</b> of the baseline's)."
-            if share is not None
-            else "<b>not</b> within its budget."
-        )
-        + f" Labels to reach the target {c['target_accuracy']}: active "
-        f"{fmt(c['active_labels_to_reach_target'])}, random "
-        f"{fmt(c['baseline_labels_to_reach_target'])}.</p>",
+        f"<b>{html.escape(c['verdict'])}</b></p>",
     ]
     if "learning_curves.png" in images:
         parts.append(embedded_image("learning_curves.png", images["learning_curves.png"]))

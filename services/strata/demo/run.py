@@ -343,20 +343,38 @@ def comparison(active: CampaignResult, baseline: CampaignResult) -> dict[str, An
     """Labels active learning needed to reach the baseline's final accuracy and the target."""
     reference = baseline.final_accuracy
     needed = analysis.labels_to_reach(active.curve, reference)
+    share = needed / baseline.human_labels if needed is not None and baseline.human_labels else None
+    to_target = analysis.labels_to_reach(active.curve, active.settings.target_accuracy)
+    base_to_target = analysis.labels_to_reach(baseline.curve, active.settings.target_accuracy)
+    if share is not None:
+        verdict = (
+            f"Active learning reached the baseline's final accuracy ({reference:.3f}) with "
+            f"{needed} human labels, {share:.0%} of the baseline's {baseline.human_labels}."
+        )
+    elif active.stopped_because == "target accuracy":
+        verdict = (
+            f"Active learning stopped at the target ({active.settings.target_accuracy}) before "
+            f"the baseline's final accuracy ({reference:.3f}), which it did not reach."
+        )
+    else:
+        verdict = (
+            f"Active learning did not reach the baseline's final accuracy ({reference:.3f}) "
+            "within its budget."
+        )
+    if to_target is not None and base_to_target is not None:
+        verdict += (
+            f" To reach the target {active.settings.target_accuracy}: {to_target} labels with "
+            f"active learning, {base_to_target} at random ({to_target / base_to_target:.0%})."
+        )
     return {
+        "verdict": verdict,
         "baseline_final_test_accuracy": reference,
         "baseline_human_labels": baseline.human_labels,
         "active_labels_to_reach_baseline_final": needed,
-        "share_of_baseline_labels": (
-            needed / baseline.human_labels if needed is not None and baseline.human_labels else None
-        ),
+        "share_of_baseline_labels": share,
         "target_accuracy": active.settings.target_accuracy,
-        "active_labels_to_reach_target": analysis.labels_to_reach(
-            active.curve, active.settings.target_accuracy
-        ),
-        "baseline_labels_to_reach_target": analysis.labels_to_reach(
-            baseline.curve, active.settings.target_accuracy
-        ),
+        "active_labels_to_reach_target": to_target,
+        "baseline_labels_to_reach_target": base_to_target,
     }
 
 
@@ -407,18 +425,12 @@ def demo(endpoints: Endpoints, p: Plan, out_dir: Path, status: StatusLine) -> in
         digits_crowd(),
         out_dir,
     )
-    c = comparison(active, baseline)
-    share = c["share_of_baseline_labels"]
     status.say(
         f"Active learning ({active.settings.strategy}): final test accuracy "
         f"{active.final_accuracy:.3f} after {active.human_labels} human labels "
         f"({active.stopped_because}); random baseline: {baseline.final_accuracy:.3f} after "
-        f"{baseline.human_labels}. Active learning reached the baseline's final accuracy "
-        + (
-            f"with {c['active_labels_to_reach_baseline_final']} labels ({share:.0%} of its)."
-            if share is not None
-            else "not within its budget."
-        )
+        f"{baseline.human_labels} ({baseline.stopped_because}). "
+        + comparison(active, baseline)["verdict"]
     )
     blocked = sorted(set(active.blocked) | set(baseline.blocked))
     status.say(f"Blocked by quality: {', '.join(blocked) or 'none'}; dead letters: {len(dlq)}")

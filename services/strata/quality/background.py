@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -156,6 +157,7 @@ class LabelErrorAuditor:
             names = store.projects(conn)
         for project in names:
             self.audit(project)
+            self.act_on_memorization(project)
 
     def trusted(self, project: str, version: str) -> bool:
         """A model may question accepted labels only once its gold accuracy's lower 95%
@@ -179,6 +181,61 @@ class LabelErrorAuditor:
                 )
             return False
         return True
+
+    def _relabel(
+        self,
+        conn: Any,
+        item_id: str,
+        detail: str,
+        label_ids: list[str],
+        version: str,
+        trace: str,
+        detector: str,
+    ) -> bool:
+        """One accepted item back to review, its event through the outbox."""
+        return request_relabel(
+            conn,
+            lambda topic, key, message, trace_id: outbox.publish(
+                conn, topic, key, message, trace_id=trace_id
+            ),
+            item_id,
+            detail,
+            label_ids,
+            version,
+            trace,
+            detector,
+            self.metrics,
+        )
+
+    def act_on_memorization(self, project: str) -> int:
+        """Send labels that training flagged as memorized back to review, once the
+        version that flagged them is trusted (see `trusted`); returns how many."""
+        with self.db.transaction() as conn:
+            flags = store.flags_to_act_on(conn, project)
+        trust: dict[str, bool] = {}
+        sent = 0
+        with self.db.transaction() as conn:
+            trace = uuid.uuid4().hex
+            for item_id, label_id, version, reason, score, run_id in flags:
+                if sent >= self.budget:
+                    break
+                if version not in trust:
+                    trust[version] = self.trusted(project, version)
+                if not trust[version]:
+                    continue
+                if self._relabel(
+                    conn,
+                    item_id,
+                    f"memorized in training run {run_id}: {reason} ({score:.2f})",
+                    [label_id] if label_id and label_id != item_id else [],
+                    version,
+                    trace,
+                    "memorization",
+                ):
+                    sent += 1
+        if sent:
+            log.info("%s: %d memorized labels sent to review", project, sent)
+        return sent
 
     def audit(self, project: str) -> int:
         """Items sent to review in this round."""
@@ -216,18 +273,8 @@ class LabelErrorAuditor:
                     f"not {classes[issue.given]!r} (p={issue.self_confidence:.2f} for the "
                     "accepted label; confident learning)"
                 )
-                if request_relabel(
-                    conn,
-                    lambda topic, key, message, trace_id: outbox.publish(
-                        conn, topic, key, message, trace_id=trace_id
-                    ),
-                    item_id,
-                    detail,
-                    label_ids,
-                    version,
-                    trace,
-                    "confident_learning",
-                    self.metrics,
+                if self._relabel(
+                    conn, item_id, detail, label_ids, version, trace, "confident_learning"
                 ):
                     sent += 1
         if sent:

@@ -642,25 +642,13 @@ class QualityHandlers:
         store.save_model_labels(ctx.conn, labels)
 
     def on_feedback(self, ctx: HandlerContext, event: Event) -> None:
-        """Memorization flags send the items' labels back for review (RELABEL)."""
+        """Memorization flags are stored; the label-error audit sends the flagged labels
+        back for review (RELABEL) once the flagging version is right enough on gold."""
         msg = event.message
         assert isinstance(msg, events_pb2.TrainingFeedback)
-        fresh = store.save_memorization_flags(
+        store.save_memorization_flags(
             ctx.conn, msg.project, msg.run_id, msg.model_version, msg.memorization_flags
         )
-        for flag in fresh:
-            detail = f"memorized in training run {msg.run_id}: {flag.reason} ({flag.score:.2f})"
-            request_relabel(
-                ctx.conn,
-                lambda topic, key, message, trace: ctx.publish(topic, key, message),
-                flag.item_id,
-                detail,
-                [flag.label_id] if flag.label_id else [],
-                msg.model_version,
-                event.trace_id,
-                "memorization",
-                self.metrics,
-            )
 
     def routes(self) -> dict[str, TopicHandler]:
         # Contracts first: a poll that holds a contract and its first labels applies both.

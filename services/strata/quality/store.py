@@ -549,6 +549,20 @@ def accepted_with_predictions(
     ).fetchall()
 
 
+def flags_to_act_on(conn: Conn, project: str) -> list[tuple[str, str, str, str, float, str]]:
+    """Memorization flags on accepted items not yet sent to review on their version's
+    evidence: (item, label, model version, reason, score, run)."""
+    return conn.execute(
+        "SELECT f.item_id, f.label_id, f.model_version, f.reason, f.score, f.run_id "
+        "FROM memorization_flags f JOIN items i ON i.item_id = f.item_id "
+        "WHERE f.project = %s AND i.state = 'accepted' AND NOT EXISTS ("
+        "  SELECT 1 FROM reviews r WHERE r.item_id = f.item_id AND r.kind = 'relabel' "
+        "  AND (r.model_version = f.model_version OR r.resolved_at IS NULL)) "
+        "ORDER BY f.score DESC, f.item_id",
+        (project,),
+    ).fetchall()
+
+
 def gold_predictions(conn: Conn, project: str, model_version: str) -> list[tuple[str, str]]:
     """(gold answer, predicted class) for the project's gold items this version scored."""
     rows = conn.execute(

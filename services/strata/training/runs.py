@@ -153,6 +153,10 @@ def _progress_callback(dsn: str, schema: str, run_id: str) -> Any:
     return _Callback()
 
 
+class RayUnavailable(Exception):
+    """Ray could not be started or reached: the run waits in the queue, it does not fail."""
+
+
 class RunExecutor:
     def __init__(
         self,
@@ -175,6 +179,11 @@ class RunExecutor:
                 log.warning(
                     "run %s was cut off; queued again to resume from its checkpoint", run_id
                 )
+        # Ray is started before the first run is asked for, while the machine is quiet.
+        try:
+            self._ensure_ray()
+        except RayUnavailable as exc:
+            log.error("%s; runs wait in the queue until it starts", exc)
         while not stop.is_set():
             with self.db.transaction() as conn:
                 claimed = store.claim_next_run(conn)
@@ -182,6 +191,14 @@ class RunExecutor:
             self.metrics.queued.set(int(queued[0]) if queued else 0)
             if claimed is None:
                 stop.wait(self.config.poll_s)
+                continue
+            try:
+                self._ensure_ray()
+            except RayUnavailable as exc:
+                log.error("run %s (%s) waits: %s", claimed.run_id, claimed.project, exc)
+                with self.db.transaction() as conn:
+                    store.requeue(conn, claimed.run_id)
+                stop.wait(self.RAY_RETRY_S)
                 continue
             self.execute(claimed)
 
@@ -204,21 +221,40 @@ class RunExecutor:
             store.fail_run(conn, run.run_id, error)
         self.metrics.runs.labels(outcome=outcome).inc()
 
+    RAY_ATTEMPTS = 3
+    RAY_RETRY_S = 5.0
+
     def _ensure_ray(self) -> None:
+        """Start (or reach) Ray; a start that times out on a busy machine is tried again.
+        Raises RayUnavailable when every attempt failed."""
         if self._ray_ready:
             return
         import os
 
         import ray
 
-        if not ray.is_initialized():
-            if os.environ.get("RAY_ADDRESS"):
-                ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
-            else:
-                ray.init(
-                    num_cpus=self.config.ray_cpus, include_dashboard=False, log_to_driver=False
+        last: Exception | None = None
+        for attempt in range(1, self.RAY_ATTEMPTS + 1):
+            try:
+                if not ray.is_initialized():
+                    if os.environ.get("RAY_ADDRESS"):
+                        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+                    else:
+                        ray.init(
+                            num_cpus=self.config.ray_cpus,
+                            include_dashboard=False,
+                            log_to_driver=False,
+                        )
+                self._ray_ready = True
+                return
+            except Exception as exc:  # Ray raises plain Exceptions for start-up timeouts
+                last = exc
+                log.warning(
+                    "Ray did not start (attempt %d of %d): %s", attempt, self.RAY_ATTEMPTS, exc
                 )
-        self._ray_ready = True
+                ray.shutdown()
+                time.sleep(self.RAY_RETRY_S * attempt)
+        raise RayUnavailable(f"Ray is unavailable after {self.RAY_ATTEMPTS} attempts: {last}")
 
     def _train(self, run: store.RunRow) -> None:
         contract = self.contracts.current(run.project)

@@ -217,6 +217,11 @@ def requeue_running(conn: Conn) -> list[str]:
     ]
 
 
+def requeue(conn: Conn, run_id: str) -> None:
+    """A claimed run that could not start (its compute was not there): back in the queue."""
+    conn.execute("UPDATE runs SET state = 'queued' WHERE run_id = %s", (run_id,))
+
+
 def run(conn: Conn, run_id: str) -> RunRow | None:
     row = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = %s", (run_id,)).fetchone()
     return _run(row) if row else None
