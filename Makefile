@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install protos lint test test-unit test-integration test-e2e up demo bench clean
+.PHONY: install protos lint test test-unit test-integration test-e2e up demo bench clean k8s-validate k8s-rules prometheus-check
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -35,6 +35,19 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e
+
+# Render every kustomize overlay and validate it offline (Kubernetes and CRD schemas, the
+# deployment rules), then check the Prometheus config and rules with promtool.
+k8s-validate: $(STAMP) prometheus-check
+	$(PY) -m strata.ops.manifests
+
+k8s-rules: $(STAMP)
+	$(PY) -m strata.ops.manifests --write-rules
+
+prometheus-check:
+	@command -v promtool >/dev/null 2>&1 || { echo "need promtool (Debian/Ubuntu: apt-get install prometheus)"; exit 1; }
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool check rules deploy/prometheus/rules/*.yml
 
 up: $(STAMP)
 	$(VENV)/bin/strata up

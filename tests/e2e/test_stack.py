@@ -3,65 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psycopg
-from strata.common.embedded import free_port
 from strata.common.topics import ALL_TOPICS
 
-STRATA = [sys.executable, "-m", "strata.cli"]
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
-    env.update(
-        {
-            "STRATA_HOME": str(home / ".strata"),
-            "STRATA_PG_PORT": str(free_port()),
-            "STRATA_KAFKA_PORT": str(free_port()),
-            "STRATA_GRPC_BASE_PORT": str(free_port()),
-            "STRATA_METRICS_BASE_PORT": str(free_port()),
-            **extra,
-        }
-    )
-    return env
-
-
-def _read_until(proc: subprocess.Popen, marker: str, timeout_s: float) -> list[str]:
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout_s
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.rstrip())
-        if marker in line:
-            return lines
-    raise AssertionError(f"{marker!r} not printed in {timeout_s}s; got:\n" + "\n".join(lines))
+from .support import STRATA, env_for, read_until, start_up
 
 
 def test_up_brings_the_stack_up_healthy_and_stops_cleanly(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+    env = env_for(tmp_path)
     started = time.monotonic()
-    up = subprocess.Popen(
-        [*STRATA, "up"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    up = start_up(tmp_path, env)
     try:
-        lines = _read_until(up, "up and healthy", 120)
+        lines = read_until(up, "up and healthy", 120)
         print(f"strata up healthy after {time.monotonic() - started:.1f}s")
-        lines += _read_until(up, "Press Ctrl-C", 10)
+        lines += read_until(up, "Press Ctrl-C", 10)
         dsn = next(x.split("=", 1)[1] for x in lines if "STRATA_PG_DSN=" in x)
         with psycopg.connect(dsn) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
@@ -106,7 +67,7 @@ def test_up_names_the_variable_when_a_port_is_taken(tmp_path: Path) -> None:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         port = blocker.getsockname()[1]
-        env = _env(tmp_path, STRATA_KAFKA_PORT=str(port))
+        env = env_for(tmp_path, STRATA_KAFKA_PORT=str(port))
         result = subprocess.run(
             [*STRATA, "up"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
         )
@@ -117,7 +78,7 @@ def test_up_names_the_variable_when_a_port_is_taken(tmp_path: Path) -> None:
 def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> None:
     result = subprocess.run(
         [*STRATA, "demo", "--fast"],
-        env=_env(tmp_path),
+        env=env_for(tmp_path),
         cwd=tmp_path,
         capture_output=True,
         text=True,

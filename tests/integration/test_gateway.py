@@ -7,8 +7,9 @@ import uuid
 from collections.abc import Iterator
 
 import grpc
+import psycopg
 import pytest
-from strata.common.config import ServiceConfig
+from strata.common.config import ConfigError, ServiceConfig
 from strata.common.events import make_event
 from strata.common.topics import (
     ANNOTATORS_STATUS,
@@ -18,6 +19,7 @@ from strata.common.topics import (
     PREDICTIONS,
     REVIEWS_REQUESTED,
 )
+from strata.gateway.__main__ import build
 from strata.v1 import common_pb2, events_pb2, gateway_pb2
 
 from .conftest import Infra, produce, read_topic, unique_service, wait_until
@@ -530,3 +532,50 @@ def test_adaptive_overlap_consensus_reviews_and_blocking(gateway, sampler, infra
     assert mine[f"a0-{project}"].labels_submitted == 2
     stats = gw.stub.QueueStats(gateway_pb2.QueueStatsRequest(project=project), metadata=gw.admin)
     assert stats.completed == 1 and stats.labels_total == 6 and stats.leased == 1
+
+
+def test_contracts_folder_is_loaded_at_start_and_a_conflict_stops_the_start(
+    infra, sampler, tmp_path
+) -> None:
+    project = project_name()
+    folder = tmp_path / "contracts"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(contract_doc(project, "v1", overlap="{min: 2, max: 3}"))
+    (folder / "notes.txt").write_text("not a contract: ignored\n")
+    service = unique_service("gateway")
+
+    def config() -> ServiceConfig:
+        return ServiceConfig(
+            service=service,
+            pg_dsn=infra.pg_dsn,
+            kafka_bootstrap=infra.bootstrap,
+            shutdown_grace_s=1.0,
+            health_interval_s=0.3,
+        )
+
+    settings = gateway_settings(sampler[1], contracts_dir=str(folder))
+    for _ in range(2):  # a second start (a rolling update) loads nothing new
+        gw = start_gateway(config(), settings)
+        try:
+            got = gw.stub.GetContract(
+                gateway_pb2.GetContractRequest(project=project), metadata=gw.admin
+            )
+            assert got.contract.version == "v1" and got.contract.overlap.max == 3
+        finally:
+            gw.channel.close()
+            gw.runtime.stop(grace_s=1.0)
+    schema = config().schema
+    with psycopg.connect(infra.pg_dsn) as conn:
+        rows = conn.execute(
+            f"SELECT actor, detail->>'created' FROM {schema}.audit_log "
+            "WHERE action = 'load_contract' AND target = %s ORDER BY id",
+            (f"{project}@v1",),
+        ).fetchall()
+    assert rows == [("system:contracts-dir", "true"), ("system:contracts-dir", "false")]
+
+    # Different text under a version that exists: the start fails and names the file.
+    (folder / "a.yaml").write_text(contract_doc(project, "v1", overlap="{min: 2, max: 4}"))
+    runtime = build(config(), settings)
+    with pytest.raises(ConfigError, match=r"a\.yaml: version 'v1' of project"):
+        runtime.start()
+    runtime.db.close()

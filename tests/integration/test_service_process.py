@@ -13,15 +13,16 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from strata.cli.stack import check_health
 from strata.common.embedded import EmbeddedPostgres, free_port
+from strata.common.grpcserver import LIVENESS
 
 from .conftest import KIT_SERVICE_CMD, kit_service_env, wait_until
 
 
-def _status(port: int) -> str:
+def _status(port: int, service: str = "") -> str:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=2
+                health_pb2.HealthCheckRequest(service=service), timeout=2
             )
         except grpc.RpcError as exc:
             return exc.code().name
@@ -59,6 +60,8 @@ def test_health_follows_postgres_down_and_back(own_postgres, infra) -> None:
         wait_until(lambda: _status(port) == "SERVING", 30, "SERVING at start")
         own_postgres.stop()
         wait_until(lambda: _status(port) == "NOT_SERVING", 15, "NOT_SERVING without Postgres")
+        # Unready, not dead: the Kubernetes liveness probe must not restart it for this.
+        assert _status(port, LIVENESS) == "SERVING"
         own_postgres.start()
         wait_until(lambda: _status(port) == "SERVING", 30, "SERVING once Postgres is back")
     finally:

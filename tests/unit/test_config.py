@@ -4,7 +4,9 @@ import dataclasses
 
 import pytest
 from strata.cli.stack import load_stack_config
+from strata.common.bus import KafkaSettings
 from strata.common.config import ConfigError, ServiceConfig, describe, load_service_config
+from strata.training.config import parse_directory
 
 BASE = {"STRATA_PG_DSN": "postgresql://u@h:5432/db", "STRATA_KAFKA_BOOTSTRAP": "h:9092"}
 
@@ -41,6 +43,7 @@ def test_missing_variable_is_named(missing: str) -> None:
         ("STRATA_PG_DSN", "my database", "Postgres connection string"),
         ("STRATA_SHUTDOWN_GRACE_S", "soon", "not a number"),
         ("STRATA_LOG_LEVEL", "LOUD", "DEBUG, INFO"),
+        ("STRATA_KAFKA_SECURITY_PROTOCOL", "TLS", "PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
     ],
 )
 def test_malformed_variable_is_named_with_the_problem(
@@ -61,3 +64,44 @@ def test_stack_config_defaults_to_embedded_infrastructure() -> None:
 def test_every_variable_is_documented() -> None:
     for variable, _default, help_text in describe(ServiceConfig):
         assert variable.startswith("STRATA_") and help_text, variable
+
+
+def test_kafka_login_settings_reach_every_client() -> None:
+    cfg = load_service_config(
+        "sampler",
+        {
+            **BASE,
+            "STRATA_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+            "STRATA_KAFKA_SASL_USERNAME": "strata-sampler",
+            "STRATA_KAFKA_SASL_PASSWORD": "pw",
+            "STRATA_KAFKA_SSL_CAFILE": "/etc/strata/kafka-ca/ca.crt",
+        },
+    )
+    settings = KafkaSettings(
+        cfg.kafka_bootstrap,
+        "c",
+        security_protocol=cfg.kafka_security_protocol,
+        sasl_mechanism=cfg.kafka_sasl_mechanism,
+        sasl_username=cfg.kafka_sasl_username,
+        sasl_password=cfg.kafka_sasl_password,
+        ssl_cafile=cfg.kafka_ssl_cafile,
+    )
+    assert settings.connection() == {
+        "bootstrap_servers": cfg.kafka_bootstrap.split(","),
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "strata-sampler",
+        "sasl_plain_password": "pw",
+        "ssl_cafile": "/etc/strata/kafka-ca/ca.crt",
+    }
+    plain = KafkaSettings("b:9092", "c").connection()
+    assert plain == {"bootstrap_servers": ["b:9092"], "security_protocol": "PLAINTEXT"}
+    with pytest.raises(ValueError, match="STRATA_KAFKA_SASL_USERNAME"):
+        KafkaSettings("b:9092", "c", security_protocol="SASL_SSL").connection()
+
+
+def test_ray_storage_takes_a_directory_or_a_storage_uri() -> None:
+    assert parse_directory("s3://bucket/ray") == "s3://bucket/ray"
+    assert parse_directory("relative/dir").startswith("/")
+    with pytest.raises(ValueError, match="scheme"):
+        parse_directory("ftp://host/ray")

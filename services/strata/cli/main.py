@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from strata.cli.contracts import add_commands as add_contract_commands
 from strata.cli.importer import add_commands as add_import_commands
 from strata.cli.progress import ProgressBar, step
+from strata.cli.prometheus import PrometheusNotInstalled
 from strata.cli.reports import add_commands as add_report_commands
 from strata.cli.stack import Stack, StackConfig, load_stack_config
 from strata.common.config import ConfigError, ServiceConfig, describe
@@ -35,8 +37,8 @@ def _install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, on_signal)
 
 
-def _start_stack(config: StackConfig) -> Stack:
-    stack = Stack(config, report=step)
+def _start_stack(config: StackConfig, prometheus: bool = False) -> Stack:
+    stack = Stack(config, report=step, with_prometheus=prometheus)
     services = stack.services
     print(f"Starting Strata ({', '.join(services) if services else 'infrastructure only'})")
     try:
@@ -52,8 +54,10 @@ def cmd_up(args: argparse.Namespace, config: StackConfig) -> int:
     stop = threading.Event()
     _install_signal_handlers(stop)
     started = time.monotonic()
-    stack = _start_stack(config)
+    stack = _start_stack(config, prometheus=args.prometheus)
     print(f"Strata is up and healthy in {time.monotonic() - started:.1f}s.")
+    if stack.prometheus is not None:
+        print(f"  Prometheus: {stack.prometheus.url} (alerts: {stack.prometheus.url}/alerts)")
     print(f"  STRATA_PG_DSN={stack.pg_dsn}")
     print(f"  STRATA_KAFKA_BOOTSTRAP={stack.kafka_bootstrap}")
     if not stack.services:
@@ -194,9 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="strata", description="Strata labeling pipeline")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start the embedded stack and keep it running").set_defaults(
-        func=cmd_up
+    up = sub.add_parser("up", help="start the embedded stack and keep it running")
+    up.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="also start Prometheus (if installed) scraping every service, with Strata's alerts",
     )
+    up.set_defaults(func=cmd_up)
     demo = sub.add_parser("demo", help="run the main job on embedded defaults")
     demo.add_argument("--output", default="demo-output", help="where results are written")
     demo.add_argument("--fast", action="store_true", help="a smaller run (used by the e2e test)")
@@ -210,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("config", help="list configuration variables").set_defaults(func=cmd_config)
     add_report_commands(sub)
     add_import_commands(sub)
+    add_contract_commands(sub)
     return parser
 
 
@@ -227,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         return int(args.func(args, config))
-    except PortInUseError as exc:
+    except (PortInUseError, PrometheusNotInstalled) as exc:
         print(f"strata: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -4,36 +4,18 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
-import os
 import re
 from pathlib import Path
 
 import grpc
 
-from strata.cli.stack import StackConfig
+from strata.cli.stack import StackConfig, running_target
 from strata.v1 import quality_pb2, quality_pb2_grpc
 
 
 def _target(args: argparse.Namespace, config: StackConfig) -> tuple[str, list[tuple[str, str]]]:
     """Quality's address and the caller's bearer metadata, from flags or the running stack."""
-    address = args.quality or ""
-    token = os.environ.get("STRATA_TOKEN", "")
-    state_file = config.home / "stack.json"
-    if state_file.exists():
-        state = json.loads(state_file.read_text())
-        address = address or state.get("services", {}).get("quality", {}).get("grpc", "")
-        if not token and state.get("admin_token_file"):
-            token_path = Path(state["admin_token_file"])
-            if token_path.exists():
-                token = token_path.read_text().strip()
-    if not address:
-        raise SystemExit(
-            "no quality service: start the stack (`strata up`) or pass --quality host:port"
-        )
-    if not token:
-        raise SystemExit("no token: set STRATA_TOKEN to a reviewer's or admin's token")
-    return address, [("authorization", f"Bearer {token}")]
+    return running_target(config, "quality", args.quality or "", "a reviewer's or admin's")
 
 
 def write_report(

@@ -17,8 +17,16 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from strata.cli.prometheus import EmbeddedPrometheus
 from strata.common.bus import BrokerIncarnation, EventProducer, KafkaSettings, wait_for_broker
-from strata.common.config import load, parse_bootstrap, parse_dsn, parse_port, setting
+from strata.common.config import (
+    load,
+    parse_bootstrap,
+    parse_dsn,
+    parse_int,
+    parse_port,
+    setting,
+)
 from strata.common.db import Migration, kit_migrations, load_migrations, migrate, package_migrations
 from strata.common.embedded import EmbeddedBroker, EmbeddedPostgres, PortInUseError, port_is_free
 from strata.gateway.auth import new_token
@@ -86,6 +94,18 @@ class StackConfig:
         "first /metrics port; each service gets the next one",
     )
     host: str = setting("STRATA_GRPC_HOST", default="127.0.0.1", help="bind address")
+    prometheus_port: int = setting(
+        "STRATA_PROMETHEUS_PORT", parse_port, 9090, "Prometheus port (`strata up --prometheus`)"
+    )
+    prometheus_bin: str = setting(
+        "STRATA_PROMETHEUS_BIN", default="", help="the prometheus binary (default: on PATH)"
+    )
+    prometheus_scrape_s: int = setting(
+        "STRATA_PROMETHEUS_SCRAPE_S",
+        parse_int(1, 3600),
+        15,
+        "scrape and rule evaluation interval of the stack's Prometheus",
+    )
 
 
 def load_stack_config(environ: Mapping[str, str]) -> StackConfig:
@@ -113,6 +133,8 @@ class Stack:
     processes: list[ServiceProcess] = field(default_factory=list)
     pg_dsn: str = ""
     kafka_bootstrap: str = ""
+    with_prometheus: bool = False
+    prometheus: EmbeddedPrometheus | None = None
 
     @property
     def state_file(self) -> Path:
@@ -151,6 +173,8 @@ class Stack:
             grpc_port, metrics_port = self.ports(name)
             wanted.append((f"{name} gRPC", grpc_port, "STRATA_GRPC_BASE_PORT"))
             wanted.append((f"{name} metrics", metrics_port, "STRATA_METRICS_BASE_PORT"))
+        if self.with_prometheus:
+            wanted.append(("Prometheus", cfg.prometheus_port, "STRATA_PROMETHEUS_PORT"))
         for what, port, variable in wanted:
             if not port_is_free(cfg.host, port):
                 raise PortInUseError(what, cfg.host, port, variable)
@@ -214,6 +238,21 @@ class Stack:
                 f"http://{cfg.host}:{sp.metrics_port}/metrics",
                 time.monotonic() - t,
             )
+        if self.with_prometheus:
+            t = time.monotonic()
+            targets = {sp.name: f"{cfg.host}:{sp.metrics_port}" for sp in self.processes}
+            self.prometheus = EmbeddedPrometheus(
+                cfg.home / "prometheus",
+                cfg.host,
+                cfg.prometheus_port,
+                targets,
+                cfg.prometheus_scrape_s,
+                cfg.prometheus_bin,
+            )
+            self.prometheus.start()
+            n = self.prometheus.rules_copied
+            rules = f"{n} rule files" if n else "no rule files found: alerts off"
+            self.report("prometheus", f"{self.prometheus.url} ({rules})", time.monotonic() - t)
         self._write_state()
 
     def _spawn(self, name: str, grpc_port: int, metrics_port: int, logs: Path) -> None:
@@ -266,6 +305,7 @@ class Stack:
             "pg_dsn": self.pg_dsn,
             "kafka_bootstrap": self.kafka_bootstrap,
             "admin_token_file": str(self.admin_token_file),
+            "prometheus": self.prometheus.url if self.prometheus else None,
             "services": {
                 sp.name: {
                     "grpc": f"{self.config.host}:{sp.grpc_port}",
@@ -281,7 +321,9 @@ class Stack:
         return [sp for sp in self.processes if sp.proc.poll() is not None]
 
     def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM every service, then the broker and Postgres."""
+        """Stop Prometheus, SIGTERM every service, then the broker and Postgres."""
+        if self.prometheus is not None:
+            self.prometheus.stop()
         for sp in self.processes:
             if sp.proc.poll() is None:
                 sp.proc.send_signal(signal.SIGTERM)
@@ -316,3 +358,27 @@ def _redact(dsn: str) -> str:
         creds, host = rest.rsplit("@", 1)
         return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
     return dsn
+
+
+def running_target(
+    config: StackConfig, service: str, explicit: str, who: str
+) -> tuple[str, list[tuple[str, str]]]:
+    """A service's address and bearer metadata: from flags and STRATA_TOKEN, else from the
+    running stack (its `stack.json` and bootstrap admin token)."""
+    address = explicit
+    token = os.environ.get("STRATA_TOKEN", "")
+    state_file = config.home / "stack.json"
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        address = address or state.get("services", {}).get(service, {}).get("grpc", "")
+        if not token and state.get("admin_token_file"):
+            token_path = Path(state["admin_token_file"])
+            if token_path.exists():
+                token = token_path.read_text().strip()
+    if not address:
+        raise SystemExit(
+            f"no {service} service: start the stack (`strata up`) or pass --{service} host:port"
+        )
+    if not token:
+        raise SystemExit(f"no token: set STRATA_TOKEN to {who} token")
+    return address, [("authorization", f"Bearer {token}")]

@@ -38,10 +38,36 @@ class KafkaSettings:
     client_id: str
     max_poll_interval_ms: int = 6000
     request_timeout_ms: int = 5000
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
 
     @property
     def servers(self) -> list[str]:
         return self.bootstrap.split(",")
+
+    def connection(self) -> dict[str, Any]:
+        """The kafka-python arguments that say where the brokers are and how to log in."""
+        args: dict[str, Any] = {
+            "bootstrap_servers": self.servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol.startswith("SASL_"):
+            if not self.sasl_username or not self.sasl_password:
+                raise ValueError(
+                    f"security protocol {self.security_protocol} needs "
+                    "STRATA_KAFKA_SASL_USERNAME and STRATA_KAFKA_SASL_PASSWORD"
+                )
+            args.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        if self.ssl_cafile and self.security_protocol.endswith("SSL"):
+            args["ssl_cafile"] = self.ssl_cafile
+        return args
 
 
 class EventProducer:
@@ -61,7 +87,7 @@ class EventProducer:
     def _client(self) -> KafkaProducer:
         if self._producer is None:
             self._producer = KafkaProducer(
-                bootstrap_servers=self.settings.servers,
+                **self.settings.connection(),
                 client_id=f"{self.settings.client_id}-producer",
                 enable_idempotence=True,
                 allow_auto_create_topics=False,
@@ -118,7 +144,7 @@ class EventProducer:
 def create_topics(settings: KafkaSettings, specs: Iterable[TopicSpec] = ALL_TOPICS) -> list[str]:
     """Create the topics that do not exist yet; returns the names it created."""
     admin = KafkaAdminClient(
-        bootstrap_servers=settings.servers,
+        **settings.connection(),
         client_id=f"{settings.client_id}-admin",
         request_timeout_ms=settings.request_timeout_ms,
     )
@@ -146,7 +172,7 @@ def create_topics(settings: KafkaSettings, specs: Iterable[TopicSpec] = ALL_TOPI
 def describe_topics(settings: KafkaSettings) -> dict[str, int]:
     """Partition count of every topic on the broker."""
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.servers,
+        **settings.connection(),
         client_id=f"{settings.client_id}-describe",
         allow_auto_create_topics=False,
     )
@@ -170,7 +196,7 @@ class BrokerIncarnation:
     def _reader(self) -> KafkaConsumer:
         if self._consumer is None:
             self._consumer = KafkaConsumer(
-                bootstrap_servers=self.settings.servers,
+                **self.settings.connection(),
                 client_id=f"{self.settings.client_id}-incarnation",
                 enable_auto_commit=False,
                 allow_auto_create_topics=False,
@@ -248,7 +274,7 @@ def new_group_consumer(
 ) -> KafkaConsumer:
     """A group consumer that joins in seconds and never auto-commits."""
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.servers,
+        **settings.connection(),
         "client_id": f"{settings.client_id}-{group}",
         "group_id": group,
         "enable_auto_commit": False,
@@ -275,7 +301,7 @@ def wait_for_broker(settings: KafkaSettings, timeout_s: float = 30.0) -> None:
     while time.monotonic() < deadline:
         try:
             consumer = KafkaConsumer(
-                bootstrap_servers=settings.servers,
+                **settings.connection(),
                 client_id=f"{settings.client_id}-probe",
                 allow_auto_create_topics=False,
                 request_timeout_ms=2000,

@@ -118,6 +118,19 @@ def parse_log_level(raw: str) -> str:
     return value
 
 
+def parse_choice(*choices: str) -> Callable[[str], str]:
+    """One of a fixed set of names (case-insensitive; given back as spelled in `choices`)."""
+    by_upper = {c.upper(): c for c in choices}
+
+    def parse(raw: str) -> str:
+        value = by_upper.get(raw.strip().upper())
+        if value is None:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
 C = TypeVar("C")
 
 
@@ -163,6 +176,27 @@ class ServiceConfig:
     )
     kafka_bootstrap: str = setting(
         "STRATA_KAFKA_BOOTSTRAP", parse_bootstrap, help="Kafka bootstrap servers, host:port[,...]"
+    )
+    kafka_security_protocol: str = setting(
+        "STRATA_KAFKA_SECURITY_PROTOCOL",
+        parse_choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        "PLAINTEXT",
+        "how clients talk to Kafka (Strimzi with per-service users: SASL_SSL)",
+    )
+    kafka_sasl_mechanism: str = setting(
+        "STRATA_KAFKA_SASL_MECHANISM",
+        parse_choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        "SCRAM-SHA-512",
+        "SASL mechanism when the protocol is SASL_*",
+    )
+    kafka_sasl_username: str = setting(
+        "STRATA_KAFKA_SASL_USERNAME", default="", help="this service's Kafka user (SASL_*)"
+    )
+    kafka_sasl_password: str = setting(
+        "STRATA_KAFKA_SASL_PASSWORD", default="", help="its password (from a secret, SASL_*)"
+    )
+    kafka_ssl_cafile: str = setting(
+        "STRATA_KAFKA_SSL_CAFILE", default="", help="CA bundle that signs the brokers (SSL)"
     )
     grpc_host: str = setting("STRATA_GRPC_HOST", default="127.0.0.1", help="gRPC bind address")
     grpc_port: int = setting(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -46,6 +47,24 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def free_port_block(count: int, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive ports that were free a moment ago, chosen below
+    the kernel's ephemeral range: the stack's own client connections take ephemeral ports
+    while it starts, so a block handed out from that range can be taken before it binds."""
+    low, high = 20000, 32000
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        high = min(high, ephemeral_low)
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high - count)
+        if all(port_is_free(host, base + i) for i in range(count)):
+            return base
+    raise OSError(f"no {count} consecutive free ports on {host} between {low} and {high}")
 
 
 def _wait_tcp(

@@ -17,6 +17,9 @@ from strata.common.metrics import MetricsInterceptor, ServiceMetrics
 
 log = logging.getLogger(__name__)
 
+# The health service name a Kubernetes liveness probe asks for (readiness asks for "").
+LIVENESS = "liveness"
+
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -71,6 +74,9 @@ def create_server(
         raise OSError(f"cannot bind gRPC to {host}:{port}: the port is in use")
     for name in ["", *names]:
         health_servicer.set(name, NOT_SERVING)
+    # Liveness says only that the process answers: a lost dependency makes a replica
+    # unready (the "" service), never restarts it.
+    health_servicer.set(LIVENESS, SERVING)
     return server, bound, health_servicer
 
 

@@ -67,6 +67,11 @@ class ServiceRuntime:
             bootstrap=config.kafka_bootstrap,
             client_id=f"strata-{config.service}",
             max_poll_interval_ms=config.max_poll_interval_ms,
+            security_protocol=config.kafka_security_protocol,
+            sasl_mechanism=config.kafka_sasl_mechanism,
+            sasl_username=config.kafka_sasl_username,
+            sasl_password=config.kafka_sasl_password,
+            ssl_cafile=config.kafka_ssl_cafile,
         )
         self.producer = EventProducer(self.kafka)
         self.incarnation = BrokerIncarnation(self.kafka, self.producer)
@@ -239,6 +244,11 @@ def main_guard(service: str, build: Callable[[ServiceConfig], ServiceRuntime]) -
         return EXIT_CONFIG
     try:
         runtime.run()
+    except ConfigError as exc:
+        # Raised by a startup step (e.g. a contract file the gateway is told to load).
+        print(f"strata.{service}: configuration error: {exc}", file=sys.stderr)
+        runtime.db.close()
+        return EXIT_CONFIG
     except OSError as exc:
         print(f"strata.{service}: {exc}", file=sys.stderr)
         return 1

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 
@@ -21,9 +23,11 @@ from strata.gateway.config import GatewayConfig
 from strata.gateway.handlers import GatewayHandlers
 from strata.gateway.metrics import GatewayMetrics
 from strata.gateway.refill import LeaseSweeper, Refiller
-from strata.gateway.server import GatewayServicer, lookup_principal
+from strata.gateway.server import GatewayServicer, load_contract_files, lookup_principal
 from strata.gateway.submit import SubmitBatcher
 from strata.v1 import gateway_pb2_grpc, sampler_pb2_grpc
+
+log = logging.getLogger("strata.gateway")
 
 BOOTSTRAP_ADMIN = "admin"
 
@@ -88,6 +92,14 @@ def build(config: ServiceConfig, gateway: GatewayConfig | None = None) -> Servic
                 store.ensure_admin(conn, BOOTSTRAP_ADMIN, token_hash, expires)
 
         rt.add_startup(bootstrap_admin)
+    if gw.contracts_dir:
+        folder = Path(gw.contracts_dir)
+
+        def load_contracts() -> None:
+            for line in load_contract_files(rt.db, folder):
+                log.info("contract %s", line)
+
+        rt.add_startup(load_contracts)
     return rt
 
 

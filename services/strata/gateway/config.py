@@ -30,6 +30,12 @@ class GatewayConfig:
         "",
         help="bootstrap admin bearer token (stk_...); its hash is stored for annotator 'admin'",
     )
+    contracts_dir: str = setting(
+        "STRATA_GATEWAY_CONTRACTS_DIR",
+        default="",
+        help="load every contract file (*.yaml, *.yml, *.json) in this folder at start; "
+        "the same text again changes nothing (Kubernetes mounts a ConfigMap here)",
+    )
     lease_seconds: int = setting(
         "STRATA_GATEWAY_LEASE_S",
         parse_int(1, 7 * 86_400),

@@ -10,10 +10,12 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
 
+from strata.common.config import ConfigError
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.grpcserver import abort
@@ -48,6 +50,45 @@ def _task_uuid(task_id: str) -> str | None:
         return str(uuid.UUID(task_id))
     except ValueError:
         return None
+
+
+# The audit log's actor for contracts loaded from STRATA_GATEWAY_CONTRACTS_DIR.
+CONTRACTS_DIR_ACTOR = "system:contracts-dir"
+
+
+def load_contract_document(
+    db: Database, document: str, actor: str
+) -> tuple[common_pb2.LabelingContract, bool]:
+    """Parse, store and audit a contract; (contract, False) when that exact text was
+    already loaded. ContractError: invalid; store.ContractConflict: the version exists
+    with other content."""
+    contract = parse_contract(document)
+    with db.transaction() as conn:
+        created = store.save_contract(conn, contract, document, actor)
+        store.audit(
+            conn,
+            actor,
+            "load_contract",
+            f"{contract.project}@{contract.version}",
+            created=created,
+            classes=len(contract.classes),
+        )
+    return contract, created
+
+
+def load_contract_files(db: Database, folder: Path) -> list[str]:
+    """Load every contract file of `folder` (sorted by name); one line per file. A file
+    that is invalid or conflicts with a loaded version is a ConfigError naming the file."""
+    loaded = []
+    paths = sorted(p for p in folder.iterdir() if p.suffix in {".yaml", ".yml", ".json"})
+    for path in paths:
+        try:
+            contract, created = load_contract_document(db, path.read_text(), CONTRACTS_DIR_ACTOR)
+        except (ContractError, store.ContractConflict) as exc:
+            raise ConfigError("STRATA_GATEWAY_CONTRACTS_DIR", f"{path}: {exc}") from exc
+        what = "loaded" if created else "already loaded"
+        loaded.append(f"{path.name}: {contract.project} {contract.version} {what}")
+    return loaded
 
 
 class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
@@ -247,28 +288,11 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
     ) -> gateway_pb2.LoadContractResponse:
         admin = self._admin(context)
         try:
-            contract = parse_contract(request.document)
+            contract, _ = load_contract_document(self.db, request.document, admin.annotator_id)
         except ContractError as exc:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid contract: {exc}")
-        with self.db.transaction() as conn:
-            try:
-                created = store.save_contract(conn, contract, request.document, admin.annotator_id)
-            except store.ContractConflict:
-                abort(
-                    context,
-                    grpc.StatusCode.ALREADY_EXISTS,
-                    f"version {contract.version!r} of project {contract.project!r} is already "
-                    "loaded with different content; versions never change, so load this one "
-                    "under a new version",
-                )
-            store.audit(
-                conn,
-                admin.annotator_id,
-                "load_contract",
-                f"{contract.project}@{contract.version}",
-                created=created,
-                classes=len(contract.classes),
-            )
+        except store.ContractConflict as exc:
+            abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc))
         self.contracts.invalidate(contract.project)
         self.refiller.kick()
         return gateway_pb2.LoadContractResponse(project=contract.project, version=contract.version)

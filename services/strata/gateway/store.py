@@ -55,7 +55,11 @@ def save_contract(
     if row is not None:
         if row[0] == digest:
             return False
-        raise ContractConflict(contract.version)
+        raise ContractConflict(
+            f"version {contract.version!r} of project {contract.project!r} is already "
+            "loaded with different content; versions never change, so load this one "
+            "under a new version"
+        )
     loaded_at = conn.execute(
         "INSERT INTO contracts (project, version, document, contract, digest, loaded_by) "
         "VALUES (%s, %s, %s, %s, %s, %s) RETURNING loaded_at",

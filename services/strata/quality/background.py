@@ -305,6 +305,10 @@ class Gauges:
                 continue
             with self.db.transaction() as conn:
                 data = store.project_data(conn, contract)
+            self.metrics.agreement_threshold.labels(
+                project=project, metric=data.agreement_metric
+            ).set(data.agreement_threshold)
+            self.metrics.gold_accuracy_threshold.labels(project=project).set(data.gold_threshold)
             coded = code_votes(data)
             overall = agreement(coded.item, coded.annotator, coded.label, len(data.classes))
             for metric in ("krippendorff_alpha", "fleiss_kappa", "cohen_kappa"):

@@ -27,6 +27,18 @@ class QualityMetrics:
             ["project", "metric"],
             registry=r,
         )
+        self.agreement_threshold = Gauge(
+            f"{p}_agreement_threshold",
+            "The contract's agreement threshold (a batch under it is not done), for alerting",
+            ["project", "metric"],
+            registry=r,
+        )
+        self.gold_accuracy_threshold = Gauge(
+            f"{p}_gold_accuracy_threshold",
+            "The contract's gold accuracy threshold for annotators, for alerting",
+            ["project"],
+            registry=r,
+        )
         self.gold_accuracy = Gauge(
             f"{p}_gold_accuracy",
             "Annotators' gold accuracy (a handful of bounded series per project)",

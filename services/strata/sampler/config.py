@@ -29,6 +29,13 @@ class SamplerConfig:
         0.1,
         "share of each batch drawn at random (RANDOM_QA), so quality estimates stay unbiased",
     )
+    boost_weight: float = setting(
+        "STRATA_SAMPLER_BOOST_WEIGHT",
+        parse_float(0.0, 10.0),
+        1.0,
+        "how much the rare-class and confused-class boosts scale the uncertainty score "
+        "(0: ranking by uncertainty and diversity alone)",
+    )
     lease_s: int = setting(
         "STRATA_SAMPLER_LEASE_S",
         parse_int(10, 30 * 86_400),

@@ -334,6 +334,7 @@ def choose(
     confused: dict[int, float],
     rng: random.Random,
     explore_fraction: float = 0.1,
+    boost_weight: float = 1.0,
 ) -> list[Choice]:
     """Pick `size` items: diverse and uncertain (or diverse at cold start), plus exploration."""
     picked: list[Choice] = []
@@ -367,8 +368,10 @@ def choose(
     if scored and len(picked) < main:
         unc = np.asarray([c.uncertainty for c in scored], dtype=float)
         predicted = np.asarray([c.predicted_class or 0 for c in scored], dtype=np.int64)
-        rare = class_boost(predicted, max(n_classes, int(predicted.max()) + 1))
-        depth = np.asarray([1.0 + confused.get(int(p), 0.0) for p in predicted])
+        rare = 1.0 + boost_weight * (
+            class_boost(predicted, max(n_classes, int(predicted.max()) + 1)) - 1.0
+        )
+        depth = np.asarray([1.0 + boost_weight * confused.get(int(p), 0.0) for p in predicted])
         final = unc * rare * depth
         have_emb = all(c.embedding for c in scored)
         emb = np.asarray([c.embedding for c in scored], dtype=np.float32) if have_emb else None

@@ -142,6 +142,7 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
                 confused=confused,
                 rng=self.rng,
                 explore_fraction=self.config.explore_fraction,
+                boost_weight=self.config.boost_weight,
             )
             rows = store.hand_out(conn, [c.item_id for c in choices], requester, lease_s)
             store.record_batch(conn, batch_id, request.project, requester, len(rows), cold)

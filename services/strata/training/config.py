@@ -20,9 +20,17 @@ def parse_artifact_root(raw: str) -> str:
 
 
 def parse_directory(raw: str) -> str:
-    if not raw.strip():
-        raise ValueError("must be a directory")
-    return str(Path(raw.strip()).expanduser().resolve())
+    """A local directory (made absolute) or a storage URI Ray Train reads, e.g. s3://bucket/ray
+    (what every node of a multi-node Ray cluster can reach)."""
+    value = raw.strip()
+    if not value:
+        raise ValueError("must be a directory or a storage URI such as s3://bucket/path")
+    if "://" in value:
+        scheme = value.split("://", 1)[0]
+        if scheme not in {"s3", "gs", "abfs", "hdfs"}:
+            raise ValueError(f"storage URI scheme must be s3, gs, abfs or hdfs, got {scheme!r}")
+        return value
+    return str(Path(value).expanduser().resolve())
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,12 @@ class TrainingMetrics:
             ["project"],
             registry=r,
         )
+        self.published = Gauge(
+            f"{p}_model_published_timestamp_seconds",
+            "When the project's newest model was published (alerting: no model for hours)",
+            ["project"],
+            registry=r,
+        )
         self.ece = Gauge(
             f"{p}_model_ece",
             "Expected calibration error (15 bins) of the last model on held-out gold",

@@ -175,6 +175,8 @@ class RunExecutor:
 
     def run(self, stop: threading.Event) -> None:
         with self.db.transaction() as conn:
+            for project, at in store.last_published(conn).items():
+                self.metrics.published.labels(project=project).set(at.timestamp())
             for run_id in store.requeue_running(conn):
                 log.warning(
                     "run %s was cut off; queued again to resume from its checkpoint", run_id
@@ -475,6 +477,7 @@ class RunExecutor:
         self.metrics.memorization_flags.inc(len(flag_rows))
         self.metrics.accuracy.labels(project=run.project).set(evaluation.accuracy)
         self.metrics.ece.labels(project=run.project).set(evaluation.ece_after)
+        self.metrics.published.labels(project=run.project).set(now.timestamp())
         with self.db.transaction() as conn:
             done = store.run(conn, run.run_id)
         if done is not None:

