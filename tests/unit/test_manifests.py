@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from strata.cli.main import config_classes
+from strata.common.config import describe
 from strata.ops import manifests as m
 
 RULES = m.REPO / "deploy" / "prometheus" / "rules"
@@ -153,3 +156,27 @@ def test_the_prometheus_rule_is_the_rule_files(tmp_path) -> None:
     target = tmp_path / "rule.yaml"
     m.write_prometheus_rule(RULES, target)
     assert target.read_text() == (m.REPO / "k8s" / "base" / "prometheus-rule.yaml").read_text()
+
+
+def test_every_setting_the_manifests_pass_is_one_a_service_reads(rendered) -> None:
+    known: set[str] = set()
+    for cls in config_classes():
+        for variable, _default, _help in describe(cls):
+            known.update(variable.replace("{SERVICE}", s.upper()) for s in m.SERVICES)
+    others = {"RAY_ADDRESS", "PGPASSWORD", "HOME", "MPLCONFIGDIR"}
+    for objects in rendered.values():
+        passed: set[str] = set()
+        for cm in of_kind(objects, "ConfigMap").values():
+            if re.fullmatch(r"strata-([a-z]+-)?config-[a-z0-9]+", cm["metadata"]["name"]):
+                passed.update(cm["data"])
+        for dep in of_kind(objects, "Deployment").values():
+            passed.update(
+                e["name"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+            )
+        unknown = {
+            v for v in passed if v not in known and v not in others and not v.startswith("AWS_")
+        }
+        assert not unknown, unknown
+    gateway = of_kind(rendered["prod"], "ConfigMap")
+    env = next(c for n, c in gateway.items() if n.startswith("strata-gateway-config"))["data"]
+    assert env["STRATA_GATEWAY_CONTRACTS_DIR"] == "/etc/strata/contracts"

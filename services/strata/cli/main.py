@@ -181,16 +181,31 @@ def cmd_topics(args: argparse.Namespace, config: StackConfig) -> int:
     return 0
 
 
-def cmd_config(args: argparse.Namespace, config: StackConfig) -> int:
-    """Every configuration variable, its default and meaning."""
+def config_classes() -> list[type]:
+    """Every settings class of the stack and the services, in `strata config` order."""
     from strata.gateway.config import GatewayConfig
+    from strata.inference.config import InferenceConfig
     from strata.quality.config import QualityConfig
     from strata.sampler.config import SamplerConfig
+    from strata.training.config import TrainingConfig
 
-    for cls in (StackConfig, ServiceConfig, GatewayConfig, QualityConfig, SamplerConfig):
+    return [
+        StackConfig,
+        ServiceConfig,
+        GatewayConfig,
+        QualityConfig,
+        SamplerConfig,
+        InferenceConfig,
+        TrainingConfig,
+    ]
+
+
+def cmd_config(args: argparse.Namespace, config: StackConfig) -> int:
+    """Every configuration variable, its default and meaning."""
+    for cls in config_classes():
         print(f"# {cls.__name__}")
         for variable, default, help_text in describe(cls):
-            print(f"{variable:<36}{default:<12}  {help_text}")
+            print(f"{variable:<36} {default:<12}  {help_text}")
     return 0
 
 
