@@ -16,8 +16,10 @@ from strata.gateway.policy import (
     check_submission,
     check_value,
     choose_unit,
+    refill_plan,
     roll_gold,
 )
+from strata.v1 import common_pb2
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ANN = Principal("ann", "annotator")
@@ -202,3 +204,16 @@ def test_authenticator_caches_and_rejects_revoked_and_expired() -> None:
         auth.principal(md, NOW + timedelta(days=2))
     with pytest.raises(AuthError, match="unknown"):
         auth.principal([("authorization", f"Bearer {new_token()}")], NOW)
+
+
+def test_the_ready_queue_holds_about_one_active_learning_batch() -> None:
+    contract = common_pb2.LabelingContract()
+    contract.overlap.min = 2
+    contract.active_learning.batch_size = 16
+    assert refill_plan(contract, low_water=200, batch=100) == (32, 16)
+    # The configured mark is a ceiling: a large batch does not deepen the queue past it.
+    contract.active_learning.batch_size = 500
+    assert refill_plan(contract, low_water=200, batch=100) == (200, 100)
+    # Without an active-learning batch size, the configured values apply.
+    contract.active_learning.batch_size = 0
+    assert refill_plan(contract, low_water=200, batch=100) == (200, 100)

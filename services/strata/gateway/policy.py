@@ -56,6 +56,23 @@ class Candidate:
     kind: str  # label | gold | review
 
 
+def refill_plan(
+    contract: common_pb2.LabelingContract, low_water: int, batch: int
+) -> tuple[int, int]:
+    """(open slots to keep, items per sampler batch) for a project.
+
+    Items wait in the ready queue ranked by the model that was serving when they were
+    pulled. A deep queue means annotators label what an old model (or the cold start)
+    chose, which undoes active learning; so the queue holds about one active-learning
+    batch (`overlap.min` x `active_learning.batch_size` slots), never more than the
+    configured low-water mark, and pulls at most one such batch at a time.
+    """
+    al_batch = contract.active_learning.batch_size
+    size = min(batch, al_batch) if al_batch > 0 else batch
+    keep = min(low_water, max(1, contract.overlap.min) * size)
+    return keep, size
+
+
 def roll_gold(rng: random.Random, gold_rate: float) -> bool:
     """Each task is gold with probability `gold_rate`, independently: no pattern to learn."""
     return gold_rate > 0 and rng.random() < gold_rate

@@ -16,6 +16,7 @@ from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.gateway import store
 from strata.gateway.metrics import GatewayMetrics
+from strata.gateway.policy import refill_plan
 from strata.v1 import sampler_pb2, sampler_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Refiller:
         contract = self.contracts.current(project)
         if contract is None:
             return 0
+        low_water, batch_size = refill_plan(contract, self.low_water, self.batch_size)
         queued = 0
         for _ in range(MAX_BATCHES_PER_ROUND):
             with self.db.transaction() as conn:
@@ -72,13 +74,13 @@ class Refiller:
                     return queued
                 ready = store.open_slots(conn, project)
                 self.metrics.queue_ready.labels(project=project).set(ready)
-                if ready >= self.low_water:
+                if ready >= low_water:
                     return queued
                 try:
                     response = self.sampler.NextBatch(
                         sampler_pb2.NextBatchRequest(
                             project=project,
-                            size=self.batch_size,
+                            size=batch_size,
                             requester=self.requester,
                             lease_seconds=self.sampler_lease_s,
                         ),
