@@ -322,6 +322,33 @@ def test_duplicates_inherit_their_canonical_items_label(sampler: Sampler, infra:
     )
     wait_until(lambda: sampler.state(ids["near"]) == "labeled", 20, "duplicate labeled")
 
+    # An expert later decides the canonical item differently: the copies follow.
+    c.value = "vegetable"
+    produce(
+        infra.bootstrap,
+        [make_event(LABELS_CONSENSUS, ids["orig"], events_pb2.ConsensusUpdated(consensus=c))],
+    )
+    changed = read_topic(
+        infra.bootstrap,
+        LABELS_CONSENSUS,
+        lambda m: (
+            m.consensus.propagated_from_item_id == ids["orig"] and m.consensus.value == "vegetable"
+        ),
+        2,
+    )
+    assert sorted(m.consensus.item_id for m in changed) == sorted([ids["copy"], ids["near"]])
+
+    def values() -> dict[str, str]:
+        with sampler.runtime.db.transaction() as conn:
+            return dict(
+                conn.execute(
+                    "SELECT external_id, consensus_value FROM items WHERE project = %s",
+                    (project,),
+                ).fetchall()
+            )
+
+    wait_until(lambda: set(values().values()) == {"vegetable"}, 20, "copies relabeled")
+
     # A model's auto-accepted label stays marked as one on the copies it reaches.
     other = "a heron stood in the shallow river waiting for the silver fish to come close"
     import_rows(

@@ -92,8 +92,11 @@ class SamplerHandlers:
         if relabel:
             store.return_for_relabel(ctx.conn, relabel)
         labeled = store.mark_labeled(ctx.conn, decided)
-        # Duplicates inherit their canonical item's label, recorded as propagated.
-        dups = store.duplicates_of(ctx.conn, [item for item, _ in labeled])
+        changed = store.relabel_decided(ctx.conn, decided)
+        # Duplicates inherit their canonical item's label, recorded as propagated; when that
+        # label changes later, they take the new one.
+        canonical_items = [item for item, _ in labeled] + changed
+        dups = store.duplicates_of(ctx.conn, {i: decided[i] for i in canonical_items})
         store.mark_labeled(
             ctx.conn,
             {dup: decided[canonical] for dup, canonical, _ in dups},

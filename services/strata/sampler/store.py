@@ -159,27 +159,53 @@ def save_scores(conn: Conn, scored: Sequence[Scored]) -> int:
 def mark_labeled(
     conn: Conn, decided: dict[str, str], propagated_from: dict[str, str] | None = None
 ) -> list[tuple[str, str]]:
-    """Items leave the pool with their consensus; returns (item, project) newly labeled."""
+    """Items leave the pool with their consensus; returns (item, project) newly labeled.
+    With `propagated_from`, copies that inherited an earlier label take the new one too."""
     if not decided:
         return []
     ids = sorted(decided)
     source = propagated_from or {}
+    states = (
+        "('pool', 'inflight', 'duplicate', 'labeled')"
+        if source
+        else ("('pool', 'inflight', 'duplicate')")
+    )
     return conn.execute(
         "UPDATE items SET state = 'labeled', consensus_value = u.v, labeled_at = now(), "
         "relabel = false, leased_by = NULL, lease_until = NULL, "
         "propagated_from = u.f FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(i, v, f) "
-        "WHERE items.item_id = u.i AND items.state IN ('pool', 'inflight', 'duplicate') "
+        f"WHERE items.item_id = u.i AND items.state IN {states} "
         "RETURNING items.item_id, items.project",
         (ids, [decided[i] for i in ids], [source.get(i) for i in ids]),
     ).fetchall()
 
 
-def duplicates_of(conn: Conn, item_ids: Sequence[str]) -> list[tuple[str, str, str]]:
-    """(duplicate, canonical, project) for duplicates still waiting for a label."""
+def relabel_decided(conn: Conn, decided: dict[str, str]) -> list[str]:
+    """Labeled items whose decided value changed (an expert review, a human overruling a
+    model's label): store the new value; returns those items."""
+    if not decided:
+        return []
+    ids = sorted(decided)
+    rows = conn.execute(
+        "UPDATE items SET consensus_value = u.v, labeled_at = now() "
+        "FROM unnest(%s::text[], %s::text[]) AS u(i, v) "
+        "WHERE items.item_id = u.i AND items.state = 'labeled' AND items.propagated_from IS NULL "
+        "AND items.consensus_value IS DISTINCT FROM u.v RETURNING items.item_id",
+        (ids, [decided[i] for i in ids]),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def duplicates_of(conn: Conn, values: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(duplicate, canonical, project) for the copies of canonical items that must take the
+    canonical's value: those still waiting, and those that inherited a different one."""
+    ids = sorted(values)
     return conn.execute(
-        "SELECT item_id, canonical_item_id, project FROM items "
-        "WHERE canonical_item_id = ANY(%s) AND state = 'duplicate'",
-        (list(item_ids),),
+        "SELECT d.item_id, d.canonical_item_id, d.project FROM items d "
+        "JOIN unnest(%s::text[], %s::text[]) AS u(c, v) ON d.canonical_item_id = u.c "
+        "WHERE d.state = 'duplicate' OR (d.state = 'labeled' AND d.propagated_from = u.c "
+        "AND d.consensus_value IS DISTINCT FROM u.v)",
+        (ids, [values[i] for i in ids]),
     ).fetchall()
 
 
