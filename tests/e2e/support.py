@@ -55,3 +55,12 @@ def start_up(home: Path, env: dict[str, str], *flags: str) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def run_strata(
+    home: Path, env: dict[str, str], *args: str, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`strata args...` in `home` to completion, its output captured."""
+    return subprocess.run(
+        [*STRATA, *args], env=env, cwd=home, capture_output=True, text=True, timeout=timeout_s
+    )

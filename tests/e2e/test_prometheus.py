@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -16,9 +15,10 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from strata.cli.prometheus import query
-from strata.ops.manifests import REPO, SERVICES, rule_groups
+from strata.cli.stack import SERVICES
+from strata.ops.manifests import REPO, rule_groups
 
-from .support import STRATA, env_for, read_until, start_up
+from .support import env_for, read_until, run_strata, start_up
 
 RULES = REPO / "deploy" / "prometheus" / "rules"
 DASHBOARD = REPO / "deploy" / "grafana" / "strata-operations.json"
@@ -92,9 +92,7 @@ def test_up_with_prometheus_scrapes_every_service_and_rules_name_real_metrics(
             ["contract", "load", str(contract)],
             ["import", str(items), "--project", "promtest"],
         ):
-            done = subprocess.run(
-                [*STRATA, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
-            )
+            done = run_strata(tmp_path, env, *args)
             assert done.returncode == 0, done.stdout + done.stderr
 
         def healthy_jobs() -> list[str] | None:
@@ -119,14 +117,7 @@ def test_up_with_prometheus_scrapes_every_service_and_rules_name_real_metrics(
         # Counters start when first touched, so a rate needs traffic after the first scrape.
         more = tmp_path / "more.jsonl"
         more.write_text("".join(f'{{"text": "another item {i}"}}\n' for i in range(40)))
-        done = subprocess.run(
-            [*STRATA, "import", str(more), "--project", "promtest"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_strata(tmp_path, env, "import", str(more), "--project", "promtest")
         assert done.returncode == 0, done.stdout + done.stderr
         consumed = wait_for(
             "items.imported consumption rates for gateway, inference and training",

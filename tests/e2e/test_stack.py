@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import psycopg
 from strata.common.topics import ALL_TOPICS
 
-from .support import STRATA, env_for, read_until, start_up
+from .support import env_for, read_until, run_strata, start_up
 
 
 def test_up_brings_the_stack_up_healthy_and_stops_cleanly(tmp_path: Path) -> None:
@@ -27,20 +26,11 @@ def test_up_brings_the_stack_up_healthy_and_stops_cleanly(tmp_path: Path) -> Non
         with psycopg.connect(dsn) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
 
-        topics = subprocess.run(
-            [*STRATA, "check", "--count", "20"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        topics = run_strata(tmp_path, env, "check", "--count", "20")
         assert topics.returncode == 0, topics.stdout + topics.stderr
         assert "20/20 probes" in topics.stdout and "0 applied twice" in topics.stdout
 
-        status = subprocess.run(
-            [*STRATA, "status"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
-        )
+        status = run_strata(tmp_path, env, "status", timeout_s=60)
         assert status.returncode == 0, status.stdout + status.stderr
         state = json.loads((tmp_path / ".strata" / "stack.json").read_text())
         from kafka import KafkaConsumer
@@ -68,22 +58,13 @@ def test_up_names_the_variable_when_a_port_is_taken(tmp_path: Path) -> None:
         blocker.listen()
         port = blocker.getsockname()[1]
         env = env_for(tmp_path, STRATA_KAFKA_PORT=str(port))
-        result = subprocess.run(
-            [*STRATA, "up"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
-        )
+        result = run_strata(tmp_path, env, "up")
     assert result.returncode == 1
     assert f"127.0.0.1:{port}" in result.stderr and "STRATA_KAFKA_PORT" in result.stderr
 
 
 def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [*STRATA, "demo", "--fast"],
-        env=env_for(tmp_path),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_strata(tmp_path, env_for(tmp_path), "demo", "--fast", timeout_s=300)
     assert result.returncode == 0, result.stdout + result.stderr
     check = json.loads((tmp_path / "demo-output" / "stack-check.json").read_text())
     assert check["ok"] is True and check["received"] == check["sent"] > 0

@@ -6,6 +6,7 @@ import pytest
 from strata.cli.stack import load_stack_config
 from strata.common.bus import KafkaSettings
 from strata.common.config import ConfigError, ServiceConfig, describe, load_service_config
+from strata.common.service import kafka_settings
 from strata.training.config import parse_directory
 
 BASE = {"STRATA_PG_DSN": "postgresql://u@h:5432/db", "STRATA_KAFKA_BOOTSTRAP": "h:9092"}
@@ -77,15 +78,7 @@ def test_kafka_login_settings_reach_every_client() -> None:
             "STRATA_KAFKA_SSL_CAFILE": "/etc/strata/kafka-ca/ca.crt",
         },
     )
-    settings = KafkaSettings(
-        cfg.kafka_bootstrap,
-        "c",
-        security_protocol=cfg.kafka_security_protocol,
-        sasl_mechanism=cfg.kafka_sasl_mechanism,
-        sasl_username=cfg.kafka_sasl_username,
-        sasl_password=cfg.kafka_sasl_password,
-        ssl_cafile=cfg.kafka_ssl_cafile,
-    )
+    settings = kafka_settings(cfg)
     assert settings.connection() == {
         "bootstrap_servers": cfg.kafka_bootstrap.split(","),
         "security_protocol": "SASL_SSL",
@@ -98,6 +91,10 @@ def test_kafka_login_settings_reach_every_client() -> None:
     assert plain == {"bootstrap_servers": ["b:9092"], "security_protocol": "PLAINTEXT"}
     with pytest.raises(ValueError, match="STRATA_KAFKA_SASL_USERNAME"):
         KafkaSettings("b:9092", "c", security_protocol="SASL_SSL").connection()
+    with pytest.raises(ConfigError, match="STRATA_KAFKA_SASL_USERNAME"):
+        kafka_settings(
+            load_service_config("sampler", {**BASE, "STRATA_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+        )
 
 
 def test_ray_storage_takes_a_directory_or_a_storage_uri() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from strata.cli.main import config_classes
+from strata.cli.stack import SERVICES
 from strata.common.config import describe
 from strata.ops import manifests as m
 
@@ -35,7 +36,7 @@ def test_every_overlay_passes_schemas_and_rules(rendered, crds) -> None:
     for overlay, objects in rendered.items():
         assert m.check_objects(objects, crds, RULES) == [], overlay
         assert all(o["metadata"].get("namespace") in {"strata", None} for o in objects)
-        assert len(of_kind(objects, "Deployment")) == len(m.SERVICES)
+        assert len(of_kind(objects, "Deployment")) == len(SERVICES)
 
 
 def test_dev_is_one_of_each_and_prod_scales_out(rendered) -> None:
@@ -57,9 +58,9 @@ def test_dev_is_one_of_each_and_prod_scales_out(rendered) -> None:
     pg = of_kind(prod, "Cluster")["strata-pg"]["spec"]
     assert pg["instances"] == 3 and pg["postgresql"]["synchronous"]["number"] >= 1
     assert {r["passwordSecret"]["name"] for r in pg["managed"]["roles"]} == {
-        f"strata-pg-{s}" for s in m.SERVICES
+        f"strata-pg-{s}" for s in SERVICES
     }
-    assert set(of_kind(prod, "KafkaUser")) == {f"strata-{s}" for s in m.SERVICES}
+    assert set(of_kind(prod, "KafkaUser")) == {f"strata-{s}" for s in SERVICES}
     for name, dep in of_kind(prod, "Deployment").items():
         pod = dep["spec"]["template"]["spec"]
         assert pod["affinity"]["podAntiAffinity"], name
@@ -131,7 +132,7 @@ def test_the_validator_names_each_mistake(rendered, crds, kind, change, expected
 
 def test_secrets_the_operator_must_create_are_listed(rendered) -> None:
     assert m.external_secrets(rendered["prod"]) == sorted(
-        ["strata-admin-token", "strata-models-s3", *(f"strata-pg-{s}" for s in m.SERVICES)]
+        ["strata-admin-token", "strata-models-s3", *(f"strata-pg-{s}" for s in SERVICES)]
     )
 
 
@@ -162,7 +163,7 @@ def test_every_setting_the_manifests_pass_is_one_a_service_reads(rendered) -> No
     known: set[str] = set()
     for cls in config_classes():
         for variable, _default, _help in describe(cls):
-            known.update(variable.replace("{SERVICE}", s.upper()) for s in m.SERVICES)
+            known.update(variable.replace("{SERVICE}", s.upper()) for s in SERVICES)
     others = {"RAY_ADDRESS", "PGPASSWORD", "HOME", "MPLCONFIGDIR"}
     for objects in rendered.values():
         passed: set[str] = set()

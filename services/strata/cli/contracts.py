@@ -1,8 +1,8 @@
 """`strata contract load FILE...`: load labeling contracts into the gateway (admin).
 
-Loading the same document again changes nothing, so a deploy can run it every time
-(the Kubernetes `strata-load-contracts` Job does); different text under a version that
-already exists is refused, since versions are immutable.
+Loading the same document again changes nothing; different text under a version that
+already exists is refused, since versions are immutable. (On Kubernetes the gateway
+loads the mounted contracts itself at start: STRATA_GATEWAY_CONTRACTS_DIR.)
 """
 
 from __future__ import annotations

@@ -48,6 +48,26 @@ def configure_logging(level: str) -> None:
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
+def kafka_settings(config: ServiceConfig) -> KafkaSettings:
+    """The Kafka connection every client of this service uses; a SASL protocol without its
+    login is a ConfigError now, not a failing client later."""
+    settings = KafkaSettings(
+        bootstrap=config.kafka_bootstrap,
+        client_id=f"strata-{config.service}",
+        max_poll_interval_ms=config.max_poll_interval_ms,
+        security_protocol=config.kafka_security_protocol,
+        sasl_mechanism=config.kafka_sasl_mechanism,
+        sasl_username=config.kafka_sasl_username,
+        sasl_password=config.kafka_sasl_password,
+        ssl_cafile=config.kafka_ssl_cafile,
+    )
+    try:
+        settings.connection()
+    except ValueError as exc:
+        raise ConfigError("STRATA_KAFKA_SASL_USERNAME", str(exc)) from exc
+    return settings
+
+
 class ServiceRuntime:
     """Owns a service's Postgres pool, Kafka clients, gRPC server, metrics and threads."""
 
@@ -63,16 +83,7 @@ class ServiceRuntime:
         self.migrations = [*kit_migrations(), *migrations]
         self.metrics = ServiceMetrics(config.service)
         self.db = Database(config.pg_dsn, config.schema, max_size=config.pg_pool_max)
-        self.kafka = KafkaSettings(
-            bootstrap=config.kafka_bootstrap,
-            client_id=f"strata-{config.service}",
-            max_poll_interval_ms=config.max_poll_interval_ms,
-            security_protocol=config.kafka_security_protocol,
-            sasl_mechanism=config.kafka_sasl_mechanism,
-            sasl_username=config.kafka_sasl_username,
-            sasl_password=config.kafka_sasl_password,
-            ssl_cafile=config.kafka_ssl_cafile,
-        )
+        self.kafka = kafka_settings(config)
         self.producer = EventProducer(self.kafka)
         self.incarnation = BrokerIncarnation(self.kafka, self.producer)
         self.relay = OutboxRelay(

