@@ -117,7 +117,7 @@ def test_vector_index_matches_by_cosine() -> None:
 
 
 def test_text_index_finds_near_duplicates_across_chunks_and_merges() -> None:
-    """Chunks large enough to move bucket keys from the recent dict to the sorted array:
+    """Chunks whose bucket keys land in several sorted runs that then merge:
     near-duplicates of items from any earlier chunk, or earlier in the same chunk, are found."""
     rng = random.Random(3)
     vocab = [f"v{i}" for i in range(4000)]
@@ -129,6 +129,7 @@ def test_text_index_finds_near_duplicates_across_chunks_and_merges() -> None:
         for i in range(4500):
             assert index.text.match(batch, i) is None
             index.text.add(batch, i, f"o{start + i}")
+        index.text.commit(batch)
     assert len(index) == 9000
     picks = rng.sample(range(9000), 300)
     edited = [originals[p] + " " + rng.choice(vocab) for p in picks]
@@ -140,6 +141,33 @@ def test_text_index_finds_near_duplicates_across_chunks_and_merges() -> None:
     index.text.add(batch, 0, "fresh")
     twin = index.text.match(batch, len(picks))
     assert twin is not None and twin[0] in {"fresh", f"o{picks[0]}"}
+
+
+def test_a_chunk_of_near_copies_of_one_text_keeps_one_canonical_item() -> None:
+    """Thousands of signatures in the same buckets (one text, lightly edited many times):
+    the first is canonical, every other matches it or a canonical copy, and bucket
+    collisions inside the chunk cost work per collision, not per pair."""
+    rng = random.Random(9)
+    vocab = [f"v{i}" for i in range(4000)]
+    base = [rng.choice(vocab) for _ in range(60)]
+    copies = [" ".join([*base, rng.choice(vocab)]) for _ in range(3000)]
+    hasher = MinHasher()
+    index = NearDuplicateIndex(text_threshold=0.8, hasher=hasher)
+    batch = index.text.prepare(hasher.signatures(copies))
+    canonical = []
+    for i in range(len(copies)):
+        found = index.text.match(batch, i)
+        if found is None:
+            index.text.add(batch, i, f"c{i}")
+            canonical.append(i)
+        else:
+            assert found[1] >= 0.8
+    index.text.commit(batch)
+    assert canonical == [0]
+    assert len(index) == len(canonical)
+    # A later chunk finds them in the index.
+    later = index.text.prepare(hasher.signatures([" ".join(base)]))
+    assert index.text.match(later, 0) is not None
 
 
 def _candidate(

@@ -14,6 +14,7 @@ import psycopg
 from google.protobuf.message import Message
 from psycopg import pq
 
+from strata.common import pgcopy
 from strata.common.bus import BrokerIncarnation, EventProducer
 from strata.common.db import Database
 from strata.common.events import OutgoingEvent, make_event
@@ -50,23 +51,37 @@ def enqueue_many(conn: psycopg.Connection[Any], events: list[OutgoingEvent]) -> 
             ),
         )
         return
-    with conn.cursor().copy(
-        "COPY outbox (event_id, topic, key, event_type, schema_name, trace_id, payload) "
-        "FROM STDIN (FORMAT BINARY)"
-    ) as copy:
-        copy.set_types(["uuid", "text", "bytea", "text", "text", "text", "bytea"])
-        for e in events:
-            copy.write_row(
-                (
-                    uuid.UUID(e.event_id),
-                    e.topic,
-                    e.key,
-                    e.event_type,
-                    e.schema,
-                    e.trace_id,
-                    e.payload,
-                )
-            )
+    enqueue_encoded(conn, [encode(e) for e in events])
+
+
+_OUTBOX_COLUMNS = ("event_id", "topic", "key", "event_type", "schema_name", "trace_id", "payload")
+
+
+def encode(event: OutgoingEvent) -> bytes:
+    """The event as an outbox row for `enqueue_encoded` (bulk writers encode ahead)."""
+    return encode_row(
+        (
+            pgcopy.uuid(event.event_id),
+            pgcopy.text(event.topic),
+            pgcopy.bytea(event.key),
+            pgcopy.text(event.event_type),
+            pgcopy.text(event.schema),
+            pgcopy.text(event.trace_id),
+            pgcopy.bytea(event.payload),
+        )
+    )
+
+
+def encode_row(fields: tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]) -> bytes:
+    """An outbox row from its `pgcopy`-encoded fields: event id, topic, key, event type,
+    schema, trace id, payload (a bulk writer encodes the constant ones once)."""
+    return pgcopy.row(fields)
+
+
+def enqueue_encoded(conn: psycopg.Connection[Any], rows: list[bytes]) -> None:
+    """Write events already through `encode` (binary COPY; not in pipeline mode)."""
+    if rows:
+        pgcopy.copy_rows(conn, "outbox", _OUTBOX_COLUMNS, rows)
 
 
 def publish(

@@ -42,6 +42,13 @@ class SamplerConfig:
         86_400,
         "how long a handed-out item stays in flight when the caller gives no lease",
     )
+    import_chunk_rows: int = setting(
+        "STRATA_SAMPLER_IMPORT_CHUNK_ROWS",
+        parse_int(1, 100_000),
+        5_000,
+        "rows an import stores per transaction (requests are gathered up to it): fewer "
+        "round trips and index look-ups per row",
+    )
     max_batch: int = setting(
         "STRATA_SAMPLER_MAX_BATCH", parse_int(1, 100_000), 10_000, "largest NextBatch size"
     )

@@ -21,7 +21,18 @@ from strata.v1 import common_pb2
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+# ASCII letters lowered, digits and "_" kept, anything else a space: what `\w+` and
+# lower() make of ASCII text, at a fraction of the cost.
+_ASCII_WORDS = (
+    bytes(c + 32 if 65 <= c <= 90 else c if chr(c).isalnum() or c == 95 else 32 for c in range(128))
+    + b" " * 128
+)
+
+
 def normalize_text(text: str) -> str:
+    r"""Lower case, words (`\w+`) joined by single spaces."""
+    if text.isascii():
+        return b" ".join(text.encode().translate(_ASCII_WORDS).split()).decode()
     return " ".join(_WORD.findall(text.lower()))
 
 
@@ -197,19 +208,27 @@ def cosine(a: NDArray[np.float32], b: NDArray[np.float32]) -> float:
 
 @dataclass
 class TextBatch:
-    """A chunk's signatures prepared against the index: band keys and earlier candidates."""
+    """A chunk's signatures prepared against the index: their bucket keys, the indexed
+    rows sharing a bucket with each, the buckets each shares with others of the chunk
+    (both kept only for the few that have any), and what the chunk has added so far."""
 
     signatures: NDArray[np.uint32]
-    keys: list[list[int]]
-    earlier: list[set[int]]
+    keys: NDArray[np.uint64]  # [n, bands]
+    indexed: dict[int, set[int]]  # signature -> index rows sharing a bucket
+    shared: dict[int, list[int]]  # signature -> buckets it shares within the chunk
+    added: dict[int, str] = field(default_factory=dict)  # signature -> its item id
+    added_to: dict[int, list[int]] = field(default_factory=dict)  # bucket -> added signatures
 
 
 class TextIndex:
     """MinHash/LSH buckets of canonical texts, compact enough for millions of items.
 
-    Signatures live in one uint32 matrix (row per item). Band keys live in a sorted
-    array (searched for a whole chunk at once) plus a dict of recent keys, merged
-    into the array when it grows; about 450 bytes per item in all.
+    Signatures live in one uint32 matrix (row per item); bucket keys in a few sorted
+    runs, merged as they grow (sizes halve from run to run, so there are about
+    log2(n / chunk) of them). A chunk is looked up all at once (`prepare`: sorted
+    searches, and the chunk's own collisions by sorting its keys), decided signature by
+    signature (`match`, `add`: no work for the many that share no bucket) and indexed
+    all at once (`commit`). About 450 bytes per item in all.
     """
 
     def __init__(self, num_perm: int, bands: int, threshold: float) -> None:
@@ -219,9 +238,7 @@ class TextIndex:
         self._sig = np.empty((1024, num_perm), dtype=np.uint32)
         self._ids: list[str] = []
         self._rows: dict[str, int] = {}
-        self._keys = np.empty(0, dtype=np.uint64)
-        self._key_rows = np.empty(0, dtype=np.int64)
-        self._recent: dict[int, int] = {}
+        self._runs: list[tuple[NDArray[np.uint64], NDArray[np.int64]]] = []  # (keys, rows)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -229,57 +246,97 @@ class TextIndex:
     def __contains__(self, item_id: str) -> bool:
         return item_id in self._rows
 
-    def prepare(self, signatures: NDArray[np.uint64]) -> TextBatch:
-        """Keys of a chunk's signatures and, per signature, the rows sharing a bucket."""
-        if len(self._recent) > max(65_536, self._keys.size // 4):
-            self._merge()  # between chunks: a prepared batch's candidates stay valid
+    def prepare(
+        self, signatures: NDArray[np.uint64], keys: NDArray[np.uint64] | None = None
+    ) -> TextBatch:
+        """Bucket keys of a chunk's signatures and, per signature, the indexed rows and
+        earlier signatures of the chunk sharing a bucket (`keys`: the signatures'
+        `band_keys`, when the caller made them already)."""
         sig = np.atleast_2d(signatures)
-        keys = band_keys(sig, self.bands)
-        earlier: list[set[int]] = [set() for _ in range(sig.shape[0])]
-        if self._keys.size:
-            # Sorted needles walk the sorted keys in order: far fewer cache misses.
-            order = np.argsort(keys.ravel())
-            flat = keys.ravel()[order]
-            at = np.searchsorted(self._keys, flat)
-            at[at == self._keys.size] = 0
-            hit = np.flatnonzero(self._keys[at] == flat)
+        if keys is None:
+            keys = band_keys(sig, self.bands)
+        keys = np.atleast_2d(keys)
+        flat = keys.ravel()
+        # Sorted needles walk the sorted keys in order: far fewer cache misses.
+        order = np.argsort(flat, kind="stable")
+        needles = flat[order]
+        indexed: dict[int, set[int]] = {}
+        for run_keys, run_rows in self._runs:
+            at = np.searchsorted(run_keys, needles)
+            at[at == run_keys.size] = 0
+            hit = np.flatnonzero(run_keys[at] == needles)
             for position, row in zip(
-                (order[hit] // self.bands).tolist(), self._key_rows[at[hit]].tolist(), strict=True
+                (order[hit] // self.bands).tolist(), run_rows[at[hit]].tolist(), strict=True
             ):
-                earlier[position].add(row)
-        return TextBatch(sig.astype(np.uint32), keys.tolist(), earlier)
+                indexed.setdefault(position, set()).add(row)
+        shared: dict[int, list[int]] = {}
+        same = needles[1:] == needles[:-1]
+        if same.any():  # equal keys are adjacent in sorted order
+            bucket = np.cumsum(np.concatenate([[True], ~same])) - 1
+            crowded = np.bincount(bucket)[bucket] > 1
+            for position, b in zip(
+                (order[crowded] // self.bands).tolist(), bucket[crowded].tolist(), strict=True
+            ):
+                shared.setdefault(position, []).append(b)
+        return TextBatch(sig.astype(np.uint32), keys, indexed, shared)
 
     def match(self, batch: TextBatch, i: int) -> tuple[str, float] | None:
-        """The most similar indexed text to the batch's i-th at or above the threshold."""
-        rows = batch.earlier[i] | set(map(self._recent.get, batch.keys[i]))
-        rows.discard(None)  # type: ignore[arg-type]
-        if not rows:
+        """The most similar text to the batch's i-th, among those indexed and those the
+        batch added before it, at or above the threshold."""
+        rows = batch.indexed.get(i)
+        mates = {j for b in batch.shared.get(i, ()) for j in batch.added_to.get(b, ())}
+        if not rows and not mates:
             return None
-        candidates = np.fromiter(rows, dtype=np.int64, count=len(rows))
-        similarity = (self._sig[candidates] == batch.signatures[i]).mean(axis=1)
+        ids: list[str] = []
+        others = []
+        if rows:
+            candidates = np.fromiter(rows, dtype=np.int64, count=len(rows))
+            ids.extend(self._ids[r] for r in candidates.tolist())
+            others.append(self._sig[candidates])
+        if mates:
+            earlier = sorted(mates)
+            ids.extend(batch.added[j] for j in earlier)
+            others.append(batch.signatures[earlier])
+        similarity = (np.concatenate(others) == batch.signatures[i]).mean(axis=1)
         best = int(np.argmax(similarity))
         if similarity[best] < self.threshold:
             return None
-        return self._ids[int(candidates[best])], float(similarity[best])
+        return ids[best], float(similarity[best])
 
     def add(self, batch: TextBatch, i: int, item_id: str) -> None:
-        """Index the batch's i-th signature as canonical item `item_id`."""
-        if item_id in self._rows:
-            return
-        row = len(self._ids)
-        if row == self._sig.shape[0]:
-            self._sig = np.concatenate([self._sig, np.empty_like(self._sig)])
-        self._sig[row] = batch.signatures[i]
-        self._ids.append(item_id)
-        self._rows[item_id] = row
-        self._recent.update(dict.fromkeys(batch.keys[i], row))
+        """Make the batch's i-th signature canonical item `item_id`: a candidate for the
+        rest of the batch now, indexed for later batches at `commit`."""
+        if item_id not in self._rows:
+            batch.added[i] = item_id
+            for b in batch.shared.get(i, ()):
+                batch.added_to.setdefault(b, []).append(i)
 
-    def _merge(self) -> None:
-        keys = np.concatenate([self._keys, np.fromiter(self._recent, np.uint64)])
-        rows = np.concatenate([self._key_rows, np.fromiter(self._recent.values(), np.int64)])
+    def commit(self, batch: TextBatch) -> None:
+        """Index what the batch added."""
+        added = [(i, item_id) for i, item_id in batch.added.items() if item_id not in self._rows]
+        if not added:
+            return
+        picked = np.fromiter((i for i, _ in added), dtype=np.int64, count=len(added))
+        start = len(self._ids)
+        stop = start + len(added)
+        if stop > self._sig.shape[0]:
+            grown = np.empty((max(stop, 2 * self._sig.shape[0]), self.num_perm), np.uint32)
+            grown[:start] = self._sig[:start]
+            self._sig = grown
+        self._sig[start:stop] = batch.signatures[picked]
+        for row, (_, item_id) in enumerate(added, start):
+            self._ids.append(item_id)
+            self._rows[item_id] = row
+        keys = batch.keys[picked].ravel()
+        rows = np.repeat(np.arange(start, stop, dtype=np.int64), self.bands)
         order = np.argsort(keys, kind="stable")
-        self._keys, self._key_rows = keys[order], rows[order]
-        self._recent = {}
+        self._runs.append((keys[order], rows[order]))
+        # Merge while a run is no larger than the one after it (a timsort of sorted runs).
+        while len(self._runs) > 1 and self._runs[-2][0].size <= 2 * self._runs[-1][0].size:
+            (k1, r1), (k2, r2) = self._runs[-2], self._runs[-1]
+            keys, rows = np.concatenate([k1, k2]), np.concatenate([r1, r2])
+            order = np.argsort(keys, kind="stable")
+            self._runs[-2:] = [(keys[order], rows[order])]
 
 
 @dataclass
@@ -302,8 +359,11 @@ class NearDuplicateIndex:
         return len(self.text) + len(self._vectors)
 
     def add_text(self, item_id: str, signature: NDArray[np.uint64]) -> None:
-        """Index one canonical text (a chunk goes through `text.prepare` and `text.add`)."""
-        self.text.add(self.text.prepare(signature), 0, item_id)
+        """Index one canonical text (a chunk goes through `text.prepare`, `text.add` and
+        `text.commit`)."""
+        batch = self.text.prepare(signature)
+        self.text.add(batch, 0, item_id)
+        self.text.commit(batch)
 
     def match_text(self, signature: NDArray[np.uint64]) -> tuple[str, float] | None:
         """The most similar indexed text at or above the threshold, if any."""

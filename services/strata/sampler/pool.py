@@ -5,23 +5,25 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
 import random
 import threading
-import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
 
-from strata.common import outbox
+from strata.common import outbox, pgcopy, wire
 from strata.common.db import Database
-from strata.common.events import make_event
+from strata.common.events import random_uuids
 from strata.common.topics import ITEMS_IMPORTED
 from strata.sampler import store
 from strata.sampler.dedup import (
+    MinHasher,
     NearDuplicateIndex,
+    band_keys,
     content_hash,
     normalize_text,
     projection_keys,
@@ -73,6 +75,79 @@ class ImportSummary:
 
 
 @dataclass
+class PreparedChunk:
+    """One chunk after all the work that needs neither the index nor the database: rows
+    checked, content hashed, texts signed, vectors keyed, ids drawn and announcements
+    built (those of rows that turn out to be duplicates are dropped)."""
+
+    project: str
+    received: int
+    rows: list[sampler_pb2.ImportRow]  # the good ones, in order
+    item_ids: list[str]
+    kinds: list[str]
+    digests: list[str]
+    contents: list[bytes]  # serialised ItemContent
+    signatures: NDArray[np.uint64]  # one per text row, in order
+    band_keys: NDArray[np.uint64]  # the signatures' LSH bucket keys
+    vectors: list[NDArray[np.float32]]  # one per feature row, in order
+    vector_keys: NDArray[np.int64]
+    announcements: list[bytes]  # ItemImported outbox rows, one per good row
+    errors: list[tuple[int, str]]
+
+
+def prepare_chunk(
+    project: str, rows: Sequence[sampler_pb2.ImportRow], hasher: MinHasher, bands: int
+) -> PreparedChunk:
+    """Check, hash, sign and announce one chunk (pure); bad rows become errors with their
+    line."""
+    good: list[sampler_pb2.ImportRow] = []
+    kinds: list[str] = []
+    digests: list[str] = []
+    texts: list[str] = []  # normalised, for the exact hash and the MinHash alike
+    vectors: list[NDArray[np.float32]] = []
+    errors: list[tuple[int, str]] = []
+    for row in rows:
+        problem = check_row(row)
+        if problem:
+            errors.append((row.line, problem))
+            continue
+        kind = row.content.WhichOneof("kind")
+        good.append(row)
+        kinds.append(kind)
+        if kind == "text":
+            texts.append(normalize_text(row.content.text))
+            digests.append(content_hash(row.content, texts[-1]))
+        else:
+            digests.append(content_hash(row.content))
+            if kind == "features":
+                vectors.append(np.asarray(row.content.features.values, dtype=np.float32))
+    signatures = (
+        hasher.signatures_of_normalized(texts)
+        if texts
+        else np.empty((0, hasher.num_perm), dtype=np.uint64)
+    )
+    item_ids = random_ids(len(good))
+    contents = [row.content.SerializeToString() for row in good]
+    return PreparedChunk(
+        project=project,
+        received=len(rows),
+        rows=good,
+        item_ids=item_ids,
+        kinds=kinds,
+        digests=digests,
+        contents=contents,
+        signatures=signatures,
+        band_keys=band_keys(signatures, bands),
+        vectors=vectors,
+        vector_keys=(
+            projection_keys(np.stack(vectors)) if vectors else np.empty((0, 0), dtype=np.int64)
+        ),
+        announcements=announcements(project, item_ids, good, digests, contents),
+        errors=errors,
+    )
+
+
+@dataclass
 class _Index:
     index: NearDuplicateIndex
     # The newest import number the index has caught up with (-1: nothing yet).
@@ -100,21 +175,28 @@ class Importer:
         *,
         text_threshold: float = 0.8,
         vector_threshold: float = 0.98,
+        chunk_rows: int = 5_000,
         activity: outbox.Activity | None = None,
     ) -> None:
         self.db = db
+        self.chunk_rows = chunk_rows
         # Imports in progress; the service's outbox relay gives way to them.
         self.activity = activity or outbox.Activity()
         self.text_threshold = text_threshold
         self.vector_threshold = vector_threshold
+        self.hasher = MinHasher()
+        self._bands = self._new_index().bands
         self._indexes: dict[str, _Index] = {}
         self._lock = threading.Lock()
+
+    def _new_index(self) -> NearDuplicateIndex:
+        return NearDuplicateIndex(self.text_threshold, self.vector_threshold, hasher=self.hasher)
 
     def _index(self, project: str) -> _Index:
         with self._lock:
             found = self._indexes.get(project)
             if found is None:
-                found = _Index(NearDuplicateIndex(self.text_threshold, self.vector_threshold))
+                found = _Index(self._new_index())
                 self._indexes[project] = found
             return found
 
@@ -131,6 +213,7 @@ class Importer:
             batch = idx.index.text.prepare(np.stack([sig for _, sig in texts]))
             for i, (item_id, _) in enumerate(texts):
                 idx.index.text.add(batch, i, item_id)
+            idx.index.text.commit(batch)
         for item_id, _, vector, _ in material:
             if vector is not None:
                 v = np.asarray(vector, dtype=np.float32)
@@ -138,179 +221,293 @@ class Importer:
         if material:
             idx.watermark = max(idx.watermark, material[-1][3])
 
+    def prepare(self, project: str, rows: Sequence[sampler_pb2.ImportRow]) -> PreparedChunk:
+        return prepare_chunk(project, rows, self.hasher, self._bands)
+
     def import_rows(
         self, project: str, rows: Sequence[sampler_pb2.ImportRow], summary: ImportSummary
     ) -> None:
         """Import one chunk of rows (one transaction); bad rows are reported and skipped."""
-        summary.received += len(rows)
-        good: list[tuple[sampler_pb2.ImportRow, str]] = []
-        texts: list[str] = []  # normalised, for the exact hash and the MinHash alike
-        for row in rows:
-            problem = check_row(row)
-            if problem:
-                summary.errors.append((row.line, problem))
-                continue
-            if row.content.WhichOneof("kind") == "text":
-                texts.append(normalize_text(row.content.text))
-                good.append((row, content_hash(row.content, texts[-1])))
-            else:
-                good.append((row, content_hash(row.content)))
-        if not good:
-            return
-        idx = self._index(project)
-        signatures = idx.index.hasher.signatures_of_normalized(texts) if texts else None
-        with idx.lock:
-            counted = replace(summary, errors=list(summary.errors))
-            try:
-                seq = self._import_good(project, good, signatures, idx, counted)
-            except BaseException:
-                # The index may hold rows that were never committed: rebuild it next time.
-                idx.index = NearDuplicateIndex(self.text_threshold, self.vector_threshold)
-                idx.watermark = -1
-                raise
-            idx.watermark = seq
+        self.store(self.prepare(project, rows), summary)
+
+    def pipeline(self, summary: ImportSummary) -> ImportPipeline:
+        """A stream of rows into `summary`, stored `chunk_rows` at a time, the next chunk
+        prepared while one is stored."""
+        return ImportPipeline(self, summary, self.chunk_rows)
+
+    def store(self, chunk: PreparedChunk, summary: ImportSummary) -> None:
+        """Deduplicate and store a prepared chunk in one transaction; `summary` counts it
+        only once it is committed."""
+        counted = replace(summary, errors=[*summary.errors, *chunk.errors])
+        counted.received += chunk.received
+        if chunk.rows:
+            idx = self._index(chunk.project)
+            with idx.lock:
+                try:
+                    seq = self._store(chunk, idx, counted)
+                except BaseException:
+                    # The index may hold rows that were never committed: rebuild it next time.
+                    idx.index = self._new_index()
+                    idx.watermark = -1
+                    raise
+                idx.watermark = seq
+        summary.received = counted.received
         summary.imported = counted.imported
         summary.exact_duplicates = counted.exact_duplicates
         summary.near_duplicates = counted.near_duplicates
         summary.gold = counted.gold
         summary.errors = counted.errors
 
-    def _import_good(
-        self,
-        project: str,
-        good: list[tuple[sampler_pb2.ImportRow, str]],
-        text_signatures: NDArray[np.uint64] | None,
-        idx: _Index,
-        summary: ImportSummary,
-    ) -> int:
-        """Store one chunk; returns its import number."""
+    def _store(self, chunk: PreparedChunk, idx: _Index, summary: ImportSummary) -> int:
+        """Store one chunk under the project's import lock; returns its import number."""
         with self.db.transaction() as conn:
-            seq = store.lock_imports(conn, project)
-            self._refresh(conn, project, idx)
-            known = store.existing_hashes(conn, project, [h for _, h in good])
-            signatures = iter(text_signatures if text_signatures is not None else ())
-            batch = idx.index.text.prepare(
-                text_signatures
-                if text_signatures is not None
-                else np.empty((0, idx.index.hasher.num_perm), dtype=np.uint64)
-            )
-            text_row = -1
-            vectors = [
-                np.asarray(r.content.features.values, dtype=np.float32)
-                for r, _ in good
-                if r.content.WhichOneof("kind") == "features"
-            ]
-            keys = iter(projection_keys(np.stack(vectors))) if vectors else iter(())
-            vector_iter = iter(vectors)
-            ids = iter(random_ids(3 * len(good)))
-            imported_at = Timestamp()
-            imported_at.GetCurrentTime()
-            items: list[store.NewItem] = []
-            events: list = []
-            for row, digest in good:
-                kind = row.content.WhichOneof("kind")
-                signature = next(signatures) if kind == "text" else None
-                text_row += kind == "text"
-                vector = next(vector_iter) if kind == "features" else None
-                vkeys = next(keys) if kind == "features" else None
-                item_id = next(ids)
-                state, canonical, dup_kind, similarity = "pool", None, None, None
-                if row.gold_answer:
-                    state = "gold"
-                    if digest in known:
-                        # A gold copy of a pool item would leak its answer: keep it apart.
-                        summary.errors.append((row.line, "gold item duplicates a pool item"))
-                        continue
-                elif digest in known:
-                    state, canonical, dup_kind, similarity = (
-                        "duplicate",
-                        known[digest],
-                        "exact",
-                        1.0,
-                    )
-                else:
-                    match = None
-                    if signature is not None:
-                        match = idx.index.text.match(batch, text_row)
-                    elif vector is not None and vkeys is not None:
-                        match = idx.index.match_vector(vector, vkeys)
-                    if match is not None:
-                        state, canonical = "duplicate", match[0]
-                        dup_kind, similarity = "near", match[1]
-                if state != "duplicate":
-                    known[digest] = item_id
-                    if state == "pool":
-                        if signature is not None:
-                            idx.index.text.add(batch, text_row, item_id)
-                        if vector is not None and vkeys is not None:
-                            idx.index.add_vector(item_id, vector, vkeys)
-                items.append(
-                    store.NewItem(
-                        item_id=item_id,
-                        project=project,
-                        external_id=row.external_id,
-                        content=row.content.SerializeToString(),
-                        metadata=dict(row.metadata),
-                        content_hash=digest,
-                        state=state,
-                        canonical_item_id=canonical,
-                        duplicate_kind=dup_kind,
-                        similarity=similarity,
-                        gold_answer=row.gold_answer or None,
-                        signature=(
-                            signature.astype(np.uint32).tobytes() if signature is not None else None
-                        ),
-                        vector=vector.tolist() if vector is not None else None,
-                    )
-                )
-                if dup_kind == "exact":
-                    summary.exact_duplicates += 1
-                elif dup_kind == "near":
-                    summary.near_duplicates += 1
-                elif state == "gold":
-                    summary.gold += 1
-                else:
-                    summary.imported += 1
-                if state in ("pool", "gold"):
-                    events.append(
-                        _imported_event(
-                            project, item_id, row, digest, imported_at, next(ids), next(ids)
-                        )
-                    )
-            store.insert_items(conn, items, seq)
-            outbox.enqueue_many(conn, events)
+            seq = store.lock_imports(conn, chunk.project)
+            self._refresh(conn, chunk.project, idx)
+            known = store.existing_hashes(conn, chunk.project, chunk.digests)
+            announcements: list[bytes] = []
+            # Rows stream to Postgres as they are decided.
+            store.insert_items(conn, _decide(chunk, idx.index, known, announcements, summary), seq)
+            outbox.enqueue_encoded(conn, announcements)
         return seq
 
 
-def _imported_event(
+def _decide(
+    chunk: PreparedChunk,
+    index: NearDuplicateIndex,
+    known: dict[str, str],
+    announcements: list[bytes],
+    summary: ImportSummary,
+) -> Iterator[store.NewItem]:
+    """The chunk's item rows, each pool, gold or a duplicate (exact: its content hash is
+    `known`; near: the index finds it); canonical items join `known` and the index, and
+    their announcements go to `announcements`. Counts go to `summary`."""
+    project = chunk.project
+    batch = index.text.prepare(chunk.signatures, chunk.band_keys)
+    width = 4 * index.hasher.num_perm
+    signature_bytes = batch.signatures.tobytes()
+    text_row = vector_row = -1
+    for item_id, row, kind, digest, content, announcement in zip(
+        chunk.item_ids,
+        chunk.rows,
+        chunk.kinds,
+        chunk.digests,
+        chunk.contents,
+        chunk.announcements,
+        strict=True,
+    ):
+        signature = vector = None
+        if kind == "text":
+            text_row += 1
+            signature = signature_bytes[text_row * width : (text_row + 1) * width]
+        elif kind == "features":
+            vector_row += 1
+            vector = chunk.vectors[vector_row]
+        state, canonical, dup_kind, similarity = "pool", None, None, None
+        if row.gold_answer:
+            state = "gold"
+            if digest in known:
+                # A gold copy of a pool item would leak its answer: keep it apart.
+                summary.errors.append((row.line, "gold item duplicates a pool item"))
+                continue
+        elif digest in known:
+            state, canonical, dup_kind, similarity = "duplicate", known[digest], "exact", 1.0
+        else:
+            match = None
+            if signature is not None:
+                match = index.text.match(batch, text_row)
+            elif vector is not None:
+                match = index.match_vector(vector, chunk.vector_keys[vector_row])
+            if match is not None:
+                state, canonical = "duplicate", match[0]
+                dup_kind, similarity = "near", match[1]
+        if state != "duplicate":
+            known[digest] = item_id
+            announcements.append(announcement)
+            if state == "pool":
+                if signature is not None:
+                    index.text.add(batch, text_row, item_id)
+                if vector is not None:
+                    index.add_vector(item_id, vector, chunk.vector_keys[vector_row])
+        if dup_kind == "exact":
+            summary.exact_duplicates += 1
+        elif dup_kind == "near":
+            summary.near_duplicates += 1
+        elif state == "gold":
+            summary.gold += 1
+        else:
+            summary.imported += 1
+        yield store.NewItem(
+            item_id,
+            project,
+            row.external_id,
+            content,
+            dict(row.metadata),
+            digest,
+            state,
+            canonical,
+            dup_kind,
+            similarity,
+            row.gold_answer or None,
+            signature,
+            vector,
+        )
+    index.text.commit(batch)
+
+
+class ImportPipeline:
+    """Streams rows into the pool a chunk at a time: rows are gathered into chunks of
+    about `chunk_rows` (one transaction each, whatever size the caller's requests have);
+    the caller's thread prepares chunk n+1 (hashes, signatures, announcements: CPU) while
+    a writer thread stores chunk n (deduplication, then mostly waiting on Postgres).
+
+    Every row submitted is stored, in order, even when the caller stops with an error;
+    a chunk that fails to store fails the stream (the next `submit` or the exit raises
+    it) and later chunks are not stored. Use as a context manager.
+    """
+
+    def __init__(self, importer: Importer, summary: ImportSummary, chunk_rows: int = 1) -> None:
+        self.importer = importer
+        self.summary = summary
+        self.chunk_rows = chunk_rows
+        self._project = ""
+        self._rows: list[sampler_pb2.ImportRow] = []
+        self._queue: queue.Queue[PreparedChunk | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write, name="import-writer", daemon=True)
+
+    def __enter__(self) -> ImportPipeline:
+        self._thread.start()
+        return self
+
+    def submit(self, project: str, rows: Sequence[sampler_pb2.ImportRow]) -> None:
+        """Queue `rows` for `project` (one project per stream)."""
+        self._raise_failure()
+        if self._rows and project != self._project:
+            self._flush()
+        self._project = project
+        self._rows.extend(rows)
+        if len(self._rows) >= self.chunk_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self._queue.put(self.importer.prepare(self._project, rows))
+
+    def _write(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:  # after a failure the rest is drained, not stored
+                try:
+                    self.importer.store(chunk, self.summary)
+                except BaseException as exc:  # handed to the caller's thread
+                    self._error = exc
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if self._error is None:
+                self._flush()
+        finally:
+            self._queue.put(None)
+            self._thread.join()
+        if exc_type is None:
+            self._raise_failure()
+
+
+def announcements(
     project: str,
-    item_id: str,
-    row: sampler_pb2.ImportRow,
-    digest: str,
-    imported_at: Timestamp,
-    trace_id: str,
-    event_id: str,
-) -> object:
-    msg = events_pb2.ItemImported(
-        routing=common_pb2.RoutingMetadata(
-            trace_id=trace_id,
-            source_service="sampler",
-            project=project,
-            reason=common_pb2.ROUTING_REASON_GOLD if row.gold_answer else None,
-        ),
-        item=common_pb2.Item(
-            item_id=item_id,
-            project=project,
-            content=row.content,
-            content_hash=digest,
-            external_id=row.external_id,
-            imported_at=imported_at,
-        ),
-        gold_answer=row.gold_answer,
-    )
-    if row.metadata:  # a map argument to the constructor is copied in Python, slowly
-        msg.item.metadata.update(row.metadata)
-    return make_event(ITEMS_IMPORTED, item_id, msg, event_id=str(uuid.UUID(event_id)))
+    item_ids: Sequence[str],
+    rows: Sequence[sampler_pb2.ImportRow],
+    digests: Sequence[str],
+    contents: Sequence[bytes],
+) -> list[bytes]:
+    """Outbox rows announcing items (ItemImported on strata.items.imported, keyed by the
+    item id), each starting its own trace.
+
+    An import announces tens of thousands of items a second, so the payloads are not
+    built message by message: the fields every item shares are serialised once and
+    each item's own fields (ids, serialised content, hash) spliced in
+    (`strata.common.wire`); the tests parse them against the protobuf API's message.
+    """
+    imported_at = Timestamp()
+    imported_at.GetCurrentTime()
+    shared_routing = common_pb2.RoutingMetadata(
+        source_service="sampler", project=project
+    ).SerializeToString()
+    gold_routing = common_pb2.RoutingMetadata(
+        reason=common_pb2.ROUTING_REASON_GOLD
+    ).SerializeToString()
+    shared_item = common_pb2.Item(project=project, imported_at=imported_at).SerializeToString()
+    topic = pgcopy.text(ITEMS_IMPORTED.name)
+    event_type = pgcopy.text(ITEMS_IMPORTED.event_type)
+    schema = pgcopy.text(ITEMS_IMPORTED.schema)
+    field, size = wire.length_delimited, wire.varint
+    encoded = []
+    for item_id, row, digest, content, trace_id, event_id in zip(
+        item_ids,
+        rows,
+        digests,
+        contents,
+        random_ids(len(item_ids)),
+        random_uuids(len(item_ids)),
+        strict=True,
+    ):
+        key = item_id.encode()
+        trace = trace_id.encode()
+        routing = _TRACE_ID_TAG + size(len(trace)) + trace + shared_routing
+        item = (
+            _ITEM_ID_TAG
+            + size(len(key))
+            + key
+            + shared_item
+            + _CONTENT_TAG
+            + size(len(content))
+            + content
+            + field(_CONTENT_HASH, digest.encode())
+            + field(_EXTERNAL_ID, row.external_id.encode())
+        )
+        if row.metadata:
+            item += common_pb2.Item(metadata=row.metadata).SerializeToString()
+        if row.gold_answer:
+            routing += gold_routing
+        payload = b"".join(
+            (
+                _ROUTING_TAG,
+                size(len(routing)),
+                routing,
+                _ITEM_TAG,
+                size(len(item)),
+                item,
+                field(_GOLD_ANSWER, row.gold_answer.encode()),
+            )
+        )
+        encoded.append(
+            outbox.encode_row(
+                (
+                    pgcopy.uuid(event_id),
+                    topic,
+                    pgcopy.bytea(key),
+                    event_type,
+                    schema,
+                    pgcopy.bytea(trace),  # the same bytes as its text
+                    pgcopy.bytea(payload),
+                )
+            )
+        )
+    return encoded
+
+
+_TRACE_ID_TAG = wire.tag(common_pb2.RoutingMetadata.TRACE_ID_FIELD_NUMBER)
+_ITEM_ID_TAG = wire.tag(common_pb2.Item.ITEM_ID_FIELD_NUMBER)
+_CONTENT_TAG = wire.tag(common_pb2.Item.CONTENT_FIELD_NUMBER)
+_ROUTING_TAG = wire.tag(events_pb2.ItemImported.ROUTING_FIELD_NUMBER)
+_ITEM_TAG = wire.tag(events_pb2.ItemImported.ITEM_FIELD_NUMBER)
+_CONTENT_HASH = common_pb2.Item.CONTENT_HASH_FIELD_NUMBER
+_EXTERNAL_ID = common_pb2.Item.EXTERNAL_ID_FIELD_NUMBER
+_GOLD_ANSWER = events_pb2.ItemImported.GOLD_ANSWER_FIELD_NUMBER
 
 
 # -- hand-out -------------------------------------------------------------------------------

@@ -82,17 +82,18 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
         context: grpc.ServicerContext,
     ) -> str:
         project = ""
-        for request in request_iterator:
-            if not request.project:
-                abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
-            if project and request.project != project:
-                abort(
-                    context,
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"one import is for one project: got {request.project!r} after {project!r}",
-                )
-            project = request.project
-            self.importer.import_rows(project, request.rows, summary)
+        with self.importer.pipeline(summary) as pipeline:
+            for request in request_iterator:
+                if not request.project:
+                    abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+                if project and request.project != project:
+                    abort(
+                        context,
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"one import is for one project: got {request.project!r} after {project!r}",
+                    )
+                project = request.project
+                pipeline.submit(project, request.rows)
         return project
 
     def NextBatch(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import psycopg
+from numpy.typing import NDArray
 from psycopg.types.json import Jsonb
 
+from strata.common import pgcopy
 from strata.common.contract_store import load_contract, projects, save_contract
 
 __all__ = ["load_contract", "projects", "save_contract"]
@@ -20,8 +23,9 @@ def _floats(values: Sequence[float] | None) -> str | None:
     return None if values is None else ",".join(repr(float(v)) for v in values)
 
 
-@dataclass(frozen=True)
-class NewItem:
+class NewItem(NamedTuple):
+    """An item row, fields in `_ITEM_COLUMNS` order (a tuple: an import makes thousands)."""
+
     item_id: str
     project: str
     external_id: str
@@ -34,25 +38,46 @@ class NewItem:
     similarity: float | None
     gold_answer: str | None
     signature: bytes | None
-    vector: list[float] | None
+    vector: NDArray[np.float32] | None
 
 
 _ITEM_COLUMNS = (
-    ("item_id", "text"),
-    ("project", "text"),
-    ("external_id", "text"),
-    ("content", "bytea"),
-    ("metadata", "jsonb"),
-    ("content_hash", "text"),
-    ("state", "text"),
-    ("canonical_item_id", "text"),
-    ("duplicate_kind", "text"),
-    ("similarity", "float8"),
-    ("gold_answer", "text"),
-    ("signature", "bytea"),
-    ("vector", "float4[]"),
-    ("import_seq", "int8"),
+    "item_id",
+    "project",
+    "external_id",
+    "content",
+    "metadata",
+    "content_hash",
+    "state",
+    "canonical_item_id",
+    "duplicate_kind",
+    "similarity",
+    "gold_answer",
+    "signature",
+    "vector",
+    "import_seq",
 )
+
+
+def _item_row(i: NewItem, import_seq: bytes) -> bytes:
+    return pgcopy.row(
+        (
+            pgcopy.text(i.item_id),
+            pgcopy.text(i.project),
+            pgcopy.text(i.external_id),
+            pgcopy.bytea(i.content),
+            pgcopy.jsonb(i.metadata),
+            pgcopy.text(i.content_hash),
+            pgcopy.text(i.state),
+            pgcopy.text(i.canonical_item_id),
+            pgcopy.text(i.duplicate_kind),
+            pgcopy.float8(i.similarity),
+            pgcopy.text(i.gold_answer),
+            pgcopy.bytea(i.signature),
+            pgcopy.float4_array(i.vector),
+            import_seq,
+        )
+    )
 
 
 def lock_imports(conn: Conn, project: str) -> int:
@@ -65,40 +90,21 @@ def lock_imports(conn: Conn, project: str) -> int:
     return int(row[0])
 
 
-def insert_items(conn: Conn, items: Sequence[NewItem], import_seq: int) -> None:
-    """Store items (binary COPY) under the import lock, numbered `import_seq`."""
-    if not items:
-        return
-    columns = ", ".join(name for name, _ in _ITEM_COLUMNS)
-    with conn.cursor().copy(f"COPY items ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types([kind for _, kind in _ITEM_COLUMNS])
-        for i in items:
-            copy.write_row(
-                (
-                    i.item_id,
-                    i.project,
-                    i.external_id,
-                    i.content,
-                    i.metadata,
-                    i.content_hash,
-                    i.state,
-                    i.canonical_item_id,
-                    i.duplicate_kind,
-                    i.similarity,
-                    i.gold_answer,
-                    i.signature,
-                    i.vector,
-                    import_seq,
-                )
-            )
+def insert_items(conn: Conn, items: Iterable[NewItem], import_seq: int) -> None:
+    """Store items (binary COPY, sent as `items` yields them) under the import lock,
+    numbered `import_seq`."""
+    seq = pgcopy.int8(import_seq)
+    pgcopy.copy_rows(conn, "items", _ITEM_COLUMNS, (_item_row(i, seq) for i in items))
 
 
 def existing_hashes(conn: Conn, project: str, hashes: Sequence[str]) -> dict[str, str]:
     """content hash -> canonical item id, for hashes already in the project."""
+    # One comma-joined parameter: hex digests need no quoting, and a list parameter of
+    # thousands of strings costs more to send than the lookup.
     rows = conn.execute(
-        "SELECT content_hash, item_id FROM items WHERE project = %s AND content_hash = ANY(%s) "
-        "AND canonical_item_id IS NULL",
-        (project, list(hashes)),
+        "SELECT content_hash, item_id FROM items WHERE project = %s "
+        "AND content_hash = ANY(string_to_array(%s, ',')) AND canonical_item_id IS NULL",
+        (project, ",".join(hashes)),
     )
     return {r[0]: r[1] for r in rows}
 

@@ -1,0 +1,207 @@
+"""The import's pure parts: chunk preparation, spliced announcements, the pipeline."""
+
+from __future__ import annotations
+
+import random
+import re
+import struct
+import threading
+import uuid
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from strata.common import wire
+from strata.common.topics import ITEMS_IMPORTED
+from strata.sampler.dedup import MinHasher, normalize_text
+from strata.sampler.pool import (
+    ImportPipeline,
+    ImportSummary,
+    PreparedChunk,
+    announcements,
+    prepare_chunk,
+)
+from strata.v1 import common_pb2, events_pb2, sampler_pb2
+
+
+def _fields(row: bytes) -> list[bytes | None]:
+    """A binary COPY row back into its fields (None for NULL)."""
+    (count,) = struct.unpack_from(">h", row)
+    at, out = 2, []
+    for _ in range(count):
+        (size,) = struct.unpack_from(">i", row, at)
+        at += 4
+        if size < 0:
+            out.append(None)
+        else:
+            out.append(row[at : at + size])
+            at += size
+    assert at == len(row)
+    return out
+
+
+ROWS = [
+    sampler_pb2.ImportRow(line=1, content=common_pb2.ItemContent(text="Plain text, nothing else")),
+    sampler_pb2.ImportRow(
+        line=2,
+        external_id="ext-2",
+        content=common_pb2.ItemContent(text="ünïcødé " * 40),
+        metadata={"source": "crawl", "lang": "de"},
+    ),
+    sampler_pb2.ImportRow(
+        line=3,
+        content=common_pb2.ItemContent(features=common_pb2.FeatureVector(values=[0.5] * 64)),
+        gold_answer="cat",
+    ),
+    sampler_pb2.ImportRow(
+        line=4, content=common_pb2.ItemContent(image=common_pb2.Image(png=b"\x89PNG" + b"\0" * 300))
+    ),
+]
+
+
+def test_announcements_are_the_messages_the_protobuf_api_builds() -> None:
+    ids = [uuid.uuid4().hex for _ in ROWS]
+    digests = [f"{i:064x}" for i in range(len(ROWS))]
+    contents = [r.content.SerializeToString() for r in ROWS]
+    before = Timestamp()
+    before.GetCurrentTime()
+    encoded = announcements("proj", ids, ROWS, digests, contents)
+    traces = set()
+    for row, item_id, digest, raw in zip(ROWS, ids, digests, encoded, strict=True):
+        event_id, topic, key, event_type, schema, trace_id, payload = _fields(raw)
+        assert uuid.UUID(bytes=event_id).version == 4
+        assert topic == ITEMS_IMPORTED.name.encode()
+        assert event_type == ITEMS_IMPORTED.event_type.encode()
+        assert schema == ITEMS_IMPORTED.schema.encode()
+        assert key == item_id.encode()
+        got = events_pb2.ItemImported.FromString(payload)
+        assert got.item.imported_at.ToNanoseconds() >= before.ToNanoseconds()
+        reference = events_pb2.ItemImported(
+            routing=common_pb2.RoutingMetadata(
+                trace_id=trace_id.decode(),
+                source_service="sampler",
+                project="proj",
+                reason=common_pb2.ROUTING_REASON_GOLD if row.gold_answer else None,
+            ),
+            item=common_pb2.Item(
+                item_id=item_id,
+                project="proj",
+                content=row.content,
+                metadata=dict(row.metadata),
+                content_hash=digest,
+                external_id=row.external_id,
+                imported_at=got.item.imported_at,
+            ),
+            gold_answer=row.gold_answer,
+        )
+        assert got == reference
+        traces.add(trace_id)
+    assert len(traces) == len(ROWS)  # each item starts its own trace
+
+
+def test_wire_pieces() -> None:
+    assert wire.varint(0) == b"\x00" and wire.varint(127) == b"\x7f"
+    assert wire.varint(300) == b"\xac\x02" and wire.varint(2**32) == b"\x80\x80\x80\x80\x10"
+    assert wire.length_delimited(2, b"") == b""
+    assert common_pb2.Item.FromString(wire.length_delimited(1, b"abc")).item_id == "abc"
+    assert common_pb2.Item.FromString(wire.tag(1) + wire.varint(200) + b"x" * 200).item_id == (
+        "x" * 200
+    )
+
+
+def test_prepare_reports_bad_rows_by_line_and_keeps_the_good() -> None:
+    rows = [
+        *ROWS,
+        sampler_pb2.ImportRow(line=9, content=common_pb2.ItemContent(text="   ")),
+        sampler_pb2.ImportRow(line=10),
+    ]
+    chunk = prepare_chunk("p", rows, MinHasher(), bands=16)
+    assert chunk.received == 6
+    assert [r.line for r in chunk.rows] == [1, 2, 3, 4]
+    assert chunk.errors == [
+        (9, "text is empty"),
+        (10, "no content: give text, features or an image"),
+    ]
+    assert chunk.kinds == ["text", "text", "features", "image"]
+    assert chunk.signatures.shape == (2, 64) and chunk.band_keys.shape == (2, 16)
+    assert len(chunk.vectors) == 1 and chunk.vector_keys.shape[0] == 1
+    assert len(set(chunk.item_ids)) == 4 and len(chunk.announcements) == 4
+
+
+def test_normalize_text_fast_path_agrees_with_the_word_regex() -> None:
+    words = re.compile(r"\w+", re.UNICODE)
+    rng = random.Random(5)
+    alphabet = [chr(c) for c in range(128)] + list("éßİ\u0131KΣς汉\u00a0\u2003٣")
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25)))
+        assert normalize_text(text) == " ".join(words.findall(text.lower())), repr(text)
+
+
+class _RecordingImporter:
+    """Stores chunks by number; fails on the chunk numbered `fail_on`."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.fail_on = fail_on
+        self.stored: list[int] = []
+        self.chunks: list[list[int]] = []
+        self.threads: set[str] = set()
+
+    def prepare(self, project: str, rows: list) -> PreparedChunk:  # type: ignore[type-arg]
+        return rows  # type: ignore[return-value]
+
+    def store(self, chunk: list, summary: ImportSummary) -> None:  # type: ignore[type-arg]
+        self.threads.add(threading.current_thread().name)
+        if chunk[0] == self.fail_on:
+            raise RuntimeError(f"chunk {chunk[0]} failed")
+        self.stored.append(chunk[0])
+        self.chunks.append(list(chunk))
+        summary.imported += len(chunk)
+
+
+def test_pipeline_stores_every_chunk_in_order_in_its_writer_thread() -> None:
+    importer = _RecordingImporter()
+    summary = ImportSummary()
+    with ImportPipeline(importer, summary) as pipeline:  # type: ignore[arg-type]
+        for n in range(20):
+            pipeline.submit("p", [n])
+    assert importer.stored == list(range(20)) and summary.imported == 20
+    assert importer.threads == {"import-writer"}
+
+
+def test_a_failed_chunk_fails_the_stream_and_nothing_after_it_is_stored() -> None:
+    importer = _RecordingImporter(fail_on=3)
+    with (
+        pytest.raises(RuntimeError, match="chunk 3 failed"),
+        ImportPipeline(importer, ImportSummary()) as pipeline,  # type: ignore[arg-type]
+    ):
+        for n in range(50):
+            pipeline.submit("p", [n])
+    assert importer.stored == [0, 1, 2]
+
+
+def test_when_the_caller_fails_what_it_submitted_is_still_stored() -> None:
+    importer = _RecordingImporter()
+    with (
+        pytest.raises(KeyError),
+        ImportPipeline(importer, ImportSummary()) as pipeline,  # type: ignore[arg-type]
+    ):
+        for n in range(5):
+            pipeline.submit("p", [n])
+        raise KeyError("the client's stream broke")
+    assert importer.stored == [0, 1, 2, 3, 4]
+
+
+def test_rows_are_gathered_into_chunks_whatever_the_request_size() -> None:
+    importer = _RecordingImporter()
+    summary = ImportSummary()
+    with ImportPipeline(importer, summary, chunk_rows=5) as pipeline:  # type: ignore[arg-type]
+        for n in range(12):
+            pipeline.submit("p", [n])
+        pipeline.submit("p", list(range(12, 20)))
+        pipeline.submit("p", [20, 21])  # the rest goes at the end
+    assert importer.chunks == [
+        [0, 1, 2, 3, 4],
+        [5, 6, 7, 8, 9],
+        list(range(10, 20)),
+        [20, 21],
+    ]
+    assert summary.imported == 22
