@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 import pytest
+from PIL import Image
 from strata.common.config import ServiceConfig
 from strata.common.events import make_event
 from strata.common.topics import (
@@ -21,6 +22,8 @@ from strata.common.topics import (
 from strata.sampler.__main__ import build
 from strata.sampler.config import SamplerConfig
 from strata.v1 import common_pb2, events_pb2, sampler_pb2, sampler_pb2_grpc
+
+from tests.pictures import picture, png_of, reencoded
 
 from .conftest import Infra, produce, read_topic, unique_service, wait_until
 
@@ -395,6 +398,61 @@ def test_duplicates_inherit_their_canonical_items_label(sampler: Sampler, infra:
     assert copy.consensus.item_id == ids["c2"] and copy.routing.attributes["auto_accept"] == "model"
     assert [v.source for v in copy.consensus.votes] == [common_pb2.LABEL_SOURCE_MODEL]
     assert copy.consensus.consensus_score == pytest.approx(0.97)
+
+
+def test_images_are_deduplicated_exactly_and_near_across_replicas(
+    sampler: Sampler, infra: Infra
+) -> None:
+    """One replica imports pictures; another, with an empty index of its own, imports
+    rescaled and re-encoded copies, byte-for-byte copies, a flat image and a broken PNG:
+    it links each copy to its original through what the first stored."""
+    project = f"s{uuid.uuid4().hex[:8]}"
+
+    def image_row(line: int, external_id: str, png: bytes) -> sampler_pb2.ImportRow:
+        return sampler_pb2.ImportRow(
+            line=line,
+            external_id=external_id,
+            content=common_pb2.ItemContent(image=common_pb2.Image(png=png)),
+        )
+
+    originals = [png_of(picture(seed)) for seed in range(60)]
+    first = import_rows(
+        sampler.stub, project, [image_row(i + 1, f"o{i}", p) for i, p in enumerate(originals)]
+    )
+    assert (first.imported, first.near_duplicates) == (60, 0)
+
+    other = Sampler(infra, sampler.runtime.config.service)  # same schema, fresh index
+    try:
+        rows = []
+        for i in range(20):
+            pixels = picture(i)
+            smaller = np.asarray(Image.fromarray(pixels).resize((40, 30), Image.Resampling.LANCZOS))
+            rows.append(image_row(len(rows) + 1, f"small{i}", png_of(smaller)))
+            rows.append(image_row(len(rows) + 1, f"jpeg{i}", png_of(reencoded(pixels))))
+        for i in range(20, 30):
+            rows.append(image_row(len(rows) + 1, f"same{i}", originals[i]))
+        for seed in range(100, 110):
+            rows.append(image_row(len(rows) + 1, f"new{seed}", png_of(picture(seed))))
+        rows.append(image_row(len(rows) + 1, "flat", png_of(np.full((9, 9), 7, np.uint8))))
+        rows.append(image_row(len(rows) + 1, "broken", b"\x89PNG\r\n\x1a\n" + b"\0" * 40))
+        reply = import_rows(other.stub, project, rows, chunk=7)
+    finally:
+        other.stop()
+    assert (reply.near_duplicates, reply.exact_duplicates, reply.imported) == (40, 10, 11)
+    assert [(e.line, e.message.split(":")[0]) for e in reply.errors] == [
+        (len(rows), "image does not decode")
+    ]
+    with sampler.runtime.db.transaction() as conn:
+        found = dict(
+            conn.execute(
+                "SELECT d.external_id, c.external_id FROM items d "
+                "JOIN items c ON c.item_id = d.canonical_item_id WHERE d.project = %s",
+                (project,),
+            ).fetchall()
+        )
+    expected = {f"{kind}{i}": f"o{i}" for kind in ("small", "jpeg") for i in range(20)}
+    expected.update({f"same{i}": f"o{i}" for i in range(20, 30)})
+    assert found == expected
 
 
 def test_bad_requests_get_clear_errors(sampler: Sampler) -> None:

@@ -8,12 +8,15 @@ import struct
 import threading
 import uuid
 
+import numpy as np
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from strata.common import wire
+from PIL import Image
+from strata.common import outbox, wire
 from strata.common.topics import ITEMS_IMPORTED
-from strata.sampler.dedup import MinHasher, normalize_text
+from strata.sampler.dedup import MinHasher, image_vector, normalize_text
 from strata.sampler.pool import (
+    Importer,
     ImportPipeline,
     ImportSummary,
     PreparedChunk,
@@ -21,6 +24,8 @@ from strata.sampler.pool import (
     prepare_chunk,
 )
 from strata.v1 import common_pb2, events_pb2, sampler_pb2
+
+from tests.pictures import picture, png_of, reencoded
 
 
 def _fields(row: bytes) -> list[bytes | None]:
@@ -53,7 +58,7 @@ ROWS = [
         gold_answer="cat",
     ),
     sampler_pb2.ImportRow(
-        line=4, content=common_pb2.ItemContent(image=common_pb2.Image(png=b"\x89PNG" + b"\0" * 300))
+        line=4, content=common_pb2.ItemContent(image=common_pb2.Image(png=png_of(picture(3))))
     ),
 ]
 
@@ -205,3 +210,68 @@ def test_rows_are_gathered_into_chunks_whatever_the_request_size() -> None:
         [20, 21],
     ]
     assert summary.imported == 22
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:  # type: ignore[type-arg]
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_image_vectors_of_altered_copies_stay_close_and_of_other_pictures_do_not() -> None:
+    rng = np.random.default_rng(0)
+    for seed in range(20):
+        pixels = picture(seed)
+        original = image_vector(png_of(pixels))
+        assert original is not None and original.shape == (256,)
+        smaller = np.asarray(Image.fromarray(pixels).resize((50, 37), Image.Resampling.LANCZOS))
+        jpeg = reencoded(pixels)
+        brighter = np.clip(pixels.astype(np.int16) + 25, 0, 255).astype(np.uint8)
+        noisy = np.clip(pixels + rng.normal(0, 4, pixels.shape), 0, 255).astype(np.uint8)
+        rgb = np.stack([pixels] * 3, axis=-1)
+        for copy in (smaller, jpeg, brighter, noisy, rgb):
+            near = image_vector(png_of(copy))
+            assert near is not None and _cosine(original, near) >= 0.97, seed
+        for other in range(20, 40):
+            far = image_vector(png_of(picture(other)))
+            assert far is not None and _cosine(original, far) < 0.9, (seed, other)
+
+
+def test_a_flat_image_has_no_vector_and_a_broken_one_is_an_error() -> None:
+    assert image_vector(png_of(np.full((20, 30), 128, dtype=np.uint8))) is None
+    with pytest.raises(ValueError, match="image does not decode"):
+        image_vector(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+
+
+def test_prepare_rejects_an_undecodable_png_and_keys_the_good_ones() -> None:
+    good = sampler_pb2.ImportRow(
+        line=1, content=common_pb2.ItemContent(image=common_pb2.Image(png=png_of(picture(1))))
+    )
+    flat = sampler_pb2.ImportRow(
+        line=2,
+        content=common_pb2.ItemContent(
+            image=common_pb2.Image(png=png_of(np.zeros((8, 8), np.uint8)))
+        ),
+    )
+    broken = sampler_pb2.ImportRow(
+        line=3, content=common_pb2.ItemContent(image=common_pb2.Image(png=b"\x89PNG broken"))
+    )
+    by_uri = sampler_pb2.ImportRow(
+        line=4, content=common_pb2.ItemContent(image=common_pb2.Image(uri="file:///x.png"))
+    )
+    chunk = prepare_chunk("p", [good, flat, broken, by_uri], MinHasher(), bands=16)
+    assert [r.line for r in chunk.rows] == [1, 2, 4]
+    assert [line for line, _ in chunk.errors] == [3]
+    assert chunk.errors[0][1].startswith("image does not decode")
+    assert list(chunk.thumbnails) == [0]  # the flat one and the uri one: exact only
+    vector, keys = chunk.thumbnails[0]
+    assert vector.shape == (256,) and keys.shape == (8,)
+
+
+def test_the_importer_reports_to_the_activity_the_relay_gives_way_to() -> None:
+    """An idle Activity is falsy: the importer must keep the one it is given, or the
+    outbox relay never knows an import runs and competes with it."""
+    activity = outbox.Activity()
+    importer = Importer(None, activity=activity)  # type: ignore[arg-type]
+    assert importer.activity is activity
+    with importer.activity.running():
+        assert activity
+    assert not activity

@@ -110,10 +110,10 @@ def test_vector_index_matches_by_cosine() -> None:
     keys = projection_keys(np.vstack([v, near[None, :]]))
     index = NearDuplicateIndex(vector_threshold=0.98)
     for i in range(3):
-        index.add_vector(str(i), v[i], keys[i])
-    match = index.match_vector(near, keys[3])
+        index.vectors.add(str(i), v[i], keys[i])
+    match = index.vectors.match(near, keys[3])
     assert match is not None and match[0] == "0" and match[1] > 0.99
-    assert index.match_vector(-v[0], projection_keys(-v[:1])[0]) is None
+    assert index.vectors.match(-v[0], projection_keys(-v[:1])[0]) is None
 
 
 def test_text_index_finds_near_duplicates_across_chunks_and_merges() -> None:

@@ -30,6 +30,7 @@ def build(config: ServiceConfig, sampler: SamplerConfig | None = None) -> Servic
         rt.db,
         text_threshold=s.text_threshold,
         vector_threshold=s.vector_threshold,
+        image_threshold=s.image_threshold,
         chunk_rows=s.import_chunk_rows,
         activity=rt.relay.give_way_to,
     )

@@ -23,6 +23,13 @@ class SamplerConfig:
         0.98,
         "cosine similarity from which a feature vector is a near-duplicate",
     )
+    image_threshold: float = setting(
+        "STRATA_SAMPLER_IMAGE_DUP_THRESHOLD",
+        parse_float(0.5, 1.0),
+        0.97,
+        "cosine similarity of two images' mean-centred 16x16 grey thumbnails from which "
+        "one is a near-duplicate of the other",
+    )
     explore_fraction: float = setting(
         "STRATA_SAMPLER_EXPLORE_FRACTION",
         parse_float(0.0, 1.0),

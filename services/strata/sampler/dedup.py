@@ -1,5 +1,6 @@
 """Deduplication before anyone labels: exact content hashes, MinHash/LSH for text,
-random-projection LSH with a cosine check for feature vectors (pure, vectorised).
+random-projection LSH with a cosine check for feature vectors and for images (by a
+small mean-centred grey thumbnail); pure and vectorised.
 
 An index keeps, per project, the LSH buckets of every canonical item; a new
 item whose bucket-mates pass the similarity threshold is a near-duplicate of
@@ -9,6 +10,7 @@ the most similar one.
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -339,24 +341,61 @@ class TextIndex:
             self._runs[-2:] = [(keys[order], rows[order])]
 
 
+class VectorIndex:
+    """Random-projection LSH buckets of canonical vectors, checked by cosine."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self._by_key: dict[int, list[str]] = {}
+        self._vectors: dict[str, NDArray[np.float32]] = {}
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def add(self, item_id: str, vector: NDArray[np.float32], keys: NDArray[np.int64]) -> None:
+        if item_id in self._vectors:
+            return
+        self._vectors[item_id] = vector
+        for key in keys.tolist():
+            self._by_key.setdefault(key, []).append(item_id)
+
+    def match(
+        self, vector: NDArray[np.float32], keys: NDArray[np.int64]
+    ) -> tuple[str, float] | None:
+        """The most similar indexed vector at or above the threshold, if any."""
+        best: tuple[str, float] | None = None
+        seen: set[str] = set()
+        for key in keys.tolist():
+            for other in self._by_key.get(key, ()):
+                if other in seen:
+                    continue
+                seen.add(other)
+                sim = cosine(vector, self._vectors[other])
+                if sim >= self.threshold and (best is None or sim > best[1]):
+                    best = (other, sim)
+        return best
+
+
 @dataclass
 class NearDuplicateIndex:
-    """LSH buckets of a project's canonical items, for text and for feature vectors."""
+    """LSH buckets of a project's canonical items: texts, feature vectors and images
+    (by their `image_vector`)."""
 
     text_threshold: float = 0.8
     vector_threshold: float = 0.98
+    image_threshold: float = 0.97
     bands: int = 0  # 0: four signature rows per band (a 0.8 threshold is found ~always)
     hasher: MinHasher = field(default_factory=MinHasher)
-    _vectors_by_key: dict[int, list[str]] = field(default_factory=dict)
-    _vectors: dict[str, NDArray[np.float32]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.bands <= 0:
             self.bands = max(1, self.hasher.num_perm // 4)
         self.text = TextIndex(self.hasher.num_perm, self.bands, self.text_threshold)
+        self.vectors = VectorIndex(self.vector_threshold)
+        self.images = VectorIndex(self.image_threshold)
 
     def __len__(self) -> int:
-        return len(self.text) + len(self._vectors)
+        return len(self.text) + len(self.vectors) + len(self.images)
 
     def add_text(self, item_id: str, signature: NDArray[np.uint64]) -> None:
         """Index one canonical text (a chunk goes through `text.prepare`, `text.add` and
@@ -369,26 +408,29 @@ class NearDuplicateIndex:
         """The most similar indexed text at or above the threshold, if any."""
         return self.text.match(self.text.prepare(signature), 0)
 
-    def add_vector(
-        self, item_id: str, vector: NDArray[np.float32], keys: NDArray[np.int64]
-    ) -> None:
-        if item_id in self._vectors:
-            return
-        self._vectors[item_id] = vector
-        for key in keys:
-            self._vectors_by_key.setdefault(int(key), []).append(item_id)
 
-    def match_vector(
-        self, vector: NDArray[np.float32], keys: NDArray[np.int64]
-    ) -> tuple[str, float] | None:
-        best: tuple[str, float] | None = None
-        seen: set[str] = set()
-        for key in keys:
-            for other in self._vectors_by_key.get(int(key), ()):
-                if other in seen:
-                    continue
-                seen.add(other)
-                sim = cosine(vector, self._vectors[other])
-                if sim >= self.vector_threshold and (best is None or sim > best[1]):
-                    best = (other, sim)
-        return best
+THUMBNAIL_SIDE = 16
+MAX_IMAGE_PIXELS = 50_000_000
+
+
+def image_vector(png: bytes, side: int = THUMBNAIL_SIDE) -> NDArray[np.float32] | None:
+    """A near-duplicate key for an image: its grey levels averaged down to `side` x
+    `side`, minus their mean. Copies that are rescaled, re-encoded, slightly noisy or
+    brighter keep a cosine near 1 to the original; different pictures do not. None for
+    an image of one flat colour (nothing to compare: it is deduplicated exactly only).
+    Raises ValueError for bytes that do not decode as an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(png)) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ValueError(f"image is {width}x{height}: over {MAX_IMAGE_PIXELS:,} pixels")
+            grey = image.convert("L").resize((side, side), Image.Resampling.BOX)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"image does not decode: {exc}") from None
+    levels = np.asarray(grey, dtype=np.float32).ravel()
+    levels -= levels.mean()
+    if float(np.abs(levels).max()) < 1.0:  # under one grey level anywhere: flat
+        return None
+    return levels

@@ -23,8 +23,10 @@ from strata.sampler import store
 from strata.sampler.dedup import (
     MinHasher,
     NearDuplicateIndex,
+    VectorIndex,
     band_keys,
     content_hash,
+    image_vector,
     normalize_text,
     projection_keys,
 )
@@ -77,8 +79,8 @@ class ImportSummary:
 @dataclass
 class PreparedChunk:
     """One chunk after all the work that needs neither the index nor the database: rows
-    checked, content hashed, texts signed, vectors keyed, ids drawn and announcements
-    built (those of rows that turn out to be duplicates are dropped)."""
+    checked, content hashed, texts signed, vectors and image thumbnails keyed, ids drawn
+    and announcements built (those of rows that turn out to be duplicates are dropped)."""
 
     project: str
     received: int
@@ -91,6 +93,9 @@ class PreparedChunk:
     band_keys: NDArray[np.uint64]  # the signatures' LSH bucket keys
     vectors: list[NDArray[np.float32]]  # one per feature row, in order
     vector_keys: NDArray[np.int64]
+    # good row -> its image's thumbnail and bucket keys (PNG bytes that are not one flat
+    # colour; an image given by uri is deduplicated exactly only)
+    thumbnails: dict[int, tuple[NDArray[np.float32], NDArray[np.int64]]]
     announcements: list[bytes]  # ItemImported outbox rows, one per good row
     errors: list[tuple[int, str]]
 
@@ -105,13 +110,22 @@ def prepare_chunk(
     digests: list[str] = []
     texts: list[str] = []  # normalised, for the exact hash and the MinHash alike
     vectors: list[NDArray[np.float32]] = []
+    thumbnails: dict[int, NDArray[np.float32]] = {}
     errors: list[tuple[int, str]] = []
     for row in rows:
         problem = check_row(row)
+        kind = row.content.WhichOneof("kind")
+        if not problem and kind == "image" and row.content.image.png:
+            try:
+                thumbnail = image_vector(row.content.image.png)
+            except ValueError as exc:
+                problem = str(exc)
+            else:
+                if thumbnail is not None:
+                    thumbnails[len(good)] = thumbnail
         if problem:
             errors.append((row.line, problem))
             continue
-        kind = row.content.WhichOneof("kind")
         good.append(row)
         kinds.append(kind)
         if kind == "text":
@@ -141,6 +155,17 @@ def prepare_chunk(
         vectors=vectors,
         vector_keys=(
             projection_keys(np.stack(vectors)) if vectors else np.empty((0, 0), dtype=np.int64)
+        ),
+        thumbnails=dict(
+            zip(
+                thumbnails,
+                zip(
+                    thumbnails.values(),
+                    projection_keys(np.stack(list(thumbnails.values()))) if thumbnails else [],
+                    strict=True,
+                ),
+                strict=True,
+            )
         ),
         announcements=announcements(project, item_ids, good, digests, contents),
         errors=errors,
@@ -175,22 +200,26 @@ class Importer:
         *,
         text_threshold: float = 0.8,
         vector_threshold: float = 0.98,
+        image_threshold: float = 0.97,
         chunk_rows: int = 5_000,
         activity: outbox.Activity | None = None,
     ) -> None:
         self.db = db
         self.chunk_rows = chunk_rows
         # Imports in progress; the service's outbox relay gives way to them.
-        self.activity = activity or outbox.Activity()
+        self.activity = activity if activity is not None else outbox.Activity()
         self.text_threshold = text_threshold
         self.vector_threshold = vector_threshold
+        self.image_threshold = image_threshold
         self.hasher = MinHasher()
         self._bands = self._new_index().bands
         self._indexes: dict[str, _Index] = {}
         self._lock = threading.Lock()
 
     def _new_index(self) -> NearDuplicateIndex:
-        return NearDuplicateIndex(self.text_threshold, self.vector_threshold, hasher=self.hasher)
+        return NearDuplicateIndex(
+            self.text_threshold, self.vector_threshold, self.image_threshold, hasher=self.hasher
+        )
 
     def _index(self, project: str) -> _Index:
         with self._lock:
@@ -206,7 +235,7 @@ class Importer:
         width = 4 * idx.index.hasher.num_perm  # 32-bit values; rows of other widths predate
         texts = [  # this hash family and are left to exact deduplication
             (i, np.frombuffer(sig, dtype=np.uint32).astype(np.uint64))
-            for i, sig, _, _ in material
+            for i, sig, _, _, _ in material
             if sig and len(sig) == width
         ]
         if texts:
@@ -214,12 +243,13 @@ class Importer:
             for i, (item_id, _) in enumerate(texts):
                 idx.index.text.add(batch, i, item_id)
             idx.index.text.commit(batch)
-        for item_id, _, vector, _ in material:
-            if vector is not None:
-                v = np.asarray(vector, dtype=np.float32)
-                idx.index.add_vector(item_id, v, projection_keys(v[None, :])[0])
+        for item_id, _, vector, thumbnail, _ in material:
+            for values, target in ((vector, idx.index.vectors), (thumbnail, idx.index.images)):
+                if values is not None:
+                    v = np.asarray(values, dtype=np.float32)
+                    target.add(item_id, v, projection_keys(v[None, :])[0])
         if material:
-            idx.watermark = max(idx.watermark, material[-1][3])
+            idx.watermark = max(idx.watermark, material[-1][4])
 
     def prepare(self, project: str, rows: Sequence[sampler_pb2.ImportRow]) -> PreparedChunk:
         return prepare_chunk(project, rows, self.hasher, self._bands)
@@ -286,22 +316,30 @@ def _decide(
     width = 4 * index.hasher.num_perm
     signature_bytes = batch.signatures.tobytes()
     text_row = vector_row = -1
-    for item_id, row, kind, digest, content, announcement in zip(
-        chunk.item_ids,
-        chunk.rows,
-        chunk.kinds,
-        chunk.digests,
-        chunk.contents,
-        chunk.announcements,
-        strict=True,
+    for position, (item_id, row, kind, digest, content, announcement) in enumerate(
+        zip(
+            chunk.item_ids,
+            chunk.rows,
+            chunk.kinds,
+            chunk.digests,
+            chunk.contents,
+            chunk.announcements,
+            strict=True,
+        )
     ):
-        signature = vector = None
+        signature = vector = thumbnail = None
+        # A vector-like key, the bucket keys and the index it goes to (features, images).
+        near: tuple[NDArray[np.float32], NDArray[np.int64], VectorIndex] | None = None
         if kind == "text":
             text_row += 1
             signature = signature_bytes[text_row * width : (text_row + 1) * width]
         elif kind == "features":
             vector_row += 1
             vector = chunk.vectors[vector_row]
+            near = (vector, chunk.vector_keys[vector_row], index.vectors)
+        elif position in chunk.thumbnails:
+            thumbnail, keys = chunk.thumbnails[position]
+            near = (thumbnail, keys, index.images)
         state, canonical, dup_kind, similarity = "pool", None, None, None
         if row.gold_answer:
             state = "gold"
@@ -315,8 +353,8 @@ def _decide(
             match = None
             if signature is not None:
                 match = index.text.match(batch, text_row)
-            elif vector is not None:
-                match = index.match_vector(vector, chunk.vector_keys[vector_row])
+            elif near is not None:
+                match = near[2].match(near[0], near[1])
             if match is not None:
                 state, canonical = "duplicate", match[0]
                 dup_kind, similarity = "near", match[1]
@@ -326,8 +364,8 @@ def _decide(
             if state == "pool":
                 if signature is not None:
                     index.text.add(batch, text_row, item_id)
-                if vector is not None:
-                    index.add_vector(item_id, vector, chunk.vector_keys[vector_row])
+                if near is not None:
+                    near[2].add(item_id, near[0], near[1])
         if dup_kind == "exact":
             summary.exact_duplicates += 1
         elif dup_kind == "near":
@@ -350,6 +388,7 @@ def _decide(
             row.gold_answer or None,
             signature,
             vector,
+            thumbnail,
         )
     index.text.commit(batch)
 

@@ -39,6 +39,7 @@ class NewItem(NamedTuple):
     gold_answer: str | None
     signature: bytes | None
     vector: NDArray[np.float32] | None
+    thumbnail: NDArray[np.float32] | None
 
 
 _ITEM_COLUMNS = (
@@ -55,6 +56,7 @@ _ITEM_COLUMNS = (
     "gold_answer",
     "signature",
     "vector",
+    "thumbnail",
     "import_seq",
 )
 
@@ -75,6 +77,7 @@ def _item_row(i: NewItem, import_seq: bytes) -> bytes:
             pgcopy.text(i.gold_answer),
             pgcopy.bytea(i.signature),
             pgcopy.float4_array(i.vector),
+            pgcopy.float4_array(i.thumbnail),
             import_seq,
         )
     )
@@ -111,13 +114,15 @@ def existing_hashes(conn: Conn, project: str, hashes: Sequence[str]) -> dict[str
 
 def index_material(
     conn: Conn, project: str, after: int
-) -> list[tuple[str, bytes | None, list[float] | None, int]]:
-    """(item, MinHash signature, vector, import number) of canonical pool items imported
-    after import number `after`."""
+) -> list[tuple[str, bytes | None, list[float] | None, list[float] | None, int]]:
+    """(item, MinHash signature, vector, image thumbnail, import number) of canonical pool
+    items imported after import number `after`."""
     return conn.execute(
-        "SELECT item_id, signature, vector, import_seq FROM items WHERE project = %s "
+        "SELECT item_id, signature, vector, thumbnail, import_seq FROM items "
+        "WHERE project = %s "
         "AND canonical_item_id IS NULL AND state <> 'gold' AND import_seq > %s "
-        "AND (signature IS NOT NULL OR vector IS NOT NULL) ORDER BY import_seq",
+        "AND (signature IS NOT NULL OR vector IS NOT NULL OR thumbnail IS NOT NULL) "
+        "ORDER BY import_seq",
         (project, after),
     ).fetchall()
 
