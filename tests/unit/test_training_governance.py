@@ -227,3 +227,12 @@ def test_groups_the_tap_cannot_read_are_marked_then_computed() -> None:
     full = step_norms(tap, model, inputs, targets, depth, 4)
     assert torch.isfinite(full).all() and (full[1, 1:] == 0).all() and full[2, 3] == 0
     assert (full[0, 2:] > 0).all()
+
+
+def test_the_ray_job_sets_the_poll_interval_ray_train_reads() -> None:
+    from ray.train.v2._internal.constants import HEALTH_CHECK_INTERVAL_S_ENV_VAR
+    from strata.training.config import TrainingConfig
+    from strata.training.runs import ray_train_env
+
+    env = ray_train_env(TrainingConfig(ray_train_poll_s=0.25))
+    assert env == {HEALTH_CHECK_INTERVAL_S_ENV_VAR: "0.25"}

@@ -113,6 +113,14 @@ class TrainingConfig:
         0.5,
         "how often the run loop looks for queued runs",
     )
+    ray_train_poll_s: float = setting(
+        "STRATA_TRAINING_RAY_TRAIN_POLL_S",
+        parse_float(0.05, 10.0),
+        0.25,
+        "how often Ray Train's controller polls a run's workers (Ray's own default is 2 s): "
+        "a run waits for a poll at each step (start, reports, finish), so short runs "
+        "finish seconds sooner",
+    )
     fault_crash_at_epoch: int = setting(
         "STRATA_TRAINING_FAULT_CRASH_AT_EPOCH",
         parse_int(0, 10_000),

@@ -235,17 +235,24 @@ class RunExecutor:
 
         import ray
 
+        # Every actor of this job (Ray Train's controller among them) sees these.
+        runtime_env = {"env_vars": ray_train_env(self.config)}
         last: Exception | None = None
         for attempt in range(1, self.RAY_ATTEMPTS + 1):
             try:
                 if not ray.is_initialized():
                     if os.environ.get("RAY_ADDRESS"):
-                        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+                        ray.init(
+                            address=os.environ["RAY_ADDRESS"],
+                            log_to_driver=False,
+                            runtime_env=runtime_env,
+                        )
                     else:
                         ray.init(
                             num_cpus=self.config.ray_cpus,
                             include_dashboard=False,
                             log_to_driver=False,
+                            runtime_env=runtime_env,
                         )
                 self._ray_ready = True
                 return
@@ -506,6 +513,13 @@ class RunExecutor:
             artifact.write(uri, artifact.dumps(spec, model, {"epoch": epoch}))
             saved.append((epoch, self.config.lr, uri))
         return saved
+
+
+def ray_train_env(config: TrainingConfig) -> dict[str, str]:
+    """Environment for the Ray job: Ray Train's controller polls its workers every
+    `ray_train_poll_s` (an empty one-worker run took 11 s with Ray's 2 s, 6.6 s with
+    0.25 s on 2 cores)."""
+    return {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": f"{config.ray_train_poll_s:g}"}
 
 
 def epochs_for(asked: int, n_labels: int, batch_size: int, min_steps: int) -> int:
