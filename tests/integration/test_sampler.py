@@ -87,6 +87,30 @@ def text_rows(n: int, rng: random.Random) -> list[str]:
     return [" ".join(rng.choice(VOCAB) for _ in range(rng.randint(15, 25))) for _ in range(n)]
 
 
+def decide(infra: Infra, consensus: common_pb2.ConsensusLabel, copies: int) -> list:  # type: ignore[type-arg]
+    """Publish `consensus` for its item; returns the `copies` labels the sampler then
+    propagates from it with the same value."""
+    produce(
+        infra.bootstrap,
+        [
+            make_event(
+                LABELS_CONSENSUS,
+                consensus.item_id,
+                events_pb2.ConsensusUpdated(consensus=consensus),
+            )
+        ],
+    )
+    return read_topic(
+        infra.bootstrap,
+        LABELS_CONSENSUS,
+        lambda m: (
+            m.consensus.propagated_from_item_id == consensus.item_id
+            and m.consensus.value == consensus.value
+        ),
+        copies,
+    )
+
+
 def import_rows(stub, project: str, rows: list[sampler_pb2.ImportRow], chunk: int = 500):  # type: ignore[no-untyped-def]
     return stub.ImportItems(
         iter(
@@ -307,16 +331,7 @@ def test_duplicates_inherit_their_canonical_items_label(sampler: Sampler, infra:
         status=common_pb2.CONSENSUS_STATUS_EXPERT,
         project=project,
     )
-    produce(
-        infra.bootstrap,
-        [make_event(LABELS_CONSENSUS, ids["orig"], events_pb2.ConsensusUpdated(consensus=c))],
-    )
-    propagated = read_topic(
-        infra.bootstrap,
-        LABELS_CONSENSUS,
-        lambda m: m.consensus.propagated_from_item_id == ids["orig"],
-        2,
-    )
+    propagated = decide(infra, c, 2)
     assert sorted(m.consensus.item_id for m in propagated) == sorted([ids["copy"], ids["near"]])
     assert all(
         m.consensus.method == common_pb2.CONSENSUS_METHOD_PROPAGATED
@@ -327,18 +342,7 @@ def test_duplicates_inherit_their_canonical_items_label(sampler: Sampler, infra:
 
     # An expert later decides the canonical item differently: the copies follow.
     c.value = "vegetable"
-    produce(
-        infra.bootstrap,
-        [make_event(LABELS_CONSENSUS, ids["orig"], events_pb2.ConsensusUpdated(consensus=c))],
-    )
-    changed = read_topic(
-        infra.bootstrap,
-        LABELS_CONSENSUS,
-        lambda m: (
-            m.consensus.propagated_from_item_id == ids["orig"] and m.consensus.value == "vegetable"
-        ),
-        2,
-    )
+    changed = decide(infra, c, 2)
     assert sorted(m.consensus.item_id for m in changed) == sorted([ids["copy"], ids["near"]])
 
     def values() -> dict[str, str]:
@@ -385,16 +389,7 @@ def test_duplicates_inherit_their_canonical_items_label(sampler: Sampler, infra:
             )
         ],
     )
-    produce(
-        infra.bootstrap,
-        [make_event(LABELS_CONSENSUS, ids["o2"], events_pb2.ConsensusUpdated(consensus=model))],
-    )
-    [copy] = read_topic(
-        infra.bootstrap,
-        LABELS_CONSENSUS,
-        lambda m: m.consensus.propagated_from_item_id == ids["o2"],
-        1,
-    )
+    [copy] = decide(infra, model, 1)
     assert copy.consensus.item_id == ids["c2"] and copy.routing.attributes["auto_accept"] == "model"
     assert [v.source for v in copy.consensus.votes] == [common_pb2.LABEL_SOURCE_MODEL]
     assert copy.consensus.consensus_score == pytest.approx(0.97)

@@ -128,7 +128,7 @@ def test_prepare_reports_bad_rows_by_line_and_keeps_the_good() -> None:
     ]
     assert chunk.kinds == ["text", "text", "features", "image"]
     assert chunk.signatures.shape == (2, 64) and chunk.band_keys.shape == (2, 16)
-    assert len(chunk.vectors) == 1 and chunk.vector_keys.shape[0] == 1
+    assert list(chunk.vectors) == [2] and chunk.vectors[2].keys.shape == (8,)
     assert len(set(chunk.item_ids)) == 4 and len(chunk.announcements) == 4
 
 

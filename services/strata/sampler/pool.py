@@ -10,6 +10,7 @@ import random
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -23,7 +24,6 @@ from strata.sampler import store
 from strata.sampler.dedup import (
     MinHasher,
     NearDuplicateIndex,
-    VectorIndex,
     band_keys,
     content_hash,
     image_vector,
@@ -76,6 +76,21 @@ class ImportSummary:
     errors: list[tuple[int, str]] = field(default_factory=list)
 
 
+class Keyed(NamedTuple):
+    """A vector-like near-duplicate key and its random-projection bucket keys."""
+
+    values: NDArray[np.float32]
+    keys: NDArray[np.int64]
+
+
+def _keyed(vectors: dict[int, NDArray[np.float32]]) -> dict[int, Keyed]:
+    """Bucket keys for vectors of one kind (one dimension), all at once."""
+    if not vectors:
+        return {}
+    keys = projection_keys(np.stack(list(vectors.values())))
+    return {i: Keyed(v, k) for (i, v), k in zip(vectors.items(), keys, strict=True)}
+
+
 @dataclass
 class PreparedChunk:
     """One chunk after all the work that needs neither the index nor the database: rows
@@ -91,11 +106,10 @@ class PreparedChunk:
     contents: list[bytes]  # serialised ItemContent
     signatures: NDArray[np.uint64]  # one per text row, in order
     band_keys: NDArray[np.uint64]  # the signatures' LSH bucket keys
-    vectors: list[NDArray[np.float32]]  # one per feature row, in order
-    vector_keys: NDArray[np.int64]
-    # good row -> its image's thumbnail and bucket keys (PNG bytes that are not one flat
-    # colour; an image given by uri is deduplicated exactly only)
-    thumbnails: dict[int, tuple[NDArray[np.float32], NDArray[np.int64]]]
+    # good row -> its feature vector, or its image's thumbnail (PNG bytes that are not one
+    # flat colour; an image given by uri is deduplicated exactly only), with bucket keys
+    vectors: dict[int, Keyed]
+    thumbnails: dict[int, Keyed]
     announcements: list[bytes]  # ItemImported outbox rows, one per good row
     errors: list[tuple[int, str]]
 
@@ -109,7 +123,7 @@ def prepare_chunk(
     kinds: list[str] = []
     digests: list[str] = []
     texts: list[str] = []  # normalised, for the exact hash and the MinHash alike
-    vectors: list[NDArray[np.float32]] = []
+    vectors: dict[int, NDArray[np.float32]] = {}
     thumbnails: dict[int, NDArray[np.float32]] = {}
     errors: list[tuple[int, str]] = []
     for row in rows:
@@ -134,7 +148,7 @@ def prepare_chunk(
         else:
             digests.append(content_hash(row.content))
             if kind == "features":
-                vectors.append(np.asarray(row.content.features.values, dtype=np.float32))
+                vectors[len(good) - 1] = np.asarray(row.content.features.values, np.float32)
     signatures = (
         hasher.signatures_of_normalized(texts)
         if texts
@@ -152,21 +166,8 @@ def prepare_chunk(
         contents=contents,
         signatures=signatures,
         band_keys=band_keys(signatures, bands),
-        vectors=vectors,
-        vector_keys=(
-            projection_keys(np.stack(vectors)) if vectors else np.empty((0, 0), dtype=np.int64)
-        ),
-        thumbnails=dict(
-            zip(
-                thumbnails,
-                zip(
-                    thumbnails.values(),
-                    projection_keys(np.stack(list(thumbnails.values()))) if thumbnails else [],
-                    strict=True,
-                ),
-                strict=True,
-            )
-        ),
+        vectors=_keyed(vectors),
+        thumbnails=_keyed(thumbnails),
         announcements=announcements(project, item_ids, good, digests, contents),
         errors=errors,
     )
@@ -254,12 +255,6 @@ class Importer:
     def prepare(self, project: str, rows: Sequence[sampler_pb2.ImportRow]) -> PreparedChunk:
         return prepare_chunk(project, rows, self.hasher, self._bands)
 
-    def import_rows(
-        self, project: str, rows: Sequence[sampler_pb2.ImportRow], summary: ImportSummary
-    ) -> None:
-        """Import one chunk of rows (one transaction); bad rows are reported and skipped."""
-        self.store(self.prepare(project, rows), summary)
-
     def pipeline(self, summary: ImportSummary) -> ImportPipeline:
         """A stream of rows into `summary`, stored `chunk_rows` at a time, the next chunk
         prepared while one is stored."""
@@ -315,7 +310,7 @@ def _decide(
     batch = index.text.prepare(chunk.signatures, chunk.band_keys)
     width = 4 * index.hasher.num_perm
     signature_bytes = batch.signatures.tobytes()
-    text_row = vector_row = -1
+    text_row = -1
     for position, (item_id, row, kind, digest, content, announcement) in enumerate(
         zip(
             chunk.item_ids,
@@ -327,19 +322,14 @@ def _decide(
             strict=True,
         )
     ):
-        signature = vector = thumbnail = None
-        # A vector-like key, the bucket keys and the index it goes to (features, images).
-        near: tuple[NDArray[np.float32], NDArray[np.int64], VectorIndex] | None = None
+        signature = None
+        vector = chunk.vectors.get(position)
+        thumbnail = chunk.thumbnails.get(position)
+        # A vector-like key with its bucket keys, and the index it goes to.
+        near, near_index = (vector, index.vectors) if vector else (thumbnail, index.images)
         if kind == "text":
             text_row += 1
             signature = signature_bytes[text_row * width : (text_row + 1) * width]
-        elif kind == "features":
-            vector_row += 1
-            vector = chunk.vectors[vector_row]
-            near = (vector, chunk.vector_keys[vector_row], index.vectors)
-        elif position in chunk.thumbnails:
-            thumbnail, keys = chunk.thumbnails[position]
-            near = (thumbnail, keys, index.images)
         state, canonical, dup_kind, similarity = "pool", None, None, None
         if row.gold_answer:
             state = "gold"
@@ -354,7 +344,7 @@ def _decide(
             if signature is not None:
                 match = index.text.match(batch, text_row)
             elif near is not None:
-                match = near[2].match(near[0], near[1])
+                match = near_index.match(near.values, near.keys)
             if match is not None:
                 state, canonical = "duplicate", match[0]
                 dup_kind, similarity = "near", match[1]
@@ -365,7 +355,7 @@ def _decide(
                 if signature is not None:
                     index.text.add(batch, text_row, item_id)
                 if near is not None:
-                    near[2].add(item_id, near[0], near[1])
+                    near_index.add(item_id, near.values, near.keys)
         if dup_kind == "exact":
             summary.exact_duplicates += 1
         elif dup_kind == "near":
@@ -387,8 +377,8 @@ def _decide(
             similarity,
             row.gold_answer or None,
             signature,
-            vector,
-            thumbnail,
+            vector.values if vector else None,
+            thumbnail.values if thumbnail else None,
         )
     index.text.commit(batch)
 
