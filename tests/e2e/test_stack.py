@@ -99,6 +99,9 @@ def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> N
         ("inference", "strata_inference_predictions_total"),
     ):
         assert counters[service].get(counter, 0) > 0, (service, counter)
+    # The sampler ranked the active campaign's batches and drew the baseline's at random.
+    for mode in ("ranked", "random"):
+        assert counters["sampler"].get(f'strata_sampler_batches_served_total{{mode="{mode}"}}')
     assert report["dead_letters"] == []
     assert report["active"]["depth_profiles"]["entropy_by_class"]
     assert report["active"]["traced_influences"]

@@ -67,13 +67,15 @@ def sampler(infra: Infra) -> Iterator[Sampler]:
     s.stop()
 
 
-def publish_contract(infra: Infra, project: str, retrain_every: int = 0) -> None:
+def publish_contract(
+    infra: Infra, project: str, retrain_every: int = 0, strategy: str = "margin"
+) -> None:
     contract = common_pb2.LabelingContract(
         project=project,
         version="v1",
         classes=[common_pb2.ClassDefinition(name=c) for c in ("a", "b", "c")],
         active_learning=common_pb2.ActiveLearningTrigger(
-            retrain_every=retrain_every, strategy="margin"
+            retrain_every=retrain_every, strategy=strategy
         ),
     )
     contract.loaded_at.GetCurrentTime()
@@ -174,6 +176,58 @@ def test_import_finds_exact_and_near_duplicates_and_reports_bad_rows(sampler: Sa
     assert stats.exact_duplicates == 500
 
 
+def vector_rows(vectors: np.ndarray) -> list[sampler_pb2.ImportRow]:  # type: ignore[type-arg]
+    return [
+        sampler_pb2.ImportRow(
+            line=i + 1,
+            external_id=f"x{i}",
+            content=common_pb2.ItemContent(features=common_pb2.FeatureVector(values=v.tolist())),
+        )
+        for i, v in enumerate(vectors)
+    ]
+
+
+def score_pool(
+    infra: Infra,
+    sampler: Sampler,
+    project: str,
+    ids: dict[str, str],
+    vectors: np.ndarray,  # type: ignore[type-arg]
+    uncertain: set[str],
+    spot: set[str],
+) -> None:
+    """Model m1 arrives: flat predictions for `uncertain`, confident ones for the other
+    `x<n>` items, and `spot` confident but drawn from auto-accept for a human spot check.
+    Returns when the sampler has applied every one."""
+    events = []
+    for ext, item_id in ids.items():
+        if not ext.startswith("x"):
+            continue
+        prediction = common_pb2.Prediction(
+            item_id=item_id,
+            project=project,
+            model_version="m1",
+            classes=["a", "b", "c"],
+            probabilities=[0.34, 0.33, 0.33] if item_id in uncertain else [0.98, 0.01, 0.01],
+            embedding=vectors[int(ext[1:])].tolist(),
+            spot_check=item_id in spot,
+        )
+        events.append(
+            make_event(PREDICTIONS, item_id, events_pb2.PredictionMade(prediction=prediction))
+        )
+    produce(infra.bootstrap, events)
+
+    def scored() -> bool:
+        with sampler.runtime.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM items WHERE project = %s AND uncertainty IS NOT NULL",
+                (project,),
+            ).fetchone()
+        return bool(row and row[0] == len(events))
+
+    wait_until(scored, 30, "predictions applied")
+
+
 def test_cold_start_then_predictions_drive_the_ranking_and_state_survives_restart(
     infra: Infra,
 ) -> None:
@@ -185,14 +239,7 @@ def test_cold_start_then_predictions_drive_the_ranking_and_state_survives_restar
     wait_until(lambda: sampler.has_contract(project), 60, "the sampler has the contract")
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(300, 8)).astype(np.float32)
-    rows = [
-        sampler_pb2.ImportRow(
-            line=i + 1,
-            external_id=f"x{i}",
-            content=common_pb2.ItemContent(features=common_pb2.FeatureVector(values=v.tolist())),
-        )
-        for i, v in enumerate(vectors)
-    ]
+    rows = vector_rows(vectors)
     rows.append(
         sampler_pb2.ImportRow(
             line=301,
@@ -217,35 +264,7 @@ def test_cold_start_then_predictions_drive_the_ranking_and_state_survives_restar
     # A model arrives: 20 items are uncertain, the rest confident.
     uncertain = {ids[f"x{i}"] for i in range(100, 120)}
     spot = set([ids[f"x{i}"] for i in range(200, 300) if ids[f"x{i}"] not in handed][:2])
-    events = []
-    for ext, item_id in ids.items():
-        if not ext.startswith("x"):
-            continue
-        probs = [0.34, 0.33, 0.33] if item_id in uncertain else [0.98, 0.01, 0.01]
-        msg = events_pb2.PredictionMade(
-            prediction=common_pb2.Prediction(
-                item_id=item_id,
-                project=project,
-                model_version="m1",
-                classes=["a", "b", "c"],
-                probabilities=probs,
-                embedding=vectors[int(ext[1:])].tolist(),
-                # Confident, but drawn from auto-accept for a human spot check.
-                spot_check=item_id in spot,
-            )
-        )
-        events.append(make_event(PREDICTIONS, item_id, msg))
-    produce(infra.bootstrap, events)
-
-    def scored() -> bool:
-        with sampler.runtime.db.transaction() as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM items WHERE project = %s AND uncertainty IS NOT NULL",
-                (project,),
-            ).fetchone()
-        return bool(row and row[0] == 300)
-
-    wait_until(scored, 30, "predictions applied")
+    score_pool(infra, sampler, project, ids, vectors, uncertain, spot)
     batch = sampler.stub.NextBatch(
         sampler_pb2.NextBatchRequest(project=project, size=20, requester="gw-1")
     )
@@ -296,6 +315,50 @@ def test_cold_start_then_predictions_drive_the_ranking_and_state_survives_restar
         assert [r.consensus_labels for r in requests] == [5]
     finally:
         sampler.stop()
+
+
+def test_the_random_strategy_hands_out_a_uniform_sample_whatever_the_model_says(
+    sampler: Sampler, infra: Infra
+) -> None:
+    """The baseline's strategy: random at cold start and after a model, the uncertain
+    items no earlier than the rest; spot checks still go first."""
+    project = f"r{uuid.uuid4().hex[:8]}"
+    publish_contract(infra, project, strategy="random")
+    wait_until(lambda: sampler.has_contract(project), 60, "the sampler has the contract")
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    rows = vector_rows(vectors)
+    assert import_rows(sampler.stub, project, rows).imported == 300
+    imported = read_topic(infra.bootstrap, ITEMS_IMPORTED, lambda m: m.item.project == project, 300)
+    ids = {m.item.external_id: m.item.item_id for m in imported}
+
+    cold = sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=10))
+    assert cold.cold_start and len(cold.items) == 10
+    assert {i.routing.reason for i in cold.items} == {common_pb2.ROUTING_REASON_RANDOM_QA}
+    handed = {i.item.item_id for i in cold.items}
+
+    uncertain = {ids[f"x{i}"] for i in range(100, 120)} - handed
+    spot = set(sorted(ids[f"x{i}"] for i in range(200, 300) if ids[f"x{i}"] not in handed)[:2])
+    score_pool(infra, sampler, project, ids, vectors, uncertain, spot)
+    order: list[str] = []
+    first = True
+    while True:
+        batch = sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=20))
+        if not batch.items:
+            break
+        assert not batch.cold_start and batch.model_version == "m1"
+        if first:
+            assert {i.item.item_id for i in batch.items[:2]} == spot
+            first = False
+        reasons = {i.routing.reason for i in batch.items}
+        assert reasons == {common_pb2.ROUTING_REASON_RANDOM_QA}
+        assert all(i.routing.attributes["strategy"] == "random" for i in batch.items)
+        order += [i.item.item_id for i in batch.items]
+    assert len(order) == len(set(order)) == 290 and not set(order) & handed
+    # Margin would hand the uncertain items out first (mean position about 10); uniform
+    # draws put them anywhere (mean about 145, standard deviation about 19).
+    mean_position = sum(order.index(u) for u in uncertain) / len(uncertain)
+    assert mean_position > 60, mean_position
 
 
 def test_duplicates_inherit_their_canonical_items_label(sampler: Sampler, infra: Infra) -> None:

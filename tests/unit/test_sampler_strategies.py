@@ -198,3 +198,65 @@ def test_spot_checks_go_out_first_but_take_at_most_half_the_batch() -> None:
     # The rest is the most uncertain of the ranked items.
     rest = [c.item_id for c in picked if not c.spot_check and c.reason != picked[0].reason]
     assert set(rest) <= {f"i{i}" for i in range(10)}
+
+
+def test_the_random_strategy_draws_uniformly_whatever_the_scores() -> None:
+    """The baseline active learning is measured against: no ranking, boost or diversity.
+    Over many batches every item of the random slice is drawn about equally often, the
+    most uncertain no more than the others (chi-square against uniform)."""
+    from scipy.stats import chisquare
+
+    ranked = [_candidate(i, 1.0 - i / 100) for i in range(40)]
+    explore = [_candidate(i, 1.0 - i / 100) for i in range(40)]
+    rng = random.Random(3)
+    counts = {c.item_id: 0 for c in explore}
+    for _ in range(2000):
+        picked = choose(
+            ranked,
+            explore,
+            10,
+            cold=False,
+            n_classes=3,
+            confused={0: 1.0},
+            rng=rng,
+            explore_fraction=0.0,
+            uniform=True,
+        )
+        assert len({c.item_id for c in picked}) == 10
+        assert {c.reason for c in picked} == {common_pb2.ROUTING_REASON_RANDOM_QA}
+        for c in picked:
+            counts[c.item_id] += 1
+    assert chisquare(list(counts.values())).pvalue > 1e-3
+    top = sum(counts[f"i{i}"] for i in range(10))  # the ten most uncertain
+    assert abs(top / sum(counts.values()) - 0.25) < 0.03
+
+
+def test_the_random_strategy_serves_relabels_and_spot_checks_first_and_is_random_cold() -> None:
+    explore = [_candidate(i, 0.5) for i in range(100)]
+    spots = [_candidate(100 + i, 0.01, spot=True) for i in range(4)]
+    relabel = [_candidate(200, 0.5, relabel=True)]
+    picked = choose(
+        relabel + spots,
+        explore,
+        9,
+        cold=False,
+        n_classes=3,
+        confused={},
+        rng=random.Random(0),
+        uniform=True,
+    )
+    assert [c.reason for c in picked[:1]] == [common_pb2.ROUTING_REASON_RELABEL]
+    assert sum(c.spot_check for c in picked) == 4  # half of the 8 left after the relabel
+    assert {c.item_id for c in picked[5:]} <= {c.item_id for c in explore}
+    cold = choose(
+        [],
+        explore,
+        16,
+        cold=True,
+        n_classes=3,
+        confused={},
+        rng=random.Random(0),
+        uniform=True,
+    )
+    assert len(cold) == 16
+    assert {c.reason for c in cold} == {common_pb2.ROUTING_REASON_RANDOM_QA}

@@ -145,7 +145,8 @@ def run_campaigns(endpoints: Endpoints, p: Plan, status: StatusLine) -> list[Cam
 
 
 def scrape_counters(url: str, timeout_s: float = 5.0) -> dict[str, float]:
-    """Every counter of one service's /metrics, summed over its labels."""
+    """Every counter of one service's /metrics: summed over its labels under its name,
+    and each labelled series under `name{label="value",...}`."""
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(url, timeout=timeout_s) as reply:
@@ -157,6 +158,9 @@ def scrape_counters(url: str, timeout_s: float = 5.0) -> dict[str, float]:
         for sample in family.samples:
             if sample.name.endswith("_total"):
                 totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+                if sample.labels:
+                    labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                    totals[f"{sample.name}{{{labels}}}"] = sample.value
     return totals
 
 

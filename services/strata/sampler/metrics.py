@@ -25,7 +25,10 @@ class SamplerMetrics:
             registry=r,
         )
         self.batches = Counter(
-            f"{p}_batches_served_total", "NextBatch replies, by mode", ["mode"], registry=r
+            f"{p}_batches_served_total",
+            "NextBatch replies, by mode (cold_start, ranked, random)",
+            ["mode"],
+            registry=r,
         )
         self.batch_items = Counter(
             f"{p}_batch_items_total", "Items handed out, by routing reason", ["reason"], registry=r

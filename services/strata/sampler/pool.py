@@ -561,13 +561,22 @@ def choose(
     rng: random.Random,
     explore_fraction: float = 0.1,
     boost_weight: float = 1.0,
+    uniform: bool = False,
 ) -> list[Choice]:
-    """Pick `size` items: diverse and uncertain (or diverse at cold start), plus exploration."""
+    """Pick `size` items: diverse and uncertain (or diverse at cold start), plus exploration.
+
+    `uniform` is the contract's `random` strategy, the baseline active learning is
+    measured against: every item is drawn at random from `explore`, from the first
+    batch on, with no model, boost or diversity in the choice. Relabel requests and
+    auto-accept's spot checks still go first, whatever the strategy.
+    """
     picked: list[Choice] = []
     taken: set[str] = set()
-    n_explore = min(len(explore), size if cold else max(0, round(size * explore_fraction)))
-    main = size - n_explore if not cold else size
-    if cold:
+    if cold or uniform:
+        main = size
+    else:
+        main = size - min(len(explore), max(0, round(size * explore_fraction)))
+    if cold and not uniform:
         pool = [c for c in explore]
         vectors = [c.vector for c in pool]
         emb = np.asarray(vectors, dtype=np.float32) if all(v for v in vectors) and pool else None
@@ -591,7 +600,7 @@ def choose(
         for c in candidates
         if c.item_id not in taken and not c.relabel and c.uncertainty is not None
     ]
-    if scored and len(picked) < main:
+    if scored and len(picked) < main and not uniform:
         unc = np.asarray([c.uncertainty for c in scored], dtype=float)
         predicted = np.asarray([c.predicted_class or 0 for c in scored], dtype=np.int64)
         rare = 1.0 + boost_weight * (

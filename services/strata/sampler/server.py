@@ -125,11 +125,13 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
             version = store.has_scores(conn, request.project)
             cold = version is None
             size = request.size
-            candidates = (
-                [] if cold else store.ranked_candidates(conn, request.project, max(20 * size, 2000))
-            )
+            # The random strategy needs only relabel requests and spot checks from the
+            # ranking (they come first in it), and a wider random slice to draw from.
+            uniform = contract is not None and contract.active_learning.strategy == "random"
+            ranked = size if uniform else max(20 * size, 2000)
+            candidates = [] if cold else store.ranked_candidates(conn, request.project, ranked)
             explore = store.random_candidates(
-                conn, request.project, uuid.uuid4().hex, (20 if cold else 1) * size
+                conn, request.project, uuid.uuid4().hex, (20 if cold or uniform else 1) * size
             )
             confused_names, _, _ = store.project_state(conn, request.project)
             confused = {classes.index(c): w for c, w in confused_names.items() if c in classes}
@@ -144,11 +146,13 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
                 rng=self.rng,
                 explore_fraction=self.config.explore_fraction,
                 boost_weight=self.config.boost_weight,
+                uniform=uniform,
             )
             rows = store.hand_out(conn, [c.item_id for c in choices], requester, lease_s)
             store.record_batch(conn, batch_id, request.project, requester, len(rows), cold)
         self.metrics.rank_seconds.observe(time.perf_counter() - started)
-        self.metrics.batches.labels(mode="cold_start" if cold else "ranked").inc()
+        mode = "random" if uniform else "cold_start" if cold else "ranked"
+        self.metrics.batches.labels(mode=mode).inc()
         by_id = {r[0]: r for r in rows}
         items = []
         for choice in choices:
