@@ -152,3 +152,53 @@ def test_a_run_of_text_and_image_models_on_two_workers_routes_and_ledgers_by_dep
     # workers' shares.
     reached = np.arange(1, k + 1)[None, :] <= depths[:, None]
     assert ((outputs.ledger > 0) == reached).all()
+
+
+def test_a_one_worker_run_on_the_warm_actor_resumes_when_its_process_dies(
+    local_ray: None, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from strata.training.distributed import TrainPlan, read_outputs
+    from strata.training.warm import CheckpointStore, start_warm_trainer, train_warm
+    from strata.v1 import common_pb2
+
+    x, y = load_digits(return_X_y=True)
+    contents = [
+        common_pb2.ItemContent(
+            features=common_pb2.FeatureVector(values=(row / 16.0).tolist())
+        ).SerializeToString()
+        for row in x[:120]
+    ]
+    spec = ModelSpec("mlp", [str(d) for d in range(10)], input_dim=64)
+    plan = TrainPlan(
+        "w",
+        spec.to_dict(),
+        contents,
+        y[:120].astype(np.int64),
+        np.full(120, 3),
+        epochs=3,
+        batch_size=32,
+        checkpoint_every_s=0.0,
+        crash_at_epoch=2,  # the worker's process dies 5 s into epoch 2
+    )
+    storage = str(tmp_path / "ray")
+    actor = start_warm_trainer()
+    died: list[int] = []
+    reports = train_warm(actor, plan, storage, "run-w", None, 1, lambda n, exc: died.append(n))
+    assert died == [1]
+    # Ray restarted the actor and the run went on from its epoch-1 checkpoint.
+    assert [r["epoch"] for r in reports] == [2, 3] and all(r["resumed"] for r in reports)
+    checkpoints = CheckpointStore(storage, "run-w")
+    assert checkpoints.latest() == "checkpoint_000003"
+    with checkpoints.fetched("checkpoint_000003") as directory:
+        outputs = read_outputs(directory)
+    assert outputs.epochs_done == 3 and outputs.correct.shape == (3, 120)
+    assert (outputs.ledger > 0).all()  # every label reached every group
+
+    # The same (restarted) actor takes the next run from the start.
+    again = train_warm(actor, replace(plan, crash_at_epoch=0), storage, "run-v", None, 0)
+    assert [(r["epoch"], r["resumed"]) for r in again] == [(1, False), (2, False), (3, False)]
+    # A run whose worker dies more often than allowed fails with the reason.
+    with pytest.raises(RuntimeError, match="the worker died 1 times"):
+        train_warm(actor, plan, storage, "run-x", None, 0)

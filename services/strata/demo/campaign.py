@@ -51,7 +51,7 @@ class CampaignSettings:
     # On the test split nobody labels: about what random sampling reaches on the whole
     # budget, so active learning keeps going until it matches the baseline's final model.
     target_accuracy: float = 0.97
-    retrain_every: int = 60
+    retrain_every: int = 12
     # Items per sampler batch; the gateway keeps about one batch of slots open, so what
     # annotators label was ranked by a recent model.
     batch_size: int = 16

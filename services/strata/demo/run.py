@@ -57,7 +57,7 @@ def plan(fast: bool) -> Plan:
             gold=50,
             label_budget=500,
             target_accuracy=0.97,
-            retrain_every=50,
+            retrain_every=12,
             pace=0.3,
             max_seconds=120.0,
         )

@@ -7,10 +7,12 @@ workers) the update is exactly the one a single process would make on the whole
 batch. The deepest depth of the global batch is agreed with an all-reduce, so
 every worker leaves the same unreached groups without a gradient.
 
-`train_loop` is a run's worker loop: epochs of shuffled global batches, the
-influence ledger tapped off each step, and a checkpoint every epoch (rank 0 the
-model and optimizer; every rank its share of the ledger and of which labels it
-got right), from which Ray resumes a run whose worker died. `run_steps` takes
+`train_run` is a run's worker loop on a `RunSession` (`train_loop` runs it on
+Ray Train, `strata.training.warm` on a long-lived actor): epochs of shuffled
+global batches, the influence ledger tapped off each step, and a checkpoint
+every epoch (rank 0 the model and optimizer; every rank its share of the ledger
+and of which labels it got right), from which Ray resumes a run whose worker
+died. `run_steps` takes
 fixed batches (tests, benchmarks). Neither does the service's I/O.
 """
 
@@ -20,10 +22,11 @@ import io
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -209,14 +212,55 @@ def agreed(flag: bool) -> bool:
     return global_deepest(int(flag)) > 0
 
 
+class RunSession(Protocol):
+    """Where a run's worker loop runs: its rank among `world` workers, the checkpoint
+    it resumes from, and where its reports (metrics and a checkpoint directory) go."""
+
+    rank: int
+    world: int
+
+    def resume(self) -> AbstractContextManager[Path | None]: ...
+
+    def report(self, metrics: dict[str, Any], directory: Path) -> None: ...
+
+
+class RayTrainSession:
+    """A Ray Train worker's session (`train_loop`)."""
+
+    def __init__(self) -> None:
+        import ray.train
+
+        context = ray.train.get_context()
+        self.rank, self.world = context.get_world_rank(), context.get_world_size()
+
+    @contextmanager
+    def resume(self) -> Iterator[Path | None]:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            yield None
+            return
+        with checkpoint.as_directory() as directory:
+            yield Path(directory)
+
+    def report(self, metrics: dict[str, Any], directory: Path) -> None:
+        import ray.train
+
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train's per-worker entry for a run (see the module's docstring)."""
-    import ray.train
     import ray.train.torch
 
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    plan: TrainPlan = config["plan"]
+    train_run(config["plan"], RayTrainSession(), ray.train.torch.prepare_model)
+
+
+def train_run(plan: TrainPlan, session: RunSession, wrap: Any = None) -> None:
+    """A run's worker loop on any session; `wrap` makes the model's data-parallel
+    wrapper (Ray's `prepare_model`), None trains the model as it is (one worker)."""
+    rank, world = session.rank, session.world
     torch.manual_seed(plan.seed)
     spec = ModelSpec.from_dict(plan.spec)
     model = build(spec)
@@ -226,19 +270,18 @@ def train_loop(config: dict[str, Any]) -> None:
     correct = np.zeros((plan.epochs, n), dtype=bool)
     start, resumed = 0, False
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state = torch.load(Path(directory) / STATE_FILE, weights_only=True)
+    with session.resume() as directory:
+        if directory is not None:
+            state = torch.load(directory / STATE_FILE, weights_only=True)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             start, resumed = int(state["epoch"]), True
             snapshots = dict(state.get("snapshots", {}))
             if rank == 0:  # the shares so far are carried on by rank 0 alone
-                done = read_outputs(Path(directory))
+                done = read_outputs(directory)
                 ledger, correct = done.ledger, done.correct
     model.train()
-    wrapped = ray.train.torch.prepare_model(model)
+    wrapped = wrap(model) if wrap is not None else None
     inputs_of = batcher(spec, model, plan.contents)
     targets, depths = torch.from_numpy(plan.targets), torch.from_numpy(plan.depths)
     since, seen, loss_sum, reported = time.monotonic(), 0, 0.0, start
@@ -301,5 +344,5 @@ def train_loop(config: dict[str, Any]) -> None:
                     Path(tmp) / STATE_FILE,
                 )
             np.savez(Path(tmp) / f"worker-{rank}.npz", ledger=ledger, correct=correct)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+            session.report(metrics, Path(tmp))
         since, seen, loss_sum, reported = time.monotonic(), 0, 0.0, epoch + 1

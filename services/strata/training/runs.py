@@ -1,12 +1,14 @@
-"""Runs: queued in Postgres, trained on Ray Train, published through the outbox.
+"""Runs: queued in Postgres, trained on Ray, published through the outbox.
 
 One loop per process takes the oldest queued run of a project with nothing
 running (replicas share the queue; a project trains one run at a time), trains
-it with `TorchTrainer` (checkpoints every epoch, workers that die are restarted
-from the last one), then measures the model on held-out gold, computes depth
-profiles and memorization flags, and in one transaction records the model, the
-influence ledger, profiles, flags and TracIn checkpoints, and enqueues
-`strata.models.published` and `strata.training.feedback`.
+it on Ray (a data-parallel run with `TorchTrainer`, a one-worker run on the
+process's warm actor, `strata.training.warm`; either checkpoints as it goes, and a
+worker that dies is restarted from the last checkpoint), then measures the model
+on held-out gold, computes depth profiles and memorization flags, and in one
+transaction records the model, the influence ledger, profiles, flags and TracIn
+checkpoints, and enqueues `strata.models.published` and
+`strata.training.feedback`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from strata.training.distributed import RunOutputs, TrainPlan, read_outputs, tra
 from strata.training.governance import LabelTrust, PolicyError, influence_depths
 from strata.training.messages import flag_messages, profile_messages
 from strata.training.metrics import TrainingMetrics
+from strata.training.warm import CheckpointStore, start_warm_trainer, train_warm
 from strata.v1 import common_pb2, events_pb2
 
 log = logging.getLogger(__name__)
@@ -172,6 +175,7 @@ class RunExecutor:
         self.metrics = metrics
         self.config = config
         self._ray_ready = False
+        self._warm: Any = None  # the WarmTrainer actor, started with the first warm run
 
     def run(self, stop: threading.Event) -> None:
         with self.db.transaction() as conn:
@@ -262,6 +266,7 @@ class RunExecutor:
                     "Ray did not start (attempt %d of %d): %s", attempt, self.RAY_ATTEMPTS, exc
                 )
                 ray.shutdown()
+                self._warm = None
                 time.sleep(self.RAY_RETRY_S * attempt)
         raise RayUnavailable(f"Ray is unavailable after {self.RAY_ATTEMPTS} attempts: {last}")
 
@@ -292,7 +297,7 @@ class RunExecutor:
             crash_at_epoch=run.crash_at_epoch,
         )
         began = time.monotonic()
-        result = self._fit(run, plan)
+        outputs = self._fit(run, plan)
         log.info(
             "run %s (%s): %d labels, %d epochs on %d workers in %.1f s",
             run.run_id,
@@ -302,10 +307,13 @@ class RunExecutor:
             run.num_workers,
             time.monotonic() - began,
         )
-        self._publish(run, data, gold, result, contract)
+        self._publish(run, data, gold, outputs, contract)
 
-    def _fit(self, run: store.RunRow, plan: TrainPlan) -> Any:
+    def _fit(self, run: store.RunRow, plan: TrainPlan) -> RunOutputs:
+        """Train `plan` on Ray; the last checkpoint's outputs."""
         self._ensure_ray()
+        if run.num_workers == 1 and self.config.single_worker == "warm":
+            return self._fit_warm(run, plan)
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
 
@@ -328,19 +336,54 @@ class RunExecutor:
             raise RuntimeError("training ended without a checkpoint")
         for _, report in result.best_checkpoints or []:
             self.metrics.epoch_seconds.observe(float(report.get("epoch_seconds", 0.0)))
-        return result
+        with result.checkpoint.as_directory() as directory:
+            return read_outputs(Path(directory))
+
+    def _fit_warm(self, run: store.RunRow, plan: TrainPlan) -> RunOutputs:
+        """A one-worker run on the warm actor; when its process dies, Ray restarts it
+        and the run resumes from its last checkpoint, up to `max_failures` times."""
+        if self._warm is None:
+            self._warm = start_warm_trainer()
+        name = f"run-{run.run_id}"
+
+        def died(failures: int, exc: Exception) -> None:
+            log.warning(
+                "run %s (%s): its worker died (%d of %d times allowed): %s; resuming from "
+                "the last checkpoint",
+                run.run_id,
+                run.project,
+                failures,
+                self.config.max_failures,
+                exc,
+            )
+
+        reports = train_warm(
+            self._warm,
+            plan,
+            self.config.ray_storage,
+            name,
+            Progress(self.dsn, self.db.schema, run.run_id),
+            self.config.max_failures,
+            died,
+        )
+        for report in reports:
+            self.metrics.epoch_seconds.observe(float(report.get("epoch_seconds", 0.0)))
+        checkpoints = CheckpointStore(self.config.ray_storage, name)
+        latest = checkpoints.latest()
+        if latest is None:
+            raise RuntimeError("training ended without a checkpoint")
+        with checkpoints.fetched(latest) as directory:
+            return read_outputs(directory)
 
     def _publish(
         self,
         run: store.RunRow,
         data: Dataset,
         gold: list[tuple[str, bytes, str]],
-        result: Any,
+        outputs: RunOutputs,
         contract: common_pb2.LabelingContract,
     ) -> None:
         spec = data.spec
-        with result.checkpoint.as_directory() as directory:
-            outputs = read_outputs(Path(directory))
         model = build(spec)
         model.load_state_dict(outputs.model_state)
         model.eval()
