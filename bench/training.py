@@ -10,8 +10,10 @@ backward for linear groups, computed with torch.func for convolutions).
 Then whole runs of the digits MLP (1,500 labels, default policy, batch 64):
 plain single-process torch epochs against Ray Train runs (`train_loop`, the
 service's worker loop: governed steps, the ledger, a checkpoint every epoch) on
-1 and 2 workers; the ratio is of epoch times (between checkpoints, so checkpoint
-waits are out), the whole run's wall time and Ray's start-up reported apart.
+1 and 2 workers, and on the warm actor one-worker runs take by default
+(`strata.training.warm`); the ratio is of epoch times (between checkpoints, so
+checkpoint waits are out), the whole run's wall time and Ray's start-up reported
+apart.
 
 Prints the figures and writes bench/results/training.json.
 """
@@ -104,6 +106,7 @@ def bench_runs(epochs: int) -> dict[str, object]:
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from strata.training.distributed import TrainPlan, train_loop
+    from strata.training.warm import start_warm_trainer, train_warm
 
     x, y = load_digits(return_X_y=True)
     x, y = (x[:1500] / 16.0).astype(np.float32), y[:1500].astype(np.int64)
@@ -164,6 +167,19 @@ def bench_runs(epochs: int) -> dict[str, object]:
             print(
                 f"ray {workers} worker(s): {len(reports)} checkpoints, {1000 * median:.1f} ms/epoch"
             )
+        # The same run on the warm actor a one-worker run takes by default: the first
+        # call also starts the actor (a process that loads torch), the next ones do not.
+        actor = start_warm_trainer()
+        for attempt in ("first", "warm"):
+            plan = TrainPlan("bench", spec.to_dict(), contents, y, depths, epochs)
+            with tempfile.TemporaryDirectory() as tmp:
+                began = time.perf_counter()
+                reports = train_warm(actor, plan, tmp, f"bench-{attempt}", None, 0)
+                wall = time.perf_counter() - began
+            median = statistics.median(m["epoch_seconds"] for m in reports)
+            figures[f"warm_actor_{attempt}_run_wall_s"] = round(wall, 2)
+            figures[f"warm_actor_{attempt}_epoch_ms"] = round(1000 * median, 2)
+            print(f"warm actor, {attempt} run: {wall:.2f} s, {1000 * median:.1f} ms/epoch")
     finally:
         ray.shutdown()
     return figures

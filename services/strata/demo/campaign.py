@@ -48,9 +48,10 @@ class CampaignSettings:
     pool: int = 1000  # items imported into the pool
     gold: int = 100  # gold items (held out by training: it measures on them)
     label_budget: int = 1500  # human labels the campaign may spend
-    # On the test split nobody labels: about what random sampling reaches on the whole
-    # budget, so active learning keeps going until it matches the baseline's final model.
-    target_accuracy: float = 0.97
+    # On the test split nobody labels: near what this model reaches on the whole pool,
+    # and at or above what random sampling reaches on the budget (0.96-0.98 over runs),
+    # so active learning does not stop before it matches the baseline's final model.
+    target_accuracy: float = 0.98
     retrain_every: int = 12
     # Items per sampler batch; the gateway keeps about one batch of slots open, so what
     # annotators label was ranked by a recent model.
