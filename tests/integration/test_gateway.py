@@ -416,6 +416,38 @@ def test_gold_is_mixed_in_indistinguishably_and_prelabels_are_recorded(
     assert e.label.source == common_pb2.LABEL_SOURCE_HUMAN
 
 
+def test_a_new_annotator_meets_gold_at_the_probation_rate_first(gateway, sampler, infra) -> None:
+    gw, (source, _) = gateway, sampler
+    project = project_name()
+    gw.load_contract(
+        contract_doc(
+            project,
+            overlap="{min: 1, max: 1}",
+            gold="{rate: 0.05, probation: {tasks: 20, rate: 0.8}}",
+        )
+    )
+    ann = gw.annotator(f"p-{project}")
+    source.add(project, items(project, 80))
+    produce(infra.bootstrap, gold_events(project, 40, "dog"))
+
+    def gold_loaded() -> bool:
+        with gw.runtime.db.transaction() as conn:
+            n = conn.execute(
+                "SELECT count(*) FROM units WHERE project = %s AND kind = 'gold'", (project,)
+            ).fetchone()[0]
+            return bool(n == 40)
+
+    wait_until(gold_loaded, 30, "gold items to be consumed")
+    kinds = []
+    for _ in range(60):
+        task = next_task(gw, ann, project)
+        kinds.append("-gold-" in task.item_id)
+        submit(gw, ann, task.task_id, "dog")
+    # Binomial(20, 0.8) then Binomial(40, 0.05): means 16 and 2.
+    assert sum(kinds[:20]) >= 10, kinds
+    assert sum(kinds[20:]) <= 10, kinds
+
+
 def test_hidden_prelabels_are_not_shown(gateway, sampler, infra) -> None:
     gw, (source, _) = gateway, sampler
     project = project_name()

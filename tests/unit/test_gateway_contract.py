@@ -19,7 +19,7 @@ edge_cases:
   - {case: "crossed 7 vs 1", ruling: "a crossbar means 7"}
 overlap: {min: 3, max: 5}
 consensus_threshold: 0.85
-gold: {rate: 0.1, accuracy_threshold: 0.75}
+gold: {rate: 0.1, accuracy_threshold: 0.75, probation: {tasks: 12, rate: 0.6}}
 agreement: {metric: fleiss_kappa, threshold: 0.5}
 active_learning: {retrain_every: 150, batch_size: 32, strategy: entropy}
 auto_accept: {enabled: true, confidence_threshold: 0.97, min_precision: 0.98, spot_check_rate: 0.1}
@@ -44,6 +44,7 @@ def test_full_contract_loads_every_section() -> None:
     assert (c.overlap.min, c.overlap.max) == (3, 5)
     assert c.consensus_threshold == pytest.approx(0.85)
     assert c.gold_rate == pytest.approx(0.1) and c.gold_accuracy_threshold == pytest.approx(0.75)
+    assert c.gold_probation_tasks == 12 and c.gold_probation_rate == pytest.approx(0.6)
     assert c.agreement.metric == "fleiss_kappa"
     assert c.active_learning.retrain_every == 150 and c.active_learning.strategy == "entropy"
     assert c.auto_accept.enabled and c.auto_accept.spot_check_rate == pytest.approx(0.1)
@@ -61,6 +62,7 @@ def test_json_and_yaml_give_the_same_contract() -> None:
     assert contract_digest(from_json) == contract_digest(from_yaml)
     assert from_json.overlap.max == 5  # defaults to max(min, 5)
     assert len(from_json.governance.rules) == 4  # the default policy
+    assert from_json.gold_probation_tasks == 0  # no probation unless asked for
 
 
 @pytest.mark.parametrize(
@@ -88,6 +90,19 @@ def test_json_and_yaml_give_the_same_contract() -> None:
         ),
         ("project: p\nversion: '1'\nclasses: [a, b]\noverlapp: {min: 2}", "overlapp"),
         ("project: p\nversion: '1'\nclasses: [a, b]\ngold: {rat: 0.1}", "gold.rat"),
+        (
+            "project: p\nversion: '1'\nclasses: [a, b]\ngold: {probation: {tasks: -1}}",
+            "gold.probation.tasks",
+        ),
+        (
+            "project: p\nversion: '1'\nclasses: [a, b]\n"
+            "gold: {rate: 0.2, probation: {tasks: 5, rate: 0.1}}",
+            "gold.probation.rate",
+        ),
+        (
+            "project: p\nversion: '1'\nclasses: [a, b]\ngold: {probation: {task: 5}}",
+            "gold.probation.task",
+        ),
         (
             "project: p\nversion: '1'\nclasses: [a, b]\ngovernance: {rules: [{depth: 0}]}",
             "governance.rules[0].depth",

@@ -16,6 +16,7 @@ from strata.gateway.policy import (
     check_submission,
     check_value,
     choose_unit,
+    gold_rate_for,
     refill_plan,
     roll_gold,
 )
@@ -217,3 +218,11 @@ def test_the_ready_queue_holds_about_one_active_learning_batch() -> None:
     # Without an active-learning batch size, the configured values apply.
     contract.active_learning.batch_size = 0
     assert refill_plan(contract, low_water=200, batch=100) == (200, 100)
+
+
+def test_new_annotators_see_gold_at_the_probation_rate_first() -> None:
+    contract = common_pb2.LabelingContract(
+        gold_rate=0.1, gold_probation_tasks=12, gold_probation_rate=0.5
+    )
+    assert [gold_rate_for(contract, n) for n in (0, 11, 12, 500)] == [0.5, 0.5, 0.1, 0.1]
+    assert gold_rate_for(common_pb2.LabelingContract(gold_rate=0.1), 0) == 0.1

@@ -70,7 +70,7 @@ def contract_document(s: CampaignSettings) -> str:
         f"project: {s.project}\nversion: v1\nclasses: [{classes}]\n"
         f"overlap: {{min: {s.overlap_min}, max: {s.overlap_max}}}\n"
         "consensus_threshold: 0.8\n"
-        "gold: {rate: 0.1, accuracy_threshold: 0.7}\n"
+        "gold: {rate: 0.1, accuracy_threshold: 0.7, probation: {tasks: 12, rate: 0.5}}\n"
         f"active_learning: {{retrain_every: {s.retrain_every}, batch_size: {s.batch_size}, "
         f"strategy: {s.strategy}}}\n"
         f"budget: {{labels: {s.label_budget}, target_accuracy: {s.target_accuracy}}}\n"

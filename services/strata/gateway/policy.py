@@ -73,6 +73,15 @@ def refill_plan(
     return keep, size
 
 
+def gold_rate_for(contract: common_pb2.LabelingContract, tasks_taken: int) -> float:
+    """The chance that an annotator's next task is gold, after `tasks_taken` tasks of
+    the project: the probation rate for their first `gold_probation_tasks`, so gold
+    finds a spammer within a few tasks, then the contract's rate."""
+    if tasks_taken < contract.gold_probation_tasks:
+        return max(contract.gold_rate, contract.gold_probation_rate)
+    return contract.gold_rate
+
+
 def roll_gold(rng: random.Random, gold_rate: float) -> bool:
     """Each task is gold with probability `gold_rate`, independently: no pattern to learn."""
     return gold_rate > 0 and rng.random() < gold_rate

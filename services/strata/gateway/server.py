@@ -31,6 +31,7 @@ from strata.gateway.policy import (
     Principal,
     check_value,
     choose_unit,
+    gold_rate_for,
     not_found,
     roll_gold,
 )
@@ -164,10 +165,17 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"annotator {principal.annotator_id} is blocked{reason}; ask a project admin",
             )
-        with self._rng_lock:
-            gold_roll = roll_gold(self._rng, contract.gold_rate)
         lease_s = contract.lease_seconds or self.default_lease_s
         with self.db.transaction() as conn:
+            taken = (
+                store.tasks_taken(
+                    conn, request.project, principal.annotator_id, contract.gold_probation_tasks
+                )
+                if contract.gold_probation_tasks
+                else 0
+            )
+            with self._rng_lock:
+                gold_roll = roll_gold(self._rng, gold_rate_for(contract, taken))
             regular, gold, review = store.find_candidates(
                 conn, request.project, principal.annotator_id, principal.reviews
             )

@@ -312,6 +312,16 @@ def open_slots(conn: Conn, project: str) -> int:
 _NOT_SEEN = "NOT EXISTS (SELECT 1 FROM tasks t WHERE t.item_id = u.item_id AND t.annotator_id = %s)"
 
 
+def tasks_taken(conn: Conn, project: str, annotator_id: str, limit: int) -> int:
+    """Tasks of `project` the annotator has been given so far, counted up to `limit`."""
+    row = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE annotator_id = %s AND project = %s "
+        "LIMIT %s) t",
+        (annotator_id, project, limit),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def find_candidates(
     conn: Conn, project: str, annotator_id: str, reviews: bool
 ) -> tuple[Candidate | None, Candidate | None, Candidate | None]:

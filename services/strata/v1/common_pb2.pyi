@@ -431,7 +431,7 @@ class CampaignBudget(_message.Message):
     def __init__(self, label_budget: _Optional[int] = ..., target_accuracy: _Optional[float] = ...) -> None: ...
 
 class LabelingContract(_message.Message):
-    __slots__ = ("project", "version", "classes", "edge_cases", "overlap", "consensus_threshold", "gold_rate", "gold_accuracy_threshold", "agreement", "active_learning", "auto_accept", "governance", "hide_prelabels", "lease_seconds", "budget", "loaded_at")
+    __slots__ = ("project", "version", "classes", "edge_cases", "overlap", "consensus_threshold", "gold_rate", "gold_accuracy_threshold", "agreement", "active_learning", "auto_accept", "governance", "hide_prelabels", "lease_seconds", "budget", "loaded_at", "gold_probation_tasks", "gold_probation_rate")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
@@ -448,6 +448,8 @@ class LabelingContract(_message.Message):
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     LOADED_AT_FIELD_NUMBER: _ClassVar[int]
+    GOLD_PROBATION_TASKS_FIELD_NUMBER: _ClassVar[int]
+    GOLD_PROBATION_RATE_FIELD_NUMBER: _ClassVar[int]
     project: str
     version: str
     classes: _containers.RepeatedCompositeFieldContainer[ClassDefinition]
@@ -464,4 +466,6 @@ class LabelingContract(_message.Message):
     lease_seconds: int
     budget: CampaignBudget
     loaded_at: _timestamp_pb2.Timestamp
-    def __init__(self, project: _Optional[str] = ..., version: _Optional[str] = ..., classes: _Optional[_Iterable[_Union[ClassDefinition, _Mapping]]] = ..., edge_cases: _Optional[_Iterable[_Union[EdgeCaseRuling, _Mapping]]] = ..., overlap: _Optional[_Union[OverlapPolicy, _Mapping]] = ..., consensus_threshold: _Optional[float] = ..., gold_rate: _Optional[float] = ..., gold_accuracy_threshold: _Optional[float] = ..., agreement: _Optional[_Union[AgreementPolicy, _Mapping]] = ..., active_learning: _Optional[_Union[ActiveLearningTrigger, _Mapping]] = ..., auto_accept: _Optional[_Union[AutoAcceptPolicy, _Mapping]] = ..., governance: _Optional[_Union[GovernancePolicy, _Mapping]] = ..., hide_prelabels: _Optional[bool] = ..., lease_seconds: _Optional[int] = ..., budget: _Optional[_Union[CampaignBudget, _Mapping]] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    gold_probation_tasks: int
+    gold_probation_rate: float
+    def __init__(self, project: _Optional[str] = ..., version: _Optional[str] = ..., classes: _Optional[_Iterable[_Union[ClassDefinition, _Mapping]]] = ..., edge_cases: _Optional[_Iterable[_Union[EdgeCaseRuling, _Mapping]]] = ..., overlap: _Optional[_Union[OverlapPolicy, _Mapping]] = ..., consensus_threshold: _Optional[float] = ..., gold_rate: _Optional[float] = ..., gold_accuracy_threshold: _Optional[float] = ..., agreement: _Optional[_Union[AgreementPolicy, _Mapping]] = ..., active_learning: _Optional[_Union[ActiveLearningTrigger, _Mapping]] = ..., auto_accept: _Optional[_Union[AutoAcceptPolicy, _Mapping]] = ..., governance: _Optional[_Union[GovernancePolicy, _Mapping]] = ..., hide_prelabels: _Optional[bool] = ..., lease_seconds: _Optional[int] = ..., budget: _Optional[_Union[CampaignBudget, _Mapping]] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gold_probation_tasks: _Optional[int] = ..., gold_probation_rate: _Optional[float] = ...) -> None: ...
