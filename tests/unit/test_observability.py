@@ -34,3 +34,13 @@ def test_dashboard_covers_every_stage_and_is_well_formed() -> None:
             assert p["datasource"]["uid"] == "${datasource}"
     leaderboard = next(p for p in panels if "leaderboard" in p["title"])
     assert leaderboard["type"] == "table" and "strata_quality_gold_accuracy" in str(leaderboard)
+
+
+def test_the_embedded_stacks_default_ports_lie_below_the_ephemeral_range() -> None:
+    """Linux hands out 32768-60999 to outgoing connections: a listening default there
+    can be taken by some client's local port at the moment the stack starts."""
+    c = StackConfig()
+    n = len(SERVICES)
+    ports = [c.pg_port, c.kafka_port, c.prometheus_port]
+    ports += [c.grpc_base_port + i for i in range(n)] + [c.metrics_base_port + i for i in range(n)]
+    assert max(ports) < 32768 and len(set(ports)) == len(ports)

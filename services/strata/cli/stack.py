@@ -79,12 +79,15 @@ class StackConfig:
         "",
         "use this Kafka instead of starting the embedded broker",
     )
-    pg_port: int = setting("STRATA_PG_PORT", parse_port, 54329, "embedded Postgres port")
+    # Every default port lies below 32768, where Linux's ephemeral range (32768-60999)
+    # starts: an outgoing connection's local port there can hold a listening port at
+    # the moment the stack starts (`make demo` once failed on 50052 that way).
+    pg_port: int = setting("STRATA_PG_PORT", parse_port, 15432, "embedded Postgres port")
     kafka_port: int = setting("STRATA_KAFKA_PORT", parse_port, 19092, "embedded broker port")
     grpc_base_port: int = setting(
         "STRATA_GRPC_BASE_PORT",
         parse_port,
-        50051,
+        15051,
         "first service gRPC port; each service gets the next one",
     )
     metrics_base_port: int = setting(
