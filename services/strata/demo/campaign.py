@@ -259,6 +259,8 @@ class Campaign:
                     gateway_pb2.NextTaskRequest(project=self.s.project), metadata=md, timeout=10
                 )
                 if not reply.HasField("task"):
+                    if self.human_labels() >= self.s.label_budget:
+                        return  # nothing to give back, nothing more to label
                     self._stop.wait(max(0.05, reply.retry_after_ms / 1000.0))
                     continue
                 if self.human_labels() >= self.s.label_budget:
