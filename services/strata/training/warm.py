@@ -14,6 +14,7 @@ one worker) still go through Ray Train.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,6 +108,9 @@ class WarmTrainer:
 
         from strata.training import distributed  # noqa: F401
 
+    def ready(self) -> bool:
+        return True
+
     def train(
         self, plan: Any, storage: str, name: str, progress: Any | None
     ) -> list[dict[str, Any]]:
@@ -120,6 +124,23 @@ class WarmTrainer:
         session = WarmSession(CheckpointStore(storage, name), on_report)
         train_run(plan, session)
         return session.reports
+
+
+def wait_ready(actor: Any, timeout_s: float = 120.0) -> None:
+    """Return once the actor answers: after its process died, Ray takes a few seconds
+    to restart it, and a call meanwhile fails as unavailable (not as another death)."""
+    import ray
+    from ray.exceptions import ActorUnavailableError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            ray.get(actor.ready.remote())
+            return
+        except ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def train_warm(
@@ -139,6 +160,7 @@ def train_warm(
 
     failures = 0
     while True:
+        wait_ready(actor)
         try:
             return list(ray.get(actor.train.remote(plan, storage, name, progress)))
         except RayActorError as exc:
