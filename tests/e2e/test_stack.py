@@ -103,6 +103,12 @@ def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> N
     for mode in ("ranked", "random"):
         assert counters["sampler"].get(f'strata_sampler_batches_served_total{{mode="{mode}"}}')
     assert report["dead_letters"] == []
+    # The comparison at every budget the baseline passed through, on smoothed curves.
+    by_budget = report["comparison"]["by_budget"]
+    assert [row["baseline_labels"] for row in by_budget] == sorted(
+        p["human_labels"] for p in report["baseline"]["learning_curve"]
+    )
+    assert report["comparison"]["smoothed"] == by_budget[-1]
     assert report["active"]["depth_profiles"]["entropy_by_class"]
     assert report["active"]["traced_influences"]
     for page in ("report.html", "learning_curves.png", "annotator_ranking.png"):

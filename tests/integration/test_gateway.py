@@ -363,9 +363,18 @@ def test_gold_is_mixed_in_indistinguishably_and_prelabels_are_recorded(
         )
     )
     prediction.prediction.predicted_at.GetCurrentTime()
+    # An older model's prediction arriving later (same batch) does not replace it.
+    older = events_pb2.PredictionMade()
+    older.CopyFrom(prediction)
+    older.prediction.model_version, older.prediction.predicted_class = "m-6", "cat"
+    older.prediction.predicted_at.FromSeconds(prediction.prediction.predicted_at.seconds - 3600)
     produce(
         infra.bootstrap,
-        [*gold_events(project, 30, "dog"), make_event(PREDICTIONS, pool[0][0], prediction)],
+        [
+            *gold_events(project, 30, "dog"),
+            make_event(PREDICTIONS, pool[0][0], prediction),
+            make_event(PREDICTIONS, pool[0][0], older),
+        ],
     )
 
     def gold_loaded() -> bool:

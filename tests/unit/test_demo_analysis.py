@@ -11,6 +11,8 @@ from strata.demo.analysis import (
     majority,
     memorization_vs_corruption,
     observed_accuracy,
+    savings_by_budget,
+    trailing_mean,
 )
 from strata.demo.campaign import CurvePoint, Submitted
 
@@ -58,6 +60,35 @@ def test_labels_to_reach_takes_the_first_version_at_or_above() -> None:
     assert labels_to_reach(curve, 0.93) == 200
     assert labels_to_reach(curve, 0.95) == 300
     assert labels_to_reach(curve, 0.99) is None
+
+
+def curve(*points: tuple[int, float]) -> list[CurvePoint]:
+    return [CurvePoint(f"v{i}", n, a, 0.0, float(i)) for i, (n, a) in enumerate(points)]
+
+
+def test_trailing_mean_averages_each_version_with_the_ones_before() -> None:
+    points = curve((300, 0.9), (100, 0.6), (200, 0.9), (400, 0.6))
+    got = trailing_mean(points, 3)
+    assert [n for n, _ in got] == [100, 200, 300, 400]
+    expected = [0.6, 0.75, 0.8, 0.8]  # (0.6), (0.6+0.9)/2, (0.6+0.9+0.9)/3, (0.9+0.9+0.6)/3
+    assert all(math.isclose(a, e) for (_, a), e in zip(got, expected, strict=True))
+    assert trailing_mean(points, 1) == [(100, 0.6), (200, 0.9), (300, 0.9), (400, 0.6)]
+
+
+def test_savings_by_budget_matches_each_baseline_version_on_smoothed_curves() -> None:
+    # A lucky single active-learning model (0.95 at 200) does not count once smoothed.
+    active = curve((100, 0.80), (200, 0.95), (300, 0.90), (400, 0.94), (500, 0.96))
+    baseline = curve((200, 0.80), (400, 0.86), (600, 0.90), (800, 0.92), (1000, 0.99))
+    rows = savings_by_budget(active, baseline, window=3)
+    assert [r.baseline_labels for r in rows] == [200, 400, 600, 800, 1000]
+    # Smoothed baseline: 0.80, 0.83, 0.8533, 0.8933, 0.9367;
+    # smoothed active: 0.80, 0.875, 0.8833, 0.93, 0.9333.
+    assert [r.active_labels for r in rows] == [100, 200, 200, 400, None]
+    assert math.isclose(rows[2].baseline_accuracy, (0.80 + 0.86 + 0.90) / 3)
+    assert rows[0].share == 0.5 and rows[3].share == 0.5 and rows[-1].share is None
+    # Unsmoothed, the lucky model alone matches the baseline's 0.92 at 800.
+    raw = savings_by_budget(active, baseline, window=1)
+    assert [r.active_labels for r in raw] == [100, 200, 200, 200, None]
 
 
 def test_annotator_ranking_is_spearman_over_the_annotators_both_know() -> None:

@@ -97,10 +97,47 @@ def annotator_ranking(
 
 def labels_to_reach(curve: Sequence[CurvePoint], accuracy: float) -> int | None:
     """Human labels spent for the first model version at or above `accuracy`."""
-    for point in sorted(curve, key=lambda p: p.human_labels):
-        if point.test_accuracy >= accuracy - 1e-12:
-            return point.human_labels
-    return None
+    return first_reach(trailing_mean(curve, 1), accuracy)
+
+
+def trailing_mean(curve: Sequence[CurvePoint], window: int) -> list[tuple[int, float]]:
+    """(human labels, mean test accuracy of this version and the `window` - 1 before
+    it) in label order: one model's luck smoothed out. Early versions average what
+    there is."""
+    if window < 1:
+        raise ValueError("window must be at least 1")
+    pts = sorted(curve, key=lambda p: p.human_labels)
+    acc = [p.test_accuracy for p in pts]
+    return [
+        (p.human_labels, float(np.mean(acc[max(0, i - window + 1) : i + 1])))
+        for i, p in enumerate(pts)
+    ]
+
+
+def first_reach(points: Sequence[tuple[int, float]], accuracy: float) -> int | None:
+    """Labels at the first (labels, accuracy) point at or above `accuracy`."""
+    return next((n for n, a in points if a >= accuracy - 1e-12), None)
+
+
+@dataclass(frozen=True)
+class Saving:
+    baseline_labels: int  # what random sampling had spent
+    baseline_accuracy: float  # its smoothed accuracy there
+    active_labels: int | None  # what active learning spent to reach it (smoothed)
+
+    @property
+    def share(self) -> float | None:
+        return None if self.active_labels is None else self.active_labels / self.baseline_labels
+
+
+def savings_by_budget(
+    active: Sequence[CurvePoint], baseline: Sequence[CurvePoint], window: int = 3
+) -> list[Saving]:
+    """For each of the baseline's versions: had the budget ended there, the labels
+    active learning would have needed to match it, both curves smoothed over
+    `window` consecutive versions. The share depends on the budget; this shows how."""
+    smooth_active = trailing_mean(active, window)
+    return [Saving(n, a, first_reach(smooth_active, a)) for n, a in trailing_mean(baseline, window)]
 
 
 def memorization_vs_corruption(

@@ -47,10 +47,12 @@ class CampaignSettings:
     strategy: str = "margin"
     pool: int = 1000  # items imported into the pool
     gold: int = 100  # gold items (held out by training: it measures on them)
-    label_budget: int = 1500  # human labels the campaign may spend
-    # On the test split nobody labels: near what this model reaches on the whole pool,
-    # and at or above what random sampling reaches on the budget (0.96-0.98 over runs),
-    # so active learning does not stop before it matches the baseline's final model.
+    # Human labels the campaign may spend: random sampling labels about 780 of the 1000
+    # pool items with it, ending at 0.966-0.977 test accuracy over runs.
+    label_budget: int = 2000
+    # On the test split nobody labels: about what this model reaches on the whole pool,
+    # and at or above what random sampling reaches on the budget, so active learning
+    # does not stop before it matches the baseline's final model.
     target_accuracy: float = 0.98
     retrain_every: int = 12
     # Items per sampler batch; the gateway keeps about one batch of slots open, so what
@@ -58,7 +60,7 @@ class CampaignSettings:
     batch_size: int = 16
     overlap_min: int = 2
     overlap_max: int = 4
-    pace: float = 0.8  # each annotator waits pace x their seconds per label
+    pace: float = 0.6  # each annotator waits pace x their seconds per label
     max_seconds: float = 480.0
     seed: int = 0
     stop_at_target: bool = True  # a baseline spends its whole budget

@@ -118,6 +118,27 @@ def learning_curves(r: CampaignReport) -> bytes:
     return png(fig)
 
 
+def savings_plot(r: CampaignReport) -> bytes | None:
+    rows = [s for s in r.comparison.get("by_budget", []) if s["share"] is not None]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.plot([s["baseline_labels"] for s in rows], [100 * s["share"] for s in rows], "o-", ms=3)
+    ax.axhline(50, color="grey", linestyle=":", label="half of random's labels")
+    ax.set_ylim(0, max(110, 100 * max(s["share"] for s in rows) + 10))
+    ax.set_xlabel("random sampling's budget (human labels)")
+    ax.set_ylabel("active learning's labels (%)")
+    window = r.comparison.get("smoothing_window", 1)
+    ax.set_title(
+        "Labels active learning needs to match random sampling at each budget\n"
+        f"(both curves averaged over {window} consecutive models)",
+        fontsize=10,
+    )
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return png(fig)
+
+
 def ranking_plot(findings: dict[str, Any], title: str) -> bytes:
     rows = findings["annotator_ranking"]["by_estimate"]
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
@@ -183,6 +204,8 @@ def to_html(data: dict[str, Any], images: dict[str, bytes]) -> str:
     ]
     if "learning_curves.png" in images:
         parts.append(embedded_image("learning_curves.png", images["learning_curves.png"]))
+    if "savings_by_budget.png" in images:
+        parts.append(embedded_image("savings_by_budget.png", images["savings_by_budget.png"]))
     parts.append("<h2>Crowd: majority vote vs Dawid-Skene, against the truth</h2>")
     parts.append(
         _table(
@@ -260,6 +283,8 @@ def write(r: CampaignReport, crowd: list[Annotator], out_dir: Path) -> Path:
     images: dict[str, bytes] = {}
     if r.active.curve or r.baseline.curve:
         images["learning_curves.png"] = learning_curves(r)
+    if (savings := savings_plot(r)) is not None:
+        images["savings_by_budget.png"] = savings
     active = r.findings.get(r.active.settings.project)
     if active and active["annotator_ranking"]["by_estimate"]:
         images["annotator_ranking.png"] = ranking_plot(active, "Annotator ranking")

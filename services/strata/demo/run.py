@@ -16,7 +16,7 @@ import json
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,10 @@ from strata.v1 import events_pb2, quality_pb2_grpc, training_pb2, training_pb2_g
 
 SERVICES = ("sampler", "inference", "gateway", "quality", "training")
 BASELINE_PREFIX = "rnd-"
+# The report's second verdict averages this many consecutive models on both curves:
+# one model's test accuracy moves by up to 0.02 between versions (labels arrive,
+# training is seeded afresh), which the single-model verdict takes at face value.
+SMOOTHING = 3
 
 
 @dataclass(frozen=True)
@@ -370,6 +374,19 @@ def comparison(active: CampaignResult, baseline: CampaignResult) -> dict[str, An
             f" To reach the target {active.settings.target_accuracy}: {to_target} labels with "
             f"active learning, {base_to_target} at random ({to_target / base_to_target:.0%})."
         )
+    by_budget = analysis.savings_by_budget(active.curve, baseline.curve, SMOOTHING)
+    smoothed = by_budget[-1] if by_budget else None
+    if smoothed is not None:
+        verdict += (
+            f" Smoothed over {SMOOTHING} consecutive models on both sides: the baseline ends "
+            f"at {smoothed.baseline_accuracy:.3f}, "
+            + (
+                f"which active learning reached with {smoothed.active_labels} labels "
+                f"({smoothed.share:.0%})."
+                if smoothed.share is not None
+                else "which active learning did not reach."
+            )
+        )
     return {
         "verdict": verdict,
         "baseline_final_test_accuracy": reference,
@@ -379,6 +396,9 @@ def comparison(active: CampaignResult, baseline: CampaignResult) -> dict[str, An
         "target_accuracy": active.settings.target_accuracy,
         "active_labels_to_reach_target": to_target,
         "baseline_labels_to_reach_target": base_to_target,
+        "smoothing_window": SMOOTHING,
+        "smoothed": None if smoothed is None else {**asdict(smoothed), "share": smoothed.share},
+        "by_budget": [{**asdict(s), "share": s.share} for s in by_budget],
     }
 
 

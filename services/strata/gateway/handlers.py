@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from strata.common.consumer import Handler, HandlerContext
+from strata.common.consumer import BatchContext, Batched, HandlerContext, TopicHandler
 from strata.common.events import Event
 from strata.common.topics import (
     ANNOTATORS_STATUS,
@@ -43,11 +43,15 @@ class GatewayHandlers:
             routing.SerializeToString(),
         )
 
-    def on_prediction(self, ctx: HandlerContext, event: Event) -> None:
-        msg = event.message
-        assert isinstance(msg, events_pb2.PredictionMade)
-        if msg.prediction.item_id and msg.prediction.predicted_class:
-            store.save_prelabel(ctx.conn, msg.prediction)
+    def on_predictions(self, ctx: BatchContext, events: list[Event]) -> None:
+        """Pre-labels: the newest prediction per item, one statement per batch."""
+        predictions = []
+        for event in events:
+            msg = event.message
+            assert isinstance(msg, events_pb2.PredictionMade)
+            if msg.prediction.item_id and msg.prediction.predicted_class:
+                predictions.append(msg.prediction)
+        store.save_prelabels(ctx.conn, predictions)
 
     def on_consensus(self, ctx: HandlerContext, event: Event) -> None:
         msg = event.message
@@ -81,10 +85,10 @@ class GatewayHandlers:
             log.warning("status change for unknown annotator %s ignored", msg.annotator_id)
         self.auth.forget(msg.annotator_id)
 
-    def routes(self) -> dict[str, Handler]:
+    def routes(self) -> dict[str, TopicHandler]:
         return {
             ITEMS_IMPORTED.name: self.on_item_imported,
-            PREDICTIONS.name: self.on_prediction,
+            PREDICTIONS.name: Batched(self.on_predictions),
             LABELS_CONSENSUS.name: self.on_consensus,
             REVIEWS_REQUESTED.name: self.on_review,
             ANNOTATORS_STATUS.name: self.on_annotator_status,

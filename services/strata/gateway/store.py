@@ -636,24 +636,39 @@ def open_review(conn: Conn, item_id: str, project: str, routing: bytes, review_k
     return "opened" if cur.rowcount else "already open"
 
 
-def save_prelabel(conn: Conn, prediction: common_pb2.Prediction) -> None:
-    """Keep the newest prediction per item."""
-    conn.execute(
+def save_prelabels(conn: Conn, predictions: Sequence[common_pb2.Prediction]) -> int:
+    """Keep the newest prediction per item, in one statement for a batch of events
+    (inference re-scores the whole pool with each model). Returns rows written."""
+    newest: dict[str, common_pb2.Prediction] = {}
+    for p in predictions:
+        kept = newest.get(p.item_id)
+        if kept is None or _at(kept) <= _at(p):
+            newest[p.item_id] = p
+    if not newest:
+        return 0
+    rows = list(newest.values())
+    cur = conn.execute(
         "INSERT INTO prelabels (item_id, value, confidence, model_version, calibrated, "
-        "predicted_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (item_id) DO UPDATE SET "
+        "predicted_at) SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[], "
+        "%s::bool[], %s::timestamptz[]) ON CONFLICT (item_id) DO UPDATE SET "
         "value = EXCLUDED.value, confidence = EXCLUDED.confidence, "
         "model_version = EXCLUDED.model_version, calibrated = EXCLUDED.calibrated, "
         "predicted_at = EXCLUDED.predicted_at "
         "WHERE prelabels.predicted_at <= EXCLUDED.predicted_at",
         (
-            prediction.item_id,
-            prediction.predicted_class,
-            prediction.confidence,
-            prediction.model_version,
-            prediction.calibrated,
-            prediction.predicted_at.ToDatetime(tzinfo=UTC),
+            [p.item_id for p in rows],
+            [p.predicted_class for p in rows],
+            [p.confidence for p in rows],
+            [p.model_version for p in rows],
+            [p.calibrated for p in rows],
+            [_at(p) for p in rows],
         ),
     )
+    return cur.rowcount
+
+
+def _at(p: common_pb2.Prediction) -> datetime:
+    return p.predicted_at.ToDatetime(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
