@@ -458,6 +458,56 @@ def test_duplicates_inherit_their_canonical_items_label(sampler: Sampler, infra:
     assert copy.consensus.consensus_score == pytest.approx(0.97)
 
 
+def test_an_item_withdrawn_for_review_waits_for_the_reviewer_not_the_crowd(
+    sampler: Sampler, infra: Infra
+) -> None:
+    """Quality withdraws an accepted label for review (RELABEL): the item loses its value
+    and is not handed out again (quality waits for the reviewer and would only record
+    crowd labels); the reviewer's decision gives it its value back."""
+    project = f"s{uuid.uuid4().hex[:8]}"
+    rows = [
+        sampler_pb2.ImportRow(
+            line=i + 1, external_id=f"x{i}", content=common_pb2.ItemContent(text=text)
+        )
+        for i, text in enumerate(text_rows(6, random.Random(5)))
+    ]
+    assert import_rows(sampler.stub, project, rows).imported == 6
+    first = sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=1))
+    item = first.items[0].item.item_id
+
+    def consensus(status: int, value: str, reason: int = 0) -> None:
+        produce(
+            infra.bootstrap,
+            [
+                make_event(
+                    LABELS_CONSENSUS,
+                    item,
+                    events_pb2.ConsensusUpdated(
+                        routing=common_pb2.RoutingMetadata(reason=reason),
+                        consensus=common_pb2.ConsensusLabel(
+                            item_id=item, value=value, status=status, project=project
+                        ),
+                    ),
+                )
+            ],
+        )
+
+    def stored() -> tuple[str, str | None]:
+        with sampler.runtime.db.transaction() as conn:
+            return conn.execute(
+                "SELECT state, consensus_value FROM items WHERE item_id = %s", (item,)
+            ).fetchone()
+
+    consensus(common_pb2.CONSENSUS_STATUS_ACCEPTED, "cat")
+    wait_until(lambda: stored() == ("labeled", "cat"), 20, "the item labeled")
+    consensus(common_pb2.CONSENSUS_STATUS_NEEDS_REVIEW, "cat", common_pb2.ROUTING_REASON_RELABEL)
+    wait_until(lambda: stored() == ("labeled", None), 20, "the label withdrawn")
+    rest = sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=10))
+    assert len(rest.items) == 5 and item not in {i.item.item_id for i in rest.items}
+    consensus(common_pb2.CONSENSUS_STATUS_EXPERT, "dog")
+    wait_until(lambda: stored() == ("labeled", "dog"), 20, "the reviewer's decision")
+
+
 def test_images_are_deduplicated_exactly_and_near_across_replicas(
     sampler: Sampler, infra: Infra
 ) -> None:

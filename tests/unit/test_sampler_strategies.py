@@ -170,18 +170,15 @@ def test_a_chunk_of_near_copies_of_one_text_keeps_one_canonical_item() -> None:
     assert index.text.match(later, 0) is not None
 
 
-def _candidate(
-    i: int, uncertainty: float, *, spot: bool = False, relabel: bool = False
-) -> Candidate:
-    return Candidate(f"i{i}", uncertainty, i % 3, None, None, relabel, spot)
+def _candidate(i: int, uncertainty: float, *, spot: bool = False) -> Candidate:
+    return Candidate(f"i{i}", uncertainty, i % 3, None, None, spot)
 
 
 def test_spot_checks_go_out_first_but_take_at_most_half_the_batch() -> None:
     ranked = [_candidate(i, 1.0 - i / 100) for i in range(40)]
     spots = [_candidate(100 + i, 0.01, spot=True) for i in range(30)]
-    relabel = [_candidate(200, 0.5, relabel=True)]
     picked = choose(
-        relabel + spots + ranked,
+        spots + ranked,
         [],
         10,
         cold=False,
@@ -191,12 +188,11 @@ def test_spot_checks_go_out_first_but_take_at_most_half_the_batch() -> None:
         explore_fraction=0.0,
     )
     assert len(picked) == 10 and len({c.item_id for c in picked}) == 10
-    assert picked[0].reason == common_pb2.ROUTING_REASON_RELABEL
     checked = [c for c in picked if c.spot_check]
-    assert len(checked) == 5  # half of the 9 left after the relabel, rounded up
+    assert len(checked) == 5  # half of the batch
     assert all(c.reason == common_pb2.ROUTING_REASON_RANDOM_QA for c in checked)
     # The rest is the most uncertain of the ranked items.
-    rest = [c.item_id for c in picked if not c.spot_check and c.reason != picked[0].reason]
+    rest = [c.item_id for c in picked if not c.spot_check]
     assert set(rest) <= {f"i{i}" for i in range(10)}
 
 
@@ -231,12 +227,11 @@ def test_the_random_strategy_draws_uniformly_whatever_the_scores() -> None:
     assert abs(top / sum(counts.values()) - 0.25) < 0.03
 
 
-def test_the_random_strategy_serves_relabels_and_spot_checks_first_and_is_random_cold() -> None:
+def test_the_random_strategy_serves_spot_checks_first_and_is_random_cold() -> None:
     explore = [_candidate(i, 0.5) for i in range(100)]
-    spots = [_candidate(100 + i, 0.01, spot=True) for i in range(4)]
-    relabel = [_candidate(200, 0.5, relabel=True)]
+    spots = [_candidate(100 + i, 0.01, spot=True) for i in range(6)]
     picked = choose(
-        relabel + spots,
+        spots,
         explore,
         9,
         cold=False,
@@ -245,8 +240,8 @@ def test_the_random_strategy_serves_relabels_and_spot_checks_first_and_is_random
         rng=random.Random(0),
         uniform=True,
     )
-    assert [c.reason for c in picked[:1]] == [common_pb2.ROUTING_REASON_RELABEL]
-    assert sum(c.spot_check for c in picked) == 4  # half of the 8 left after the relabel
+    assert [c.spot_check for c in picked[:5]] == [True] * 5  # half of 9, rounded up
+    assert sum(c.spot_check for c in picked) == 5
     assert {c.item_id for c in picked[5:]} <= {c.item_id for c in explore}
     cold = choose(
         [],

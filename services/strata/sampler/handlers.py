@@ -74,7 +74,7 @@ class SamplerHandlers:
     def on_consensus(self, ctx: BatchContext, events: list[Event]) -> None:
         decided: dict[str, str] = {}
         model_labels: dict[str, common_pb2.ConsensusLabel] = {}
-        relabel: list[str] = []
+        withdrawn: list[str] = []
         for event in events:
             msg = event.message
             assert isinstance(msg, events_pb2.ConsensusUpdated)
@@ -88,9 +88,9 @@ class SamplerHandlers:
                 else:
                     model_labels.pop(c.item_id, None)
             elif msg.routing.reason == common_pb2.ROUTING_REASON_RELABEL:
-                relabel.append(c.item_id)
-        if relabel:
-            store.return_for_relabel(ctx.conn, relabel)
+                withdrawn.append(c.item_id)
+        if withdrawn:
+            store.withdraw_for_review(ctx.conn, withdrawn)
         labeled = store.mark_labeled(ctx.conn, decided)
         changed = store.relabel_decided(ctx.conn, decided)
         # Duplicates inherit their canonical item's label, recorded as propagated; when that

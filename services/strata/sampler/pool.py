@@ -567,8 +567,8 @@ def choose(
 
     `uniform` is the contract's `random` strategy, the baseline active learning is
     measured against: every item is drawn at random from `explore`, from the first
-    batch on, with no model, boost or diversity in the choice. Relabel requests and
-    auto-accept's spot checks still go first, whatever the strategy.
+    batch on, with no model, boost or diversity in the choice. Auto-accept's spot
+    checks still go first, whatever the strategy.
     """
     picked: list[Choice] = []
     taken: set[str] = set()
@@ -584,22 +584,14 @@ def choose(
         for i in select_batch(scores, emb, main):
             picked.append(Choice(pool[i].item_id, 0.0, common_pb2.ROUTING_REASON_DIVERSITY))
         return picked
-    relabel = [c for c in candidates if c.relabel]
-    for c in relabel[:main]:
-        picked.append(Choice(c.item_id, c.uncertainty or 0.0, common_pb2.ROUTING_REASON_RELABEL))
-        taken.add(c.item_id)
-    # Auto-accept's spot checks keep its precision honest: up to half of what is left.
-    spot = [c for c in candidates if c.spot_check and c.item_id not in taken]
-    for c in spot[: (main - len(picked) + 1) // 2]:
+    # Auto-accept's spot checks keep its precision honest: up to half of the batch.
+    spot = [c for c in candidates if c.spot_check]
+    for c in spot[: (main + 1) // 2]:
         picked.append(
             Choice(c.item_id, c.uncertainty or 0.0, common_pb2.ROUTING_REASON_RANDOM_QA, True)
         )
         taken.add(c.item_id)
-    scored = [
-        c
-        for c in candidates
-        if c.item_id not in taken and not c.relabel and c.uncertainty is not None
-    ]
+    scored = [c for c in candidates if c.item_id not in taken and c.uncertainty is not None]
     if scored and len(picked) < main and not uniform:
         unc = np.asarray([c.uncertainty for c in scored], dtype=float)
         predicted = np.asarray([c.predicted_class or 0 for c in scored], dtype=np.int64)

@@ -125,8 +125,8 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
             version = store.has_scores(conn, request.project)
             cold = version is None
             size = request.size
-            # The random strategy needs only relabel requests and spot checks from the
-            # ranking (they come first in it), and a wider random slice to draw from.
+            # The random strategy needs only spot checks from the ranking (they come
+            # first in it), and a wider random slice to draw from.
             uniform = contract is not None and contract.active_learning.strategy == "random"
             ranked = size if uniform else max(20 * size, 2000)
             candidates = [] if cold else store.ranked_candidates(conn, request.project, ranked)

@@ -183,7 +183,7 @@ def mark_labeled(
     )
     return conn.execute(
         "UPDATE items SET state = 'labeled', consensus_value = u.v, labeled_at = now(), "
-        "relabel = false, leased_by = NULL, lease_until = NULL, "
+        "leased_by = NULL, lease_until = NULL, "
         "propagated_from = u.f FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(i, v, f) "
         f"WHERE items.item_id = u.i AND items.state IN {states} "
         "RETURNING items.item_id, items.project",
@@ -220,10 +220,13 @@ def duplicates_of(conn: Conn, values: dict[str, str]) -> list[tuple[str, str, st
     ).fetchall()
 
 
-def return_for_relabel(conn: Conn, item_ids: Sequence[str]) -> int:
+def withdraw_for_review(conn: Conn, item_ids: Sequence[str]) -> int:
+    """Quality withdrew these items' labels for a reviewer's decision (RELABEL): they
+    keep out of the pool, with no value, until the decision comes (`relabel_decided`).
+    The crowd is not asked again: quality waits for the review and would only record
+    their labels, not use them."""
     cur = conn.execute(
-        "UPDATE items SET state = 'pool', relabel = true, consensus_value = NULL, "
-        "labeled_at = NULL WHERE item_id = ANY(%s) AND state = 'labeled'",
+        "UPDATE items SET consensus_value = NULL WHERE item_id = ANY(%s) AND state = 'labeled'",
         (list(item_ids),),
     )
     return cur.rowcount
@@ -294,19 +297,18 @@ class Candidate:
     predicted_class: int | None
     embedding: list[float] | None
     vector: list[float] | None
-    relabel: bool
     spot_check: bool = False
 
 
-_CANDIDATE_COLUMNS = "item_id, uncertainty, predicted_class, embedding, vector, relabel, spot_check"
+_CANDIDATE_COLUMNS = "item_id, uncertainty, predicted_class, embedding, vector, spot_check"
 
 
 def ranked_candidates(conn: Conn, project: str, limit: int) -> list[Candidate]:
-    """The most uncertain scored pool items (relabel requests and spot checks first)."""
+    """The most uncertain scored pool items (spot checks first)."""
     rows = conn.execute(
         f"SELECT {_CANDIDATE_COLUMNS} FROM items WHERE project = %s AND state = 'pool' "
-        "AND (uncertainty IS NOT NULL OR relabel) "
-        "ORDER BY relabel DESC, spot_check DESC, uncertainty DESC NULLS LAST LIMIT %s",
+        "AND uncertainty IS NOT NULL "
+        "ORDER BY spot_check DESC, uncertainty DESC NULLS LAST LIMIT %s",
         (project, limit),
     ).fetchall()
     return [Candidate(*r) for r in rows]
