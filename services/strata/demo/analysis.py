@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -128,6 +128,9 @@ class Saving:
     @property
     def share(self) -> float | None:
         return None if self.active_labels is None else self.active_labels / self.baseline_labels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "share": self.share}
 
 
 def savings_by_budget(

@@ -16,7 +16,7 @@ import json
 import threading
 import time
 import urllib.request
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -397,8 +397,8 @@ def comparison(active: CampaignResult, baseline: CampaignResult) -> dict[str, An
         "active_labels_to_reach_target": to_target,
         "baseline_labels_to_reach_target": base_to_target,
         "smoothing_window": SMOOTHING,
-        "smoothed": None if smoothed is None else {**asdict(smoothed), "share": smoothed.share},
-        "by_budget": [{**asdict(s), "share": s.share} for s in by_budget],
+        "smoothed": None if smoothed is None else smoothed.to_dict(),
+        "by_budget": [s.to_dict() for s in by_budget],
     }
 
 
@@ -436,12 +436,13 @@ def demo(endpoints: Endpoints, p: Plan, out_dir: Path, status: StatusLine) -> in
         findings[result.settings.project] = project_findings(result, got, kinds)
     counters, unreadable = service_counters(endpoints)
     dlq = dead_letters(endpoints.kafka_bootstrap)
+    compared = comparison(active, baseline)
     page = report.write(
         report.CampaignReport(
             active=active,
             baseline=baseline,
             findings=findings,
-            comparison=comparison(active, baseline),
+            comparison=compared,
             counters=counters,
             unreadable_metrics=unreadable,
             dead_letters=dlq,
@@ -453,8 +454,7 @@ def demo(endpoints: Endpoints, p: Plan, out_dir: Path, status: StatusLine) -> in
         f"Active learning ({active.settings.strategy}): final test accuracy "
         f"{active.final_accuracy:.3f} after {active.human_labels} human labels "
         f"({active.stopped_because}); random baseline: {baseline.final_accuracy:.3f} after "
-        f"{baseline.human_labels} ({baseline.stopped_because}). "
-        + comparison(active, baseline)["verdict"]
+        f"{baseline.human_labels} ({baseline.stopped_because}). " + compared["verdict"]
     )
     blocked = sorted(set(active.blocked) | set(baseline.blocked))
     status.say(f"Blocked by quality: {', '.join(blocked) or 'none'}; dead letters: {len(dlq)}")
