@@ -24,8 +24,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check services tests bench
 	$(VENV)/bin/mypy
 
+# Two xdist workers: most tests wait on the broker, Postgres or gRPC, so two at a time fit on
+# 2 cores; tests marked ONE_RAY_AT_A_TIME (tests/marks.py) stay on one worker, in turn. One
+# torch thread per process, or the two workers' training tests fight over the cores.
 test: $(STAMP)
-	$(PY) -m pytest tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests -n 2 --dist loadgroup
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit

@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 from strata.common.topics import ALL_TOPICS
 
+from ..marks import ONE_RAY_AT_A_TIME
 from .support import env_for, read_until, run_strata, start_up
 
 
@@ -63,6 +64,7 @@ def test_up_names_the_variable_when_a_port_is_taken(tmp_path: Path) -> None:
     assert f"127.0.0.1:{port}" in result.stderr and "STRATA_KAFKA_PORT" in result.stderr
 
 
+@ONE_RAY_AT_A_TIME  # the demo trains on the training service's local Ray
 def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> None:
     result = run_strata(tmp_path, env_for(tmp_path), "demo", "--fast", timeout_s=300)
     assert result.returncode == 0, result.stdout + result.stderr

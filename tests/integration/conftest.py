@@ -48,14 +48,22 @@ def start_broker(home: Path) -> EmbeddedBroker:
 
 
 @pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
-    home = tmp_path_factory.mktemp("infra")
-    postgres = EmbeddedPostgres(home / "pgdata", free_port())
-    postgres.start()
-    broker = start_broker(home)
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    pg = EmbeddedPostgres(tmp_path_factory.mktemp("postgres") / "pgdata", free_port())
+    pg.start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="module")
+def infra(postgres: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    """Postgres for the whole run; a broker per test module. Services' consumer groups are
+    new in every test and read their topics from the start, so a broker shared by the
+    whole run would have each later test wade through every earlier module's events (the
+    gateway scale test alone leaves thousands)."""
+    broker = start_broker(tmp_path_factory.mktemp("broker"))
     yield Infra(postgres, broker)
     broker.stop()
-    postgres.stop()
 
 
 def unique_service(prefix: str) -> str:

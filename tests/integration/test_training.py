@@ -18,10 +18,13 @@ from strata.common.topics import (
 from strata.models import artifact
 from strata.v1 import common_pb2, events_pb2, training_pb2
 
+from ..marks import ONE_RAY_AT_A_TIME
 from .conftest import Infra, produce, read_topic, wait_until
 from .inference_support import digits, features, item_events
 from .test_inference import contract
 from .training_support import consensus_events, training_stack, wait_run
+
+pytestmark = ONE_RAY_AT_A_TIME
 
 Code = grpc.StatusCode
 

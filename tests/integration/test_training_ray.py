@@ -20,6 +20,10 @@ from strata.training.distributed import (
     state_bytes,
 )
 
+from ..marks import ONE_RAY_AT_A_TIME
+
+pytestmark = ONE_RAY_AT_A_TIME
+
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
