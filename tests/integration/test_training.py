@@ -163,16 +163,16 @@ def test_bad_requests_are_refused_a_dead_worker_resumes_and_runs_queue(
     infra: Infra, tmp_path: Path
 ) -> None:
     x, y = digits()
-    project, small, one_class, deep_policy = (f"b{uuid.uuid4().hex[:8]}" for _ in range(4))
+    project, small, one_class, deep_policy, other = (f"b{uuid.uuid4().hex[:8]}" for _ in range(5))
     with training_stack(
         infra, tmp_path, fault_crash_at_epoch=2, max_failures=1, epochs=3, checkpoint_every_s=0.0
     ) as s:
         admin = s.gateway.admin
         annotator = s.gateway.annotator("ann")
-        for p in (project, small, one_class):
+        for p in (project, small, one_class, other):
             s.gateway.load_contract(contract(p))
         s.gateway.load_contract(contract(deep_policy, governance="{rules: [{depth: 5}]}"))
-        wait_until(lambda: contracts_stored(s.training) >= 4, 30, "contracts received")
+        wait_until(lambda: contracts_stored(s.training) >= 5, 30, "contracts received")
 
         def refused(
             request: training_pb2.StartRunRequest, metadata: object = admin
@@ -212,10 +212,17 @@ def test_bad_requests_are_refused_a_dead_worker_resumes_and_runs_queue(
         label(one_class, range(0, 30), ["3"] * 30)
         label(deep_policy, range(0, 40), [str(v) for v in y[:40]])
         label(project, range(0, 200), [str(v) for v in y[:200]])
+        label(other, range(0, 60), [str(v) for v in y[:60]])
         # A consensus score outside [0, 1] is dead-lettered and counts for nothing.
         bad = consensus_events(project, [f"{project}-bad"], ["1"], [1.5], [["a"]])
         produce(infra.bootstrap, bad)
-        for p, count in ((small, 5), (one_class, 30), (deep_policy, 40), (project, 200)):
+        for p, count in (
+            (small, 5),
+            (one_class, 30),
+            (deep_policy, 40),
+            (project, 200),
+            (other, 60),
+        ):
             wait_until(lambda p=p, count=count: labels_stored(s.training, p) == count, 60, p)
 
         err = refused(training_pb2.StartRunRequest(project=small))
@@ -236,8 +243,9 @@ def test_bad_requests_are_refused_a_dead_worker_resumes_and_runs_queue(
             s.stub.GetRun(training_pb2.GetRunRequest(run_id=str(uuid.uuid4())))
         assert get_err.value.code() == Code.NOT_FOUND
 
-        # Two runs asked for at once: the second waits its turn. The first loses a
-        # worker at epoch 2 and resumes from its epoch-1 checkpoint.
+        # Two runs of a project asked for at once: the second waits its turn. The first
+        # loses a worker at epoch 2 and resumes from its epoch-1 checkpoint. Another
+        # project's run trains beside it meanwhile (on a warm actor).
         first = s.stub.StartRun(
             training_pb2.StartRunRequest(project=project, num_workers=2), metadata=admin
         )
@@ -247,6 +255,9 @@ def test_bad_requests_are_refused_a_dead_worker_resumes_and_runs_queue(
         )
         assert first.state == second.state == training_pb2.RUN_STATE_QUEUED
         assert second.runs_ahead == 1
+        beside = s.stub.StartRun(
+            training_pb2.StartRunRequest(project=other, num_workers=1, epochs=1), metadata=admin
+        )
         a = wait_run(s.stub, first.run_id)
         assert a.state == training_pb2.RUN_STATE_SUCCEEDED, a.error
         assert a.resumed_from_checkpoint and a.epoch == 3 and a.model_version == "v1"
@@ -254,6 +265,9 @@ def test_bad_requests_are_refused_a_dead_worker_resumes_and_runs_queue(
         assert b.state == training_pb2.RUN_STATE_SUCCEEDED, b.error
         assert not b.resumed_from_checkpoint and b.model_version == "v2"
         assert b.started_at.ToDatetime() >= a.finished_at.ToDatetime()
+        c = wait_run(s.stub, beside.run_id)
+        assert c.state == training_pb2.RUN_STATE_SUCCEEDED, c.error
+        assert c.model_version == "v1" and c.started_at.ToDatetime() < a.finished_at.ToDatetime()
 
         dead = read_topic(
             infra.bootstrap,

@@ -41,6 +41,7 @@ def build(config: ServiceConfig, training: TrainingConfig | None = None) -> Serv
     rt.add_consumer(TrainingHandlers(contracts, metrics, t).routes())
     executor = RunExecutor(rt.db, config.pg_dsn, contracts, metrics, t)
     rt.add_background("runs", executor.run)
+    rt.add_background("run-heartbeat", executor.heartbeat)
     return rt
 
 

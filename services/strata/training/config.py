@@ -116,6 +116,22 @@ class TrainingConfig:
         "a run checkpoints (and reports progress) once this long has passed since its "
         "last checkpoint, and after its last epoch; 0: every epoch",
     )
+    concurrent_runs: int = setting(
+        "STRATA_TRAINING_CONCURRENT_RUNS",
+        parse_int(1, 64),
+        2,
+        "runs this process trains at once, each of another project (a project's runs "
+        "always train one after another); one-worker runs each get a warm actor of their "
+        "own, data-parallel runs take Ray's CPUs one run at a time",
+    )
+    run_lease_s: float = setting(
+        "STRATA_TRAINING_RUN_LEASE_S",
+        parse_float(5.0, 86_400.0),
+        60.0,
+        "a running run whose process has not heartbeaten it for this long is queued again "
+        "(another replica resumes it from its checkpoint); the process heartbeats every "
+        "quarter of it",
+    )
     poll_s: float = setting(
         "STRATA_TRAINING_POLL_S",
         parse_float(0.05, 60.0),

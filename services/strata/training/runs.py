@@ -1,19 +1,24 @@
 """Runs: queued in Postgres, trained on Ray, published through the outbox.
 
-One loop per process takes the oldest queued run of a project with nothing
-running (replicas share the queue; a project trains one run at a time), trains
-it on Ray (a data-parallel run with `TorchTrainer`, a one-worker run on the
-process's warm actor, `strata.training.warm`; either checkpoints as it goes, and a
-worker that dies is restarted from the last checkpoint), then measures the model
+`concurrent_runs` loops per process each take the oldest queued run of a
+project with nothing running (replicas share the queue; a project trains one run
+at a time, so two projects' runs train side by side, not one after the other),
+train it on Ray (a data-parallel run with `TorchTrainer`, one at a time per
+process; a one-worker run on the loop's own warm actor, `strata.training.warm`;
+either checkpoints as it goes, and a worker that dies is restarted from the last
+checkpoint), then measure the model
 on held-out gold, computes depth profiles and memorization flags, and in one
 transaction records the model, the influence ledger, profiles, flags and TracIn
 checkpoints, and enqueues `strata.models.published` and
-`strata.training.feedback`.
+`strata.training.feedback`. A claimed run carries its process's name and a
+heartbeat; a run whose process stopped heartbeating is queued again and resumes
+from its checkpoint wherever it is claimed next.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -168,31 +173,71 @@ class RunExecutor:
         contracts: ContractCache,
         metrics: TrainingMetrics,
         config: TrainingConfig,
+        owner: str = "",
     ) -> None:
         self.db = db
         self.dsn = dsn
         self.contracts = contracts
         self.metrics = metrics
         self.config = config
+        # Whose runs these are: the host name, which a container restarted in the same
+        # Kubernetes pod keeps (it takes its cut-off runs back at once).
+        self.owner = owner or socket.gethostname()
+        self._ray_lock = threading.Lock()
         self._ray_ready = False
-        self._warm: Any = None  # the WarmTrainer actor, started with the first warm run
+        self._warm: dict[int, Any] = {}  # loop -> its WarmTrainer actor, from its first warm run
+        # Data-parallel runs ask Ray for num_workers CPUs each: one at a time per process,
+        # so two never wait on each other's placement groups until Ray gives up on one.
+        self._data_parallel = threading.Lock()
 
     def run(self, stop: threading.Event) -> None:
         with self.db.transaction() as conn:
             for project, at in store.last_published(conn).items():
                 self.metrics.published.labels(project=project).set(at.timestamp())
-            for run_id in store.requeue_running(conn):
+            for run_id in store.requeue_running(conn, self.owner, self.config.run_lease_s):
                 log.warning(
                     "run %s was cut off; queued again to resume from its checkpoint", run_id
                 )
-        # Ray is started before the first run is asked for, while the machine is quiet.
+        # Ray, and each loop's warm actor (a process that imports torch), start before the
+        # first run is asked for, while the machine is quiet: the first model of a project
+        # does not wait for them.
         try:
             self._ensure_ray()
+            if self.config.single_worker == "warm":
+                for loop in range(self.config.concurrent_runs):
+                    self._warm.setdefault(loop, start_warm_trainer())
         except RayUnavailable as exc:
             log.error("%s; runs wait in the queue until it starts", exc)
+        loops = [
+            threading.Thread(target=self._serve, args=(stop, i), name=f"runs-{i}", daemon=True)
+            for i in range(1, self.config.concurrent_runs)
+        ]
+        for t in loops:
+            t.start()
+        self._serve(stop, 0)
+        for t in loops:
+            t.join()
+
+    def heartbeat(self, stop: threading.Event) -> None:
+        """Keeps this process's running runs claimed, and queues again the runs of a
+        process that stopped heartbeating (they resume from their checkpoints)."""
+        while not stop.wait(self.config.run_lease_s / 4):
+            try:
+                with self.db.transaction() as conn:
+                    store.heartbeat(conn, self.owner)
+                    for run_id in store.requeue_running(conn, None, self.config.run_lease_s):
+                        log.warning(
+                            "run %s: its process stopped heartbeating; queued again to resume "
+                            "from its checkpoint",
+                            run_id,
+                        )
+            except psycopg.Error as exc:  # Postgres away: the next beat tries again
+                log.warning("run heartbeat failed: %s", exc)
+
+    def _serve(self, stop: threading.Event, loop: int) -> None:
         while not stop.is_set():
             with self.db.transaction() as conn:
-                claimed = store.claim_next_run(conn)
+                claimed = store.claim_next_run(conn, self.owner)
                 queued = conn.execute("SELECT count(*) FROM runs WHERE state = 'queued'").fetchone()
             self.metrics.queued.set(int(queued[0]) if queued else 0)
             if claimed is None:
@@ -206,12 +251,12 @@ class RunExecutor:
                     store.requeue(conn, claimed.run_id)
                 stop.wait(self.RAY_RETRY_S)
                 continue
-            self.execute(claimed)
+            self.execute(claimed, loop)
 
-    def execute(self, run: store.RunRow) -> None:
+    def execute(self, run: store.RunRow, loop: int = 0) -> None:
         self.metrics.running.inc()
         try:
-            self._train(run)
+            self._train(run, loop)
             self.metrics.runs.labels(outcome="succeeded").inc()
         except RunRejected as exc:
             log.warning("run %s (%s) not trained: %s", run.run_id, run.project, exc)
@@ -233,6 +278,10 @@ class RunExecutor:
     def _ensure_ray(self) -> None:
         """Start (or reach) Ray; a start that times out on a busy machine is tried again.
         Raises RayUnavailable when every attempt failed."""
+        with self._ray_lock:
+            self._start_ray()
+
+    def _start_ray(self) -> None:
         if self._ray_ready:
             return
         import os
@@ -266,11 +315,11 @@ class RunExecutor:
                     "Ray did not start (attempt %d of %d): %s", attempt, self.RAY_ATTEMPTS, exc
                 )
                 ray.shutdown()
-                self._warm = None
+                self._warm.clear()
                 time.sleep(self.RAY_RETRY_S * attempt)
         raise RayUnavailable(f"Ray is unavailable after {self.RAY_ATTEMPTS} attempts: {last}")
 
-    def _train(self, run: store.RunRow) -> None:
+    def _train(self, run: store.RunRow, loop: int) -> None:
         contract = self.contracts.current(run.project)
         if contract is None:
             raise RunRejected(f"project {run.project!r} has no labeling contract here yet")
@@ -297,7 +346,7 @@ class RunExecutor:
             crash_at_epoch=run.crash_at_epoch,
         )
         began = time.monotonic()
-        outputs = self._fit(run, plan)
+        outputs = self._fit(run, plan, loop)
         log.info(
             "run %s (%s): %d labels, %d epochs on %d workers in %.1f s",
             run.run_id,
@@ -309,11 +358,15 @@ class RunExecutor:
         )
         self._publish(run, data, gold, outputs, contract)
 
-    def _fit(self, run: store.RunRow, plan: TrainPlan) -> RunOutputs:
+    def _fit(self, run: store.RunRow, plan: TrainPlan, loop: int) -> RunOutputs:
         """Train `plan` on Ray; the last checkpoint's outputs."""
         self._ensure_ray()
         if run.num_workers == 1 and self.config.single_worker == "warm":
-            return self._fit_warm(run, plan)
+            return self._fit_warm(run, plan, loop)
+        with self._data_parallel:
+            return self._fit_data_parallel(run, plan)
+
+    def _fit_data_parallel(self, run: store.RunRow, plan: TrainPlan) -> RunOutputs:
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
 
@@ -339,11 +392,11 @@ class RunExecutor:
         with result.checkpoint.as_directory() as directory:
             return read_outputs(Path(directory))
 
-    def _fit_warm(self, run: store.RunRow, plan: TrainPlan) -> RunOutputs:
-        """A one-worker run on the warm actor; when its process dies, Ray restarts it
-        and the run resumes from its last checkpoint, up to `max_failures` times."""
-        if self._warm is None:
-            self._warm = start_warm_trainer()
+    def _fit_warm(self, run: store.RunRow, plan: TrainPlan, loop: int) -> RunOutputs:
+        """A one-worker run on the loop's warm actor; when its process dies, Ray restarts
+        it and the run resumes from its last checkpoint, up to `max_failures` times."""
+        if loop not in self._warm:
+            self._warm[loop] = start_warm_trainer()
         name = f"run-{run.run_id}"
 
         def died(failures: int, exc: Exception) -> None:
@@ -358,7 +411,7 @@ class RunExecutor:
             )
 
         reports = train_warm(
-            self._warm,
+            self._warm[loop],
             plan,
             self.config.ray_storage,
             name,

@@ -194,32 +194,52 @@ def queued_run(conn: Conn, project: str) -> str | None:
     return str(row[0]) if row else None
 
 
-def claim_next_run(conn: Conn) -> RunRow | None:
-    """The oldest queued run of a project with nothing running, now RUNNING."""
+# Claims take this transaction-scoped advisory lock, one after another: a claim that ran
+# beside another could see the other's run of the same project still queued, and fail
+# on runs_one_running when the other commits.
+CLAIM_LOCK = 0x5472_6169_6E43  # "TrainC"
+
+
+def claim_next_run(conn: Conn, owner: str) -> RunRow | None:
+    """The oldest queued run of a project with nothing running, now RUNNING and `owner`'s."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK,))
     row = conn.execute(
-        f"UPDATE runs SET state = 'running', started_at = coalesce(started_at, now()) "
+        f"UPDATE runs SET state = 'running', started_at = coalesce(started_at, now()), "
+        f"owner = %s, heartbeat_at = now() "
         f"WHERE run_id = (SELECT q.run_id FROM runs q WHERE q.state = 'queued' AND NOT EXISTS "
         f"  (SELECT 1 FROM runs r WHERE r.project = q.project AND r.state = 'running') "
         f"  ORDER BY q.requested_at LIMIT 1 FOR UPDATE SKIP LOCKED) "
-        f"RETURNING {RUN_COLUMNS}"
+        f"RETURNING {RUN_COLUMNS}",
+        (owner,),
     ).fetchone()
     return _run(row) if row else None
 
 
-def requeue_running(conn: Conn) -> list[str]:
-    """Runs left RUNNING by a process that died: queued again (they resume from their
-    last checkpoint)."""
+def heartbeat(conn: Conn, owner: str) -> int:
+    """`owner` is alive: its running runs stay claimed. How many it holds."""
+    return conn.execute(
+        "UPDATE runs SET heartbeat_at = now() WHERE state = 'running' AND owner = %s", (owner,)
+    ).rowcount
+
+
+def requeue_running(conn: Conn, owner: str | None, stale_s: float) -> list[str]:
+    """Runs left RUNNING by a process that died, queued again (they resume from their
+    last checkpoint): `owner`'s own at once (it is starting again), any other once its
+    heartbeat is `stale_s` old."""
     return [
         str(r[0])
         for r in conn.execute(
-            "UPDATE runs SET state = 'queued' WHERE state = 'running' RETURNING run_id"
+            "UPDATE runs SET state = 'queued', owner = NULL WHERE state = 'running' AND "
+            "(owner IS NOT DISTINCT FROM %s OR heartbeat_at IS NULL "
+            " OR heartbeat_at < now() - make_interval(secs => %s)) RETURNING run_id",
+            (owner, stale_s),
         )
     ]
 
 
 def requeue(conn: Conn, run_id: str) -> None:
     """A claimed run that could not start (its compute was not there): back in the queue."""
-    conn.execute("UPDATE runs SET state = 'queued' WHERE run_id = %s", (run_id,))
+    conn.execute("UPDATE runs SET state = 'queued', owner = NULL WHERE run_id = %s", (run_id,))
 
 
 def run(conn: Conn, run_id: str) -> RunRow | None:

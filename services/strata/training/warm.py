@@ -175,8 +175,8 @@ def train_warm(
 def start_warm_trainer() -> Any:
     """A WarmTrainer actor of this Ray job, restarted by Ray whenever its process dies.
 
-    It asks Ray for no CPU: a training process runs one run at a time, so it never
-    trains while a Ray Train run of the same process holds the CPUs."""
+    It asks Ray for no CPU, so it never waits for a data-parallel run of the process's
+    other run loop that holds Ray's CPUs: the two runs share the machine's cores."""
     import ray
 
     return ray.remote(num_cpus=0, max_restarts=-1)(WarmTrainer).remote()
