@@ -39,6 +39,9 @@ def test_a_run_stays_with_the_process_that_heartbeats_it_and_a_silent_ones_is_qu
         conn.execute("UPDATE runs SET heartbeat_at = now() - interval '2 minutes'")
         assert store.heartbeat(conn, "pod-b") == 1
         assert store.requeue_running(conn, None, 60) == [a]
+        # pod-a comes back to publish: the run is no longer its own. pod-b's still is.
+        assert not store.holds(conn, a, "pod-a") and store.holds(conn, b, "pod-b")
+        assert not store.holds(conn, b, "pod-a")
         # A process that starts again (a container restarted in its pod) takes its own
         # runs back at once, heartbeat or not.
         assert store.requeue_running(conn, "pod-b", 60) == [b]

@@ -7,12 +7,13 @@ train it on Ray (a data-parallel run with `TorchTrainer`, one at a time per
 process; a one-worker run on the loop's own warm actor, `strata.training.warm`;
 either checkpoints as it goes, and a worker that dies is restarted from the last
 checkpoint), then measure the model
-on held-out gold, computes depth profiles and memorization flags, and in one
-transaction records the model, the influence ledger, profiles, flags and TracIn
-checkpoints, and enqueues `strata.models.published` and
+on held-out gold, compute depth profiles and memorization flags, and in one
+transaction record the model, the influence ledger, profiles, flags and TracIn
+checkpoints, and enqueue `strata.models.published` and
 `strata.training.feedback`. A claimed run carries its process's name and a
 heartbeat; a run whose process stopped heartbeating is queued again and resumes
-from its checkpoint wherever it is claimed next.
+from its checkpoint wherever it is claimed next, and the process that lost it
+neither publishes nor fails it.
 """
 
 from __future__ import annotations
@@ -161,6 +162,11 @@ def _progress_callback(dsn: str, schema: str, run_id: str) -> Any:
     return _Callback()
 
 
+class RunLost(Exception):
+    """The run was queued again while this process trained it (its heartbeat lapsed):
+    another process resumes it, and this one neither publishes nor fails it."""
+
+
 class RayUnavailable(Exception):
     """Ray could not be started or reached: the run waits in the queue, it does not fail."""
 
@@ -185,7 +191,7 @@ class RunExecutor:
         self.owner = owner or socket.gethostname()
         self._ray_lock = threading.Lock()
         self._ray_ready = False
-        self._warm: dict[int, Any] = {}  # loop -> its WarmTrainer actor, from its first warm run
+        self._warm: dict[int, Any] = {}  # loop -> its WarmTrainer actor
         # Data-parallel runs ask Ray for num_workers CPUs each: one at a time per process,
         # so two never wait on each other's placement groups until Ray gives up on one.
         self._data_parallel = threading.Lock()
@@ -261,6 +267,9 @@ class RunExecutor:
         except RunRejected as exc:
             log.warning("run %s (%s) not trained: %s", run.run_id, run.project, exc)
             self._fail(run, str(exc), "rejected")
+        except RunLost as exc:
+            log.warning("run %s (%s): %s", run.run_id, run.project, exc)
+            self.metrics.runs.labels(outcome="lost").inc()
         except Exception as exc:  # the run fails; the service goes on
             log.exception("run %s (%s) failed", run.run_id, run.project)
             self._fail(run, f"{type(exc).__name__}: {exc}", "failed")
@@ -269,7 +278,16 @@ class RunExecutor:
 
     def _fail(self, run: store.RunRow, error: str, outcome: str) -> None:
         with self.db.transaction() as conn:
-            store.fail_run(conn, run.run_id, error)
+            held = store.holds(conn, run.run_id, self.owner)
+            if held:
+                store.fail_run(conn, run.run_id, error)
+        if not held:
+            log.warning(
+                "run %s (%s) was queued again elsewhere while it failed here; left to it",
+                run.run_id,
+                run.project,
+            )
+            outcome = "lost"
         self.metrics.runs.labels(outcome=outcome).inc()
 
     RAY_ATTEMPTS = 3
@@ -514,6 +532,8 @@ class RunExecutor:
         flag_rows.sort(key=lambda f: (-f.score, f.label_id))  # the order DepthProfile serves
         now = datetime.now(UTC)
         with self.db.transaction(timeout=60.0) as conn:
+            if not store.holds(conn, run.run_id, self.owner):
+                raise RunLost("queued again elsewhere while it trained here; not published")
             seq = store.next_model_seq(conn, run.project)
             version = f"v{seq}"
             store.record_model(

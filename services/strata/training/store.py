@@ -264,6 +264,17 @@ def record_progress(
     )
 
 
+def holds(conn: Conn, run_id: str, owner: str) -> bool:
+    """Whether `owner` still holds the running run, which stays locked until the
+    transaction ends. A run queued again after its lease ran out is no longer the first
+    owner's to publish or fail: another process may be training it."""
+    row = conn.execute(
+        "SELECT 1 FROM runs WHERE run_id = %s AND state = 'running' AND owner = %s FOR UPDATE",
+        (run_id, owner),
+    ).fetchone()
+    return row is not None
+
+
 def fail_run(conn: Conn, run_id: str, error: str) -> None:
     conn.execute(
         "UPDATE runs SET state = 'failed', error = %s, finished_at = now() WHERE run_id = %s",
