@@ -20,13 +20,7 @@ from strata.gateway.contract import parse_contract
 from strata.v1 import events_pb2
 
 from ..marks import ONE_RAY_AT_A_TIME
-from .conftest import (
-    kit_service_env,
-    produce,
-    read_topic,
-    start_broker,
-    wait_until,
-)
+from .conftest import kit_service_env, produce, read_topic, start_broker, wait_until
 from .inference_support import digits, item_events
 from .test_inference import contract
 from .training_support import consensus_events

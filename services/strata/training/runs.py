@@ -211,7 +211,7 @@ class RunExecutor:
             self._ensure_ray()
             if self.config.single_worker == "warm":
                 for loop in range(self.config.concurrent_runs):
-                    self._warm.setdefault(loop, start_warm_trainer())
+                    self._warm_actor(loop)
         except RayUnavailable as exc:
             log.error("%s; runs wait in the queue until it starts", exc)
         loops = [
@@ -259,7 +259,7 @@ class RunExecutor:
                 continue
             self.execute(claimed, loop)
 
-    def execute(self, run: store.RunRow, loop: int = 0) -> None:
+    def execute(self, run: store.RunRow, loop: int) -> None:
         self.metrics.running.inc()
         try:
             self._train(run, loop)
@@ -410,11 +410,15 @@ class RunExecutor:
         with result.checkpoint.as_directory() as directory:
             return read_outputs(Path(directory))
 
+    def _warm_actor(self, loop: int) -> Any:
+        """The loop's WarmTrainer actor, started on first use (Ray restarts its process)."""
+        if loop not in self._warm:
+            self._warm[loop] = start_warm_trainer()
+        return self._warm[loop]
+
     def _fit_warm(self, run: store.RunRow, plan: TrainPlan, loop: int) -> RunOutputs:
         """A one-worker run on the loop's warm actor; when its process dies, Ray restarts
         it and the run resumes from its last checkpoint, up to `max_failures` times."""
-        if loop not in self._warm:
-            self._warm[loop] = start_warm_trainer()
         name = f"run-{run.run_id}"
 
         def died(failures: int, exc: Exception) -> None:
@@ -429,7 +433,7 @@ class RunExecutor:
             )
 
         reports = train_warm(
-            self._warm[loop],
+            self._warm_actor(loop),
             plan,
             self.config.ray_storage,
             name,
