@@ -91,6 +91,14 @@ class TrainingConfig:
         "optimizer steps a run takes at least: a run on few labels gets more epochs",
     )
     lr: float = setting("STRATA_TRAINING_LR", parse_float(1e-6, 10.0), 3e-3, "learning rate")
+    average_decay: float = setting(
+        "STRATA_TRAINING_AVERAGE_DECAY",
+        parse_float(0.0, 0.9999),
+        0.99,
+        "a run publishes the moving average of its weights over its steps at this decay "
+        "per step, which steadies test accuracy from one run to the next; 0 publishes the "
+        "last step's weights",
+    )
     min_labels: int = setting(
         "STRATA_TRAINING_MIN_LABELS",
         parse_int(2, 10_000_000),

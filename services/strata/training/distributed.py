@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 
 from strata.models.families import GroupedModel, ModelSpec, build, featurize
+from strata.training.averaging import WeightAverage, average_into
 from strata.training.ledger import GradientTap, step_norms
 from strata.training.step import governed_step
 from strata.v1 import common_pb2
@@ -155,6 +156,9 @@ class TrainPlan:
     lr: float = 3e-3
     optimizer: str = "adamw"
     seed: int = 0
+    # The published model is the moving average of the weights at this decay per step
+    # (`strata.training.averaging`); 0 publishes the last step's weights.
+    average_decay: float = 0.0
     # A checkpoint (and a progress report) once this long has passed since the last,
     # and after the last epoch; 0: every epoch. Every checkpoint waits for Ray's
     # controller (it collects reports every couple of seconds).
@@ -170,7 +174,7 @@ class TrainPlan:
 class RunOutputs:
     """What a run's last checkpoint holds, the workers' shares put together."""
 
-    model_state: dict[str, torch.Tensor]
+    model_state: dict[str, torch.Tensor]  # the published weights (averaged, when the run was)
     epochs_done: int
     ledger: np.ndarray  # type: ignore[type-arg]  # [n, K] accumulated lr * gradient norm
     correct: np.ndarray  # type: ignore[type-arg]  # [epochs, n] fitted in that epoch's step
@@ -204,7 +208,8 @@ def read_outputs(directory: Path) -> RunOutputs:
     if ledger is None or correct is None:
         raise FileNotFoundError(f"{directory} has no worker ledger shares")
     snapshots = {int(e): m for e, m in state.get("snapshots", {}).items()}
-    return RunOutputs(state["model"], int(state["epoch"]), ledger, correct, snapshots)
+    published = average_into(state["model"], state.get("average"))
+    return RunOutputs(published, int(state["epoch"]), ledger, correct, snapshots)
 
 
 def agreed(flag: bool) -> bool:
@@ -270,6 +275,7 @@ def train_run(plan: TrainPlan, session: RunSession, wrap: Any = None) -> None:
     correct = np.zeros((plan.epochs, n), dtype=bool)
     start, resumed = 0, False
     snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    saved_average: dict[str, Any] | None = None
     with session.resume() as directory:
         if directory is not None:
             state = torch.load(directory / STATE_FILE, weights_only=True)
@@ -277,9 +283,16 @@ def train_run(plan: TrainPlan, session: RunSession, wrap: Any = None) -> None:
             optimizer.load_state_dict(state["optimizer"])
             start, resumed = int(state["epoch"]), True
             snapshots = dict(state.get("snapshots", {}))
+            saved_average = state.get("average")
             if rank == 0:  # the shares so far are carried on by rank 0 alone
                 done = read_outputs(directory)
                 ledger, correct = done.ledger, done.correct
+    # Every rank's weights are the same after each step: rank 0 alone averages them.
+    average = None
+    if plan.average_decay and rank == 0:
+        average = WeightAverage(model, plan.average_decay)
+        if saved_average is not None:
+            average.load(saved_average)
     model.train()
     wrapped = wrap(model) if wrap is not None else None
     inputs_of = batcher(spec, model, plan.contents)
@@ -312,6 +325,8 @@ def train_run(plan: TrainPlan, session: RunSession, wrap: Any = None) -> None:
                     normalizer=normalizer,
                     forward=wrapped,
                 )
+            if average is not None:
+                average.update(model)
             ledger[mine] += plan.lr * step_norms(tap, model, inputs, y, d, normalizer).numpy()
             correct[epoch, mine] = result.correct.numpy()
             seen += len(mine)
@@ -340,6 +355,7 @@ def train_run(plan: TrainPlan, session: RunSession, wrap: Any = None) -> None:
                         "optimizer": optimizer.state_dict(),
                         "epoch": epoch + 1,
                         "snapshots": snapshots,
+                        **({"average": average.state()} if average is not None else {}),
                     },
                     Path(tmp) / STATE_FILE,
                 )

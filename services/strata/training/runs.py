@@ -359,6 +359,7 @@ class RunExecutor:
             epochs=epochs,
             batch_size=self.config.batch_size,
             lr=self.config.lr,
+            average_decay=self.config.average_decay,
             checkpoint_every_s=self.config.checkpoint_every_s,
             snapshot_epochs=snapshot_epochs(epochs, self.config.tracin_checkpoints),
             crash_at_epoch=run.crash_at_epoch,
