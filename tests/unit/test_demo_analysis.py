@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from strata.demo.analysis import (
     annotator_ranking,
     crowd_accuracy,
@@ -14,7 +15,8 @@ from strata.demo.analysis import (
     savings_by_budget,
     trailing_mean,
 )
-from strata.demo.campaign import CurvePoint, Submitted
+from strata.demo.campaign import CampaignResult, CampaignSettings, CurvePoint, Submitted
+from strata.demo.run import comparison
 
 CLASSES = ["0", "1", "2"]
 
@@ -115,3 +117,41 @@ def test_memorization_flags_are_scored_against_the_truth() -> None:
     assert got["spammer_corrupted_labels"] == 2 and got["of_which_trained_on"] == 2
     assert got["of_which_trained_with_the_wrong_class"] == 1 and got["of_which_flagged"] == 1
     assert observed_accuracy(given) == {"spam": 0.0, "good": 1.0}
+
+
+def campaign(strategy: str, points: list[tuple[int, float]], stopped: str) -> CampaignResult:
+    settings = CampaignSettings(strategy=strategy, target_accuracy=0.98)
+    curve = [CurvePoint(f"v{i + 1}", n, a, a, 0.0) for i, (n, a) in enumerate(points)]
+    labels = points[-1][0] if points else 0
+    return CampaignResult(settings, {}, {"a": labels}, curve, {}, stopped, 1.0)
+
+
+def test_the_verdict_compares_the_campaigns_at_the_baseline_s_final_accuracy() -> None:
+    baseline = campaign(
+        "random", [(500, 0.90), (1000, 0.95), (1500, 0.97), (2000, 0.975)], "label budget"
+    )
+    active = campaign(
+        "margin", [(300, 0.93), (600, 0.96), (800, 0.976), (900, 0.974), (950, 0.981)], "target"
+    )
+    result = comparison(active, baseline)
+    assert result["active_labels_to_reach_baseline_final"] == 800
+    assert result["share_of_baseline_labels"] == 0.4
+    assert result["active_labels_to_reach_target"] == 950
+    assert result["baseline_labels_to_reach_target"] is None
+    # Smoothed over 3 models: the baseline ends at (0.95 + 0.97 + 0.975) / 3, which the
+    # active campaign's 3-model mean first reaches at 900 labels (0.97; 0.955 at 800).
+    assert result["smoothed"]["baseline_accuracy"] == pytest.approx(0.965)
+    assert result["smoothed"]["active_labels"] == 900
+    assert "with 800 human labels, 40% of the baseline's 2000" in result["verdict"]
+
+
+def test_the_verdict_says_why_active_learning_did_not_reach_the_baseline() -> None:
+    baseline = campaign("random", [(1000, 0.96), (1500, 0.975), (2000, 0.985)], "label budget")
+    stopped = campaign("margin", [(600, 0.96), (700, 0.95), (800, 0.982)], "target accuracy")
+    verdict = comparison(stopped, baseline)["verdict"]
+    assert verdict.startswith("Active learning stopped at the target (0.98) before the baseline")
+    assert "did not reach before one model stopped it at its target." in verdict
+    spent = campaign("margin", [(1000, 0.95), (2000, 0.97)], "label budget")
+    verdict = comparison(spent, baseline)["verdict"]
+    assert "did not reach the baseline's final accuracy (0.985) within its budget" in verdict
+    assert verdict.endswith("which active learning did not reach.")

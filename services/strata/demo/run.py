@@ -387,7 +387,12 @@ def comparison(active: CampaignResult, baseline: CampaignResult) -> dict[str, An
                 f"which active learning reached with {smoothed.active_labels} labels "
                 f"({smoothed.share:.0%})."
                 if smoothed.share is not None
-                else "which active learning did not reach."
+                else "which active learning did not reach"
+                + (
+                    " before one model stopped it at its target."
+                    if active.stopped_because == "target accuracy"
+                    else "."
+                )
             )
         )
     return {
