@@ -71,7 +71,7 @@ def contract_document(s: CampaignSettings) -> str:
     return (
         f"project: {s.project}\nversion: v1\nclasses: [{classes}]\n"
         f"overlap: {{min: {s.overlap_min}, max: {s.overlap_max}}}\n"
-        "consensus_threshold: 0.8\n"
+        "consensus_threshold: 0.9\n"
         "gold: {rate: 0.1, accuracy_threshold: 0.7, probation: {tasks: 12, rate: 0.5}}\n"
         f"active_learning: {{retrain_every: {s.retrain_every}, batch_size: {s.batch_size}, "
         f"strategy: {s.strategy}}}\n"
