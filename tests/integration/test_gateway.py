@@ -544,6 +544,17 @@ def test_adaptive_overlap_consensus_reviews_and_blocking(gateway, sampler, infra
     assert events[0].label.source == common_pb2.LABEL_SOURCE_EXPERT
     assert events[0].routing.reason == common_pb2.ROUTING_REASON_REVIEW
 
+    # Quality asks again (a second opinion on the answered review): another reviewer
+    # gets the item, the one who answered does not.
+    produce(infra.bootstrap, [make_event(REVIEWS_REQUESTED, item, review)])
+    second = gw.annotator(f"rev2-{project}", common_pb2.ROLE_REVIEWER)
+    again = next_task(gw, second, project, wait_s=30)
+    assert again.item_id == item and again.review
+    assert not gw.stub.NextTask(
+        gateway_pb2.NextTaskRequest(project=project), metadata=reviewer
+    ).HasField("task")
+    submit(gw, second, again.task_id, "cat")
+
     # Quality blocks an annotator: no more tasks, and its lease goes back to the queue.
     source.add(project, items(project + "x", 1))
     held = next_task(gw, anns[3], project)
@@ -572,7 +583,7 @@ def test_adaptive_overlap_consensus_reviews_and_blocking(gateway, sampler, infra
     assert mine[f"a3-{project}"].status == common_pb2.ANNOTATOR_STATUS_BLOCKED
     assert mine[f"a0-{project}"].labels_submitted == 2
     stats = gw.stub.QueueStats(gateway_pb2.QueueStatsRequest(project=project), metadata=gw.admin)
-    assert stats.completed == 1 and stats.labels_total == 6 and stats.leased == 1
+    assert stats.completed == 1 and stats.labels_total == 7 and stats.leased == 1
 
 
 def test_contracts_folder_is_loaded_at_start_and_a_conflict_stops_the_start(

@@ -157,6 +157,54 @@ def test_expert_label_from_a_review_task_decides(stack: Stack) -> None:
     ]
 
 
+def test_an_expert_against_a_unanimous_crowd_gets_a_second_opinion(stack: Stack) -> None:
+    # Two agreeing votes stay under 0.95 with unknown annotators: review after overlap.max.
+    project = new_project(stack, overlap="{min: 2, max: 2}", consensus_threshold="0.95")
+    boot = stack.quality.config.kafka_bootstrap
+    item = f"{project}-x"
+    first, second = f"rev1-{project}", f"rev2-{project}"
+    first_md = stack.gateway.annotator(first, common_pb2.ROLE_REVIEWER)
+    produce(
+        boot, [label_event(project, item, "a1", "cat"), label_event(project, item, "a2", "cat")]
+    )
+    read_topic(boot, REVIEWS_REQUESTED, lambda m: m.item_id == item, 1)
+    expert = common_pb2.LABEL_SOURCE_EXPERT
+    produce(boot, [label_event(project, item, first, "bird", source=expert)])
+
+    reviews = read_topic(boot, REVIEWS_REQUESTED, lambda m: m.item_id == item, 2)
+    assert len(reviews) == 2
+    again = reviews[1]
+    assert again.kind == events_pb2.REVIEW_KIND_EXPERT
+    assert first in again.detail and "2 agreeing votes for 'cat'" in again.detail
+    assert again.current.value == "cat"
+    assert item_state(stack, item)[0] == "review"
+    with stack.quality.db.transaction() as conn:
+        rows = conn.execute(
+            "SELECT resolved_by, value FROM reviews WHERE item_id = %s ORDER BY review_id",
+            (item,),
+        ).fetchall()
+    assert rows == [(first, "bird"), (None, None)]
+    # The first expert cannot settle their own dispute through the API either.
+    with pytest.raises(grpc.RpcError) as err:
+        stack.stub.ResolveReview(
+            quality_pb2.ResolveReviewRequest(item_id=item, value="bird"), metadata=first_md
+        )
+    assert err.value.code() == Code.FAILED_PRECONDITION
+    assert "second opinion" in err.value.details()
+
+    produce(boot, [label_event(project, item, second, "cat", source=expert)])
+    decided = consensus_for(stack, item)
+    assert [(m.consensus.status, m.consensus.value) for m in decided] == [
+        (common_pb2.CONSENSUS_STATUS_EXPERT, "cat")
+    ]
+    assert [v.annotator_id for v in decided[0].consensus.votes if v.weight == 1.0] == [second]
+    with stack.quality.db.transaction() as conn:
+        row = conn.execute(
+            "SELECT state, value, decided_by FROM items WHERE item_id = %s", (item,)
+        ).fetchone()
+    assert row == ("expert", "cat", second)
+
+
 def snapshot(stack: Stack) -> dict[str, list]:
     tables = {
         "items": "SELECT item_id, state, votes, value, consensus_score, requested_overlap "

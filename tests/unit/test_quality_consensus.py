@@ -10,6 +10,7 @@ from strata.quality.consensus import (
     REVIEW,
     decide,
     item_posterior,
+    overturned_agreement,
     prior_confusion,
     voter_weight,
 )
@@ -79,3 +80,18 @@ def test_adaptive_overlap_spends_fewer_labels_than_fixed_max_at_equal_accuracy()
         adaptive_labels += n
     assert adaptive_labels < 0.8 * fixed_labels
     assert adaptive_correct >= fixed_correct - 0.01 * n_items
+
+
+def test_an_expert_overturning_a_unanimous_crowd_needs_a_second_opinion() -> None:
+    crowd = [("a1", "cat"), ("a2", "cat")]
+    assert overturned_agreement(crowd, "e1", "dog", ["e1"], at_least=2) == "cat"
+    # Agreeing with the crowd, or a crowd too small or split: the answer stands.
+    assert overturned_agreement(crowd, "e1", "cat", ["e1"], at_least=2) is None
+    assert overturned_agreement(crowd, "e1", "dog", ["e1"], at_least=3) is None
+    assert overturned_agreement([*crowd, ("a3", "dog")], "e1", "dog", ["e1"], 2) is None
+    assert overturned_agreement([], "e1", "dog", ["e1"], at_least=2) is None
+    # One annotator voting twice is one annotator.
+    assert overturned_agreement([("a1", "cat"), ("a1", "cat")], "e1", "dog", ["e1"], 2) is None
+    # The second expert decides, whichever way; 0 turns the rule off.
+    assert overturned_agreement(crowd, "e2", "dog", ["e1", "e2"], at_least=2) is None
+    assert overturned_agreement(crowd, "e1", "dog", ["e1"], at_least=0) is None

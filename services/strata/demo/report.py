@@ -119,13 +119,25 @@ def learning_curves(r: CampaignReport) -> bytes:
 
 
 def savings_plot(r: CampaignReport) -> bytes | None:
-    rows = [s for s in r.comparison.get("by_budget", []) if s["share"] is not None]
+    budgets = r.comparison.get("by_budget", [])
+    rows = [s for s in budgets if s["share"] is not None]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(7, 3.2))
     ax.plot([s["baseline_labels"] for s in rows], [100 * s["share"] for s in rows], "o-", ms=3)
     ax.axhline(50, color="grey", linestyle=":", label="half of random's labels")
-    ax.set_ylim(0, max(110, 100 * max(s["share"] for s in rows) + 10))
+    top = max(110, 100 * max(s["share"] for s in rows) + 10)
+    ax.set_ylim(0, top)
+    # Budgets active learning never matched are shown, not dropped: a reader
+    # should not take the last plotted share for the verdict at the end.
+    if missed := [s["baseline_labels"] for s in budgets if s["share"] is None]:
+        ax.plot(
+            missed,
+            [top * 0.97] * len(missed),
+            "x",
+            color="tab:red",
+            label="active learning never matched it",
+        )
     ax.set_xlabel("random sampling's budget (human labels)")
     ax.set_ylabel("active learning's labels (%)")
     window = r.comparison.get("smoothing_window", 1)
@@ -134,7 +146,7 @@ def savings_plot(r: CampaignReport) -> bytes | None:
         f"(both curves averaged over {window} consecutive models)",
         fontsize=10,
     )
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="lower left", fontsize=8)
     ax.grid(alpha=0.3)
     return png(fig)
 

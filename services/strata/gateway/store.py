@@ -628,6 +628,14 @@ def open_review(conn: Conn, item_id: str, project: str, routing: bytes, review_k
         "WHERE item_id = %s AND kind = 'label' AND state = 'open'",
         (item_id,),
     )
+    # A review whose task was answered is over even without a decision: quality asks
+    # for another (a second opinion), which goes to a reviewer who has not seen the item.
+    conn.execute(
+        "UPDATE units u SET state = 'done', updated_at = now() "
+        "WHERE u.item_id = %s AND u.kind = 'review' AND u.state = 'open' AND u.slots_open = 0 "
+        "AND EXISTS (SELECT 1 FROM tasks t WHERE t.unit_id = u.unit_id AND t.state = 'labeled')",
+        (item_id,),
+    )
     cur = conn.execute(
         "INSERT INTO units (item_id, project, kind, target, slots_open, routing, review_kind) "
         "VALUES (%s, %s, 'review', 1, 1, %s, %s) ON CONFLICT DO NOTHING",

@@ -38,6 +38,7 @@ def build(config: ServiceConfig, quality: QualityConfig | None = None) -> Servic
         metrics,
         prior_accuracy=q.prior_accuracy,
         gold_min_answered=q.gold_min_answered,
+        second_opinion_votes=q.second_opinion_votes,
     )
     rt.add_consumer(
         handlers.routes(), max_poll_records=q.max_poll_records, defer_limit_s=q.contract_wait_s

@@ -44,6 +44,13 @@ class QualityConfig:
         5,
         "gold answers needed before an annotator can be sent to retrain or blocked",
     )
+    second_opinion_votes: int = setting(
+        "STRATA_QUALITY_SECOND_OPINION_VOTES",
+        parse_int(0, 1000),
+        2,
+        "an expert's review answer that overturns at least this many annotators who all "
+        "agreed goes to a second expert, who decides (0: the first expert always decides)",
+    )
     label_error_interval_s: float = setting(
         "STRATA_QUALITY_LABEL_ERROR_INTERVAL_S",
         parse_float(0.2, 86_400),

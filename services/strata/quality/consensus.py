@@ -97,3 +97,28 @@ def score_item(
     weights = [voter_weight(m, class_priors) for m in matrices]
     tally = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_priors))
     return ItemScore(posterior, weights, int(np.argmax(tally)))
+
+
+def overturned_agreement(
+    crowd: Sequence[tuple[str, str]],
+    expert_id: str,
+    answer: str,
+    experts: Sequence[str],
+    at_least: int,
+) -> str | None:
+    """The value a unanimous crowd gave that an expert's review answer overturns, when a
+    second expert should decide; None when the answer stands.
+
+    `crowd` holds (annotator, value) for the item's human votes; `experts` the annotators
+    who answered its review tasks so far (`expert_id` among them). The answer stands when
+    another expert has already answered (this one is the second opinion), when fewer than
+    `at_least` distinct annotators voted (0 turns the rule off), or when they disagreed
+    among themselves: one expert settles a split crowd, not a unanimous one.
+    """
+    if at_least < 1 or any(e != expert_id for e in experts):
+        return None
+    values = {value for _, value in crowd}
+    if len(values) != 1 or len({annotator for annotator, _ in crowd}) < at_least:
+        return None
+    (agreed,) = values
+    return None if agreed == answer else agreed

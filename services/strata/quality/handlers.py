@@ -32,7 +32,14 @@ from strata.common.topics import (
     TRAINING_FEEDBACK,
 )
 from strata.quality import store
-from strata.quality.consensus import ACCEPTED, MORE, decide, prior_confusion, score_item
+from strata.quality.consensus import (
+    ACCEPTED,
+    MORE,
+    decide,
+    overturned_agreement,
+    prior_confusion,
+    score_item,
+)
 from strata.quality.gold import gold_verdict
 from strata.quality.metrics import QualityMetrics
 from strata.v1 import common_pb2, events_pb2
@@ -230,12 +237,14 @@ class QualityHandlers:
         *,
         prior_accuracy: float = 0.7,
         gold_min_answered: int = 5,
+        second_opinion_votes: int = 2,
     ) -> None:
         self.contracts = contracts
         self.estimates = estimates
         self.metrics = metrics
         self.prior_accuracy = prior_accuracy
         self.gold_min_answered = gold_min_answered
+        self.second_opinion_votes = second_opinion_votes
 
     # -- contracts ---------------------------------------------------------------
 
@@ -374,6 +383,20 @@ class QualityHandlers:
             votes = all_votes.get(item_id, [])
             trace = arrivals[-1].event.trace_id
             expert = next((f for f in arrivals if f.vote.source == "expert"), None)
+            if expert is not None and item.state == "review":
+                agreed = overturned_agreement(
+                    [(v.annotator_id, v.value) for v in votes if v.source == "human"],
+                    expert.vote.annotator_id,
+                    expert.vote.value,
+                    [v.annotator_id for v in votes if v.source == "expert"],
+                    self.second_opinion_votes,
+                )
+                if agreed is not None:
+                    self._second_opinion(ctx, item, votes, expert, agreed)
+                    updates.append(
+                        store.ItemUpdate(item.item_id, "review", len(votes), item.requested_overlap)
+                    )
+                    continue
             if expert is not None and item.state != "expert":
                 decide_by_expert(
                     ctx.conn,
@@ -397,6 +420,63 @@ class QualityHandlers:
             update = self._consensus(ctx, item, votes, trace)
             updates.append(update)
         store.update_items(ctx.conn, updates)
+
+    def _second_opinion(
+        self,
+        ctx: BatchContext,
+        item: store.ItemState,
+        votes: list[store.VoteRow],
+        expert: _Fresh,
+        agreed: str,
+    ) -> None:
+        """An expert overturned a unanimous crowd: their answer is kept on the review they
+        closed, and a second expert (one who has not seen the item) decides."""
+        crowd = sum(1 for v in votes if v.source == "human")
+        by, answer = expert.vote.annotator_id, expert.vote.value
+        store.resolve_review(
+            ctx.conn, item.item_id, by, answer, f"overturns {crowd} agreeing votes for {agreed!r}"
+        )
+        detail = (
+            f"expert {by} answered {answer!r} against {crowd} agreeing votes for {agreed!r}; "
+            "a second expert decides"
+        )
+        current = common_pb2.ConsensusLabel(
+            item_id=item.item_id,
+            value=agreed,
+            status=common_pb2.CONSENSUS_STATUS_NEEDS_REVIEW,
+            project=item.project,
+            ontology_version=item.ontology_version,
+        )
+        self._ask_expert(ctx, item, detail, current, expert.event.trace_id, "second_opinion")
+        log.info("review of %s: %s", item.item_id, detail)
+
+    def _ask_expert(
+        self,
+        ctx: BatchContext,
+        item: store.ItemState,
+        detail: str,
+        current: common_pb2.ConsensusLabel,
+        trace: str,
+        outcome: str,
+    ) -> None:
+        """Open an expert review of the item and put it on `strata.reviews.requested`."""
+        store.open_review(ctx.conn, item.item_id, item.project, "expert", detail)
+        self.metrics.consensus.labels(project=item.project, outcome=outcome).inc()
+        ctx.publish(
+            REVIEWS_REQUESTED.name,
+            item.item_id,
+            events_pb2.ReviewRequested(
+                routing=routing(
+                    item.project, item.ontology_version, common_pb2.ROUTING_REASON_REVIEW, trace
+                ),
+                item_id=item.item_id,
+                project=item.project,
+                kind=events_pb2.REVIEW_KIND_EXPERT,
+                detail=detail,
+                current=current,
+            ),
+            trace,
+        )
 
     def redecide(self, ctx: BatchContext, project: str) -> int:
         """Decide the project's waiting items again under the newest estimate.
@@ -519,23 +599,7 @@ class QualityHandlers:
             f"consensus {decision.score:.2f} for {value!r} stayed under the threshold "
             f"{contract.consensus_threshold:.2f} after {len(counted)} votes (overlap.max)"
         )
-        store.open_review(ctx.conn, item.item_id, item.project, "expert", detail)
-        self.metrics.consensus.labels(project=item.project, outcome="review").inc()
-        ctx.publish(
-            REVIEWS_REQUESTED.name,
-            item.item_id,
-            events_pb2.ReviewRequested(
-                routing=routing(
-                    item.project, item.ontology_version, common_pb2.ROUTING_REASON_REVIEW, trace
-                ),
-                item_id=item.item_id,
-                project=item.project,
-                kind=events_pb2.REVIEW_KIND_EXPERT,
-                detail=detail,
-                current=consensus,
-            ),
-            trace,
-        )
+        self._ask_expert(ctx, item, detail, consensus, trace, "review")
         return replace(base, state="review")
 
     # -- model signals ---------------------------------------------------------------

@@ -17,7 +17,8 @@ class QualityMetrics:
         )
         self.consensus = Counter(
             f"{p}_consensus_total",
-            "Consensus outcomes: accepted, more (adaptive overlap), review, expert",
+            "Consensus outcomes: accepted, more (adaptive overlap), review, expert, "
+            "second_opinion (an expert overturned a unanimous crowd), model (auto-accepted)",
             ["project", "outcome"],
             registry=r,
         )

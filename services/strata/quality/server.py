@@ -249,6 +249,13 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
                 row["requested_overlap"],
             )
             votes = store.votes_of(conn, [item.item_id]).get(item.item_id, [])
+            if any(v.source == "expert" and v.annotator_id == caller.annotator_id for v in votes):
+                abort(
+                    context,
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"you answered the review of {item.item_id!r} already and it went to a "
+                    "second opinion; another reviewer decides",
+                )
             consensus = decide_by_expert(
                 conn,
                 lambda topic, key, message, trace_id: outbox.publish(
