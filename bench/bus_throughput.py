@@ -21,6 +21,7 @@ from strata.common import outbox
 from strata.common.config import ServiceConfig
 from strata.common.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from strata.common.service import ServiceRuntime, configure_logging
+from strata.common.tls import TlsConfig
 from strata.common.topics import PROBE
 from strata.v1 import events_pb2
 
@@ -52,7 +53,9 @@ def main() -> None:
 
 def run(pg_dsn: str, bootstrap: str, events: int) -> dict[str, float | int | str]:
     def cfg(name: str) -> ServiceConfig:
-        return ServiceConfig(service=name, pg_dsn=pg_dsn, kafka_bootstrap=bootstrap)
+        return ServiceConfig(
+            service=name, pg_dsn=pg_dsn, kafka_bootstrap=bootstrap, tls=TlsConfig("plaintext")
+        )
 
     source, sink = ServiceRuntime(cfg("bench_src")), ServiceRuntime(cfg("bench_dst"))
     applied = 0

@@ -38,12 +38,14 @@ from strata.common.embedded import EmbeddedBroker, EmbeddedPostgres, free_port  
 from strata.gateway.auth import new_token  # noqa: E402
 from strata.v1 import gateway_pb2, gateway_pb2_grpc  # noqa: E402
 
+from tests import pki  # noqa: E402
 from tests.integration.gateway_support import (  # noqa: E402
     bearer,
     contract_doc,
     enroll,
     scripted_sampler,
 )
+from tests.pki import client_channel  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 PROJECT = "bench"
@@ -53,7 +55,7 @@ def lease_all(address: str, token: str, n: int) -> list[tuple[str, str]]:
     """Lease `n` tasks for one annotator: (task_id, a valid class)."""
     md = bearer(token)
     out: list[tuple[str, str]] = []
-    with grpc.insecure_channel(address) as channel:
+    with client_channel(address) as channel:
         stub = gateway_pb2_grpc.AnnotationGatewayStub(channel)
         while len(out) < n:
             reply = stub.NextTask(gateway_pb2.NextTaskRequest(project=PROJECT), metadata=md)
@@ -78,7 +80,7 @@ def client_process(work: list, start_at: float, results) -> None:  # type: ignor
     ) -> None:
         md = bearer(token)
         mine, ids = [], []
-        with grpc.insecure_channel(address) as channel:
+        with client_channel(address) as channel:
             stub = gateway_pb2_grpc.AnnotationGatewayStub(channel)
             while time.time() < start_at:
                 time.sleep(0.001)
@@ -147,6 +149,7 @@ def main() -> None:
             STRATA_GATEWAY_REFILL_INTERVAL_S="0.05",
             STRATA_GATEWAY_SUBMIT_WRITERS=str(args.writers),
             STRATA_LOG_LEVEL="WARNING",
+            **pki.environ("gateway"),
         )
         gateways, addresses = [], []
         for _ in range(args.replicas):
@@ -179,8 +182,8 @@ def main() -> None:
 
 def run(args, addresses: list[str], admin_token: str, source, pg_dsn: str, total: int) -> dict:  # type: ignore[no-untyped-def]
     for address in addresses[1:]:
-        grpc.channel_ready_future(grpc.insecure_channel(address)).result(timeout=60)
-    channel = grpc.insecure_channel(addresses[0])
+        grpc.channel_ready_future(client_channel(address)).result(timeout=60)
+    channel = client_channel(addresses[0])
     grpc.channel_ready_future(channel).result(timeout=60)
     stub = gateway_pb2_grpc.AnnotationGatewayStub(channel)
     admin = bearer(admin_token)
@@ -201,7 +204,7 @@ def run(args, addresses: list[str], admin_token: str, source, pg_dsn: str, total
                 raise
             del exc
             time.sleep(0.2)
-    tokens = enroll(stub, admin, [f"bench-{i}" for i in range(args.clients)])
+    tokens = enroll(stub, admin, [f"bench-{i}" for i in range(args.clients)], PROJECT)
     source.add(PROJECT, [(f"item-{i:06d}", f"text {i}") for i in range(total)])
 
     bar = ProgressBar("leasing tasks", args.clients)

@@ -28,10 +28,11 @@ import grpc
 import numpy as np
 import psycopg
 import torch
-from harness import embedded_stack, report, service_env
+from harness import client_channel, embedded_stack, gateway_process, report, service_env
 from sklearn.datasets import load_digits
 from strata.cli.progress import ProgressBar
 from strata.common.bus import EventProducer
+from strata.common.channels import with_metadata
 from strata.common.embedded import free_port
 from strata.common.events import make_event
 from strata.common.topics import ITEMS_IMPORTED, MODELS_PUBLISHED, PREDICTIONS
@@ -125,13 +126,23 @@ def bench_service(
     rate: float,
     seconds: float,
 ) -> dict:  # type: ignore[type-arg]
-    with tempfile.TemporaryDirectory() as home, embedded_stack(Path(home)) as (pg, kafka):
+    with (
+        tempfile.TemporaryDirectory() as home,
+        embedded_stack(Path(home)) as (pg, kafka),
+        gateway_process(pg, kafka) as (gateway, admin),
+    ):
         port = free_port()
-        env = service_env(pg, kafka, STRATA_INFERENCE_GRPC_PORT=str(port))
+        env = service_env(
+            pg,
+            kafka,
+            "inference",
+            STRATA_INFERENCE_GRPC_PORT=str(port),
+            STRATA_GATEWAY_ADDRESS=gateway,
+        )
         proc = subprocess.Popen([sys.executable, "-m", "strata.inference"], env=env)
         producer = EventProducer(kafka)
         try:
-            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+            channel = with_metadata(client_channel(f"127.0.0.1:{port}"), admin)
             grpc.channel_ready_future(channel).result(timeout=120)
             stub = inference_pb2_grpc.InferenceStub(channel)
             contents = contents_of(x, pool)

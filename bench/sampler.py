@@ -26,8 +26,17 @@ from pathlib import Path
 import grpc
 import numpy as np
 import psycopg
-from harness import RESULTS, ROOT, embedded_stack, report, service_env
+from harness import (
+    RESULTS,
+    ROOT,
+    client_channel,
+    embedded_stack,
+    gateway_process,
+    report,
+    service_env,
+)
 from strata.cli.progress import ProgressBar
+from strata.common.channels import with_metadata
 from strata.common.embedded import free_port
 from strata.sampler.simulate import labels_to_reach, learning_curve
 from strata.sampler.strategies import margin, select_batch
@@ -61,12 +70,18 @@ def bench_import(n: int) -> dict:  # type: ignore[type-arg]
             texts.append(base[rng.randrange(i)] + " " + rng.choice(vocab))  # near
         else:
             texts.append(text)
-    with tempfile.TemporaryDirectory() as home, embedded_stack(Path(home)) as (pg, kafka):
+    with (
+        tempfile.TemporaryDirectory() as home,
+        embedded_stack(Path(home)) as (pg, kafka),
+        gateway_process(pg, kafka) as (gateway, admin),
+    ):
         port = free_port()
-        env = service_env(pg, kafka, STRATA_SAMPLER_GRPC_PORT=str(port))
+        env = service_env(
+            pg, kafka, "sampler", STRATA_SAMPLER_GRPC_PORT=str(port), STRATA_GATEWAY_ADDRESS=gateway
+        )
         proc = subprocess.Popen([sys.executable, "-m", "strata.sampler"], env=env)
         try:
-            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+            channel = with_metadata(client_channel(f"127.0.0.1:{port}"), admin)
             grpc.channel_ready_future(channel).result(timeout=60)
             stub = sampler_pb2_grpc.SamplerStub(channel)
             # Requests are built before the clock starts: the figure is the service's.

@@ -17,6 +17,8 @@ from strata.common.db import Migration
 from strata.common.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from strata.common.service import ServiceRuntime
 
+from tests import pki
+
 KIT_SERVICE = Path(__file__).with_name("kit_service.py")
 
 
@@ -71,6 +73,23 @@ def unique_service(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
 
 
+def service_config(
+    infra: Infra, prefix: str, bootstrap: str | None = None, **overrides: object
+) -> ServiceConfig:
+    """A service of kind `prefix` in a schema of its own, speaking mutual TLS as `prefix`."""
+    base: dict[str, object] = {
+        "service": unique_service(prefix),
+        "pg_dsn": infra.pg_dsn,
+        "kafka_bootstrap": bootstrap or infra.bootstrap,
+        "shutdown_grace_s": 2.0,
+        "health_interval_s": 0.3,
+        "tls": pki.service_tls(prefix),
+        "identity": prefix,
+    }
+    base.update(overrides)
+    return ServiceConfig(**base)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def runtime_factory(infra: Infra) -> Iterator[Callable[..., ServiceRuntime]]:
     """Builds ServiceRuntimes against the shared infra and stops them after the test."""
@@ -82,14 +101,7 @@ def runtime_factory(infra: Infra) -> Iterator[Callable[..., ServiceRuntime]]:
         bootstrap: str | None = None,
         **overrides: object,
     ) -> ServiceRuntime:
-        config = ServiceConfig(
-            service=unique_service(prefix),
-            pg_dsn=infra.pg_dsn,
-            kafka_bootstrap=bootstrap or infra.bootstrap,
-            shutdown_grace_s=2.0,
-            health_interval_s=0.3,
-            **overrides,  # type: ignore[arg-type]
-        )
+        config = service_config(infra, prefix, bootstrap, **overrides)
         rt = ServiceRuntime(config, list(migrations))
         made.append(rt)
         return rt
@@ -138,6 +150,7 @@ def kit_service_env(pg_dsn: str, bootstrap: str, **extra: str) -> dict[str, str]
             "STRATA_PG_DSN": pg_dsn,
             "STRATA_KAFKA_BOOTSTRAP": bootstrap,
             "STRATA_HEALTH_INTERVAL_S": "0.3",
+            **pki.environ("kitcheck"),
             **extra,
         }
     )

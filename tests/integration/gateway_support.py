@@ -1,9 +1,9 @@
 """What gateway integration tests share: an item source, a started gateway, admin helpers.
 
-`ScriptedSampler` is a real gRPC server on a real port that serves the
-Sampler contract's NextBatch from a fixed, ranked list: the gateway's tests
-need items in a known order, and the sampler service (issue 5) has not
-landed. Its ranking is the list order; each item is handed out once.
+`ScriptedSampler` is a real gRPC server on a real port (mutual TLS, with the
+sampler's certificate) that serves the Sampler contract's NextBatch from a fixed,
+ranked list: the gateway's tests need items in a known order. Its ranking is the
+list order; each item is handed out once. It records who called it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import grpc
 from strata.common.config import ServiceConfig
 from strata.common.events import OutgoingEvent, make_event
 from strata.common.service import ServiceRuntime
+from strata.common.tls import peer_of, server_credentials
 from strata.common.topics import ITEMS_IMPORTED
 from strata.gateway.__main__ import build
 from strata.gateway.auth import new_token
@@ -32,12 +33,15 @@ from strata.v1 import (
     sampler_pb2_grpc,
 )
 
+from tests.pki import client_channel, service_tls
+
 
 class ScriptedSampler(sampler_pb2_grpc.SamplerServicer):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queues: dict[str, list[sampler_pb2.BatchItem]] = {}
         self.requests: list[sampler_pb2.NextBatchRequest] = []
+        self.callers: set[str] = set()
 
     def add(self, project: str, items: Sequence[tuple[str, str]], reason: int = 1) -> None:
         """Queue (item_id, text) pairs for `project`, ranked in the order given."""
@@ -64,6 +68,7 @@ class ScriptedSampler(sampler_pb2_grpc.SamplerServicer):
     def NextBatch(self, request, context):  # type: ignore[no-untyped-def]
         with self._lock:
             self.requests.append(request)
+            self.callers.add(peer_of(context).name)
             queue = self._queues.get(request.project, [])
             batch, self._queues[request.project] = queue[: request.size], queue[request.size :]
         return sampler_pb2.NextBatchResponse(items=batch, batch_id=uuid.uuid4().hex)
@@ -74,7 +79,7 @@ def scripted_sampler() -> Iterator[tuple[ScriptedSampler, str]]:
     servicer = ScriptedSampler()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     sampler_pb2_grpc.add_SamplerServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_secure_port("127.0.0.1:0", server_credentials(service_tls("sampler")))
     server.start()
     try:
         yield servicer, f"127.0.0.1:{port}"
@@ -109,11 +114,16 @@ class Gateway:
         )
 
     def annotator(
-        self, annotator_id: str, role: int = common_pb2.ROLE_ANNOTATOR
+        self, annotator_id: str, role: int = common_pb2.ROLE_ANNOTATOR, project: str = ""
     ) -> list[tuple[str, str]]:
-        """Create an annotator and return call metadata carrying a fresh token."""
+        """Create a person (a member of `project` with `role`, or an admin) and return call
+        metadata carrying a fresh token."""
         self.stub.CreateAnnotator(
-            gateway_pb2.CreateAnnotatorRequest(annotator_id=annotator_id, role=role),  # type: ignore[arg-type]
+            gateway_pb2.CreateAnnotatorRequest(
+                annotator_id=annotator_id,
+                role=role,  # type: ignore[arg-type]
+                project="" if role == common_pb2.ROLE_ADMIN else project,
+            ),
             metadata=self.admin,
         )
         reply = self.stub.IssueToken(
@@ -123,14 +133,17 @@ class Gateway:
 
 
 def enroll(
-    stub: gateway_pb2_grpc.AnnotationGatewayStub, admin: list[tuple[str, str]], ids: Sequence[str]
+    stub: gateway_pb2_grpc.AnnotationGatewayStub,
+    admin: list[tuple[str, str]],
+    ids: Sequence[str],
+    project: str,
 ) -> list[str]:
-    """Create annotators and issue each a token; returns the tokens in order."""
+    """Create annotators of `project` and issue each a token; returns the tokens in order."""
     tokens = []
     for annotator_id in ids:
         stub.CreateAnnotator(
             gateway_pb2.CreateAnnotatorRequest(
-                annotator_id=annotator_id, role=common_pb2.ROLE_ANNOTATOR
+                annotator_id=annotator_id, role=common_pb2.ROLE_ANNOTATOR, project=project
             ),
             metadata=admin,
         )
@@ -175,7 +188,7 @@ def gateway_settings(sampler_address: str, **overrides: object) -> GatewayConfig
 def start_gateway(config: ServiceConfig, settings: GatewayConfig) -> Gateway:
     runtime = build(config, settings)
     endpoints = runtime.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{endpoints.grpc_port}")
+    channel = client_channel(f"127.0.0.1:{endpoints.grpc_port}")
     return Gateway(
         runtime, channel, gateway_pb2_grpc.AnnotationGatewayStub(channel), settings.admin_token
     )

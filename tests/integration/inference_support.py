@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
+from strata.common.channels import with_metadata
 from strata.common.events import OutgoingEvent, make_event
 from strata.common.service import ServiceRuntime
 from strata.common.topics import ITEMS_IMPORTED, MODELS_PUBLISHED
@@ -98,6 +99,11 @@ class Stack:
     inference: ServiceRuntime
     channel: grpc.Channel
     stub: inference_pb2_grpc.InferenceStub
+
+    @property
+    def admin(self) -> inference_pb2_grpc.InferenceStub:
+        """The stub, signed in as the gateway's bootstrap admin."""
+        return inference_pb2_grpc.InferenceStub(with_metadata(self.channel, self.gateway.admin))
 
 
 @contextmanager

@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import grpc
-from strata.common.config import ServiceConfig
 from strata.common.events import OutgoingEvent, make_event
 from strata.common.service import ServiceRuntime
 from strata.common.topics import LABELS_SUBMITTED
@@ -16,18 +15,10 @@ from strata.quality.__main__ import build
 from strata.quality.config import QualityConfig
 from strata.v1 import common_pb2, events_pb2, quality_pb2_grpc
 
-from .conftest import Infra, unique_service
+from tests.pki import client_channel
+
+from .conftest import Infra, service_config
 from .gateway_support import Gateway, gateway_settings, scripted_sampler, start_gateway
-
-
-def service_config(infra: Infra, prefix: str) -> ServiceConfig:
-    return ServiceConfig(
-        service=unique_service(prefix),
-        pg_dsn=infra.pg_dsn,
-        kafka_bootstrap=infra.bootstrap,
-        shutdown_grace_s=2.0,
-        health_interval_s=0.3,
-    )
 
 
 @dataclass
@@ -48,7 +39,7 @@ def with_gateway(
         gw = start_gateway(service_config(infra, "gateway"), gateway_settings(sampler_address))
         rt = build_service(f"127.0.0.1:{gw.runtime.endpoints.grpc_port}")  # type: ignore[union-attr]
         endpoints = rt.start()
-        channel = grpc.insecure_channel(f"127.0.0.1:{endpoints.grpc_port}")
+        channel = client_channel(f"127.0.0.1:{endpoints.grpc_port}")
         try:
             yield gw, rt, channel
         finally:

@@ -19,6 +19,9 @@ from strata.common.topics import LABELS_SUBMITTED
 from strata.gateway.auth import new_token
 from strata.v1 import gateway_pb2, gateway_pb2_grpc
 
+from tests import pki
+from tests.pki import client_channel
+
 from .conftest import Infra, kit_service_env, produce, read_topic, wait_until
 from .gateway_support import bearer, contract_doc, enroll, gold_events, scripted_sampler
 
@@ -49,6 +52,7 @@ def replicas(infra: Infra) -> Iterator[tuple[list[str], str, object]]:
                 STRATA_GATEWAY_REFILL_LOW_WATER="300",
                 STRATA_GATEWAY_REFILL_BATCH="100",
                 STRATA_LOG_LEVEL="WARNING",
+                **pki.environ("gateway"),
             )
             procs.append(subprocess.Popen([sys.executable, "-m", "strata.gateway"], env=env))
             addresses.append(f"127.0.0.1:{port}")
@@ -66,7 +70,7 @@ def replicas(infra: Infra) -> Iterator[tuple[list[str], str, object]]:
 def _serving(address: str) -> bool:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(address) as channel:
+    with client_channel(address) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=1
@@ -95,7 +99,7 @@ class Crowd:
         rng = random.Random(i)
         annotator = f"crowd-{i}"
         md = bearer(self.tokens[i])
-        with grpc.insecure_channel(self.addresses[i % len(self.addresses)]) as channel:
+        with client_channel(self.addresses[i % len(self.addresses)]) as channel:
             stub = gateway_pb2_grpc.AnnotationGatewayStub(channel)
             while not self.done.is_set():
                 try:
@@ -146,7 +150,7 @@ def test_fifty_annotators_three_replicas_two_thousand_items(replicas, infra: Inf
     addresses, admin_token, source = replicas
     project = f"scale{uuid.uuid4().hex[:8]}"
     admin = bearer(admin_token)
-    with grpc.insecure_channel(addresses[0]) as channel:
+    with client_channel(addresses[0]) as channel:
         stub = gateway_pb2_grpc.AnnotationGatewayStub(channel)
         stub.LoadContract(
             gateway_pb2.LoadContractRequest(
@@ -159,7 +163,7 @@ def test_fifty_annotators_three_replicas_two_thousand_items(replicas, infra: Inf
             ),
             metadata=admin,
         )
-        tokens = enroll(stub, admin, [f"crowd-{i}" for i in range(ANNOTATORS)])
+        tokens = enroll(stub, admin, [f"crowd-{i}" for i in range(ANNOTATORS)], project)
     produce(infra.bootstrap, gold_events(project, GOLD_ITEMS, "cat"))
     with psycopg.connect(infra.pg_dsn, options="-c search_path=gateway") as conn:
         wait_until(

@@ -56,7 +56,9 @@ def test_a_published_model_is_calibrated_scores_the_pool_and_answers_predict(
         )
         # Before any model: Predict says what is missing.
         with pytest.raises(grpc.RpcError) as err:
-            s.stub.Predict(inference_pb2.PredictRequest(project=project, contents=[features(x[0])]))
+            s.admin.Predict(
+                inference_pb2.PredictRequest(project=project, contents=[features(x[0])])
+            )
         assert err.value.code() == Code.FAILED_PRECONDITION
         assert "no model serves" in (err.value.details() or "")
 
@@ -83,7 +85,7 @@ def test_a_published_model_is_calibrated_scores_the_pool_and_answers_predict(
         accuracy = np.mean([by_item[f"p-{i}"].predicted_class == str(y[i]) for i in range(300)])
         assert accuracy > 0.85
 
-        info = s.stub.ModelInfo(inference_pb2.ModelInfoRequest(project=project))
+        info = s.admin.ModelInfo(inference_pb2.ModelInfoRequest(project=project))
         assert info.model_version == "m1" and info.family == "mlp"
         assert info.calibration.calibrated and info.calibration.n_gold == 100
         assert info.calibration.temperature > 0 and info.scoring_backlog == 0
@@ -103,7 +105,7 @@ def test_a_published_model_is_calibrated_scores_the_pool_and_answers_predict(
         assert info.auto_accept.auto_accepted == len(auto)
 
         # Predict by id and by inline content, with MC-dropout samples.
-        reply = s.stub.Predict(
+        reply = s.admin.Predict(
             inference_pb2.PredictRequest(
                 project=project,
                 item_ids=["p-1", "p-2"],
@@ -118,6 +120,29 @@ def test_a_published_model_is_calibrated_scores_the_pool_and_answers_predict(
             list(by_item["p-1"].probabilities), abs=1e-6
         )
         assert len(reply.predictions[2].mc_samples) == 5 and reply.predictions[2].embedding
+
+        # No person is served a prediction for a gold item: by id it is not in the project,
+        # by content it is refused (and audited); annotators cannot ask at all.
+        annotator = s.gateway.annotator(f"ann-{project}", project=project)
+        for request, md, code in (
+            (inference_pb2.PredictRequest(project=project, item_ids=["g-0"]), None, "NOT_FOUND"),
+            (
+                inference_pb2.PredictRequest(project=project, contents=[features(x[1500])]),
+                None,
+                "PERMISSION_DENIED",
+            ),
+            (
+                inference_pb2.PredictRequest(project=project, contents=[features(x[0])]),
+                annotator,
+                "PERMISSION_DENIED",
+            ),
+        ):
+            with pytest.raises(grpc.RpcError) as err:
+                if md is None:
+                    s.admin.Predict(request)
+                else:
+                    s.stub.Predict(request, metadata=md)
+            assert err.value.code().name == code, err.value.details()
 
         # Bad input: clear codes and messages.
         bad = [
@@ -142,7 +167,7 @@ def test_a_published_model_is_calibrated_scores_the_pool_and_answers_predict(
         ]
         for request, code, words in bad:
             with pytest.raises(grpc.RpcError) as err:
-                s.stub.Predict(request)
+                s.admin.Predict(request)
             assert err.value.code() == code and words in (err.value.details() or "")
 
         # New items are scored as they arrive.
@@ -172,7 +197,7 @@ def test_a_corrupt_artifact_leaves_the_old_version_serving_and_swaps_drop_no_req
         produce(infra.bootstrap, item_events(project, x[:200], pool))
         good = save_artifact(tmp_path, "m1", train_digits(x[300:1000], y[300:1000], steps=60))
         produce(infra.bootstrap, [model_event(project, "m1", good)])
-        wait_until(lambda: served_version(s.stub, project) == "m1", 60, "m1 serving")
+        wait_until(lambda: served_version(s.admin, project) == "m1", 60, "m1 serving")
 
         corrupt = tmp_path / "m2.pt"
         corrupt.write_bytes(b"this is not a model")
@@ -188,12 +213,12 @@ def test_a_corrupt_artifact_leaves_the_old_version_serving_and_swaps_drop_no_req
         wait_until(
             lambda: (
                 "m4"
-                in s.stub.ModelInfo(inference_pb2.ModelInfoRequest(project=project)).last_failure
+                in s.admin.ModelInfo(inference_pb2.ModelInfoRequest(project=project)).last_failure
             ),
             60,
             "failures recorded",
         )
-        info = s.stub.ModelInfo(inference_pb2.ModelInfoRequest(project=project))
+        info = s.admin.ModelInfo(inference_pb2.ModelInfoRequest(project=project))
         assert info.model_version == "m1" and "cannot read" in info.last_failure
         with s.inference.db.transaction() as conn:
             failed = dict(
@@ -214,7 +239,7 @@ def test_a_corrupt_artifact_leaves_the_old_version_serving_and_swaps_drop_no_req
         def hammer() -> None:
             while not stop.is_set():
                 try:
-                    reply = s.stub.Predict(
+                    reply = s.admin.Predict(
                         inference_pb2.PredictRequest(
                             project=project, contents=[features(x[i]) for i in range(4)]
                         ),
@@ -232,7 +257,7 @@ def test_a_corrupt_artifact_leaves_the_old_version_serving_and_swaps_drop_no_req
             for version, steps in (("m5", 40), ("m6", 80)):
                 uri = save_artifact(tmp_path, version, train_digits(x[:800], y[:800], steps=steps))
                 produce(infra.bootstrap, [model_event(project, version, uri)])
-                wait_until(lambda v=version: served_version(s.stub, project) == v, 60, version)
+                wait_until(lambda v=version: served_version(s.admin, project) == v, 60, version)
             # Each replica follows the serving table on its own poll: m6 arrives shortly.
             wait_until(lambda: "m6" in results[-20:], 30, "Predict answered by m6")
         finally:
@@ -256,7 +281,7 @@ def test_a_corrupt_artifact_leaves_the_old_version_serving_and_swaps_drop_no_req
         with pytest.raises(grpc.RpcError) as err:
             s.stub.RollbackModel(inference_pb2.RollbackModelRequest(project=project))
         assert err.value.code() == Code.UNAUTHENTICATED
-        annotator = s.gateway.annotator(f"ann-{project}")
+        annotator = s.gateway.annotator(f"ann-{project}", project=project)
         with pytest.raises(grpc.RpcError) as err:
             s.stub.RollbackModel(
                 inference_pb2.RollbackModelRequest(project=project), metadata=annotator
@@ -266,8 +291,8 @@ def test_a_corrupt_artifact_leaves_the_old_version_serving_and_swaps_drop_no_req
             inference_pb2.RollbackModelRequest(project=project), metadata=s.gateway.admin
         )
         assert back.model_version == "m5"
-        assert served_version(s.stub, project) == "m5"
-        reply = s.stub.Predict(
+        assert served_version(s.admin, project) == "m5"
+        reply = s.admin.Predict(
             inference_pb2.PredictRequest(project=project, contents=[features(x[0])])
         )
         assert reply.model_version == "m5"
@@ -299,7 +324,7 @@ def test_poison_events_go_to_the_dead_letter_topic_and_the_stream_flows(
             infra.bootstrap, PREDICTIONS, lambda m: m.prediction.project == project, 20, 60
         )
         assert len(preds) == 20
-        info = s.stub.ModelInfo(inference_pb2.ModelInfoRequest(project=project))
+        info = s.admin.ModelInfo(inference_pb2.ModelInfoRequest(project=project))
         # Calibration was impossible without gold: said so, raw confidence flagged.
         assert not info.calibration.calibrated and "need at least 30" in info.calibration.note
         assert not preds[0].prediction.calibrated
@@ -329,8 +354,8 @@ def test_a_version_just_published_answers_predict_before_the_replica_polls(
         s.gateway.load_contract(contract(project))
         uri = save_artifact(tmp_path, "m1", train_digits(x[:600], y[:600], steps=40))
         produce(infra.bootstrap, [model_event(project, "m1", uri)])
-        wait_until(lambda: served_version(s.stub, project) == "m1", 60, "m1 recorded as serving")
-        reply = s.stub.Predict(
+        wait_until(lambda: served_version(s.admin, project) == "m1", 60, "m1 recorded as serving")
+        reply = s.admin.Predict(
             inference_pb2.PredictRequest(project=project, contents=[features(x[700])]),
             timeout=10,
         )

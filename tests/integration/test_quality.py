@@ -103,8 +103,8 @@ def test_consensus_adaptive_overlap_review_and_expert(stack: Stack) -> None:
     assert item_state(stack, c)[0] == "review"
 
     gw = stack.gateway
-    reviewer = gw.annotator(f"rev-{project}", common_pb2.ROLE_REVIEWER)
-    annotator = gw.annotator(f"ann-{project}")
+    reviewer = gw.annotator(f"rev-{project}", common_pb2.ROLE_REVIEWER, project)
+    annotator = gw.annotator(f"ann-{project}", project=project)
     resolve = stack.stub.ResolveReview
     request = quality_pb2.ResolveReviewRequest(item_id=c, value="dog", note="tail visible")
     with pytest.raises(grpc.RpcError) as err:
@@ -113,7 +113,7 @@ def test_consensus_adaptive_overlap_review_and_expert(stack: Stack) -> None:
     with pytest.raises(grpc.RpcError) as err:
         resolve(request, metadata=annotator)
     assert err.value.code() == Code.PERMISSION_DENIED
-    assert "reviewer or admin" in err.value.details()
+    assert "needs the reviewer role" in err.value.details()
     with pytest.raises(grpc.RpcError) as err:
         resolve(quality_pb2.ResolveReviewRequest(item_id=c, value="fish"), metadata=reviewer)
     assert err.value.code() == Code.INVALID_ARGUMENT
@@ -163,7 +163,7 @@ def test_an_expert_against_a_unanimous_crowd_gets_a_second_opinion(stack: Stack)
     boot = stack.quality.config.kafka_bootstrap
     item = f"{project}-x"
     first, second = f"rev1-{project}", f"rev2-{project}"
-    first_md = stack.gateway.annotator(first, common_pb2.ROLE_REVIEWER)
+    first_md = stack.gateway.annotator(first, common_pb2.ROLE_REVIEWER, project)
     produce(
         boot, [label_event(project, item, "a1", "cat"), label_event(project, item, "a2", "cat")]
     )

@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 from PIL import Image
-from strata.common.config import ServiceConfig
+from strata.common.channels import with_metadata
 from strata.common.events import make_event
 from strata.common.topics import (
     CONTRACTS,
@@ -23,31 +23,40 @@ from strata.sampler.__main__ import build
 from strata.sampler.config import SamplerConfig
 from strata.v1 import common_pb2, events_pb2, sampler_pb2, sampler_pb2_grpc
 
+from tests import pki
 from tests.pictures import picture, png_of, reencoded
+from tests.pki import as_service, client_channel
 
-from .conftest import Infra, produce, read_topic, unique_service, wait_until
+from .conftest import Infra, produce, read_topic, service_config, unique_service, wait_until
+from .gateway_support import gateway_settings, start_gateway
 
 Code = grpc.StatusCode
 VOCAB = [f"w{i}" for i in range(3000)]
 
 
 class Sampler:
-    def __init__(self, infra: Infra, service: str) -> None:
-        config = ServiceConfig(
-            service=service,
-            pg_dsn=infra.pg_dsn,
-            kafka_bootstrap=infra.bootstrap,
-            shutdown_grace_s=2.0,
-            health_interval_s=0.3,
+    """A real sampler beside a real gateway (which checks people's tokens). `stub` calls
+    as the gateway's bootstrap admin; `gateway` calls NextBatch as the gateway service."""
+
+    def __init__(self, infra: Infra, service: str | None = None) -> None:
+        self.gw = start_gateway(service_config(infra, "gateway"), gateway_settings(""))
+        gateway_address = f"127.0.0.1:{self.gw.runtime.endpoints.grpc_port}"  # type: ignore[union-attr]
+        self.runtime = build(
+            service_config(infra, "sampler", **({"service": service} if service else {})),
+            SamplerConfig(gateway_address=gateway_address),
         )
-        self.runtime = build(config, SamplerConfig())
-        port = self.runtime.start().grpc_port
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        address = f"127.0.0.1:{self.runtime.start().grpc_port}"
+        self.channel = with_metadata(client_channel(address), self.gw.admin)
         self.stub = sampler_pb2_grpc.SamplerStub(self.channel)
+        self.service_channel = as_service(address, "gateway")
+        self.gateway = sampler_pb2_grpc.SamplerStub(self.service_channel)
 
     def stop(self) -> None:
         self.channel.close()
+        self.service_channel.close()
         self.runtime.stop(grace_s=1.0)
+        self.gw.channel.close()
+        self.gw.runtime.stop(grace_s=1.0)
 
     def state(self, item_id: str) -> str | None:
         with self.runtime.db.transaction() as conn:
@@ -62,7 +71,7 @@ class Sampler:
 
 @pytest.fixture
 def sampler(infra: Infra) -> Iterator[Sampler]:
-    s = Sampler(infra, unique_service("sampler"))
+    s = Sampler(infra)
     yield s
     s.stop()
 
@@ -253,7 +262,7 @@ def test_cold_start_then_predictions_drive_the_ranking_and_state_survives_restar
     assert sum(1 for m in imported if m.gold_answer == "a") == 1
     ids = {m.item.external_id: m.item.item_id for m in imported}
 
-    cold = sampler.stub.NextBatch(
+    cold = sampler.gateway.NextBatch(
         sampler_pb2.NextBatchRequest(project=project, size=10, requester="gw-1")
     )
     assert cold.cold_start and len(cold.items) == 10
@@ -265,7 +274,7 @@ def test_cold_start_then_predictions_drive_the_ranking_and_state_survives_restar
     uncertain = {ids[f"x{i}"] for i in range(100, 120)}
     spot = set([ids[f"x{i}"] for i in range(200, 300) if ids[f"x{i}"] not in handed][:2])
     score_pool(infra, sampler, project, ids, vectors, uncertain, spot)
-    batch = sampler.stub.NextBatch(
+    batch = sampler.gateway.NextBatch(
         sampler_pb2.NextBatchRequest(project=project, size=20, requester="gw-1")
     )
     assert not batch.cold_start and batch.model_version == "m1"
@@ -289,7 +298,7 @@ def test_cold_start_then_predictions_drive_the_ranking_and_state_survives_restar
         after = sampler.stub.PoolStats(sampler_pb2.PoolStatsRequest(project=project))
         assert dict(after.items_by_state) == dict(before.items_by_state)
         assert after.items_by_state["inflight"] == 30
-        again = sampler.stub.NextBatch(
+        again = sampler.gateway.NextBatch(
             sampler_pb2.NextBatchRequest(project=project, size=50, requester="gw-2")
         )
         assert not {i.item.item_id for i in again.items} & (handed | set(got))
@@ -332,7 +341,7 @@ def test_the_random_strategy_hands_out_a_uniform_sample_whatever_the_model_says(
     imported = read_topic(infra.bootstrap, ITEMS_IMPORTED, lambda m: m.item.project == project, 300)
     ids = {m.item.external_id: m.item.item_id for m in imported}
 
-    cold = sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=10))
+    cold = sampler.gateway.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=10))
     assert cold.cold_start and len(cold.items) == 10
     assert {i.routing.reason for i in cold.items} == {common_pb2.ROUTING_REASON_RANDOM_QA}
     handed = {i.item.item_id for i in cold.items}
@@ -343,7 +352,7 @@ def test_the_random_strategy_hands_out_a_uniform_sample_whatever_the_model_says(
     order: list[str] = []
     first = True
     while True:
-        batch = sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=20))
+        batch = sampler.gateway.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=20))
         if not batch.items:
             break
         assert not batch.cold_start and batch.model_version == "m1"
@@ -386,7 +395,7 @@ def test_duplicates_inherit_their_canonical_items_label(sampler: Sampler, infra:
                 "SELECT external_id, item_id FROM items WHERE project = %s", (project,)
             ).fetchall()
         )
-    batch = sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=10))
+    batch = sampler.gateway.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=10))
     assert [i.item.item_id for i in batch.items] == [ids["orig"]]  # duplicates are never sent
     c = common_pb2.ConsensusLabel(
         item_id=ids["orig"],
@@ -472,7 +481,7 @@ def test_an_item_withdrawn_for_review_waits_for_the_reviewer_not_the_crowd(
         for i, text in enumerate(text_rows(6, random.Random(5)))
     ]
     assert import_rows(sampler.stub, project, rows).imported == 6
-    first = sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=1))
+    first = sampler.gateway.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=1))
     item = first.items[0].item.item_id
 
     def consensus(status: int, value: str, reason: int = 0) -> None:
@@ -502,7 +511,7 @@ def test_an_item_withdrawn_for_review_waits_for_the_reviewer_not_the_crowd(
     wait_until(lambda: stored() == ("labeled", "cat"), 20, "the item labeled")
     consensus(common_pb2.CONSENSUS_STATUS_NEEDS_REVIEW, "cat", common_pb2.ROUTING_REASON_RELABEL)
     wait_until(lambda: stored() == ("labeled", None), 20, "the label withdrawn")
-    rest = sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=10))
+    rest = sampler.gateway.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=10))
     assert len(rest.items) == 5 and item not in {i.item.item_id for i in rest.items}
     consensus(common_pb2.CONSENSUS_STATUS_EXPERT, "dog")
     wait_until(lambda: stored() == ("labeled", "dog"), 20, "the reviewer's decision")
@@ -565,10 +574,10 @@ def test_images_are_deduplicated_exactly_and_near_across_replicas(
 
 def test_bad_requests_get_clear_errors(sampler: Sampler) -> None:
     with pytest.raises(grpc.RpcError) as err:
-        sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(project="p", size=0))
+        sampler.gateway.NextBatch(sampler_pb2.NextBatchRequest(project="p", size=0))
     assert err.value.code() == Code.INVALID_ARGUMENT and "size" in err.value.details()
     with pytest.raises(grpc.RpcError) as err:
-        sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(size=5))
+        sampler.gateway.NextBatch(sampler_pb2.NextBatchRequest(size=5))
     assert err.value.code() == Code.INVALID_ARGUMENT
     with pytest.raises(grpc.RpcError) as err:
         import_rows(
@@ -585,16 +594,21 @@ def test_bad_requests_get_clear_errors(sampler: Sampler) -> None:
     )
     reply = import_rows(sampler.stub, "p-bad", [nan_row])
     assert [(e.line, e.message) for e in reply.errors] == [(7, "features contain NaN or infinity")]
-    empty = sampler.stub.NextBatch(sampler_pb2.NextBatchRequest(project="nobody", size=5))
+    empty = sampler.gateway.NextBatch(sampler_pb2.NextBatchRequest(project="nobody", size=5))
     assert list(empty.items) == []
 
 
 def test_strata_import_streams_a_file_and_reports_bad_lines(
-    sampler: Sampler, tmp_path, capsys
+    sampler: Sampler, tmp_path, capsys, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     from strata.cli.main import main
 
     address = f"127.0.0.1:{sampler.runtime.endpoints.grpc_port}"  # type: ignore[union-attr]
+    # Signed in as the gateway's admin, over the CLI's client certificate.
+    monkeypatch.setenv("STRATA_HOME", str(tmp_path / "no-stack"))
+    monkeypatch.setenv("STRATA_TOKEN", sampler.gw.admin_token)
+    for key, value in pki.environ("cli").items():
+        monkeypatch.setenv(key, value)
     jsonl = tmp_path / "items.jsonl"
     jsonl.write_text(
         '{"id": "a", "text": "first item text here"}\n'

@@ -15,11 +15,13 @@ from strata.cli.stack import check_health
 from strata.common.embedded import EmbeddedPostgres, free_port
 from strata.common.grpcserver import LIVENESS
 
+from tests.pki import client_channel
+
 from .conftest import KIT_SERVICE_CMD, kit_service_env, wait_until
 
 
 def _status(port: int, service: str = "") -> str:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    with client_channel(f"127.0.0.1:{port}") as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=2
@@ -77,7 +79,7 @@ def test_sigterm_exits_cleanly_within_the_grace_period_and_metrics_count_rpcs(in
         assert 'strata_kitcheck_grpc_requests_total{code="OK",method="Health/Check"}' in body
         assert "strata_kitcheck_serving 1.0" in body
         assert 'strata_kitcheck_dependency_up{dependency="postgres"} 1.0' in body
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with client_channel(f"127.0.0.1:{port}") as channel:
             watcher = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
             assert next(watcher).status == health_pb2.HealthCheckResponse.SERVING
             started = time.monotonic()
@@ -114,7 +116,7 @@ def test_bad_config_exits_non_zero_naming_the_variable(drop: str, extra: dict, n
 def test_health_check_reports_serving_through_the_cli_helper(infra) -> None:
     proc, port, _ = _start_service(infra.pg_dsn, infra.bootstrap)
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with client_channel(f"127.0.0.1:{port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             wait_until(lambda: check_health(stub), 30, "SERVING")
             assert check_health(stub, "strata.v1.NoSuchService") is False

@@ -82,7 +82,7 @@ def test_requested_run_trains_on_two_ray_workers_and_publishes_a_governed_model(
         )
         assert len(published) == 1
         model = published[0]
-        run = wait_run(s.stub, model.run_id)
+        run = wait_run(s.stub, s.gateway.admin, model.run_id)
         assert run.state == training_pb2.RUN_STATE_SUCCEEDED, run.error
         assert (run.model_version, run.num_workers, run.epoch, run.epochs) == ("v1", 2, 15, 15)
         assert run.progress == 1.0 and run.samples_seen >= 15 * (n - 1)
@@ -108,7 +108,7 @@ def test_requested_run_trains_on_two_ray_workers_and_publishes_a_governed_model(
             len(p.entropy_by_group) == 3 and all(0 <= e <= 1 for e in p.entropy_by_group)
             for p in feedback[0].depth_profiles
         )
-        reviewer = s.gateway.annotator("rev", common_pb2.ROLE_REVIEWER)
+        reviewer = s.gateway.annotator("rev", common_pb2.ROLE_REVIEWER, project)
         profile = s.stub.DepthProfile(
             training_pb2.DepthProfileRequest(project=project), metadata=reviewer
         )
@@ -136,12 +136,23 @@ def test_requested_run_trains_on_two_ray_workers_and_publishes_a_governed_model(
         assert len(everything) == sum({"high": 3, "mid": 2, "low": 1}[t] for t in tier)
 
         # TracIn: the flipped twin of this item is among the labels opposing its prediction.
-        trace = s.stub.TraceInfluence(
-            training_pb2.TraceInfluenceRequest(
-                project=project, content=features(x[twin] + 0.01), top_k=10
-            ),
-            metadata=reviewer,
+        # Any content can be traced by a manager only (a reviewer who labels gold could
+        # otherwise read the model's answer on a gold item's content); gold never.
+        request = training_pb2.TraceInfluenceRequest(
+            project=project, content=features(x[twin] + 0.01), top_k=10
         )
+        with pytest.raises(grpc.RpcError) as err:
+            s.stub.TraceInfluence(request, metadata=reviewer)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        manager = s.gateway.annotator("mgr", common_pb2.ROLE_MANAGER, project)
+        for gold in (
+            training_pb2.TraceInfluenceRequest(project=project, content=features(x[1500])),
+            training_pb2.TraceInfluenceRequest(project=project, item_id=f"{project}-g-0"),
+        ):
+            with pytest.raises(grpc.RpcError) as err:
+                s.stub.TraceInfluence(gold, metadata=manager)
+            assert err.value.code() in (grpc.StatusCode.PERMISSION_DENIED, Code.NOT_FOUND)
+        trace = s.stub.TraceInfluence(request, metadata=manager)
         assert trace.model_version == "v1" and trace.predicted_class == str(y[twin])
         assert f"{project}-p-{twin}" in [o.item_id for o in trace.opposing]
         assert all(len(o.by_group) == 3 for o in trace.opposing)
@@ -168,7 +179,7 @@ def test_bad_requests_are_refused_a_dead_worker_resumes_and_runs_queue(
         infra, tmp_path, fault_crash_at_epoch=2, max_failures=1, epochs=3, checkpoint_every_s=0.0
     ) as s:
         admin = s.gateway.admin
-        annotator = s.gateway.annotator("ann")
+        annotator = s.gateway.annotator("ann", project=project)
         for p in (project, small, one_class, other):
             s.gateway.load_contract(contract(p))
         s.gateway.load_contract(contract(deep_policy, governance="{rules: [{depth: 5}]}"))
@@ -186,9 +197,12 @@ def test_bad_requests_are_refused_a_dead_worker_resumes_and_runs_queue(
             == Code.UNAUTHENTICATED
         )
         err = refused(training_pb2.StartRunRequest(project=project), annotator)
-        assert err.code() == Code.PERMISSION_DENIED and "admin" in (err.details() or "")
+        assert err.code() == Code.PERMISSION_DENIED and "manager" in (err.details() or "")
         err = refused(training_pb2.StartRunRequest(project="nobody"))
         assert err.code() == Code.NOT_FOUND and "contract" in (err.details() or "")
+        # To a member of another project, it is as if the project did not exist.
+        err = refused(training_pb2.StartRunRequest(project=other), annotator)
+        assert err.code() == Code.NOT_FOUND
         err = refused(training_pb2.StartRunRequest(project=project, family="rnn"))
         assert err.code() == Code.INVALID_ARGUMENT and "mlp" in (err.details() or "")
 
@@ -237,10 +251,10 @@ def test_bad_requests_are_refused_a_dead_worker_resumes_and_runs_queue(
         assert runs_of(s.training, deep_policy) == 0
 
         with pytest.raises(grpc.RpcError) as get_err:
-            s.stub.GetRun(training_pb2.GetRunRequest(run_id="42"))
+            s.stub.GetRun(training_pb2.GetRunRequest(run_id="42"), metadata=admin)
         assert get_err.value.code() == Code.INVALID_ARGUMENT
         with pytest.raises(grpc.RpcError) as get_err:
-            s.stub.GetRun(training_pb2.GetRunRequest(run_id=str(uuid.uuid4())))
+            s.stub.GetRun(training_pb2.GetRunRequest(run_id=str(uuid.uuid4())), metadata=admin)
         assert get_err.value.code() == Code.NOT_FOUND
 
         # Two runs of a project asked for at once: the second waits its turn. The first
@@ -258,14 +272,14 @@ def test_bad_requests_are_refused_a_dead_worker_resumes_and_runs_queue(
         beside = s.stub.StartRun(
             training_pb2.StartRunRequest(project=other, num_workers=1, epochs=1), metadata=admin
         )
-        a = wait_run(s.stub, first.run_id)
+        a = wait_run(s.stub, s.gateway.admin, first.run_id)
         assert a.state == training_pb2.RUN_STATE_SUCCEEDED, a.error
         assert a.resumed_from_checkpoint and a.epoch == 3 and a.model_version == "v1"
-        b = wait_run(s.stub, second.run_id)
+        b = wait_run(s.stub, s.gateway.admin, second.run_id)
         assert b.state == training_pb2.RUN_STATE_SUCCEEDED, b.error
         assert not b.resumed_from_checkpoint and b.model_version == "v2"
         assert b.started_at.ToDatetime() >= a.finished_at.ToDatetime()
-        c = wait_run(s.stub, beside.run_id)
+        c = wait_run(s.stub, s.gateway.admin, beside.run_id)
         assert c.state == training_pb2.RUN_STATE_SUCCEEDED, c.error
         assert c.model_version == "v1" and c.started_at.ToDatetime() < a.finished_at.ToDatetime()
 

@@ -103,14 +103,17 @@ def consensus_events(
 
 
 def wait_run(
-    stub: training_pb2_grpc.TrainingStub, run_id: str, timeout_s: float = 240.0
+    stub: training_pb2_grpc.TrainingStub,
+    metadata: list[tuple[str, str]],
+    run_id: str,
+    timeout_s: float = 240.0,
 ) -> training_pb2.Run:
     """The run once it has ended (succeeded or failed)."""
     ended = (training_pb2.RUN_STATE_SUCCEEDED, training_pb2.RUN_STATE_FAILED)
     seen: list[training_pb2.Run] = []
 
     def done() -> bool:
-        run = stub.GetRun(training_pb2.GetRunRequest(run_id=run_id)).run
+        run = stub.GetRun(training_pb2.GetRunRequest(run_id=run_id), metadata=metadata).run
         seen.append(run)
         return run.state in ended
 

@@ -9,7 +9,12 @@ from strata.common.config import ConfigError, ServiceConfig, describe, load_serv
 from strata.common.service import kafka_settings
 from strata.training.config import parse_directory
 
-BASE = {"STRATA_PG_DSN": "postgresql://u@h:5432/db", "STRATA_KAFKA_BOOTSTRAP": "h:9092"}
+BASE = {
+    "STRATA_PG_DSN": "postgresql://u@h:5432/db",
+    "STRATA_KAFKA_BOOTSTRAP": "h:9092",
+    "STRATA_TLS_MODE": "plaintext",
+    "STRATA_SERVICE_SECRET": "a shared secret",
+}
 
 
 def test_loads_with_defaults_and_service_specific_ports() -> None:
@@ -54,6 +59,20 @@ def test_malformed_variable_is_named_with_the_problem(
         load_service_config("sampler", {**BASE, variable: value})
     assert err.value.variable == variable
     assert words in str(err.value)
+
+
+def test_tls_is_on_unless_plaintext_is_asked_for() -> None:
+    env = {k: v for k, v in BASE.items() if not k.startswith(("STRATA_TLS", "STRATA_SERVICE"))}
+    with pytest.raises(ConfigError) as err:
+        load_service_config("gateway", env)
+    assert err.value.variable == "STRATA_TLS_CERT"
+    assert "STRATA_TLS_MODE=plaintext" in str(err.value)
+    # Plaintext, explicitly: services then sign who they are with a shared secret.
+    with pytest.raises(ConfigError) as err:
+        load_service_config("gateway", {**env, "STRATA_TLS_MODE": "plaintext"})
+    assert err.value.variable == "STRATA_SERVICE_SECRET"
+    cfg = load_service_config("gateway", BASE)
+    assert not cfg.tls.enabled and cfg.identity == "gateway"
 
 
 def test_stack_config_defaults_to_embedded_infrastructure() -> None:

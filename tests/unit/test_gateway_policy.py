@@ -10,6 +10,7 @@ from strata.gateway.auth import Authenticator, AuthError, bearer_token, hash_tok
 from strata.gateway.policy import (
     Accept,
     Candidate,
+    Membership,
     Principal,
     Reject,
     TaskSnapshot,
@@ -23,8 +24,9 @@ from strata.gateway.policy import (
 from strata.v1 import common_pb2
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-ANN = Principal("ann", "annotator")
-REVIEWER = Principal("rev", "reviewer")
+ANN = Principal("ann", memberships=(("p", Membership("annotator")),))
+ANNOTATOR = Membership("annotator")
+REVIEWER = Membership("reviewer")
 REG = Candidate(1, "item-1", "label")
 GOLD = Candidate(2, "gold-1", "gold")
 REVIEW = Candidate(3, "item-9", "review")
@@ -32,25 +34,25 @@ CLASSES = ["cat", "dog"]
 
 
 def test_annotator_gets_regular_work_unless_gold_is_rolled() -> None:
-    assert choose_unit(ANN, regular=REG, gold=GOLD, review=REVIEW, gold_roll=False) == REG
-    assert choose_unit(ANN, regular=REG, gold=GOLD, review=REVIEW, gold_roll=True) == GOLD
+    assert choose_unit(ANNOTATOR, regular=REG, gold=GOLD, review=REVIEW, gold_roll=False) == REG
+    assert choose_unit(ANNOTATOR, regular=REG, gold=GOLD, review=REVIEW, gold_roll=True) == GOLD
     # No gold left for this annotator: the regular task, never nothing.
-    assert choose_unit(ANN, regular=REG, gold=None, review=None, gold_roll=True) == REG
+    assert choose_unit(ANNOTATOR, regular=REG, gold=None, review=None, gold_roll=True) == REG
 
 
 def test_empty_queue_never_serves_gold() -> None:
     # Gold arriving when nothing else does would tell annotators it is gold.
-    assert choose_unit(ANN, regular=None, gold=GOLD, review=None, gold_roll=True) is None
+    assert choose_unit(ANNOTATOR, regular=None, gold=GOLD, review=None, gold_roll=True) is None
 
 
 def test_review_tasks_go_to_reviewers_only() -> None:
     assert choose_unit(REVIEWER, regular=REG, gold=GOLD, review=REVIEW, gold_roll=True) == REVIEW
-    assert choose_unit(ANN, regular=None, gold=None, review=REVIEW, gold_roll=False) is None
+    assert choose_unit(ANNOTATOR, regular=None, gold=None, review=REVIEW, gold_roll=False) is None
 
 
 def test_blocked_gets_nothing_and_retrain_gets_gold_only() -> None:
-    blocked = Principal("b", "annotator", "blocked")
-    retrain = Principal("r", "annotator", "retrain")
+    blocked = Membership("annotator", "blocked")
+    retrain = Membership("annotator", "retrain")
     assert choose_unit(blocked, regular=REG, gold=GOLD, review=None, gold_roll=True) is None
     assert choose_unit(retrain, regular=REG, gold=GOLD, review=None, gold_roll=False) == GOLD
     assert choose_unit(retrain, regular=REG, gold=None, review=None, gold_roll=False) is None
@@ -79,6 +81,7 @@ def snapshot(**over: object) -> TaskSnapshot:
         ontology_version="v1",
         unit_state="open",
         unit_slots_open=0,
+        project="p",
     )
     base.update(over)
     return TaskSnapshot(**base)  # type: ignore[arg-type]
@@ -133,16 +136,31 @@ def test_expired_lease_not_yet_reassigned_takes_its_slot_back() -> None:
 
 
 def test_blocked_annotator_cannot_submit() -> None:
-    outcome = check_submission(
-        snapshot(),
-        Principal("ann", "annotator", "blocked", "gold accuracy 0.40"),
-        "cat",
-        CLASSES,
-        NOW,
-        task_id="t1",
+    blocked_in_p = Principal(
+        "ann",
+        memberships=(
+            ("p", Membership("annotator", "blocked", "gold accuracy 0.40")),
+            ("q", Membership("annotator")),
+        ),
     )
+    outcome = check_submission(snapshot(), blocked_in_p, "cat", CLASSES, NOW, task_id="t1")
     assert code(outcome) == grpc.StatusCode.PERMISSION_DENIED
     assert "gold accuracy 0.40" in outcome.message  # type: ignore[union-attr]
+    # Status is per project: the same person labels on in project q.
+    in_q = snapshot(project="q")
+    assert check_submission(in_q, blocked_in_p, "cat", CLASSES, NOW, task_id="t1") == Accept()
+
+
+def test_a_task_of_a_project_left_behind_looks_like_a_missing_one() -> None:
+    removed = Principal("ann", memberships=(("q", Membership("annotator")),))
+    outcome = check_submission(snapshot(), removed, "cat", CLASSES, NOW, task_id="t1")
+    assert outcome == check_submission(None, removed, "cat", CLASSES, NOW, task_id="t1")
+
+
+def test_an_admin_works_in_any_project_as_its_manager() -> None:
+    admin = Principal("root", admin=True)
+    assert admin.membership("anything") == Membership("manager")
+    assert Principal("x").membership("anything") is None
 
 
 def test_value_checks_before_any_lookup() -> None:
@@ -187,7 +205,7 @@ def test_authenticator_caches_and_rejects_revoked_and_expired() -> None:
         calls.append(h)
         if h != hash_token(token):
             return None
-        return Principal("ann", "annotator"), state["expires"], state["revoked"]
+        return Principal("ann"), state["expires"], state["revoked"]
 
     clock = [0.0]
     auth = Authenticator(lookup, cache_s=2.0, clock=lambda: clock[0])
@@ -226,3 +244,45 @@ def test_new_annotators_see_gold_at_the_probation_rate_first() -> None:
     )
     assert [gold_rate_for(contract, n) for n in (0, 11, 12, 500)] == [0.5, 0.5, 0.1, 0.1]
     assert gold_rate_for(common_pb2.LabelingContract(gold_rate=0.1), 0) == 0.1
+
+
+# -- gold pre-labels ---------------------------------------------------------------
+
+
+def test_gold_prelabels_follow_the_pool_and_honeypots_are_plausibly_wrong() -> None:
+    from strata.gateway.policy import ShownProfile, gold_prelabel, plausible_confusion
+
+    rng = random.Random(3)
+    classes = ["0", "1", "7", "9"]
+    pool = [ShownProfile(False)] * 300 + [
+        ShownProfile(True, 0.55 + 0.4 * (i % 10) / 10, "v3", True, agreed=i % 5 != 0)
+        for i in range(700)
+    ]
+    shown, wrong, honey, confidences = 0, 0, 0, []
+    for _ in range(20_000):
+        prelabel, honeypot = gold_prelabel(
+            rng.choice(pool), "7", "7", "1", classes, honeypot_rate=0.25, rng=rng
+        )
+        if prelabel is None:
+            assert not honeypot
+            continue
+        shown += 1
+        confidences.append(prelabel.confidence)
+        assert prelabel.model_version == "v3" and prelabel.calibrated
+        honey += honeypot
+        if prelabel.value != "7":
+            wrong += 1
+            assert prelabel.value == "1"  # the model's second choice: a plausible mistake
+        else:
+            assert not honeypot
+    # Shown as often as on the pool (70%), with the pool's confidences.
+    assert abs(shown / 20_000 - 0.7) < 0.015
+    assert set(confidences) == {p.confidence for p in pool if p.shown}
+    assert abs(honey / shown - 0.25) < 0.02
+    # Wrong: every honeypot, and the pool's own 20% of the rest.
+    assert abs(wrong / shown - (0.25 + 0.75 * 0.2)) < 0.02
+    # The model's own mistake is the most plausible confusion; a random class the last.
+    assert plausible_confusion("7", "9", "1", classes, rng) == "9"
+    assert plausible_confusion("7", None, None, classes, rng) in {"0", "1", "9"}
+    # No pool task yet (no model): gold shows none either.
+    assert gold_prelabel(None, "7", "7", "1", classes, 0.25, rng) == (None, False)

@@ -74,17 +74,36 @@ def test_dev_is_one_of_each_and_prod_scales_out(rendered) -> None:
     assert gpu[1]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
 
 
+def _step(node: Any, key: Any) -> Any:
+    # A list is indexed by position, or by a string: the item of that name.
+    if isinstance(node, list) and isinstance(key, str):
+        return next(item for item in node if item.get("name") == key)
+    return node[key]
+
+
 def _set(path: list[Any], value: Any) -> Callable[[dict[str, Any]], None]:
     def change(obj: dict[str, Any]) -> None:
         node = obj
         for key in path[:-1]:
-            node = node[key]
+            node = _step(node, key)
         node[path[-1]] = value
 
     return change
 
 
+def _add(path: list[Any], value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(obj: dict[str, Any]) -> None:
+        node = obj
+        for key in path:
+            node = _step(node, key)
+        node.append(value)
+
+    return change
+
+
 CONTAINER = ["spec", "template", "spec", "containers", 0]
+VOLUMES = ["spec", "template", "spec", "volumes"]
+NGINX = "nginx.ingress.kubernetes.io"
 
 
 @pytest.mark.parametrize(
@@ -121,18 +140,197 @@ CONTAINER = ["spec", "template", "spec", "containers", 0]
         ("ScaledObject", _set(["spec", "scaleTargetRef", "name"], "strata-qualty"), "not in the"),
         ("NetworkPolicy", _set(["spec", "policyType"], ["Ingress"]), "'policyType'"),
         ("ServiceMonitor", _set(["kind"], "ServiceMonitr"), "no schema for"),
+        (
+            "Certificate/strata-gateway",
+            _set(["spec", "usages", 0], "serverauth"),
+            "'serverauth' is not one of",
+        ),
+        ("Certificate/strata-gateway", _set(["spec", "duration"], "90d"), "does not match"),
+        ("Issuer", _set(["spec", "selfSigend"], {}), "'selfSigend' was unexpected"),
+        # Mutual TLS on every hop: the certificate, its identity, the mode, the probes.
+        (
+            "Deployment/strata-sampler",
+            _set([*VOLUMES, "tls", "secret", "secretName"], "strata-sampler-tls-by-hand"),
+            "mounts no TLS secret that a Certificate in the render makes",
+        ),
+        (
+            "Deployment/strata-sampler",
+            _set([*VOLUMES, "tls", "secret", "secretName"], "strata-gateway-tls"),
+            "mounts Certificate/strata-gateway, whose uris are not",
+        ),
+        (
+            "Deployment/strata-sampler",
+            _set([*CONTAINER, "volumeMounts", "tls", "readOnly"], False),
+            "mounted read-only",
+        ),
+        (
+            "Deployment/strata-quality",
+            _add([*CONTAINER, "env"], {"name": "STRATA_TLS_MODE", "value": "plaintext"}),
+            "Deployment/strata-quality: sets STRATA_TLS_MODE=plaintext",
+        ),
+        (
+            "ConfigMap/strata-config",
+            _set(["data", "STRATA_TLS_MODE"], "Plaintext"),
+            "sets STRATA_TLS_MODE=plaintext",
+        ),
+        (
+            "ConfigMap/strata-config",
+            _set(["data", "STRATA_TLS_CA"], "/etc/ssl/certs/ca.crt"),
+            "must name files of a mounted TLS secret",
+        ),
+        (
+            "Deployment/strata-gateway",
+            _set([*CONTAINER, "livenessProbe", "grpc", "port"], 50051),
+            "livenessProbe must ask the health port 8086",
+        ),
+        (
+            "ConfigMap/strata-gateway-config",
+            _set(["data", "STRATA_GATEWAY_HEALTH_PORT"], "8087"),
+            "STRATA_GATEWAY_HEALTH_PORT must be 8086",
+        ),
+        (
+            "ConfigMap/strata-gateway-config",
+            _set(["data", "STRATA_SAMPLER_ADDRESS"], "10.0.3.7:50051"),
+            "no Certificate in the render carries 10.0.3.7",
+        ),
+        (
+            "Ingress",
+            _set(["metadata", "annotations", f"{NGINX}/proxy-ssl-secret"], "strata/strata-ca"),
+            "proxy-ssl-secret must be the secret of a Certificate",
+        ),
+        (
+            "Ingress",
+            _set(["metadata", "annotations", f"{NGINX}/backend-protocol"], "GRPC"),
+            "backend-protocol must be GRPCS",
+        ),
     ],
 )
 def test_the_validator_names_each_mistake(rendered, crds, kind, change, expected) -> None:
     objects = copy.deepcopy(rendered["prod"])
-    change(next(o for o in objects if o["kind"] == kind))
+    kind, _, name = kind.partition("/")
+    change(next(o for o in objects if o["kind"] == kind and o["metadata"]["name"].startswith(name)))
     problems = m.check_objects(objects, crds, RULES)
     assert any(expected in p for p in problems), problems
 
 
+def test_an_overlay_with_network_policies_leaves_no_ray_pod_open(rendered, crds) -> None:
+    ray = {"ray.io/cluster": "strata-ray", "ray.io/node-type": "worker", "ray.io/group": "cpu"}
+    objects = [
+        o
+        for o in rendered["prod-gpu"]
+        if not (o["kind"] == "NetworkPolicy" and m.selects(o["spec"]["podSelector"], ray))
+    ]
+    problems = m.check_objects(objects, crds, RULES)
+    for group in ("head", "cpu", "gpu"):
+        assert f"RayCluster/strata-ray {group}: no NetworkPolicy limits its ingress" in " ".join(
+            problems
+        )
+
+
+def admits(
+    policies: Objects, to: dict[str, str], port: int, source: dict[str, str], namespace: str
+) -> bool:
+    """Whether the NetworkPolicies of namespace strata let a pod (labels `source`, in
+    `namespace`) connect to the pod with labels `to` on `port`."""
+    isolating = [
+        p
+        for p in policies
+        if "Ingress" in m.policy_types(p) and m.selects(p["spec"]["podSelector"], to)
+    ]
+    if not isolating:
+        return True
+    for rule in (r for p in isolating for r in p["spec"].get("ingress", [])):
+        if rule.get("ports") and port not in [p["port"] for p in rule["ports"]]:
+            continue
+        for peer in rule.get("from", [{"namespaceSelector": {}}]):
+            ns = {"kubernetes.io/metadata.name": namespace}
+            in_namespace = (
+                m.selects(peer["namespaceSelector"], ns)
+                if "namespaceSelector" in peer
+                else namespace == "strata"
+            )
+            if in_namespace and m.selects(peer.get("podSelector", {}), source):
+                return True
+    return False
+
+
+def test_only_training_reaches_ray_and_only_the_ingress_controller_the_gateway(rendered) -> None:
+    objects = rendered["prod-gpu"]
+    policies = list(of_kind(objects, "NetworkPolicy").values())
+    pods = dict(p for o in objects for p in m.pod_labels(o))
+    head, gpu = pods["RayCluster/strata-ray head"], pods["RayCluster/strata-ray gpu"]
+    training = pods["Deployment/strata-training"]
+
+    assert admits(policies, head, 10001, training, "strata")
+    for name, labels in pods.items():
+        if not name.startswith(("Deployment/strata-training", "RayCluster/")):
+            for port in (10001, 6379, 8265, 8080):
+                assert not admits(policies, head, port, labels, "strata"), (name, port)
+    for port in (6379, 8265, 10001, 41234):  # Ray nodes talk to each other on many ports
+        assert admits(policies, head, port, gpu, "strata")
+        assert admits(policies, gpu, port, head, "strata")
+    assert admits(policies, gpu, 8080, {}, "monitoring")
+    assert not admits(policies, head, 10001, {}, "monitoring")
+    assert not admits(policies, head, 8265, {}, "ray-system")  # no RayJob: no operator calls
+    for namespace in ("ingress-nginx", "default"):
+        assert not admits(policies, head, 10001, {}, namespace)
+        can_reach_gateway = admits(
+            policies, pods["Deployment/strata-gateway"], 50051, {}, namespace
+        )
+        assert can_reach_gateway == (namespace == "ingress-nginx")
+        assert not admits(policies, pods["Deployment/strata-sampler"], 50051, {}, namespace)
+    ray = of_kind(objects, "RayCluster")["strata-ray"]["spec"]
+    assert ray["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+
+
+def test_every_service_has_its_own_certificate_from_the_strata_ca(rendered) -> None:
+    for overlay, objects in rendered.items():
+        certificates = of_kind(objects, "Certificate")
+        issuer = of_kind(objects, "Issuer")["strata-ca"]["spec"]["ca"]
+        assert certificates["strata-ca"]["spec"]["isCA"]
+        assert issuer["secretName"] == certificates["strata-ca"]["spec"]["secretName"]
+        for service in SERVICES:
+            spec = certificates[f"strata-{service}"]["spec"]
+            host = f"strata-{service}"
+            assert spec["secretName"] == f"{host}-tls", overlay
+            assert spec["issuerRef"]["name"] == "strata-ca"
+            assert spec["uris"] == [f"spiffe://strata/service/{service}"]
+            assert spec["dnsNames"] == [
+                host,
+                f"{host}.strata.svc",
+                f"{host}.strata.svc.cluster.local",
+            ]
+            assert set(spec["usages"]) == {
+                "server auth",
+                "client auth",
+                "digital signature",
+                "key encipherment",
+            }
+            assert spec["privateKey"] == {
+                "algorithm": "ECDSA",
+                "size": 256,
+                "rotationPolicy": "Always",
+            }
+            assert (spec["duration"], spec["renewBefore"]) == ("2160h", "360h")
+        client = certificates["strata-ingress-client-tls"]["spec"]
+        assert client["uris"] == ["spiffe://strata/client/ingress"]
+        assert "server auth" not in client["usages"]
+        notes = of_kind(objects, "Ingress")["strata-gateway"]["metadata"]["annotations"]
+        assert notes[f"{NGINX}/proxy-ssl-secret"] == f"strata/{client['secretName']}"
+        assert (
+            notes[f"{NGINX}/proxy-ssl-name"] in certificates["strata-gateway"]["spec"]["dnsNames"]
+        )
+
+
 def test_secrets_the_operator_must_create_are_listed(rendered) -> None:
+    # cert-manager makes every TLS secret but the public certificate of the Ingress.
     assert m.external_secrets(rendered["prod"]) == sorted(
-        ["strata-admin-token", "strata-models-s3", *(f"strata-pg-{s}" for s in SERVICES)]
+        [
+            "strata-admin-token",
+            "strata-gateway-public-tls",
+            "strata-models-s3",
+            *(f"strata-pg-{s}" for s in SERVICES),
+        ]
     )
 
 

@@ -254,6 +254,21 @@ def test_gold_verdict_blocks_only_when_surely_below() -> None:
     assert "0.40 on 10 items" in verdict.reason and verdict.upper < 0.8
 
 
+def test_rubber_stamping_wrong_prelabels_blocks_like_a_spammer() -> None:
+    from strata.quality.gold import Anchoring
+
+    # Good on gold overall (they copied right pre-labels), but 6 of 6 wrong ones followed.
+    copycat = gold_verdict(16, 20, 0.7, 5, Anchoring(6, 6), max_anchoring=0.5)
+    assert copycat.status == "blocked" and "anchoring" in copycat.reason
+    # A careful annotator who shares one mistake with the model is fine.
+    careful = gold_verdict(18, 20, 0.7, 5, Anchoring(1, 6), max_anchoring=0.5)
+    assert careful.status == "active"
+    # Too few wrong pre-labels to judge, or the rule turned off: gold accuracy decides.
+    assert gold_verdict(16, 20, 0.7, 5, Anchoring(3, 3), 0.5).status == "active"
+    assert gold_verdict(16, 20, 0.7, 5, Anchoring(6, 6), 0.0).status == "active"
+    assert Anchoring(0, 0).rate is None and Anchoring(3, 4).rate == 0.75
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_agreement_from_flat_votes_matches_the_references(seed: int) -> None:
     """The report's sparse paths (no dense matrix) agree with krippendorff and scikit-learn."""

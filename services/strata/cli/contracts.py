@@ -13,15 +13,17 @@ from pathlib import Path
 
 import grpc
 
-from strata.cli.stack import StackConfig, running_target
+from strata.cli.connect import target
+from strata.cli.stack import StackConfig
 from strata.v1 import gateway_pb2, gateway_pb2_grpc
 
 
 def cmd_contract_load(args: argparse.Namespace, config: StackConfig) -> int:
     """Load each file; report each one; exit 1 if any was refused."""
-    address, metadata = running_target(config, "gateway", args.gateway or "", "an admin's")
+    gateway = target(config, "gateway", args.gateway or "", "a manager's or admin's")
+    metadata = gateway.metadata
     failed = 0
-    with grpc.insecure_channel(address) as channel:
+    with gateway.channel() as channel:
         stub = gateway_pb2_grpc.AnnotationGatewayStub(channel)
         for name in args.files:
             path = Path(name)

@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc
 
+from strata.cli.connect import target
 from strata.cli.progress import ProgressBar
 from strata.cli.stack import StackConfig
 from strata.v1 import common_pb2, sampler_pb2, sampler_pb2_grpc
@@ -91,18 +92,6 @@ def read_rows(path: Path, errors: list[tuple[int, str]]) -> Iterator[sampler_pb2
                 errors.append((line, str(exc)))
 
 
-def sampler_address(args: argparse.Namespace, config: StackConfig) -> str:
-    if args.sampler:
-        return str(args.sampler)
-    state_file = config.home / "stack.json"
-    if state_file.exists():
-        state = json.loads(state_file.read_text())
-        address = state.get("services", {}).get("sampler", {}).get("grpc", "")
-        if address:
-            return str(address)
-    raise SystemExit("no sampler: start the stack (`strata up`) or pass --sampler host:port")
-
-
 def cmd_import(args: argparse.Namespace, config: StackConfig) -> int:
     """Stream FILE into the sampler and print what was imported, deduplicated or rejected."""
     path = Path(args.file)
@@ -128,10 +117,11 @@ def cmd_import(args: argparse.Namespace, config: StackConfig) -> int:
             sent += len(chunk)
             yield sampler_pb2.ImportItemsRequest(project=args.project, rows=chunk)
 
-    with grpc.insecure_channel(sampler_address(args, config)) as channel:
+    sampler = target(config, "sampler", args.sampler or "", "a project manager's or admin's")
+    with sampler.channel() as channel:
         stub = sampler_pb2_grpc.SamplerStub(channel)
         try:
-            reply = stub.ImportItems(requests(), timeout=3600)
+            reply = stub.ImportItems(requests(), metadata=sampler.metadata, timeout=3600)
         except grpc.RpcError as exc:
             print(f"strata import: {exc.code().name}: {exc.details()}")
             return 1

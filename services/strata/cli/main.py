@@ -15,6 +15,7 @@ from types import FrameType
 
 from strata.cli.contracts import add_commands as add_contract_commands
 from strata.cli.importer import add_commands as add_import_commands
+from strata.cli.people import add_commands as add_people_commands
 from strata.cli.progress import ProgressBar, step
 from strata.cli.prometheus import PrometheusNotInstalled
 from strata.cli.reports import add_commands as add_report_commands
@@ -146,16 +147,18 @@ def _campaign(stack: Stack, fast: bool, out_dir: Path) -> int:
         },
         kafka_bootstrap=stack.kafka_bootstrap,
         admin_token=stack.admin_token(),
+        tls=stack.client_tls(),
     )
     return demo(endpoints, plan(fast), out_dir, StatusLine())
 
 
 def cmd_status(args: argparse.Namespace, config: StackConfig) -> int:
     """Health of each service of a running `strata up`."""
-    import grpc
     from grpc_health.v1 import health_pb2_grpc
 
+    from strata.cli.connect import client_tls
     from strata.cli.stack import check_health
+    from strata.common.tls import open_channel
 
     state_file = config.home / "stack.json"
     if not state_file.exists():
@@ -163,9 +166,13 @@ def cmd_status(args: argparse.Namespace, config: StackConfig) -> int:
         return 1
     state = json.loads(state_file.read_text())
     print(f"postgres  {state['pg_dsn']}\nkafka     {state['kafka_bootstrap']}")
+    tls = client_tls(config, state)
+    print(
+        f"tls       {'mutual, ' + str(state.get('tls_dir')) if tls.enabled else 'OFF (plaintext)'}"
+    )
     healthy = True
     for name, svc in state["services"].items():
-        with grpc.insecure_channel(svc["grpc"]) as channel:
+        with open_channel(svc["grpc"], tls) as channel:
             ok = check_health(health_pb2_grpc.HealthStub(channel))
         healthy &= ok
         print(f"{name:<10}{'SERVING' if ok else 'NOT SERVING':<13}{svc['grpc']}  {svc['metrics']}")
@@ -183,6 +190,7 @@ def cmd_topics(args: argparse.Namespace, config: StackConfig) -> int:
 
 def config_classes() -> list[type]:
     """Every settings class of the stack and the services, in `strata config` order."""
+    from strata.common.tls import TlsConfig
     from strata.gateway.config import GatewayConfig
     from strata.inference.config import InferenceConfig
     from strata.quality.config import QualityConfig
@@ -192,6 +200,7 @@ def config_classes() -> list[type]:
     return [
         StackConfig,
         ServiceConfig,
+        TlsConfig,
         GatewayConfig,
         QualityConfig,
         SamplerConfig,
@@ -234,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_commands(sub)
     add_import_commands(sub)
     add_contract_commands(sub)
+    add_people_commands(sub)
     return parser
 
 

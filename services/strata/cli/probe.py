@@ -15,6 +15,7 @@ from strata.common.config import ServiceConfig
 from strata.common.consumer import HandlerContext
 from strata.common.events import Event
 from strata.common.service import ServiceRuntime
+from strata.common.tls import TlsConfig
 from strata.common.topics import PROBE
 from strata.v1 import common_pb2, events_pb2
 
@@ -55,8 +56,13 @@ def run_probe(
 ) -> ProbeResult:
     """Publish `count` probes via the outbox and wait until the consumer applied each once."""
     run_id = uuid.uuid4().hex[:12]
+    # The probe serves no RPC (its server answers health only, on loopback): no TLS needed.
     config = ServiceConfig(
-        service=PROBE_SERVICE, pg_dsn=pg_dsn, kafka_bootstrap=kafka_bootstrap, shutdown_grace_s=2.0
+        service=PROBE_SERVICE,
+        pg_dsn=pg_dsn,
+        kafka_bootstrap=kafka_bootstrap,
+        shutdown_grace_s=2.0,
+        tls=TlsConfig("plaintext"),
     )
     runtime = ServiceRuntime(config)
     lock = threading.Lock()

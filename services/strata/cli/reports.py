@@ -9,13 +9,14 @@ from pathlib import Path
 
 import grpc
 
-from strata.cli.stack import StackConfig, running_target
+from strata.cli.connect import Target, target
+from strata.cli.stack import StackConfig
 from strata.v1 import quality_pb2, quality_pb2_grpc
 
 
-def _target(args: argparse.Namespace, config: StackConfig) -> tuple[str, list[tuple[str, str]]]:
-    """Quality's address and the caller's bearer metadata, from flags or the running stack."""
-    return running_target(config, "quality", args.quality or "", "a reviewer's or admin's")
+def _target(args: argparse.Namespace, config: StackConfig) -> Target:
+    """Quality's address, the caller's bearer metadata and TLS, from flags or the stack."""
+    return target(config, "quality", args.quality or "", "a reviewer's or admin's")
 
 
 def write_report(
@@ -62,11 +63,14 @@ def write_export(
 
 def cmd_report(args: argparse.Namespace, config: StackConfig) -> int:
     """Write the dataset quality report (JSON, HTML, PNG plots) for a project."""
-    address, metadata = _target(args, config)
-    with grpc.insecure_channel(address) as channel:
+    quality = _target(args, config)
+    with quality.channel() as channel:
         try:
             page = write_report(
-                quality_pb2_grpc.QualityStub(channel), metadata, args.project, Path(args.output)
+                quality_pb2_grpc.QualityStub(channel),
+                quality.metadata,
+                args.project,
+                Path(args.output),
             )
         except grpc.RpcError as exc:
             print(f"strata report: {exc.code().name}: {exc.details()}")
@@ -77,13 +81,13 @@ def cmd_report(args: argparse.Namespace, config: StackConfig) -> int:
 
 def cmd_export(args: argparse.Namespace, config: StackConfig) -> int:
     """Export accepted labels (JSONL with provenance, or Label Studio JSON)."""
-    address, metadata = _target(args, config)
+    quality = _target(args, config)
     path = Path(args.output)
-    with grpc.insecure_channel(address) as channel:
+    with quality.channel() as channel:
         try:
             records = write_export(
                 quality_pb2_grpc.QualityStub(channel),
-                metadata,
+                quality.metadata,
                 args.project,
                 args.format == "label-studio",
                 path,

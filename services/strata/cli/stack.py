@@ -29,6 +29,7 @@ from strata.common.config import (
 )
 from strata.common.db import Migration, kit_migrations, load_migrations, migrate, package_migrations
 from strata.common.embedded import EmbeddedBroker, EmbeddedPostgres, PortInUseError, port_is_free
+from strata.common.tls import TlsConfig, TlsFiles, ensure_local_pki, open_channel
 from strata.gateway.auth import new_token
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,11 @@ def load_stack_config(environ: Mapping[str, str]) -> StackConfig:
     return load(StackConfig, environ)
 
 
+# The bootstrap admin token lives STRATA_GATEWAY_ADMIN_TOKEN_TTL_DAYS (30) from its first use;
+# `strata up` replaces its own a few days before, and the gateway revokes the old one.
+ADMIN_TOKEN_ROTATE_S = 25 * 86_400
+
+
 @dataclass
 class ServiceProcess:
     name: str
@@ -138,6 +144,7 @@ class Stack:
     kafka_bootstrap: str = ""
     with_prometheus: bool = False
     prometheus: EmbeddedPrometheus | None = None
+    tls: dict[str, TlsFiles] = field(default_factory=dict)
 
     @property
     def state_file(self) -> Path:
@@ -155,15 +162,50 @@ class Stack:
     def address(self, name: str) -> str:
         return f"{self.config.host}:{self.ports(name)[0]}"
 
+    @property
+    def tls_dir(self) -> Path:
+        return self.config.home / "tls"
+
+    @property
+    def plaintext(self) -> bool:
+        """Only when asked for explicitly (STRATA_TLS_MODE=plaintext)."""
+        return os.environ.get("STRATA_TLS_MODE", "").strip().lower() == "plaintext"
+
+    def client_tls(self) -> TlsConfig:
+        """How the CLI, the demo and health checks reach this stack's services."""
+        if self.plaintext:
+            return TlsConfig("plaintext")
+        if not self.tls:
+            self.tls = self._make_pki()
+        return self.tls["cli"].config()
+
+    def channel(self, name: str) -> grpc.Channel:
+        """A channel to service `name` as a person's tool (the `cli` certificate)."""
+        return open_channel(self.address(name), self.client_tls())
+
+    def _make_pki(self) -> dict[str, TlsFiles]:
+        hosts = sorted({"localhost", "127.0.0.1", self.config.host} - {"0.0.0.0", ""})
+        return ensure_local_pki(self.tls_dir, SERVICES, hosts, clients=("cli",))
+
     def admin_token(self) -> str:
-        """The bootstrap admin token of this stack, created once and kept (mode 0600)."""
+        """The bootstrap admin token of this stack (mode 0600), replaced when it nears the
+        end of its lifetime; the gateway then revokes the old one."""
         path = self.admin_token_file
-        if path.exists():
+        if path.exists() and time.time() - path.stat().st_mtime < ADMIN_TOKEN_ROTATE_S:
             return path.read_text().strip()
         token = new_token()
+        path.unlink(missing_ok=True)
         path.touch(mode=0o600)
         path.write_text(token + "\n")
         return token
+
+    def _service_secret(self) -> str:
+        """The shared secret of a plaintext stack's service identities, made once."""
+        path = self.config.home / "service.secret"
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(new_token() + "\n")
+        return path.read_text().strip()
 
     def _check_ports(self) -> None:
         cfg = self.config
@@ -225,6 +267,15 @@ class Stack:
         )
 
         t = time.monotonic()
+        if not self.plaintext:
+            self.tls = self._make_pki()
+            self.report(
+                "tls", f"mutual, CA and certificates in {self.tls_dir}", time.monotonic() - t
+            )
+        else:
+            self.report("tls", "OFF: plaintext, as STRATA_TLS_MODE asks", 0.0)
+
+        t = time.monotonic()
         for name in self.services:
             migrate(self.pg_dsn, name, service_migrations(name))
         if self.services:
@@ -270,6 +321,10 @@ class Stack:
                 "STRATA_GATEWAY_ADMIN_TOKEN": self.admin_token(),
             }
         )
+        if self.plaintext:
+            env.setdefault("STRATA_SERVICE_SECRET", self._service_secret())
+        else:
+            env.update(self.tls[name].environ())
         for other in SERVICES:
             env.setdefault(f"STRATA_{other.upper()}_ADDRESS", self.address(other))
         # Model artifacts on a path training writes and inference reads; Ray runs beside them.
@@ -290,7 +345,7 @@ class Stack:
     def _wait_serving(self, sp: ServiceProcess, timeout_s: float = 120.0) -> None:
         target = f"{self.config.host}:{sp.grpc_port}"
         deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(target) as channel:
+        with open_channel(target, self.client_tls()) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if sp.proc.poll() is not None:
@@ -308,6 +363,7 @@ class Stack:
             "pg_dsn": self.pg_dsn,
             "kafka_bootstrap": self.kafka_bootstrap,
             "admin_token_file": str(self.admin_token_file),
+            "tls_dir": None if self.plaintext else str(self.tls_dir),
             "prometheus": self.prometheus.url if self.prometheus else None,
             "services": {
                 sp.name: {
@@ -361,27 +417,3 @@ def _redact(dsn: str) -> str:
         creds, host = rest.rsplit("@", 1)
         return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
     return dsn
-
-
-def running_target(
-    config: StackConfig, service: str, explicit: str, who: str
-) -> tuple[str, list[tuple[str, str]]]:
-    """A service's address and bearer metadata: from flags and STRATA_TOKEN, else from the
-    running stack (its `stack.json` and bootstrap admin token)."""
-    address = explicit
-    token = os.environ.get("STRATA_TOKEN", "")
-    state_file = config.home / "stack.json"
-    if state_file.exists():
-        state = json.loads(state_file.read_text())
-        address = address or state.get("services", {}).get(service, {}).get("grpc", "")
-        if not token and state.get("admin_token_file"):
-            token_path = Path(state["admin_token_file"])
-            if token_path.exists():
-                token = token_path.read_text().strip()
-    if not address:
-        raise SystemExit(
-            f"no {service} service: start the stack (`strata up`) or pass --{service} host:port"
-        )
-    if not token:
-        raise SystemExit(f"no token: set STRATA_TOKEN to {who} token")
-    return address, [("authorization", f"Bearer {token}")]

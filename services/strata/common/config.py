@@ -233,6 +233,28 @@ class ServiceConfig:
         "STRATA_HEALTH_INTERVAL_S", parse_float(0.1, 60), 1.0, "dependency check period, seconds"
     )
     log_level: str = setting("STRATA_LOG_LEVEL", parse_log_level, "INFO", "log level")
+    health_port: int | None = setting(
+        "STRATA_{SERVICE}_HEALTH_PORT",
+        parse_port,
+        None,
+        "a plaintext port serving only gRPC health, for Kubernetes probes (which cannot "
+        "speak TLS); unset: none",
+    )
+    auth_failure_limit: int = setting(
+        "STRATA_AUTH_FAILURE_LIMIT",
+        parse_int(1, 1_000_000),
+        30,
+        "failed sign-ins a minute from one source before it is refused for a while",
+    )
+    service_secret: str = setting(
+        "STRATA_SERVICE_SECRET",
+        default="",
+        help="plaintext stacks only: the secret every service signs its identity with",
+    )
+    # How this process speaks gRPC (STRATA_TLS_*; strata.common.tls).
+    tls: Any = None
+    # The name this service calls others as (its certificate's, on a TLS stack).
+    identity: str = ""
 
     @property
     def schema(self) -> str:
@@ -242,4 +264,15 @@ class ServiceConfig:
 
 def load_service_config(service: str, environ: Mapping[str, str]) -> ServiceConfig:
     """The `ServiceConfig` of `service` from `environ`; raises ConfigError."""
-    return load(ServiceConfig, environ, service=service)
+    from strata.common.tls import load_tls_config
+
+    config = load(ServiceConfig, environ, service=service)
+    tls = load_tls_config(environ)
+    if not tls.enabled and not config.service_secret:
+        raise ConfigError(
+            "STRATA_SERVICE_SECRET",
+            "is not set",
+            "with STRATA_TLS_MODE=plaintext, services prove who they are with this shared "
+            "secret; set the same random value for every service",
+        )
+    return dataclasses.replace(config, tls=tls, identity=service)

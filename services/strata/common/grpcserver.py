@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from strata.common.authz import Guard, GuardInterceptor
+from strata.common.matrix import missing_rules
 from strata.common.metrics import MetricsInterceptor, ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,56 @@ class ServicerBinding:
     full_name: str  # e.g. "strata.v1.Sampler"
 
 
+def check_rules(bindings: Sequence[ServicerBinding]) -> None:
+    """Every RPC a server mounts has a rule in the access matrix; ValueError names those
+    that have none."""
+    missing = []
+    for b in bindings:
+        service = descriptor_pool.Default().FindServiceByName(b.full_name)
+        missing += missing_rules(b.full_name, [m.name for m in service.methods])
+    if missing:
+        raise ValueError(
+            "RPCs without an access rule (add them to strata.common.matrix.MATRIX): "
+            + ", ".join(missing)
+        )
+
+
+@dataclass
+class Servers:
+    """A service's gRPC server, and the plaintext health-only one when configured."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    health_server: grpc.Server | None = None
+    health_port: int | None = None
+
+    def start(self) -> None:
+        self.server.start()
+        if self.health_server is not None:
+            self.health_server.start()
+
+    def stop(self, grace: float) -> Any:
+        if self.health_server is not None:
+            self.health_server.stop(grace)
+        return self.server.stop(grace)
+
+
+def _bind(
+    server: grpc.Server, host: str, port: int, credentials: grpc.ServerCredentials | None
+) -> int:
+    try:
+        if credentials is None:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        else:
+            bound = server.add_secure_port(f"{host}:{port}", credentials)
+    except RuntimeError as exc:
+        raise OSError(f"cannot bind gRPC to {host}:{port}: {exc}") from exc
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC to {host}:{port}: the port is in use")
+    return bound
+
+
 def create_server(
     bindings: Sequence[ServicerBinding],
     metrics: ServiceMetrics,
@@ -46,11 +99,23 @@ def create_server(
     host: str = "127.0.0.1",
     port: int = 0,
     max_workers: int = 16,
-) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """Build (not start) a server with health, reflection and metrics; returns its port."""
+    credentials: grpc.ServerCredentials | None = None,
+    guard: Guard | None = None,
+    health_port: int | None = None,
+) -> Servers:
+    """Build (not start) a server with health, reflection, metrics and, with a guard, the
+    access matrix on every call; `credentials` None serves plaintext. With `health_port`,
+    a second plaintext server answers only health (Kubernetes' gRPC probes cannot speak
+    TLS)."""
+    interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(metrics)]
+    if guard is not None:
+        check_rules(bindings)
+        interceptors.append(GuardInterceptor(guard))
+    elif bindings:
+        raise ValueError("a server with RPCs needs a guard: every RPC authenticates its caller")
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        interceptors=[MetricsInterceptor(metrics)],
+        interceptors=interceptors,
         options=[("grpc.so_reuseport", 0)],
     )
     for b in bindings:
@@ -66,18 +131,22 @@ def create_server(
         ],
         server,
     )
-    try:
-        bound = server.add_insecure_port(f"{host}:{port}")
-    except RuntimeError as exc:
-        raise OSError(f"cannot bind gRPC to {host}:{port}: {exc}") from exc
-    if bound == 0:
-        raise OSError(f"cannot bind gRPC to {host}:{port}: the port is in use")
+    bound = _bind(server, host, port, credentials)
+    servers = Servers(server, bound, health_servicer)
+    if health_port is not None:
+        probe = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="grpc-health"),
+            options=[("grpc.so_reuseport", 0)],
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probe)
+        servers.health_server = probe
+        servers.health_port = _bind(probe, host, health_port, None)
     for name in ["", *names]:
         health_servicer.set(name, NOT_SERVING)
     # Liveness says only that the process answers: a lost dependency makes a replica
     # unready (the "" service), never restarts it.
     health_servicer.set(LIVENESS, SERVING)
-    return server, bound, health_servicer
+    return servers
 
 
 class HealthMonitor:

@@ -16,13 +16,28 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+import grpc
+
+from strata.common.audit import OutboxAudit
+from strata.common.authz import (
+    SERVICE_HEADER,
+    Directory,
+    DirectoryUnavailable,
+    FailureLimiter,
+    Guard,
+    Metadata,
+    ServiceKeys,
+    Standing,
+)
 from strata.common.bus import BrokerIncarnation, EventProducer, KafkaSettings
+from strata.common.channels import CallMetadata
 from strata.common.config import ConfigError, ServiceConfig
 from strata.common.consumer import EventConsumer, TopicHandler
 from strata.common.db import Database, Migration, kit_migrations, migrate
-from strata.common.grpcserver import HealthMonitor, ServicerBinding, create_server
+from strata.common.grpcserver import HealthMonitor, Servers, ServicerBinding, create_server
 from strata.common.metrics import ServiceMetrics
 from strata.common.outbox import OutboxRelay
+from strata.common.tls import TlsConfig, open_channel, peer_of, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +50,28 @@ class Endpoints:
 
     grpc_port: int
     metrics_port: int
+    health_port: int | None = None
+
+
+class _NoDirectory:
+    """Until a service says how it resolves people, nobody can sign in."""
+
+    def standing(self, metadata: Metadata, project: str) -> Standing:
+        raise DirectoryUnavailable("this service resolves no people")
+
+
+def service_channel(target: str, config: ServiceConfig) -> grpc.Channel:
+    """A channel on which this service calls another as itself: its certificate on a
+    TLS stack, its signed identity on a plaintext one."""
+    tls: TlsConfig = config.tls
+    channel = open_channel(target, tls)
+    if not tls.enabled and config.service_secret:
+        keys = ServiceKeys(config.service_secret)
+        name = config.identity or config.service
+        channel = grpc.intercept_channel(
+            channel, CallMetadata(lambda: [(SERVICE_HEADER, keys.sign(name))])
+        )
+    return channel
 
 
 def configure_logging(level: str) -> None:
@@ -103,8 +140,23 @@ class ServiceRuntime:
         self._startup: list[Callable[[], None]] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._server: Any = None
+        self._server: Servers | None = None
         self._metrics_server: Any = None
+        if config.tls is None:
+            raise ValueError("ServiceConfig.tls is not set: build it with load_service_config")
+        tls: TlsConfig = config.tls
+        self.guard = Guard(
+            config.identity or config.service,
+            _NoDirectory(),
+            OutboxAudit(self.db.transaction),
+            FailureLimiter(config.auth_failure_limit),
+            peer_of=peer_of,
+            service_keys=(
+                ServiceKeys(config.service_secret)
+                if not tls.enabled and config.service_secret
+                else None
+            ),
+        )
         self.health: HealthMonitor | None = None
         self.endpoints: Endpoints | None = None
 
@@ -112,6 +164,14 @@ class ServiceRuntime:
 
     def add_servicer(self, binding: ServicerBinding) -> None:
         self._bindings.append(binding)
+
+    def set_directory(self, directory: Directory) -> None:
+        """How this service resolves people's tokens (the gateway's WhoAmI, or its own)."""
+        self.guard.directory = directory
+
+    def channel(self, target: str) -> grpc.Channel:
+        """A channel to another service, on which this one calls as itself."""
+        return service_channel(target, self.config)
 
     def add_consumer(
         self,
@@ -169,15 +229,19 @@ class ServiceRuntime:
         for step in self._startup:
             step()
         self._metrics_server, metrics_port = self.metrics.serve(cfg.metrics_port, cfg.grpc_host)
-        self._server, grpc_port, health_servicer = create_server(
+        self._server = create_server(
             self._bindings,
             self.metrics,
             host=cfg.grpc_host,
             port=cfg.grpc_port,
             max_workers=self.grpc_workers,
+            credentials=server_credentials(cfg.tls),
+            guard=self.guard if self._bindings else None,
+            health_port=cfg.health_port,
         )
+        grpc_port = self._server.port
         self.health = HealthMonitor(
-            health_servicer,
+            self._server.health,
             [b.full_name for b in self._bindings],
             self._checks,
             self.metrics,
@@ -190,12 +254,15 @@ class ServiceRuntime:
             self._spawn(f"consumer-{consumer.group}", consumer.run)
         for name, loop in self._background:
             self._spawn(name, loop)
-        self.endpoints = Endpoints(grpc_port=grpc_port, metrics_port=metrics_port)
+        self.endpoints = Endpoints(
+            grpc_port=grpc_port, metrics_port=metrics_port, health_port=self._server.health_port
+        )
         log.info(
-            "%s started: grpc %s:%d, metrics %s:%d",
+            "%s started: grpc %s:%d (%s), metrics %s:%d",
             cfg.service,
             cfg.grpc_host,
             grpc_port,
+            "mutual TLS" if cfg.tls.enabled else "plaintext",
             cfg.grpc_host,
             metrics_port,
         )

@@ -65,6 +65,8 @@ TRAINING_FEEDBACK = TopicSpec(
 CONTRACTS = TopicSpec(
     "strata.contracts", events_pb2.ContractLoaded, "contract.loaded", 1, key="project"
 )
+# Refusals and administrative actions of every service; the gateway keeps the audit table.
+AUDIT = TopicSpec("strata.audit", events_pb2.AuditRecorded, "audit.recorded", 3, key="service")
 DEADLETTER = TopicSpec(
     "strata.deadletter", events_pb2.DeadLetter, "deadletter", 1, key="original key"
 )
@@ -81,6 +83,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     MODELS_PUBLISHED,
     TRAINING_FEEDBACK,
     CONTRACTS,
+    AUDIT,
     DEADLETTER,
     PROBE,
 )

@@ -82,6 +82,17 @@ class RankingRow:
     status: str
 
 
+def observed_anchoring(submitted: Iterable[Submitted]) -> dict[str, tuple[int, int]]:
+    """Per annotator, on every task whose pre-label was wrong (truth known): (times they
+    answered the pre-label, wrong pre-labels shown)."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for s in submitted:
+        if s.prelabel is not None and s.prelabel != s.truth:
+            counts[s.annotator_id][0] += int(s.answer == s.prelabel)
+            counts[s.annotator_id][1] += 1
+    return {a: (c[0], c[1]) for a, c in counts.items()}
+
+
 def annotator_ranking(
     estimated: Mapping[str, float], truth: Mapping[str, float]
 ) -> tuple[float, list[str]]:

@@ -23,6 +23,8 @@ import grpc
 import numpy as np
 from numpy.typing import NDArray
 
+from strata.common.channels import with_metadata
+from strata.common.tls import TlsConfig, open_channel
 from strata.demo.crowd import Annotator, digits_crowd
 from strata.v1 import (
     common_pb2,
@@ -129,6 +131,7 @@ class Submitted:
     item_id: str
     answer: int
     truth: int
+    prelabel: int | None = None  # the class the task's pre-label showed, if any
 
 
 @dataclass
@@ -173,21 +176,31 @@ def bearer(token: str) -> list[tuple[str, str]]:
 
 
 class Campaign:
+    """One project's campaign. The admin sets it up and watches it; each annotator of the
+    crowd is a member of this project only, and works with a token of their own."""
+
     def __init__(
         self,
         addresses: dict[str, str],
         admin_token: str,
         settings: CampaignSettings,
         crowd: list[Annotator] | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
         self.s = settings
         self.crowd = crowd or digits_crowd()
         self.admin = bearer(admin_token)
-        self._channels = {name: grpc.insecure_channel(a) for name, a in addresses.items()}
+        tls = tls or TlsConfig("plaintext")
+        self._channels = {name: open_channel(a, tls) for name, a in addresses.items()}
         self.gateway = gateway_pb2_grpc.AnnotationGatewayStub(self._channels["gateway"])
-        self.sampler = sampler_pb2_grpc.SamplerStub(self._channels["sampler"])
-        self.inference = inference_pb2_grpc.InferenceStub(self._channels["inference"])
-        self.training = training_pb2_grpc.TrainingStub(self._channels["training"])
+        # What the campaign itself asks of these services, it asks as the admin.
+        as_admin = {
+            name: with_metadata(self._channels[name], self.admin)
+            for name in ("sampler", "inference", "training")
+        }
+        self.sampler = sampler_pb2_grpc.SamplerStub(as_admin["sampler"])
+        self.inference = inference_pb2_grpc.InferenceStub(as_admin["inference"])
+        self.training = training_pb2_grpc.TrainingStub(as_admin["training"])
         self.quality = quality_pb2_grpc.QualityStub(self._channels["quality"])
         self.split = digits_split(settings.pool, settings.gold, settings.seed)
         self._truth = {
@@ -217,12 +230,24 @@ class Campaign:
             role = common_pb2.ROLE_REVIEWER if a.reviewer else common_pb2.ROLE_ANNOTATOR
             try:
                 self.gateway.CreateAnnotator(
-                    gateway_pb2.CreateAnnotatorRequest(annotator_id=a.annotator_id, role=role),  # type: ignore[arg-type]
+                    gateway_pb2.CreateAnnotatorRequest(
+                        annotator_id=a.annotator_id,
+                        role=role,  # type: ignore[arg-type]
+                        project=self.s.project,
+                    ),
                     metadata=self.admin,
                 )
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
                     raise
+                self.gateway.AddMember(
+                    gateway_pb2.AddMemberRequest(
+                        project=self.s.project,
+                        annotator_id=a.annotator_id,
+                        role=role,  # type: ignore[arg-type]
+                    ),
+                    metadata=self.admin,
+                )
             tokens[a.annotator_id] = self.gateway.IssueToken(
                 gateway_pb2.IssueTokenRequest(annotator_id=a.annotator_id), metadata=self.admin
             ).token
@@ -273,7 +298,9 @@ class Campaign:
                     return
                 content = np.asarray(reply.task.content.features.values, dtype=np.float32)
                 truth = self._truth[content.tobytes()]
-                answer = annotator.answer(truth, rng)
+                shown = reply.task.prelabel.value if reply.task.HasField("prelabel") else ""
+                prelabel = CLASSES.index(shown) if shown in CLASSES else None
+                answer = annotator.answer(truth, rng, prelabel)
                 self._stop.wait(annotator.seconds_per_label * self.s.pace)
                 self.gateway.SubmitLabel(
                     gateway_pb2.SubmitLabelRequest(
@@ -289,7 +316,12 @@ class Campaign:
                     self._counts[annotator.annotator_id] += 1
                     self._submitted.append(
                         Submitted(
-                            time.time(), annotator.annotator_id, reply.task.item_id, answer, truth
+                            time.time(),
+                            annotator.annotator_id,
+                            reply.task.item_id,
+                            answer,
+                            truth,
+                            prelabel,
                         )
                     )
             except grpc.RpcError as exc:
@@ -459,8 +491,7 @@ class Campaign:
     def _final_model(self, curve: list[CurvePoint], began: float, wait_s: float = 180.0) -> None:
         """The budget is spent: train once more on every label and measure that model."""
         run = self.training.StartRun(
-            training_pb2.StartRunRequest(project=self.s.project, reason="campaign: budget spent"),
-            metadata=self.admin,
+            training_pb2.StartRunRequest(project=self.s.project, reason="campaign: budget spent")
         )
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:

@@ -3,9 +3,10 @@
 Each annotator answers from a confusion matrix P[true, answer]: careful people
 mostly answer right and, when wrong, mostly confuse a class with its look-alike
 (3/8, 1/7, 4/9, 5/6, 0/6, 2/7 for digits); a careless one answers at random part
-of the time; a spammer answers without looking. Experts (reviewer role) resolve
-the reviews quality asks for. Known skill is what the campaign report ranks
-quality's annotator scores against.
+of the time; a spammer answers without looking; a copycat copies whatever pre-label
+the task shows (and answers like an average annotator when it shows none). Experts
+(reviewer role) resolve the reviews quality asks for. Known skill is what the
+campaign report ranks quality's annotator scores against.
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ class Annotator:
     confusion: NDArray[np.float64]  # [k, k], rows sum to 1
     seconds_per_label: float
     reviewer: bool = False
+    copies_prelabels: bool = False
 
     @property
     def accuracy(self) -> float:
-        """Expected accuracy over classes drawn uniformly."""
+        """Expected accuracy over classes drawn uniformly (without pre-labels)."""
         return float(np.mean(np.diag(self.confusion)))
 
-    def answer(self, true_class: int, rng: np.random.Generator) -> int:
+    def answer(self, true_class: int, rng: np.random.Generator, prelabel: int | None = None) -> int:
+        """The class this annotator answers, given the truth and the pre-label shown."""
+        if self.copies_prelabels and prelabel is not None:
+            return prelabel
         return int(rng.choice(len(self.confusion), p=self.confusion[true_class]))
 
 
@@ -77,8 +82,8 @@ def spammer(k: int, favourite: int) -> NDArray[np.float64]:
 
 def digits_crowd(k: int = 10, experts: int = 2, prefix: str = "") -> list[Annotator]:
     """About a dozen annotators of known, different skill and speed: experts (who
-    review), good and average annotators, a careless one and a spammer. `prefix`
-    names a second crowd of the same skills (annotator ids are global)."""
+    review), good and average annotators, a careless one, a spammer and a copycat.
+    `prefix` names a second crowd of the same skills (annotator ids are global)."""
     look = DIGIT_LOOKALIKES if k == 10 else None
     crowd = [
         Annotator(f"{prefix}expert-{i + 1}", "expert", confusion(0.99, k, look), 6.0, True)
@@ -94,4 +99,10 @@ def digits_crowd(k: int = 10, experts: int = 2, prefix: str = "") -> list[Annota
         )
     crowd.append(Annotator(f"{prefix}careless-1", "careless", careless(0.9, 0.5, k), 1.0))
     crowd.append(Annotator(f"{prefix}spammer-1", "spammer", spammer(k, favourite=1), 0.5))
+    # Fast, because copying takes no thought; without a pre-label, an average annotator.
+    crowd.append(
+        Annotator(
+            f"{prefix}copycat-1", "copycat", confusion(0.8, k, look), 1.0, copies_prelabels=True
+        )
+    )
     return crowd

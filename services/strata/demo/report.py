@@ -22,6 +22,7 @@ KIND_COLOURS = {
     "average": "tab:orange",
     "careless": "tab:purple",
     "spammer": "tab:red",
+    "copycat": "tab:brown",
 }
 
 
@@ -173,6 +174,39 @@ def ranking_plot(findings: dict[str, Any], title: str) -> bytes:
     return png(fig)
 
 
+def anchoring_plot(by_project: dict[str, list[dict[str, Any]]]) -> bytes | None:
+    """Each annotator's anchoring on gold (quality's rate with its 95% interval) per
+    campaign; a cross marks the blocked."""
+    if not any(by_project.values()):
+        return None
+    fig, axes = plt.subplots(
+        1, len(by_project), figsize=(5.2 * len(by_project), 4.2), squeeze=False
+    )
+    for ax, (project, rows) in zip(axes[0], by_project.items(), strict=True):
+        for n, row in enumerate(rows):
+            rate = row["anchoring_rate_on_gold"]
+            colour = KIND_COLOURS.get(row["kind"], "black")
+            if rate is not None:
+                low, high = row["anchoring_interval_on_gold"]
+                ax.errorbar(
+                    n, rate, yerr=[[rate - low], [high - rate]], color=colour, capsize=3, fmt="none"
+                )
+            ax.scatter(
+                n,
+                rate if rate is not None else 0.0,
+                color=colour,
+                marker="x" if row["blocked"] else "o",
+                alpha=1.0 if rate is not None else 0.3,
+            )
+        ax.set_xticks(range(len(rows)), [r["annotator_id"] for r in rows], rotation=70, fontsize=7)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_ylabel("agreed with a wrong pre-label (on gold)")
+        ax.set_title(f"{project}: anchoring (x = blocked)", fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return png(fig)
+
+
 def depth_plot(findings: dict[str, Any]) -> bytes | None:
     depth = findings["depth_profiles"]
     by_class = depth["entropy_by_class"]
@@ -243,6 +277,31 @@ def to_html(data: dict[str, Any], images: dict[str, bytes]) -> str:
             ["annotator_id", "kind", "estimated_accuracy", "observed_accuracy", "blocked"],
         )
     )
+    parts.append(
+        "<h2>Anchoring: who agrees with wrong pre-labels</h2><p>On gold, a share of the "
+        "pre-labels shown is wrong on purpose (honeypots); quality blocks an annotator whose "
+        "agreement with wrong pre-labels is surely above the contract's limit. Beside it, "
+        "the rate the simulation saw on every task whose pre-label was wrong.</p>"
+    )
+    if "anchoring.png" in images:
+        parts.append(embedded_image("anchoring.png", images["anchoring.png"]))
+    for d in (a, b):
+        parts.append(f"<h3>{html.escape(d['settings']['project'])}</h3>")
+        parts.append(
+            _table(
+                d.get("anchoring", []),
+                [
+                    "annotator_id",
+                    "kind",
+                    "wrong_prelabels_on_gold",
+                    "anchoring_rate_on_gold",
+                    "wrong_prelabels_seen",
+                    "observed_anchoring_rate",
+                    "blocked",
+                    "why",
+                ],
+            )
+        )
     mem = a.get("memorization", {})
     parts.append("<h2>Memorization flags vs corrupted labels</h2>")
     parts.append(
@@ -302,6 +361,9 @@ def write(r: CampaignReport, crowd: list[Annotator], out_dir: Path) -> Path:
         images["annotator_ranking.png"] = ranking_plot(active, "Annotator ranking")
     if active and (depth := depth_plot(active)) is not None:
         images["depth_profiles.png"] = depth
+    anchoring = {project: f.get("anchoring", []) for project, f in r.findings.items()}
+    if (picture := anchoring_plot(anchoring)) is not None:
+        images["anchoring.png"] = picture
     for name, raw in images.items():
         (out_dir / name).write_bytes(raw)
     page = out_dir / "report.html"

@@ -16,14 +16,13 @@ import json
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from strata.cli.progress import StatusLine, bar
 from strata.cli.reports import write_export, write_report
+from strata.common.tls import TlsConfig, open_channel
 from strata.common.topics import DEADLETTER
 from strata.demo import analysis
 from strata.demo.campaign import (
@@ -81,6 +80,7 @@ class Endpoints:
     metrics: dict[str, str]  # service -> http URL of /metrics
     kafka_bootstrap: str
     admin_token: str
+    tls: TlsConfig = field(default_factory=lambda: TlsConfig("plaintext"))
 
 
 def _line(ticks: dict[str, Tick]) -> str:
@@ -100,12 +100,13 @@ def _line(ticks: dict[str, Tick]) -> str:
 def run_campaigns(endpoints: Endpoints, p: Plan, status: StatusLine) -> list[CampaignResult]:
     """Both campaigns at once, with one live status line; results in plan order."""
     campaigns = [
-        Campaign(endpoints.grpc, endpoints.admin_token, p.active, digits_crowd()),
+        Campaign(endpoints.grpc, endpoints.admin_token, p.active, digits_crowd(), endpoints.tls),
         Campaign(
             endpoints.grpc,
             endpoints.admin_token,
             p.baseline,
             digits_crowd(prefix=BASELINE_PREFIX),
+            endpoints.tls,
         ),
     ]
     ticks: dict[str, Tick] = {}
@@ -229,7 +230,7 @@ def gather(
     project = result.settings.project
     folder = out_dir / project
     md = bearer(endpoints.admin_token)
-    with grpc.insecure_channel(endpoints.grpc["quality"]) as channel:
+    with open_channel(endpoints.grpc["quality"], endpoints.tls) as channel:
         quality = quality_pb2_grpc.QualityStub(channel)
         # The last labels may still be on their way through quality: read until the
         # report and the export agree on the accepted count (or give up after a while).
@@ -247,7 +248,7 @@ def gather(
     depth = None
     influences: list[dict[str, Any]] = []
     if final:
-        with grpc.insecure_channel(endpoints.grpc["training"]) as channel:
+        with open_channel(endpoints.grpc["training"], endpoints.tls) as channel:
             training = training_pb2_grpc.TrainingStub(channel)
             depth = training.DepthProfile(
                 training_pb2.DepthProfileRequest(project=project, model_version=final),
@@ -336,6 +337,7 @@ def project_findings(
                 for a in order
             ],
         },
+        "anchoring": anchoring_rows(result, got, crowd_kinds),
         "memorization": analysis.memorization_vs_corruption(
             flags, trained, truth, CLASSES, result.submitted, spammers
         ),
@@ -348,6 +350,33 @@ def project_findings(
         },
         "traced_influences": got.traced,
     }
+
+
+def anchoring_rows(
+    result: CampaignResult, got: Gathered, crowd_kinds: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Every annotator's anchoring: quality's rate on gold (what gold scoring uses) beside
+    the rate the simulation observed on every task whose pre-label was wrong."""
+    scored = {a["annotator_id"]: a for a in got.quality_report.get("annotators", [])}
+    observed = analysis.observed_anchoring(result.submitted)
+    rows = []
+    for annotator in sorted(crowd_kinds):
+        q = scored.get(annotator, {})
+        followed, shown = observed.get(annotator, (0, 0))
+        rows.append(
+            {
+                "annotator_id": annotator,
+                "kind": crowd_kinds[annotator],
+                "wrong_prelabels_on_gold": q.get("wrong_prelabels_shown", 0),
+                "anchoring_rate_on_gold": q.get("anchoring_rate"),
+                "anchoring_interval_on_gold": q.get("anchoring_interval"),
+                "wrong_prelabels_seen": shown,
+                "observed_anchoring_rate": followed / shown if shown else None,
+                "blocked": annotator in result.blocked,
+                "why": result.blocked.get(annotator, ""),
+            }
+        )
+    return rows
 
 
 def comparison(active: CampaignResult, baseline: CampaignResult) -> dict[str, Any]:

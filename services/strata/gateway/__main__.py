@@ -10,15 +10,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import grpc
-
+from strata.common.audit import AuditEntry, TableAudit
 from strata.common.config import ServiceConfig, load
 from strata.common.contracts import ContractCache
 from strata.common.db import load_migrations, package_migrations
 from strata.common.grpcserver import ServicerBinding
 from strata.common.service import ServiceRuntime, main_guard
-from strata.gateway import store
-from strata.gateway.auth import Authenticator, hash_token
+from strata.gateway import people, store
+from strata.gateway.auth import Authenticator, LocalDirectory, hash_token
 from strata.gateway.config import GatewayConfig
 from strata.gateway.handlers import GatewayHandlers
 from strata.gateway.metrics import GatewayMetrics
@@ -43,10 +42,13 @@ def build(config: ServiceConfig, gateway: GatewayConfig | None = None) -> Servic
     metrics = GatewayMetrics(config.service, rt.metrics.registry)
     contracts = ContractCache(rt.db, store.load_contract)
     auth = Authenticator(lookup_principal(rt.db), gw.auth_cache_s)
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    rt.set_directory(LocalDirectory(auth, clock))
+    rt.guard.audit = TableAudit(rt.db.transaction)
     batcher = SubmitBatcher(rt.db, contracts, metrics, max_batch=gw.submit_batch_max)
     sampler = None
     if gw.sampler_address:
-        sampler = sampler_pb2_grpc.SamplerStub(grpc.insecure_channel(gw.sampler_address))
+        sampler = sampler_pb2_grpc.SamplerStub(rt.channel(gw.sampler_address))
     sampler_up = rt.metrics.dependency_up.labels(dependency="sampler")
     refiller = Refiller(
         rt.db,
@@ -63,6 +65,7 @@ def build(config: ServiceConfig, gateway: GatewayConfig | None = None) -> Servic
     servicer = GatewayServicer(
         rt.db,
         auth,
+        rt.guard,
         contracts,
         batcher,
         refiller,
@@ -85,11 +88,27 @@ def build(config: ServiceConfig, gateway: GatewayConfig | None = None) -> Servic
     rt.add_background("lease-sweep", LeaseSweeper(rt.db, metrics, gw.sweep_interval_s).run)
     if gw.admin_token:
         token_hash = hash_token(gw.admin_token)
-        expires = datetime.now(UTC) + timedelta(days=3650)
+        expires = datetime.now(UTC) + timedelta(days=gw.admin_token_ttl_days)
 
         def bootstrap_admin() -> None:
             with rt.db.transaction() as conn:
-                store.ensure_admin(conn, BOOTSTRAP_ADMIN, token_hash, expires)
+                added, revoked = people.ensure_bootstrap_admin(
+                    conn, BOOTSTRAP_ADMIN, token_hash, expires
+                )
+                if added or revoked:
+                    people.audit(
+                        conn,
+                        AuditEntry(
+                            service="gateway",
+                            action="bootstrap_admin",
+                            actor="system",
+                            actor_kind="system",
+                            target=BOOTSTRAP_ADMIN,
+                            detail={"token_added": added, "old_tokens_revoked": revoked},
+                        ),
+                    )
+            if revoked:
+                log.warning("bootstrap admin token rotated: %d old token(s) revoked", revoked)
 
         rt.add_startup(bootstrap_admin)
     if gw.contracts_dir:

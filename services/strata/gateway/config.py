@@ -30,6 +30,12 @@ class GatewayConfig:
         "",
         help="bootstrap admin bearer token (stk_...); its hash is stored for annotator 'admin'",
     )
+    admin_token_ttl_days: int = setting(
+        "STRATA_GATEWAY_ADMIN_TOKEN_TTL_DAYS",
+        parse_int(1, 90),
+        30,
+        "lifetime of the bootstrap admin token from its first use; rotate it by setting a new one",
+    )
     contracts_dir: str = setting(
         "STRATA_GATEWAY_CONTRACTS_DIR",
         default="",

@@ -12,7 +12,8 @@ and `classes` has a default)::
     edge_cases: [{case: "crossed 7 vs 1", ruling: "crossbar means 7"}]
     overlap: {min: 3, max: 5}
     consensus_threshold: 0.8
-    gold: {rate: 0.1, accuracy_threshold: 0.8, probation: {tasks: 12, rate: 0.5}}
+    gold: {rate: 0.1, accuracy_threshold: 0.8, probation: {tasks: 12, rate: 0.5},
+           honeypot_rate: 0.25, max_anchoring: 0.5}
     agreement: {metric: krippendorff_alpha, threshold: 0.6}
     active_learning: {retrain_every: 200, batch_size: 64, strategy: margin}
     auto_accept: {enabled: false, confidence_threshold: 0.98, min_precision: 0.99,
@@ -290,7 +291,9 @@ def parse_contract(document: str) -> common_pb2.LabelingContract:
     contract.consensus_threshold = _number(data, "consensus_threshold", "", 0.8, 0.0, 1.0)
 
     gold = _mapping(data.get("gold"), "gold")
-    _known_keys(gold, "gold", {"rate", "accuracy_threshold", "probation"})
+    _known_keys(
+        gold, "gold", {"rate", "accuracy_threshold", "probation", "honeypot_rate", "max_anchoring"}
+    )
     contract.gold_rate = _number(gold, "rate", "gold", 0.1, 0.0, 0.5)
     contract.gold_accuracy_threshold = _number(gold, "accuracy_threshold", "gold", 0.7, 0.0, 1.0)
     probation = _mapping(gold.get("probation"), "gold.probation")
@@ -301,6 +304,10 @@ def parse_contract(document: str) -> common_pb2.LabelingContract:
     contract.gold_probation_rate = _number(
         probation, "rate", "gold.probation", max(0.5, contract.gold_rate), contract.gold_rate, 1.0
     )
+    # Of the gold tasks that show a pre-label, this share shows a deliberately wrong one.
+    contract.gold_honeypot_rate = _number(gold, "honeypot_rate", "gold", 0.25, 0.0, 1.0)
+    # Agreeing with wrong pre-labels more often than this (lower bound) blocks; 0: off.
+    contract.gold_max_anchoring = _number(gold, "max_anchoring", "gold", 0.5, 0.0, 1.0)
 
     agreement = _mapping(data.get("agreement"), "agreement")
     _known_keys(agreement, "agreement", {"metric", "threshold"})

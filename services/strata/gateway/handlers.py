@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 
+from strata.common.audit import AuditEntry, entry_from_event, insert_entry
 from strata.common.consumer import BatchContext, Batched, HandlerContext, TopicHandler
 from strata.common.events import Event
 from strata.common.topics import (
     ANNOTATORS_STATUS,
+    AUDIT,
     ITEMS_IMPORTED,
     LABELS_CONSENSUS,
     PREDICTIONS,
     REVIEWS_REQUESTED,
 )
-from strata.gateway import store
+from strata.gateway import people, store
 from strata.gateway.auth import Authenticator
 from strata.gateway.policy import STATUSES
 from strata.v1 import common_pb2, events_pb2
@@ -57,7 +59,11 @@ class GatewayHandlers:
         msg = event.message
         assert isinstance(msg, events_pb2.ConsensusUpdated)
         outcome = store.apply_consensus(
-            ctx.conn, msg.consensus.item_id, msg.consensus.status, msg.requested_overlap
+            ctx.conn,
+            msg.consensus.item_id,
+            msg.consensus.status,
+            msg.requested_overlap,
+            msg.consensus.value,
         )
         log.debug("consensus for %s: %s", msg.consensus.item_id, outcome)
 
@@ -81,9 +87,41 @@ class GatewayHandlers:
         status = STATUSES.get(msg.status)
         if status is None:
             raise ValueError(f"annotator status {msg.status} is not one the gateway knows")
-        if not store.set_status(ctx.conn, msg.annotator_id, status, msg.reason):
-            log.warning("status change for unknown annotator %s ignored", msg.annotator_id)
+        if not msg.project:
+            raise ValueError("an annotator status change must name its project")
+        # A verdict applies to its own project only.
+        if not people.set_status(ctx.conn, msg.project, msg.annotator_id, status, msg.reason):
+            log.warning(
+                "status change for %s, not a member of %s, ignored", msg.annotator_id, msg.project
+            )
+            return
+        if status != "active":
+            store.release_leases(ctx.conn, msg.annotator_id, msg.project)
+        insert_entry(
+            ctx.conn,
+            AuditEntry(
+                service="gateway",
+                action="set_status",
+                actor=msg.routing.source_service or "quality",
+                actor_kind="service",
+                project=msg.project,
+                target=msg.annotator_id,
+                detail={
+                    "status": status,
+                    "reason": msg.reason,
+                    "gold_accuracy": msg.gold_accuracy,
+                    "gold_answered": msg.gold_answered,
+                },
+                event_id=f"status:{event.event_id}",
+            ),
+        )
         self.auth.forget(msg.annotator_id)
+
+    def on_audit(self, ctx: HandlerContext, event: Event) -> None:
+        """Another service's audit record joins the audit table (once per event id)."""
+        msg = event.message
+        assert isinstance(msg, events_pb2.AuditRecorded)
+        insert_entry(ctx.conn, entry_from_event(msg))
 
     def routes(self) -> dict[str, TopicHandler]:
         return {
@@ -92,4 +130,5 @@ class GatewayHandlers:
             LABELS_CONSENSUS.name: self.on_consensus,
             REVIEWS_REQUESTED.name: self.on_review,
             ANNOTATORS_STATUS.name: self.on_annotator_status,
+            AUDIT.name: self.on_audit,
         }

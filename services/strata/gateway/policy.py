@@ -9,42 +9,65 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import grpc
 
 from strata.v1 import common_pb2
 
-ROLES = {
+# The roles a person can hold in a project, least to most; admin is global.
+PROJECT_ROLES = {
     common_pb2.ROLE_ANNOTATOR: "annotator",
     common_pb2.ROLE_REVIEWER: "reviewer",
-    common_pb2.ROLE_ADMIN: "admin",
+    common_pb2.ROLE_MANAGER: "manager",
 }
-ROLE_ENUM = {name: value for value, name in ROLES.items()}
+ROLE_ENUM = {name: value for value, name in PROJECT_ROLES.items()} | {
+    "admin": common_pb2.ROLE_ADMIN
+}
 STATUSES = {
     common_pb2.ANNOTATOR_STATUS_ACTIVE: "active",
     common_pb2.ANNOTATOR_STATUS_RETRAIN: "retrain",
     common_pb2.ANNOTATOR_STATUS_BLOCKED: "blocked",
 }
 STATUS_ENUM = {name: value for value, name in STATUSES.items()}
-REVIEWER_ROLES = ("reviewer", "admin")
+REVIEWER_ROLES = ("reviewer", "manager")
 
 
 @dataclass(frozen=True)
-class Principal:
-    """Who is calling, from their token."""
+class Membership:
+    """A person's standing in one project."""
 
-    annotator_id: str
-    role: str
+    role: str  # annotator | reviewer | manager
     status: str = "active"
     status_reason: str = ""
 
     @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-    @property
     def reviews(self) -> bool:
         return self.role in REVIEWER_ROLES
+
+
+# An admin who is not a member works in a project as its manager would.
+ADMIN_STANDING = Membership("manager")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, from their token, with every project they are a member of."""
+
+    annotator_id: str
+    admin: bool = False
+    memberships: tuple[tuple[str, Membership], ...] = ()
+
+    def membership(self, project: str) -> Membership | None:
+        """Their standing in `project`; None for a non-member (an admin: as a manager)."""
+        for name, m in self.memberships:
+            if name == project:
+                return m
+        return ADMIN_STANDING if self.admin else None
+
+    @property
+    def projects(self) -> list[str]:
+        return [name for name, _ in self.memberships]
 
 
 @dataclass(frozen=True)
@@ -87,25 +110,86 @@ def roll_gold(rng: random.Random, gold_rate: float) -> bool:
     return gold_rate > 0 and rng.random() < gold_rate
 
 
+# -- gold pre-labels -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShownProfile:
+    """The pre-label one recent pool task showed: what a gold task's pre-label imitates."""
+
+    shown: bool
+    confidence: float = 0.0
+    model_version: str = ""
+    calibrated: bool = False
+    # Its value matched the item's decision; None while the item is undecided.
+    agreed: bool | None = None
+
+
+def plausible_confusion(
+    answer: str, model_value: str | None, runner_up: str | None, classes: list[str], rng: Any
+) -> str:
+    """A wrong class a model could well have said: its own mistake on the item, else its
+    second choice, else another class at random."""
+    for candidate in (model_value, runner_up):
+        if candidate and candidate != answer and candidate in classes:
+            return candidate
+    return str(rng.choice([c for c in classes if c != answer]))
+
+
+def gold_prelabel(
+    profile: ShownProfile | None,
+    answer: str,
+    model_value: str | None,
+    runner_up: str | None,
+    classes: list[str],
+    honeypot_rate: float,
+    rng: Any,
+) -> tuple[common_pb2.PreLabel | None, bool]:
+    """What a gold task shows, and whether it is a honeypot.
+
+    Presence, confidence and model version come from a recent pool task (`profile`), so
+    they follow the pool's distribution, auto-accept and spot checks included: a
+    confident pre-label says nothing about gold. The value is right as often as that
+    pool task's was (its decision, else its confidence); a `honeypot_rate` share of the
+    gold tasks that show one get a deliberately wrong, plausible pre-label instead.
+    """
+    if profile is None or not profile.shown or len(classes) < 2:
+        return None, False
+    honeypot = rng.random() < honeypot_rate
+    right = profile.agreed if profile.agreed is not None else rng.random() < profile.confidence
+    value = (
+        answer
+        if right and not honeypot
+        else plausible_confusion(answer, model_value, runner_up, classes, rng)
+    )
+    shown = common_pb2.PreLabel(
+        value=value,
+        confidence=profile.confidence,
+        model_version=profile.model_version,
+        calibrated=profile.calibrated,
+    )
+    return shown, honeypot
+
+
 def choose_unit(
-    principal: Principal,
+    member: Membership,
     *,
     regular: Candidate | None,
     gold: Candidate | None,
     review: Candidate | None,
     gold_roll: bool,
 ) -> Candidate | None:
-    """What `principal` gets next, or None.
+    """What a member with standing `member` gets next, or None.
 
     Gold is only ever served in place of a real task, so an empty queue never
     hands out gold and gold cannot be told apart by when it arrives.
     Annotators in retraining get gold tasks only, until quality re-activates them.
     """
-    if principal.status == "blocked":
+    if member.status == "blocked":
         return None
-    if principal.status == "retrain":
+    if member.status == "retrain":
         return gold
-    if review is not None and principal.reviews:
+    if review is not None and member.reviews:
         return review
     if regular is None:
         return None
@@ -129,6 +213,7 @@ class TaskSnapshot:
     ontology_version: str
     unit_state: str  # open | done | closed
     unit_slots_open: int
+    project: str = ""
 
 
 @dataclass(frozen=True)
@@ -165,6 +250,15 @@ def check_value(value: str, duration_ms: int, max_value_bytes: int) -> Reject | 
     return None
 
 
+def blocked_message(principal: Principal, project: str) -> str:
+    member = principal.membership(project)
+    reason = f" ({member.status_reason})" if member and member.status_reason else ""
+    return (
+        f"annotator {principal.annotator_id} is blocked in project {project}{reason}; "
+        "ask a project manager"
+    )
+
+
 def not_found(task_id: str) -> Reject:
     # Same answer whether the task does not exist or is someone else's: no probing.
     return Reject(grpc.StatusCode.NOT_FOUND, f"no task {task_id} is assigned to you")
@@ -180,15 +274,14 @@ def check_submission(
     task_id: str,
 ) -> Accept | Reject:
     """May `principal` label `task` with `value` now?"""
-    if principal.status == "blocked":
-        return Reject(
-            grpc.StatusCode.PERMISSION_DENIED,
-            f"annotator {principal.annotator_id} is blocked"
-            + (f" ({principal.status_reason})" if principal.status_reason else "")
-            + "; ask a project admin",
-        )
     if task is None or task.annotator_id != principal.annotator_id:
         return not_found(task_id)
+    member = principal.membership(task.project)
+    if member is None:
+        # No longer a member of the task's project: as if the task did not exist.
+        return not_found(task_id)
+    if member.status == "blocked":
+        return Reject(grpc.StatusCode.PERMISSION_DENIED, blocked_message(principal, task.project))
     if task.state == "labeled":
         return Reject(
             grpc.StatusCode.ALREADY_EXISTS,

@@ -1,36 +1,43 @@
-"""The AnnotationGateway gRPC servicer: authenticate, validate, call, map errors."""
+"""The AnnotationGateway gRPC servicer: the annotators' RPCs and contracts.
+
+The guard (strata.common.authz) has authenticated the caller and checked the matrix
+before a method runs; the people and membership RPCs live in `admin_rpcs`.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from strata.common.audit import AuditEntry
+from strata.common.authz import Guard, action_entry, current_caller
 from strata.common.config import ConfigError
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.grpcserver import abort
-from strata.gateway import store
-from strata.gateway.auth import Authenticator, AuthError, hash_token, new_token
+from strata.gateway import people, store
+from strata.gateway.admin_rpcs import PeopleRpcs
+from strata.gateway.auth import Authenticator
 from strata.gateway.contract import ContractError, class_names, parse_contract
+from strata.gateway.gold_prelabels import PoolProfiles
 from strata.gateway.metrics import GatewayMetrics
 from strata.gateway.policy import (
-    ROLE_ENUM,
-    ROLES,
-    STATUS_ENUM,
-    STATUSES,
-    Principal,
+    Candidate,
+    Membership,
+    ShownProfile,
     check_value,
     choose_unit,
+    gold_prelabel,
     gold_rate_for,
     not_found,
     roll_gold,
@@ -41,9 +48,8 @@ from strata.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-_ANNOTATOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-MAX_TOKEN_TTL_S = 366 * 86_400
-DEFAULT_TOKEN_TTL_S = 30 * 86_400
+# Refusals of these codes are access decisions (a task that is not yours, a block), audited.
+ACCESS_CODES = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED)
 
 
 def _task_uuid(task_id: str) -> str | None:
@@ -58,21 +64,22 @@ CONTRACTS_DIR_ACTOR = "system:contracts-dir"
 
 
 def load_contract_document(
-    db: Database, document: str, actor: str
+    db: Database, document: str, entry: AuditEntry
 ) -> tuple[common_pb2.LabelingContract, bool]:
     """Parse, store and audit a contract; (contract, False) when that exact text was
     already loaded. ContractError: invalid; store.ContractConflict: the version exists
     with other content."""
     contract = parse_contract(document)
     with db.transaction() as conn:
-        created = store.save_contract(conn, contract, document, actor)
-        store.audit(
+        created = store.save_contract(conn, contract, document, entry.actor)
+        people.audit(
             conn,
-            actor,
-            "load_contract",
-            f"{contract.project}@{contract.version}",
-            created=created,
-            classes=len(contract.classes),
+            replace(
+                entry,
+                project=contract.project,
+                target=f"{contract.project}@{contract.version}",
+                detail={"created": created, "classes": len(contract.classes)},
+            ),
         )
     return contract, created
 
@@ -83,8 +90,14 @@ def load_contract_files(db: Database, folder: Path) -> list[str]:
     loaded = []
     paths = sorted(p for p in folder.iterdir() if p.suffix in {".yaml", ".yml", ".json"})
     for path in paths:
+        entry = AuditEntry(
+            service="gateway",
+            action="load_contract",
+            actor=CONTRACTS_DIR_ACTOR,
+            actor_kind="system",
+        )
         try:
-            contract, created = load_contract_document(db, path.read_text(), CONTRACTS_DIR_ACTOR)
+            contract, created = load_contract_document(db, path.read_text(), entry)
         except (ContractError, store.ContractConflict) as exc:
             raise ConfigError("STRATA_GATEWAY_CONTRACTS_DIR", f"{path}: {exc}") from exc
         what = "loaded" if created else "already loaded"
@@ -92,11 +105,12 @@ def load_contract_files(db: Database, folder: Path) -> list[str]:
     return loaded
 
 
-class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
+class GatewayServicer(PeopleRpcs, gateway_pb2_grpc.AnnotationGatewayServicer):
     def __init__(
         self,
         db: Database,
         auth: Authenticator,
+        guard: Guard,
         contracts: ContractCache,
         batcher: SubmitBatcher,
         refiller: Refiller,
@@ -110,6 +124,7 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
     ) -> None:
         self.db = db
         self.auth = auth
+        self.guard = guard
         self.contracts = contracts
         self.batcher = batcher
         self.refiller = refiller
@@ -120,35 +135,14 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
         self._rng = rng or random.SystemRandom()
         self._rng_lock = threading.Lock()
         self.clock = clock
-
-    # -- auth helpers ------------------------------------------------------
-
-    def _principal(self, context: grpc.ServicerContext) -> Principal:
-        try:
-            return self.auth.principal(context.invocation_metadata(), self.clock())
-        except AuthError as exc:
-            abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
-
-    def _admin(self, context: grpc.ServicerContext) -> Principal:
-        principal = self._principal(context)
-        if not principal.is_admin:
-            abort(
-                context,
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"this call needs the admin role; {principal.annotator_id} is {principal.role}",
-            )
-        return principal
+        self.pool_profiles = PoolProfiles(db, random.Random(self._rng.random()))
 
     def _contract(self, context: grpc.ServicerContext, project: str) -> common_pb2.LabelingContract:
         if not project:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
         contract = self.contracts.current(project)
         if contract is None:
-            abort(
-                context,
-                grpc.StatusCode.NOT_FOUND,
-                f"no project {project!r}: an admin must load its contract first (LoadContract)",
-            )
+            abort(context, grpc.StatusCode.NOT_FOUND, no_project(project))
         return contract
 
     # -- annotator RPCs ----------------------------------------------------------
@@ -156,31 +150,24 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
     def NextTask(
         self, request: gateway_pb2.NextTaskRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.NextTaskResponse:
-        principal = self._principal(context)
+        caller = current_caller()
         contract = self._contract(context, request.project)
-        if principal.status == "blocked":
-            reason = f" ({principal.status_reason})" if principal.status_reason else ""
-            abort(
-                context,
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"annotator {principal.annotator_id} is blocked{reason}; ask a project admin",
-            )
+        member = Membership(caller.role or "manager", caller.status, caller.status_reason)
         lease_s = contract.lease_seconds or self.default_lease_s
+        show = self._show_prelabel(contract, self.pool_profiles.draw(request.project))
         with self.db.transaction() as conn:
             taken = (
-                store.tasks_taken(
-                    conn, request.project, principal.annotator_id, contract.gold_probation_tasks
-                )
+                store.tasks_taken(conn, request.project, caller.name, contract.gold_probation_tasks)
                 if contract.gold_probation_tasks
                 else 0
             )
             with self._rng_lock:
                 gold_roll = roll_gold(self._rng, gold_rate_for(contract, taken))
             regular, gold, review = store.find_candidates(
-                conn, request.project, principal.annotator_id, principal.reviews
+                conn, request.project, caller.name, member.reviews
             )
             chosen = choose_unit(
-                principal, regular=regular, gold=gold, review=review, gold_roll=gold_roll
+                member, regular=regular, gold=gold, review=review, gold_roll=gold_roll
             )
             leased = None
             if chosen is not None:
@@ -188,10 +175,10 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
                     conn,
                     chosen,
                     request.project,
-                    principal.annotator_id,
+                    caller.name,
                     contract.version,
                     lease_s,
-                    show_prelabel=not contract.hide_prelabels,
+                    show,
                 )
         if regular is None:
             self.refiller.kick()
@@ -212,21 +199,56 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
         task.lease_expires_at.FromDatetime(leased.lease_expires_at)
         return gateway_pb2.NextTaskResponse(task=task)
 
+    def _show_prelabel(
+        self, contract: common_pb2.LabelingContract, profile: ShownProfile | None
+    ) -> store.ShowPrelabel:
+        """What a task of this contract shows: a pool task its item's newest prediction; a
+        gold task a pre-label imitating the pool's (`profile`), a honeypot now and then."""
+        classes = class_names(contract)
+
+        def show(
+            candidate: Candidate, item: store.ItemPrelabel
+        ) -> tuple[common_pb2.PreLabel | None, bool]:
+            if contract.hide_prelabels:
+                return None, False
+            if candidate.kind != "gold":
+                return item.prelabel, False
+            with self._rng_lock:
+                return gold_prelabel(
+                    profile,
+                    item.gold_answer or "",
+                    item.prelabel.value if item.prelabel else None,
+                    item.runner_up,
+                    classes,
+                    contract.gold_honeypot_rate,
+                    self._rng,
+                )
+
+        return show
+
+    def _refuse_submission(self, code: grpc.StatusCode, message: str) -> None:
+        if code in ACCESS_CODES:
+            self.guard.refuse_current(code, message)
+        self.guard.checked()
+
     def SubmitLabel(
         self, request: gateway_pb2.SubmitLabelRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.SubmitLabelResponse:
         started = time.perf_counter()
-        principal = self._principal(context)
+        principal = self.auth.principal(context.invocation_metadata(), self.clock())
         problem = check_value(request.value, request.duration_ms, self.max_value_bytes)
         if problem is not None:
             self.metrics.labels_submitted.labels(project="", outcome=problem.code.name).inc()
+            self.guard.checked()
             abort(context, problem.code, problem.message)
         task_id = _task_uuid(request.task_id)
         if task_id is None:
             reject = not_found(request.task_id[:64])
             self.metrics.labels_submitted.labels(project="", outcome=reject.code.name).inc()
+            self._refuse_submission(reject.code, reject.message)
             abort(context, reject.code, reject.message)
         if len(request.client_label_id) > 128:
+            self.guard.checked()
             abort(
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -245,7 +267,9 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
             )
         except Rejected as exc:
             self.metrics.labels_submitted.labels(project="", outcome=exc.code.name).inc()
+            self._refuse_submission(exc.code, exc.message)
             abort(context, exc.code, exc.message)
+        self.guard.checked()
         outcome = "duplicate" if result.duplicate else "accepted"
         self.metrics.labels_submitted.labels(project=result.project, outcome=outcome).inc()
         self.metrics.submit_seconds.observe(time.perf_counter() - started)
@@ -254,14 +278,19 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
     def SkipTask(
         self, request: gateway_pb2.SkipTaskRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.SkipTaskResponse:
-        principal = self._principal(context)
+        principal = self.auth.principal(context.invocation_metadata(), self.clock())
         task_id = _task_uuid(request.task_id)
         if task_id is None:
-            abort(context, grpc.StatusCode.NOT_FOUND, not_found(request.task_id[:64]).message)
+            self.guard.refuse_current(
+                grpc.StatusCode.NOT_FOUND, not_found(request.task_id[:64]).message
+            )
         with self.db.transaction() as conn:
             skipped = store.skip_task(conn, task_id, principal.annotator_id, request.reason)
-        if skipped is None:
-            abort(context, grpc.StatusCode.NOT_FOUND, not_found(task_id).message)
+            member = principal.membership(skipped[1]) if skipped else None
+            if skipped is None or member is None:
+                # Refused inside the transaction: nothing it did is kept.
+                self.guard.refuse_current(grpc.StatusCode.NOT_FOUND, not_found(task_id).message)
+        self.guard.checked()
         previous, project = skipped
         if previous != "leased":
             abort(
@@ -275,7 +304,6 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
     def GetContract(
         self, request: gateway_pb2.GetContractRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.GetContractResponse:
-        self._principal(context)
         if not request.version:
             return gateway_pb2.GetContractResponse(
                 contract=self._contract(context, request.project)
@@ -289,14 +317,30 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
             )
         return gateway_pb2.GetContractResponse(contract=contract)
 
-    # -- admin RPCs -------------------------------------------------------------
+    # -- contracts ----------------------------------------------------------------
 
     def LoadContract(
         self, request: gateway_pb2.LoadContractRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.LoadContractResponse:
-        admin = self._admin(context)
         try:
-            contract, _ = load_contract_document(self.db, request.document, admin.annotator_id)
+            parsed = parse_contract(request.document)
+        except ContractError as exc:
+            self.guard.checked()
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid contract: {exc}")
+        caller = current_caller()
+        if self.contracts.current(parsed.project) is None and not caller.admin:
+            # Only an admin creates a project; to anyone else it does not exist yet.
+            self.guard.refuse_current(
+                grpc.StatusCode.NOT_FOUND,
+                no_project(parsed.project),
+                parsed.project,
+                reason="only an admin creates a project",
+            )
+        self.guard.require(parsed.project, "manager", no_project(parsed.project))
+        try:
+            contract, _ = load_contract_document(
+                self.db, request.document, action_entry("gateway", "load_contract")
+            )
         except ContractError as exc:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"invalid contract: {exc}")
         except store.ContractConflict as exc:
@@ -305,139 +349,9 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
         self.refiller.kick()
         return gateway_pb2.LoadContractResponse(project=contract.project, version=contract.version)
 
-    def CreateAnnotator(
-        self, request: gateway_pb2.CreateAnnotatorRequest, context: grpc.ServicerContext
-    ) -> gateway_pb2.CreateAnnotatorResponse:
-        admin = self._admin(context)
-        if not _ANNOTATOR_ID.match(request.annotator_id):
-            abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "annotator_id must be 1-64 letters, digits or '_.@-', starting with a letter "
-                "or digit",
-            )
-        role = ROLES.get(request.role)
-        if role is None:
-            abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "role is required: ROLE_ANNOTATOR, ROLE_REVIEWER or ROLE_ADMIN",
-            )
-        with self.db.transaction() as conn:
-            try:
-                store.create_annotator(conn, request.annotator_id, request.display_name[:200], role)
-            except store.AnnotatorExists:
-                abort(
-                    context,
-                    grpc.StatusCode.ALREADY_EXISTS,
-                    f"annotator {request.annotator_id!r} already exists",
-                )
-            store.audit(
-                conn, admin.annotator_id, "create_annotator", request.annotator_id, role=role
-            )
-        return gateway_pb2.CreateAnnotatorResponse(annotator_id=request.annotator_id)
-
-    def IssueToken(
-        self, request: gateway_pb2.IssueTokenRequest, context: grpc.ServicerContext
-    ) -> gateway_pb2.IssueTokenResponse:
-        admin = self._admin(context)
-        ttl = request.ttl_seconds or DEFAULT_TOKEN_TTL_S
-        if not 60 <= ttl <= MAX_TOKEN_TTL_S:
-            abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"ttl_seconds must be between 60 and {MAX_TOKEN_TTL_S}, got {ttl}",
-            )
-        token = new_token()
-        expires_at = self.clock() + timedelta(seconds=ttl)
-        with self.db.transaction() as conn:
-            if not store.annotator_exists(conn, request.annotator_id):
-                abort(
-                    context,
-                    grpc.StatusCode.NOT_FOUND,
-                    f"no annotator {request.annotator_id!r}: create it first (CreateAnnotator)",
-                )
-            store.insert_token(conn, request.annotator_id, hash_token(token), expires_at)
-            store.audit(
-                conn, admin.annotator_id, "issue_token", request.annotator_id, ttl_seconds=ttl
-            )
-        response = gateway_pb2.IssueTokenResponse(token=token)
-        response.expires_at.FromDatetime(expires_at)
-        return response
-
-    def RevokeTokens(
-        self, request: gateway_pb2.RevokeTokensRequest, context: grpc.ServicerContext
-    ) -> gateway_pb2.RevokeTokensResponse:
-        admin = self._admin(context)
-        with self.db.transaction() as conn:
-            if not store.annotator_exists(conn, request.annotator_id):
-                abort(context, grpc.StatusCode.NOT_FOUND, f"no annotator {request.annotator_id!r}")
-            revoked = store.revoke_tokens(conn, request.annotator_id)
-            store.audit(
-                conn, admin.annotator_id, "revoke_tokens", request.annotator_id, revoked=revoked
-            )
-        self.auth.forget(request.annotator_id)
-        return gateway_pb2.RevokeTokensResponse(revoked=revoked)
-
-    def ListAnnotators(
-        self, request: gateway_pb2.ListAnnotatorsRequest, context: grpc.ServicerContext
-    ) -> gateway_pb2.ListAnnotatorsResponse:
-        self._admin(context)
-        with self.db.transaction() as conn:
-            rows = store.list_annotators(conn, request.project)
-        return gateway_pb2.ListAnnotatorsResponse(
-            annotators=[
-                gateway_pb2.AnnotatorInfo(
-                    annotator_id=r.annotator_id,
-                    display_name=r.display_name,
-                    role=ROLE_ENUM[r.role],
-                    status=STATUS_ENUM[r.status],
-                    labels_submitted=r.labels_submitted,
-                    status_reason=r.status_reason,
-                )
-                for r in rows
-            ]
-        )
-
-    def WhoAmI(
-        self, request: gateway_pb2.WhoAmIRequest, context: grpc.ServicerContext
-    ) -> gateway_pb2.WhoAmIResponse:
-        principal = self._principal(context)
-        return gateway_pb2.WhoAmIResponse(
-            annotator_id=principal.annotator_id,
-            role=ROLE_ENUM[principal.role],
-            status=STATUS_ENUM[principal.status],
-        )
-
-    def SetAnnotatorStatus(
-        self, request: gateway_pb2.SetAnnotatorStatusRequest, context: grpc.ServicerContext
-    ) -> gateway_pb2.SetAnnotatorStatusResponse:
-        admin = self._admin(context)
-        status = STATUSES.get(request.status)
-        if status is None:
-            abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "status is required: ANNOTATOR_STATUS_ACTIVE, _RETRAIN or _BLOCKED",
-            )
-        with self.db.transaction() as conn:
-            if not store.set_status(conn, request.annotator_id, status, request.reason[:500]):
-                abort(context, grpc.StatusCode.NOT_FOUND, f"no annotator {request.annotator_id!r}")
-            store.audit(
-                conn,
-                admin.annotator_id,
-                "set_status",
-                request.annotator_id,
-                status=status,
-                reason=request.reason[:500],
-            )
-        self.auth.forget(request.annotator_id)
-        return gateway_pb2.SetAnnotatorStatusResponse()
-
     def QueueStats(
         self, request: gateway_pb2.QueueStatsRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.QueueStatsResponse:
-        self._admin(context)
         self._contract(context, request.project)
         with self.db.transaction() as conn:
             counts = store.queue_counts(conn, request.project)
@@ -451,11 +365,16 @@ class GatewayServicer(gateway_pb2_grpc.AnnotationGatewayServicer):
         )
 
 
+def no_project(project: str) -> str:
+    """What a caller hears about a project that does not exist, or is not theirs."""
+    return f"no project {project!r}: an admin creates a project by loading its contract"
+
+
 def lookup_principal(db: Database) -> Callable[[str], Any]:
     """The Authenticator's look-up, reading the tokens table."""
 
     def lookup(token_hash: str) -> Any:
         with db.transaction() as conn:
-            return store.lookup_token(conn, token_hash)
+            return people.lookup_token(conn, token_hash)
 
     return lookup

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from strata.common import outbox
 from strata.common.events import OutgoingEvent
 from strata.common.topics import CONTRACTS
 from strata.gateway.contract import contract_digest
-from strata.gateway.policy import Candidate, Principal, TaskSnapshot
+from strata.gateway.policy import Candidate, ShownProfile, TaskSnapshot
 from strata.v1 import common_pb2, events_pb2
 
 Conn = psycopg.Connection[Any]
@@ -23,21 +22,6 @@ Conn = psycopg.Connection[Any]
 
 class ContractConflict(Exception):
     """The version is already loaded with different content."""
-
-
-class AnnotatorExists(Exception):
-    """CreateAnnotator for an id that is taken."""
-
-
-# -- audit -----------------------------------------------------------------
-
-
-def audit(conn: Conn, actor: str, action: str, target: str = "", **detail: Any) -> None:
-    """Record an admin action."""
-    conn.execute(
-        "INSERT INTO audit_log (actor, action, target, detail) VALUES (%s, %s, %s, %s)",
-        (actor, action, target, Jsonb(detail)),
-    )
 
 
 # -- contracts ---------------------------------------------------------------
@@ -111,108 +95,15 @@ def projects(conn: Conn) -> list[str]:
     return [r[0] for r in conn.execute("SELECT DISTINCT project FROM contracts ORDER BY 1")]
 
 
-# -- annotators and tokens ---------------------------------------------------
+# -- leases --------------------------------------------------------------------
 
 
-def create_annotator(conn: Conn, annotator_id: str, display_name: str, role: str) -> None:
-    cur = conn.execute(
-        "INSERT INTO annotators (annotator_id, display_name, role) VALUES (%s, %s, %s) "
-        "ON CONFLICT (annotator_id) DO NOTHING",
-        (annotator_id, display_name, role),
-    )
-    if cur.rowcount == 0:
-        raise AnnotatorExists(annotator_id)
-
-
-def ensure_admin(conn: Conn, annotator_id: str, token_hash: str, expires_at: datetime) -> None:
-    """The bootstrap admin and its token exist (idempotent)."""
-    conn.execute(
-        "INSERT INTO annotators (annotator_id, display_name, role) VALUES (%s, 'bootstrap admin', "
-        "'admin') ON CONFLICT (annotator_id) DO NOTHING",
-        (annotator_id,),
-    )
-    cur = conn.execute(
-        "INSERT INTO tokens (token_hash, annotator_id, expires_at) VALUES (%s, %s, %s) "
-        "ON CONFLICT (token_hash) DO NOTHING",
-        (token_hash, annotator_id, expires_at),
-    )
-    if cur.rowcount:
-        audit(conn, "system", "bootstrap_admin", annotator_id)
-
-
-def annotator_exists(conn: Conn, annotator_id: str) -> bool:
-    row = conn.execute("SELECT 1 FROM annotators WHERE annotator_id = %s", (annotator_id,))
-    return row.fetchone() is not None
-
-
-def insert_token(conn: Conn, annotator_id: str, token_hash: str, expires_at: datetime) -> None:
-    conn.execute(
-        "INSERT INTO tokens (token_hash, annotator_id, expires_at) VALUES (%s, %s, %s)",
-        (token_hash, annotator_id, expires_at),
-    )
-
-
-def revoke_tokens(conn: Conn, annotator_id: str) -> int:
-    cur = conn.execute(
-        "UPDATE tokens SET revoked_at = now() WHERE annotator_id = %s AND revoked_at IS NULL",
-        (annotator_id,),
-    )
-    return cur.rowcount
-
-
-def lookup_token(conn: Conn, token_hash: str) -> tuple[Principal, datetime, bool] | None:
-    row = conn.execute(
-        "SELECT a.annotator_id, a.role, a.status, a.status_reason, t.expires_at, "
-        "t.revoked_at IS NOT NULL FROM tokens t JOIN annotators a USING (annotator_id) "
-        "WHERE t.token_hash = %s",
-        (token_hash,),
-    ).fetchone()
-    if row is None:
-        return None
-    return Principal(row[0], row[1], row[2], row[3]), row[4], bool(row[5])
-
-
-@dataclass(frozen=True)
-class AnnotatorRow:
-    annotator_id: str
-    display_name: str
-    role: str
-    status: str
-    status_reason: str
-    labels_submitted: int
-
-
-def list_annotators(conn: Conn, project: str) -> list[AnnotatorRow]:
-    rows = conn.execute(
-        "SELECT a.annotator_id, a.display_name, a.role, a.status, a.status_reason, "
-        "count(l.label_id) FROM annotators a LEFT JOIN labels l ON l.annotator_id = "
-        "a.annotator_id AND (%s = '' OR l.project = %s) "
-        "GROUP BY a.annotator_id ORDER BY a.annotator_id",
-        (project, project),
-    ).fetchall()
-    return [AnnotatorRow(*r) for r in rows]
-
-
-def set_status(conn: Conn, annotator_id: str, status: str, reason: str) -> bool:
-    """Change an annotator's status; a blocked one's open leases go back to the queue."""
-    cur = conn.execute(
-        "UPDATE annotators SET status = %s, status_reason = %s, status_changed_at = now() "
-        "WHERE annotator_id = %s",
-        (status, reason, annotator_id),
-    )
-    if cur.rowcount == 0:
-        return False
-    if status != "active":
-        release_leases(conn, annotator_id)
-    return True
-
-
-def release_leases(conn: Conn, annotator_id: str) -> int:
-    """Return every task `annotator_id` holds to the queue."""
+def release_leases(conn: Conn, annotator_id: str, project: str) -> int:
+    """Return every task of `project` that `annotator_id` holds to the queue."""
     rows = conn.execute(
         "UPDATE tasks SET state = 'released', finished_at = now() "
-        "WHERE annotator_id = %s AND state = 'leased' RETURNING unit_id, kind",
-        (annotator_id,),
+        "WHERE annotator_id = %s AND project = %s AND state = 'leased' RETURNING unit_id, kind",
+        (annotator_id, project),
     ).fetchall()
     _return_slots(conn, [r[0] for r in rows if r[1] != "gold"])
     return len(rows)
@@ -361,6 +252,21 @@ class LeasedTask:
     content: bytes
     prelabel: common_pb2.PreLabel | None
     lease_expires_at: datetime
+    honeypot: bool = False
+
+
+@dataclass(frozen=True)
+class ItemPrelabel:
+    """What the gateway knows of an item as it leases it: its gold answer and the model's
+    newest prediction."""
+
+    gold_answer: str | None
+    prelabel: common_pb2.PreLabel | None
+    runner_up: str | None
+
+
+# Decides the pre-label a task shows, and whether it is a honeypot.
+ShowPrelabel = Callable[[Candidate, ItemPrelabel], tuple[common_pb2.PreLabel | None, bool]]
 
 
 def lease(
@@ -370,25 +276,28 @@ def lease(
     annotator_id: str,
     ontology_version: str,
     lease_seconds: int,
-    show_prelabel: bool,
+    show: ShowPrelabel,
 ) -> LeasedTask:
-    """Lease `candidate` to `annotator_id`; records the pre-label shown, if any."""
+    """Lease `candidate` to `annotator_id`; records the pre-label shown, if any. Gold and
+    pool tasks run the same statements, so neither is quicker to serve."""
     row = conn.execute(
-        "SELECT i.content, p.value, p.confidence, p.model_version, p.calibrated "
+        "SELECT i.content, p.value, p.confidence, p.model_version, p.calibrated, "
+        "i.gold_answer, p.runner_up "
         "FROM items i LEFT JOIN prelabels p USING (item_id) WHERE i.item_id = %s",
         (candidate.item_id,),
     ).fetchone()
     assert row is not None, "a unit always has its item"
-    prelabel = None
-    if show_prelabel and row[1] is not None:
-        prelabel = common_pb2.PreLabel(
+    newest = None
+    if row[1] is not None:
+        newest = common_pb2.PreLabel(
             value=row[1], confidence=row[2], model_version=row[3], calibrated=row[4]
         )
+    prelabel, honeypot = show(candidate, ItemPrelabel(row[5], newest, row[6]))
     task_id = uuid.uuid4()
     expires = conn.execute(
         "INSERT INTO tasks (task_id, unit_id, item_id, project, annotator_id, kind, "
-        "ontology_version, lease_expires_at, shown_prelabel) VALUES "
-        "(%s, %s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s), %s) "
+        "ontology_version, lease_expires_at, shown_prelabel, honeypot) VALUES "
+        "(%s, %s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s), %s, %s) "
         "RETURNING lease_expires_at",
         (
             task_id,
@@ -400,15 +309,39 @@ def lease(
             ontology_version,
             lease_seconds,
             prelabel.SerializeToString() if prelabel else None,
+            honeypot,
         ),
     ).fetchone()
     assert expires is not None
-    if candidate.kind != "gold":
-        conn.execute(
-            "UPDATE units SET slots_open = slots_open - 1, updated_at = now() WHERE unit_id = %s",
-            (candidate.unit_id,),
-        )
-    return LeasedTask(str(task_id), candidate.item_id, bytes(row[0]), prelabel, expires[0])
+    # A gold unit has no slots: the same statement leaves it alone (without locking it,
+    # which would let a NextTask and a submission wait on each other).
+    conn.execute(
+        "UPDATE units SET slots_open = slots_open - 1, updated_at = now() "
+        "WHERE unit_id = %s AND kind <> 'gold'",
+        (candidate.unit_id,),
+    )
+    return LeasedTask(
+        str(task_id), candidate.item_id, bytes(row[0]), prelabel, expires[0], honeypot
+    )
+
+
+def recent_profiles(conn: Conn, project: str, limit: int) -> list[ShownProfile]:
+    """The pre-labels the project's newest pool tasks showed, and whether each matched
+    its item's decision: what gold pre-labels imitate."""
+    rows = conn.execute(
+        "SELECT t.shown_prelabel, u.decided_value FROM tasks t JOIN units u USING (unit_id) "
+        "WHERE t.project = %s AND t.kind = 'label' ORDER BY t.leased_at DESC LIMIT %s",
+        (project, limit),
+    ).fetchall()
+    out = []
+    for shown, decided in rows:
+        if shown is None:
+            out.append(ShownProfile(False))
+            continue
+        p = common_pb2.PreLabel.FromString(bytes(shown))
+        agreed = None if decided is None else p.value == decided
+        out.append(ShownProfile(True, p.confidence, p.model_version, p.calibrated, agreed))
+    return out
 
 
 def expire_leases(conn: Conn, limit: int = 1000) -> list[str]:
@@ -459,12 +392,13 @@ class TaskContext:
     routing: bytes
     gold_answer: str | None
     shown_prelabel: bytes | None
+    honeypot: bool = False
 
 
 _LOCK_TASKS = (
     "SELECT t.task_id, t.annotator_id, t.state, t.kind, t.lease_expires_at, "
     "t.ontology_version, u.state, u.slots_open, t.unit_id, t.item_id, t.project, "
-    "u.routing, i.gold_answer, t.shown_prelabel "
+    "u.routing, i.gold_answer, t.shown_prelabel, t.honeypot "
     "FROM tasks t JOIN units u USING (unit_id) JOIN items i ON i.item_id = t.item_id "
     "WHERE t.task_id = ANY(%s::uuid[]) ORDER BY t.task_id FOR NO KEY UPDATE OF t"
 )
@@ -497,7 +431,7 @@ def read_for_submit(
     assert now_row is not None
     tasks = {}
     for r in tasks_cur.fetchall():
-        snap = TaskSnapshot(str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7])
+        snap = TaskSnapshot(str(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[10])
         tasks[str(r[0])] = TaskContext(
             snap,
             r[8],
@@ -506,6 +440,7 @@ def read_for_submit(
             bytes(r[11]),
             r[12],
             bytes(r[13]) if r[13] is not None else None,
+            bool(r[14]),
         )
     existing = {(r[0], r[1]): (str(r[2]), str(r[3])) for r in existing_cur.fetchall()}
     return SubmitView(now_row[0], tasks, existing)
@@ -580,7 +515,9 @@ def insert_labels(conn: Conn, labels: Sequence[NewLabel], events: Sequence[Outgo
 # -- what other services tell the gateway -----------------------------------------
 
 
-def apply_consensus(conn: Conn, item_id: str, status: int, requested_overlap: int) -> str:
+def apply_consensus(
+    conn: Conn, item_id: str, status: int, requested_overlap: int, value: str = ""
+) -> str:
     """Close a decided item, or open more slots when quality wants more annotators."""
     decided = status in (common_pb2.CONSENSUS_STATUS_ACCEPTED, common_pb2.CONSENSUS_STATUS_EXPERT)
     row = conn.execute(
@@ -593,9 +530,9 @@ def apply_consensus(conn: Conn, item_id: str, status: int, requested_overlap: in
     unit_id, target, state = row
     if decided:
         conn.execute(
-            "UPDATE units SET state = 'done', slots_open = 0, updated_at = now() "
-            "WHERE unit_id = %s",
-            (unit_id,),
+            "UPDATE units SET state = 'done', slots_open = 0, decided_value = %s, "
+            "updated_at = now() WHERE unit_id = %s",
+            (value or None, unit_id),
         )
         conn.execute(
             "UPDATE units SET state = 'done', slots_open = 0, updated_at = now() "
@@ -657,11 +594,11 @@ def save_prelabels(conn: Conn, predictions: Sequence[common_pb2.Prediction]) -> 
     rows = list(newest.values())
     cur = conn.execute(
         "INSERT INTO prelabels (item_id, value, confidence, model_version, calibrated, "
-        "predicted_at) SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[], "
-        "%s::bool[], %s::timestamptz[]) ON CONFLICT (item_id) DO UPDATE SET "
-        "value = EXCLUDED.value, confidence = EXCLUDED.confidence, "
+        "predicted_at, runner_up) SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], "
+        "%s::text[], %s::bool[], %s::timestamptz[], %s::text[]) ON CONFLICT (item_id) DO UPDATE "
+        "SET value = EXCLUDED.value, confidence = EXCLUDED.confidence, "
         "model_version = EXCLUDED.model_version, calibrated = EXCLUDED.calibrated, "
-        "predicted_at = EXCLUDED.predicted_at "
+        "predicted_at = EXCLUDED.predicted_at, runner_up = EXCLUDED.runner_up "
         "WHERE prelabels.predicted_at <= EXCLUDED.predicted_at",
         (
             [p.item_id for p in rows],
@@ -670,9 +607,18 @@ def save_prelabels(conn: Conn, predictions: Sequence[common_pb2.Prediction]) -> 
             [p.model_version for p in rows],
             [p.calibrated for p in rows],
             [_at(p) for p in rows],
+            [_runner_up(p) for p in rows],
         ),
     )
     return cur.rowcount
+
+
+def _runner_up(p: common_pb2.Prediction) -> str | None:
+    """The model's second most likely class."""
+    if len(p.probabilities) < 2 or len(p.classes) != len(p.probabilities):
+        return None
+    ranked = sorted(range(len(p.probabilities)), key=lambda i: -p.probabilities[i])
+    return p.classes[ranked[1]]
 
 
 def _at(p: common_pb2.Prediction) -> datetime:

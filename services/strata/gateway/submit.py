@@ -97,6 +97,7 @@ def label_event(ctx: store.TaskContext, label: store.NewLabel, submitted_at: Any
         ),
         gold=label.gold,
         gold_answer=ctx.gold_answer or "",
+        prelabel_honeypot=ctx.honeypot,
     )
     message.label.submitted_at.FromDatetime(submitted_at)
     if ctx.shown_prelabel:

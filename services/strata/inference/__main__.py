@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-import grpc
-
-from strata.common.access import AccessCheck
+from strata.common.access import RemoteDirectory
 from strata.common.config import ServiceConfig, load
 from strata.common.contracts import ContractCache
 from strata.common.db import load_migrations, package_migrations
@@ -35,10 +33,9 @@ def build(config: ServiceConfig, inference: InferenceConfig | None = None) -> Se
     predictor = Predictor(metrics, s.predict_wait_ms / 1000.0, s.predict_max_items)
     gateway = None
     if s.gateway_address:
-        gateway = gateway_pb2_grpc.AnnotationGatewayStub(grpc.insecure_channel(s.gateway_address))
-    servicer = InferenceServicer(
-        rt.db, registry, predictor, contracts, AccessCheck(gateway), metrics, s
-    )
+        gateway = gateway_pb2_grpc.AnnotationGatewayStub(rt.channel(s.gateway_address))
+    rt.set_directory(RemoteDirectory(gateway))
+    servicer = InferenceServicer(rt.db, registry, predictor, contracts, rt.guard, metrics, s)
     rt.add_servicer(
         ServicerBinding(
             inference_pb2_grpc.add_InferenceServicer_to_server, servicer, "strata.v1.Inference"

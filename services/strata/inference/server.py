@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf.message import DecodeError
 
-from strata.common.access import AccessCheck, AccessDenied
+from strata.common.authz import Guard, action_entry
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.grpcserver import abort
@@ -152,7 +152,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         registry: Registry,
         predictor: Predictor,
         contracts: ContractCache,
-        access: AccessCheck,
+        guard: Guard,
         metrics: InferenceMetrics,
         config: InferenceConfig,
     ) -> None:
@@ -160,7 +160,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         self.registry = registry
         self.predictor = predictor
         self.contracts = contracts
-        self.access = access
+        self.guard = guard
         self.metrics = metrics
         self.config = config
 
@@ -184,6 +184,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"mc_samples must be between 0 and {MAX_MC_SAMPLES}",
+            )
+        gold = self._gold_contents(request)
+        if gold:
+            self.guard.refuse_current(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"content {gold[0]} is a gold item's: predictions for gold items are never served",
+                request.project,
             )
         served = self.registry.get_or_refresh(request.project)
         if served is None:
@@ -232,6 +239,14 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         self.metrics.predictions.labels(path="predict").inc(len(preds))
         self.metrics.predict_seconds.observe(time.perf_counter() - started)
         return inference_pb2.PredictResponse(predictions=preds, model_version=served.version)
+
+    def _gold_contents(self, request: inference_pb2.PredictRequest) -> list[int]:
+        if not request.contents:
+            return []
+        with self.db.transaction() as conn:
+            return store.gold_among(
+                conn, request.project, [c.SerializeToString() for c in request.contents]
+            )
 
     def ModelInfo(
         self, request: inference_pb2.ModelInfoRequest, context: grpc.ServicerContext
@@ -295,12 +310,6 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
     def RollbackModel(
         self, request: inference_pb2.RollbackModelRequest, context: grpc.ServicerContext
     ) -> inference_pb2.RollbackModelResponse:
-        try:
-            caller = self.access.require(context.invocation_metadata(), ("admin",))
-        except AccessDenied as exc:
-            abort(context, exc.code, str(exc))
-        if not request.project:
-            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
         with self.db.transaction() as conn:
             row = store.lock_serving(conn, request.project)
             if row is None:
@@ -324,10 +333,18 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
                     f"the previous version {row.previous_version} cannot be served",
                 )
             store.serve(conn, request.project, row.previous_version or "")
+            entry = action_entry(
+                "inference",
+                "rollback_model",
+                row.previous_version or "",
+                request.project,
+                **{"from": row.version, "to": row.previous_version},
+            )
+            self.guard.audit.write(conn, entry)
         log.warning(
             "%s: %s rolled back from %s to %s",
             request.project,
-            caller.annotator_id,
+            entry.actor,
             row.version,
             row.previous_version,
         )

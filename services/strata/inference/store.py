@@ -20,13 +20,26 @@ Conn = psycopg.Connection[Any]
 
 
 def contents_of(conn: Conn, project: str, item_ids: Sequence[str]) -> dict[str, bytes]:
-    """Content of the project's items among `item_ids` (gold ones too: a gold item must
-    not be told apart by its missing prediction)."""
+    """Content of the project's pool items among `item_ids`: no person is ever served a
+    prediction for a gold item, so gold ones are not found."""
     rows = conn.execute(
-        "SELECT item_id, content FROM items WHERE project = %s AND item_id = ANY(%s)",
+        "SELECT item_id, content FROM items WHERE project = %s AND item_id = ANY(%s) "
+        "AND gold_answer IS NULL",
         (project, list(item_ids)),
     ).fetchall()
     return {r[0]: bytes(r[1]) for r in rows}
+
+
+def gold_among(conn: Conn, project: str, contents: Sequence[bytes]) -> list[int]:
+    """Indexes of `contents` (serialized ItemContent) that are a gold item's content."""
+    if not contents:
+        return []
+    rows = conn.execute(
+        "SELECT DISTINCT c.n FROM unnest(%s::bytea[]) WITH ORDINALITY AS c(content, n) "
+        "JOIN items i ON i.content = c.content WHERE i.project = %s AND i.gold_answer IS NOT NULL",
+        (list(contents), project),
+    ).fetchall()
+    return sorted(int(r[0]) - 1 for r in rows)
 
 
 def claim_unscored(

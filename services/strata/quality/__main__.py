@@ -6,9 +6,7 @@ import logging
 import os
 import sys
 
-import grpc
-
-from strata.common.access import AccessCheck
+from strata.common.access import RemoteDirectory
 from strata.common.config import ServiceConfig, load
 from strata.common.consumer import BatchContext
 from strata.common.contracts import ContractCache
@@ -45,8 +43,9 @@ def build(config: ServiceConfig, quality: QualityConfig | None = None) -> Servic
     )
     gateway = None
     if q.gateway_address:
-        gateway = gateway_pb2_grpc.AnnotationGatewayStub(grpc.insecure_channel(q.gateway_address))
-    servicer = QualityServicer(rt.db, AccessCheck(gateway, q.auth_cache_s), contracts)
+        gateway = gateway_pb2_grpc.AnnotationGatewayStub(rt.channel(q.gateway_address))
+    rt.set_directory(RemoteDirectory(gateway, q.auth_cache_s))
+    servicer = QualityServicer(rt.db, rt.guard, contracts)
     rt.add_servicer(
         ServicerBinding(
             quality_pb2_grpc.add_QualityServicer_to_server, servicer, "strata.v1.Quality"

@@ -40,7 +40,7 @@ from strata.quality.consensus import (
     prior_confusion,
     score_item,
 )
-from strata.quality.gold import gold_verdict
+from strata.quality.gold import Anchoring, gold_verdict
 from strata.quality.metrics import QualityMetrics
 from strata.v1 import common_pb2, events_pb2
 
@@ -303,6 +303,7 @@ class QualityHandlers:
             ),
             duration_ms=max(0, label.duration_ms),
             prelabel_value=label.shown_prelabel.value or None,
+            prelabel_honeypot=msg.prelabel_honeypot,
         )
         return _Fresh(event, msg, vote)
 
@@ -323,14 +324,19 @@ class QualityHandlers:
         self._decide(ctx, fresh)
 
     def _score_gold(self, ctx: BatchContext, gold: list[_Fresh]) -> None:
-        deltas: dict[tuple[str, str], tuple[int, int]] = {}
+        deltas: dict[tuple[str, str], store.GoldDelta] = {}
         traces: dict[tuple[str, str], _Fresh] = {}
         for f in gold:
             if f.vote.source != "human" or not f.vote.gold_answer:
                 continue
             key = (f.vote.project, f.vote.annotator_id)
-            answered, correct = deltas.get(key, (0, 0))
-            deltas[key] = (answered + 1, correct + int(f.vote.value == f.vote.gold_answer))
+            wrong = f.vote.wrong_prelabel
+            deltas[key] = deltas.get(key, store.GoldDelta()) + store.GoldDelta(
+                answered=1,
+                correct=int(f.vote.value == f.vote.gold_answer),
+                wrong_prelabels_shown=int(wrong),
+                wrong_prelabels_followed=int(wrong and f.vote.value == f.vote.prelabel_value),
+            )
             traces[key] = f
         for totals in store.add_gold(ctx.conn, deltas):
             key = (totals.project, totals.annotator_id)
@@ -342,6 +348,8 @@ class QualityHandlers:
                 totals.answered,
                 contract.gold_accuracy_threshold,
                 self.gold_min_answered,
+                Anchoring(totals.wrong_prelabels_followed, totals.wrong_prelabels_shown),
+                contract.gold_max_anchoring,
             )
             if verdict.status == totals.status:
                 continue

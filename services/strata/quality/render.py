@@ -123,7 +123,11 @@ def to_html(report: dict[str, Any], images: dict[str, bytes]) -> str:
         f"{fmt(crowd['dawid_skene_accuracy'])}.</p>"
     )
     parts.extend(embedded_image(name, data) for name, data in images.items())
-    parts.append("<h2>Annotators</h2><table><tr>")
+    parts.append(
+        "<h2>Annotators</h2><p>Anchoring: of the wrong pre-labels an annotator was shown on "
+        "gold (honeypots and the model's own mistakes), the share they agreed with.</p>"
+        "<table><tr>"
+    )
     columns = [
         "annotator_id",
         "status",
@@ -132,6 +136,8 @@ def to_html(report: dict[str, Any], images: dict[str, bytes]) -> str:
         "gold_accuracy",
         "agreement_with_consensus",
         "estimated_accuracy",
+        "wrong_prelabels_shown",
+        "anchoring_rate",
         "median_seconds",
     ]
     parts.append("".join(f"<th>{c}</th>" for c in columns) + "</tr>")

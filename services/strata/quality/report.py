@@ -58,6 +58,8 @@ class ProjectData:
     # item drawn from auto-accept for humans and decided by them, (model, human) class.
     model_labels: int = 0
     spot_checks: list[tuple[str, str]] = field(default_factory=list)
+    # annotator -> (wrong pre-labels followed, wrong pre-labels shown), on gold.
+    anchoring: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,8 @@ def error_taxonomy(data: ProjectData) -> dict[str, Any]:
 
 
 def annotator_scores(data: ProjectData) -> list[dict[str, Any]]:
-    """Per annotator: gold accuracy with its bound, agreement with consensus, volume, speed."""
+    """Per annotator: gold accuracy with its bound, agreement with consensus, anchoring on
+    wrong pre-labels, volume, speed."""
     rows: dict[str, dict[str, Any]] = {}
     durations: dict[str, list[int]] = {}
     matches: dict[str, list[int]] = {}
@@ -238,6 +241,8 @@ def annotator_scores(data: ProjectData) -> list[dict[str, Any]]:
         agreed = matches.get(annotator, [])
         spent = durations.get(annotator, [])
         confusion = data.confusions.get(annotator)
+        followed, shown = data.anchoring.get(annotator, (0, 0))
+        a_low, a_high = wilson_interval(followed, shown)
         rows[annotator] = {
             "annotator_id": annotator,
             "gold_answered": answered,
@@ -247,6 +252,9 @@ def annotator_scores(data: ProjectData) -> list[dict[str, Any]]:
             "labels": len(spent),
             "median_seconds": float(np.median(spent)) / 1000 if spent else None,
             "status": data.status.get(annotator, "active"),
+            "wrong_prelabels_shown": shown,
+            "anchoring_rate": followed / shown if shown else None,
+            "anchoring_interval": [a_low, a_high] if shown else None,
             "confusion": confusion.tolist() if confusion is not None else None,
             "estimated_accuracy": (
                 float(np.diag(confusion) @ data.class_priors)

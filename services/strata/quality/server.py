@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 
 from strata.common import outbox
-from strata.common.access import AccessCheck, AccessDenied, Caller
+from strata.common.authz import Guard, action_entry, current_caller
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.grpcserver import abort
@@ -34,23 +34,34 @@ from strata.v1 import common_pb2, quality_pb2, quality_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-REVIEWERS = ("reviewer", "admin")
 EXPORT_CHUNK = 500
 
 
+def no_votes(item_id: str) -> str:
+    # The same words whether the item does not exist or belongs to another project.
+    return f"item {item_id!r} has no votes in quality"
+
+
 class QualityServicer(quality_pb2_grpc.QualityServicer):
-    def __init__(self, db: Database, access: AccessCheck, contracts: ContractCache) -> None:
+    def __init__(self, db: Database, guard: Guard, contracts: ContractCache) -> None:
         self.db = db
-        self.access = access
+        self.guard = guard
         self.contracts = contracts
 
     # -- helpers ---------------------------------------------------------------
 
-    def _caller(self, context: grpc.ServicerContext, roles: tuple[str, ...] = REVIEWERS) -> Caller:
-        try:
-            return self.access.require(context.invocation_metadata(), roles)
-        except AccessDenied as exc:
-            abort(context, exc.code, str(exc))
+    def _item_project(self, context: grpc.ServicerContext, item_id: str) -> None:
+        """The caller may see `item_id` (a reviewer of its project; a gold item: a manager);
+        NOT_FOUND otherwise, as if it did not exist."""
+        if not item_id:
+            self.guard.checked()
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "item_id is required")
+        with self.db.transaction() as conn:
+            row = store.item_row(conn, item_id)
+        if row is None:
+            abort(context, grpc.StatusCode.NOT_FOUND, no_votes(item_id))
+        gold = bool(row["gold_answer"])
+        self.guard.require(row["project"], "manager" if gold else None, no_votes(item_id))
 
     def _contract(self, context: grpc.ServicerContext, project: str) -> common_pb2.LabelingContract:
         if not project:
@@ -70,9 +81,7 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
     def ItemConsensus(
         self, request: quality_pb2.ItemConsensusRequest, context: grpc.ServicerContext
     ) -> quality_pb2.ItemConsensusResponse:
-        self._caller(context)
-        if not request.item_id:
-            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "item_id is required")
+        self._item_project(context, request.item_id)
         with self.db.transaction() as conn:
             row = store.item_row(conn, request.item_id)
             votes = store.votes_of(conn, [request.item_id]).get(request.item_id, [])
@@ -80,11 +89,7 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
                 "SELECT consensus FROM items WHERE item_id = %s", (request.item_id,)
             ).fetchone()
         if row is None:
-            abort(
-                context,
-                grpc.StatusCode.NOT_FOUND,
-                f"item {request.item_id!r} has no votes in quality",
-            )
+            abort(context, grpc.StatusCode.NOT_FOUND, no_votes(request.item_id))
         consensus = common_pb2.ConsensusLabel()
         if row["state"] in ("accepted", "expert") and consensus_bytes and consensus_bytes[0]:
             consensus.ParseFromString(bytes(consensus_bytes[0]))
@@ -117,13 +122,13 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
     def AnnotatorScores(
         self, request: quality_pb2.AnnotatorScoresRequest, context: grpc.ServicerContext
     ) -> quality_pb2.AnnotatorScoresResponse:
-        caller = self._caller(context, ("annotator", *REVIEWERS))
+        caller = current_caller()
         wanted = set(request.annotator_ids)
-        if caller.role == "annotator" and wanted != {caller.annotator_id}:
-            abort(
-                context,
+        if not caller.at_least("reviewer") and wanted != {caller.name}:
+            self.guard.refuse_current(
                 grpc.StatusCode.PERMISSION_DENIED,
                 "annotators may see only their own scores: pass annotator_ids=[your id]",
+                request.project,
             )
         contract = self._contract(context, request.project)
         with self.db.transaction() as conn:
@@ -148,6 +153,10 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
                     labels=s["labels"],
                     median_seconds=s["median_seconds"] or 0.0,
                     status=STATUS_ENUM[s["status"]],
+                    wrong_prelabels_shown=s["wrong_prelabels_shown"],
+                    anchoring_rate=s["anchoring_rate"] or 0.0,
+                    anchoring_lower_bound=(s["anchoring_interval"] or [0.0, 1.0])[0],
+                    anchoring_upper_bound=(s["anchoring_interval"] or [0.0, 1.0])[1],
                 )
             )
         return quality_pb2.AnnotatorScoresResponse(annotators=out)
@@ -155,7 +164,6 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
     def AgreementReport(
         self, request: quality_pb2.AgreementReportRequest, context: grpc.ServicerContext
     ) -> quality_pb2.AgreementReportResponse:
-        self._caller(context)
         contract = self._contract(context, request.project)
         if request.window_seconds < 0:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "window_seconds cannot be negative")
@@ -212,18 +220,16 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
     def ResolveReview(
         self, request: quality_pb2.ResolveReviewRequest, context: grpc.ServicerContext
     ) -> quality_pb2.ResolveReviewResponse:
-        caller = self._caller(context)
-        if not request.item_id or not request.value:
+        if not request.value:
+            self.guard.checked()
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "item_id and value are required")
+        self._item_project(context, request.item_id)
+        caller = current_caller()
         trace = uuid.uuid4().hex
         with self.db.transaction() as conn:
             row = store.item_row(conn, request.item_id, lock=True)
             if row is None:
-                abort(
-                    context,
-                    grpc.StatusCode.NOT_FOUND,
-                    f"item {request.item_id!r} has no votes in quality",
-                )
+                abort(context, grpc.StatusCode.NOT_FOUND, no_votes(request.item_id))
             if row["state"] != "review":
                 abort(
                     context,
@@ -249,7 +255,7 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
                 row["requested_overlap"],
             )
             votes = store.votes_of(conn, [item.item_id]).get(item.item_id, [])
-            if any(v.source == "expert" and v.annotator_id == caller.annotator_id for v in votes):
+            if any(v.source == "expert" and v.annotator_id == caller.name for v in votes):
                 abort(
                     context,
                     grpc.StatusCode.FAILED_PRECONDITION,
@@ -264,19 +270,27 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
                 item,
                 votes,
                 request.value,
-                caller.annotator_id,
+                caller.name,
                 request.note,
                 trace,
             )
-        log.info(
-            "review of %s resolved by %s: %s", item.item_id, caller.annotator_id, request.value
-        )
+            self.guard.audit.write(
+                conn,
+                action_entry(
+                    "quality",
+                    "resolve_review",
+                    item.item_id,
+                    item.project,
+                    value=request.value,
+                    note=request.note[:500],
+                ),
+            )
+        log.info("review of %s resolved by %s: %s", item.item_id, caller.name, request.value)
         return quality_pb2.ResolveReviewResponse(consensus=consensus)
 
     def DatasetReport(
         self, request: quality_pb2.DatasetReportRequest, context: grpc.ServicerContext
     ) -> quality_pb2.DatasetReportResponse:
-        self._caller(context)
         contract = self._contract(context, request.project)
         with self.db.transaction() as conn:
             data = store.project_data(conn, contract)
@@ -289,8 +303,10 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
     def ExportLabels(
         self, request: quality_pb2.ExportLabelsRequest, context: grpc.ServicerContext
     ) -> Iterator[quality_pb2.ExportLabelsResponse]:
-        self._caller(context)
         self._contract(context, request.project)
+        self.guard.audit.record(
+            action_entry("quality", "export_labels", request.project, format=request.format)
+        )
         studio = request.format == quality_pb2.EXPORT_FORMAT_LABEL_STUDIO
         after = ""
         first = True

@@ -37,6 +37,14 @@ class NewVote:
     submitted_at: datetime
     duration_ms: int
     prelabel_value: str | None
+    prelabel_honeypot: bool = False
+
+    @property
+    def wrong_prelabel(self) -> bool:
+        """A gold vote shown a pre-label that was not the answer."""
+        return bool(
+            self.gold_answer and self.prelabel_value and self.prelabel_value != self.gold_answer
+        )
 
 
 def insert_votes(conn: Conn, votes: Sequence[NewVote]) -> set[str]:
@@ -45,10 +53,11 @@ def insert_votes(conn: Conn, votes: Sequence[NewVote]) -> set[str]:
         return set()
     rows = conn.execute(
         "INSERT INTO votes (label_id, item_id, project, annotator_id, value, ontology_version, "
-        "source, gold, gold_answer, submitted_at, duration_ms, prelabel_value) "
+        "source, gold, gold_answer, submitted_at, duration_ms, prelabel_value, "
+        "prelabel_honeypot) "
         "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
         "%s::text[], %s::text[], %s::bool[], %s::text[], %s::timestamptz[], %s::bigint[], "
-        "%s::text[]) ON CONFLICT (label_id) DO NOTHING RETURNING label_id",
+        "%s::text[], %s::bool[]) ON CONFLICT (label_id) DO NOTHING RETURNING label_id",
         (
             [v.label_id for v in votes],
             [v.item_id for v in votes],
@@ -62,6 +71,7 @@ def insert_votes(conn: Conn, votes: Sequence[NewVote]) -> set[str]:
             [v.submitted_at for v in votes],
             [v.duration_ms for v in votes],
             [v.prelabel_value for v in votes],
+            [v.prelabel_honeypot for v in votes],
         ),
     ).fetchall()
     return {r[0] for r in rows}
@@ -241,25 +251,54 @@ class GoldTotals:
     answered: int
     correct: int
     status: str
+    wrong_prelabels_shown: int = 0
+    wrong_prelabels_followed: int = 0
 
 
-def add_gold(conn: Conn, deltas: dict[tuple[str, str], tuple[int, int]]) -> list[GoldTotals]:
-    """Add (answered, correct) per (project, annotator); returns the new totals."""
+@dataclass(frozen=True)
+class GoldDelta:
+    """What a batch of gold votes adds to one annotator's record."""
+
+    answered: int = 0
+    correct: int = 0
+    wrong_prelabels_shown: int = 0
+    wrong_prelabels_followed: int = 0
+
+    def __add__(self, other: GoldDelta) -> GoldDelta:
+        return GoldDelta(
+            self.answered + other.answered,
+            self.correct + other.correct,
+            self.wrong_prelabels_shown + other.wrong_prelabels_shown,
+            self.wrong_prelabels_followed + other.wrong_prelabels_followed,
+        )
+
+
+def add_gold(conn: Conn, deltas: dict[tuple[str, str], GoldDelta]) -> list[GoldTotals]:
+    """Add gold answers and anchoring counts per (project, annotator); the new totals."""
     if not deltas:
         return []
     keys = sorted(deltas)
     rows = conn.execute(
-        "INSERT INTO annotators (project, annotator_id, gold_answered, gold_correct) "
-        "SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[]) ORDER BY 1, 2 "
+        "INSERT INTO annotators (project, annotator_id, gold_answered, gold_correct, "
+        "wrong_prelabels_shown, wrong_prelabels_followed) "
+        "SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[], %s::int[], "
+        "%s::int[]) ORDER BY 1, 2 "
         "ON CONFLICT (project, annotator_id) DO UPDATE SET "
         "gold_answered = annotators.gold_answered + EXCLUDED.gold_answered, "
-        "gold_correct = annotators.gold_correct + EXCLUDED.gold_correct, updated_at = now() "
-        "RETURNING project, annotator_id, gold_answered, gold_correct, status",
+        "gold_correct = annotators.gold_correct + EXCLUDED.gold_correct, "
+        "wrong_prelabels_shown = annotators.wrong_prelabels_shown "
+        "+ EXCLUDED.wrong_prelabels_shown, "
+        "wrong_prelabels_followed = annotators.wrong_prelabels_followed "
+        "+ EXCLUDED.wrong_prelabels_followed, updated_at = now() "
+        "RETURNING project, annotator_id, gold_answered, gold_correct, status, "
+        "wrong_prelabels_shown, wrong_prelabels_followed",
         (
             [k[0] for k in keys],
             [k[1] for k in keys],
-            [deltas[k][0] for k in keys],
-            [deltas[k][1] for k in keys],
+            [deltas[k].answered for k in keys],
+            [deltas[k].correct for k in keys],
+            [deltas[k].wrong_prelabels_shown for k in keys],
+            [deltas[k].wrong_prelabels_followed for k in keys],
         ),
     ).fetchall()
     return [GoldTotals(*r) for r in rows]
@@ -595,8 +634,8 @@ def project_data(conn: Conn, contract: common_pb2.LabelingContract) -> ProjectDa
         (project,),
     ).fetchall()
     annotators = conn.execute(
-        "SELECT annotator_id, gold_answered, gold_correct, status FROM annotators "
-        "WHERE project = %s",
+        "SELECT annotator_id, gold_answered, gold_correct, status, wrong_prelabels_followed, "
+        "wrong_prelabels_shown FROM annotators WHERE project = %s",
         (project,),
     ).fetchall()
     reviews = conn.execute(
@@ -646,6 +685,7 @@ def project_data(conn: Conn, contract: common_pb2.LabelingContract) -> ProjectDa
         predictions=int(predictions[0]) if predictions else 0,
         model_labels=int(model_labels[0]) if model_labels else 0,
         spot_checks=[(str(r[0]), str(r[1])) for r in spot_checks],
+        anchoring={a[0]: (a[4], a[5]) for a in annotators if a[5]},
     )
 
 

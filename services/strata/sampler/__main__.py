@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from strata.common.access import RemoteDirectory
 from strata.common.config import ServiceConfig, load
 from strata.common.contract_store import load_contract
 from strata.common.contracts import ContractCache
@@ -17,7 +18,7 @@ from strata.sampler.handlers import SamplerHandlers
 from strata.sampler.metrics import SamplerMetrics
 from strata.sampler.pool import Importer
 from strata.sampler.server import SamplerServicer
-from strata.v1 import sampler_pb2_grpc
+from strata.v1 import gateway_pb2_grpc, sampler_pb2_grpc
 
 
 def build(config: ServiceConfig, sampler: SamplerConfig | None = None) -> ServiceRuntime:
@@ -34,7 +35,11 @@ def build(config: ServiceConfig, sampler: SamplerConfig | None = None) -> Servic
         chunk_rows=s.import_chunk_rows,
         activity=rt.relay.give_way_to,
     )
-    servicer = SamplerServicer(rt.db, importer, contracts, metrics, s)
+    gateway = None
+    if s.gateway_address:
+        gateway = gateway_pb2_grpc.AnnotationGatewayStub(rt.channel(s.gateway_address))
+    rt.set_directory(RemoteDirectory(gateway))
+    servicer = SamplerServicer(rt.db, importer, contracts, metrics, s, rt.guard)
     rt.add_servicer(
         ServicerBinding(
             sampler_pb2_grpc.add_SamplerServicer_to_server, servicer, "strata.v1.Sampler"

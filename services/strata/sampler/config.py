@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from strata.common.config import parse_float, parse_int, setting
+from strata.common.config import parse_address, parse_float, parse_int, setting
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
     """Deduplication thresholds, batch hand-out and lease."""
 
+    gateway_address: str = setting(
+        "STRATA_GATEWAY_ADDRESS",
+        parse_address,
+        "",
+        "gateway gRPC host:port that checks people's bearer tokens (unset: only services "
+        "can call the sampler)",
+    )
     text_threshold: float = setting(
         "STRATA_SAMPLER_TEXT_DUP_THRESHOLD",
         parse_float(0.1, 1.0),

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 
+from strata.common.authz import Guard, action_entry
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.grpcserver import abort
@@ -36,8 +37,10 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
         contracts: ContractCache,
         metrics: SamplerMetrics,
         config: SamplerConfig,
+        guard: Guard,
         rng: random.Random | None = None,
     ) -> None:
+        self.guard = guard
         self.db = db
         self.importer = importer
         self.contracts = contracts
@@ -62,6 +65,18 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
         ):
             if n:
                 self.metrics.imported.labels(project=project, outcome=outcome).inc(n)
+        self.guard.audit.record(
+            action_entry(
+                "sampler",
+                "import_items",
+                project,
+                project,
+                received=summary.received,
+                imported=summary.imported,
+                gold=summary.gold,
+                rejected=len(summary.errors),
+            )
+        )
         return sampler_pb2.ImportItemsResponse(
             received=summary.received,
             imported=summary.imported,

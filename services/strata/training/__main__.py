@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-import grpc
-
-from strata.common.access import AccessCheck
+from strata.common.access import RemoteDirectory
 from strata.common.config import ServiceConfig, load
 from strata.common.contracts import ContractCache
 from strata.common.db import load_migrations, package_migrations
@@ -30,11 +28,12 @@ def build(config: ServiceConfig, training: TrainingConfig | None = None) -> Serv
     contracts = ContractCache(rt.db, store.load_contract)
     gateway = None
     if t.gateway_address:
-        gateway = gateway_pb2_grpc.AnnotationGatewayStub(grpc.insecure_channel(t.gateway_address))
+        gateway = gateway_pb2_grpc.AnnotationGatewayStub(rt.channel(t.gateway_address))
+    rt.set_directory(RemoteDirectory(gateway))
     rt.add_servicer(
         ServicerBinding(
             training_pb2_grpc.add_TrainingServicer_to_server,
-            TrainingServicer(rt.db, contracts, AccessCheck(gateway), t),
+            TrainingServicer(rt.db, contracts, rt.guard, t),
             "strata.v1.Training",
         )
     )

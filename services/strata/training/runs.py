@@ -322,6 +322,7 @@ class RunExecutor:
                         ray.init(
                             num_cpus=self.config.ray_cpus,
                             include_dashboard=False,
+                            dashboard_host="127.0.0.1",
                             log_to_driver=False,
                             runtime_env=runtime_env,
                         )

@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 import torch
 
-from strata.common.access import AccessCheck, AccessDenied
+from strata.common.authz import Guard, action_entry, current_caller
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.grpcserver import abort
@@ -30,7 +30,6 @@ STATES = {
     "succeeded": training_pb2.RUN_STATE_SUCCEEDED,
     "failed": training_pb2.RUN_STATE_FAILED,
 }
-READERS = ("reviewer", "admin")  # the ledger names annotators: not for annotators
 
 
 class TrainingServicer(training_pb2_grpc.TrainingServicer):
@@ -38,26 +37,17 @@ class TrainingServicer(training_pb2_grpc.TrainingServicer):
         self,
         db: Database,
         contracts: ContractCache,
-        access: AccessCheck,
+        guard: Guard,
         config: TrainingConfig,
     ) -> None:
         self.db = db
         self.contracts = contracts
-        self.access = access
+        self.guard = guard
         self.config = config
-
-    def _require(self, context: grpc.ServicerContext, roles: tuple[str, ...]) -> None:
-        try:
-            self.access.require(context.invocation_metadata(), roles)
-        except AccessDenied as exc:
-            abort(context, exc.code, str(exc))
 
     def StartRun(
         self, request: training_pb2.StartRunRequest, context: grpc.ServicerContext
     ) -> training_pb2.StartRunResponse:
-        self._require(context, ("admin",))
-        if not request.project:
-            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
         if request.family and request.family not in FAMILIES:
             abort(
                 context,
@@ -96,6 +86,17 @@ class TrainingServicer(training_pb2_grpc.TrainingServicer):
                 self.config.fault_crash_at_epoch,
             )
             ahead = store.runs_ahead(conn, request.project, run_id)
+            self.guard.audit.write(
+                conn,
+                action_entry(
+                    "training",
+                    "start_run",
+                    run_id,
+                    request.project,
+                    family=request.family,
+                    reason=request.reason,
+                ),
+            )
         return training_pb2.StartRunResponse(
             run_id=run_id, state=training_pb2.RUN_STATE_QUEUED, runs_ahead=ahead
         )
@@ -106,12 +107,14 @@ class TrainingServicer(training_pb2_grpc.TrainingServicer):
         try:
             uuid.UUID(request.run_id)
         except ValueError:
+            self.guard.checked()
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{request.run_id!r} is not a run id")
         with self.db.transaction() as conn:
             row = store.run(conn, request.run_id)
         if row is None:
             abort(context, grpc.StatusCode.NOT_FOUND, f"no run {request.run_id}")
         assert row is not None
+        self.guard.require(row.project, not_found=f"no run {request.run_id}")
         return training_pb2.GetRunResponse(run=run_message(row))
 
     def _model(self, context: grpc.ServicerContext, project: str, version: str) -> store.ModelRow:
@@ -133,7 +136,6 @@ class TrainingServicer(training_pb2_grpc.TrainingServicer):
     def DepthProfile(
         self, request: training_pb2.DepthProfileRequest, context: grpc.ServicerContext
     ) -> training_pb2.DepthProfileResponse:
-        self._require(context, READERS)
         m = self._model(context, request.project, request.model_version)
         with self.db.transaction() as conn:
             profiles = store.profiles(conn, m.run_id)
@@ -148,7 +150,6 @@ class TrainingServicer(training_pb2_grpc.TrainingServicer):
     def QueryLedger(
         self, request: training_pb2.QueryLedgerRequest, context: grpc.ServicerContext
     ) -> training_pb2.QueryLedgerResponse:
-        self._require(context, READERS)
         m = self._model(context, request.project, request.model_version)
         if not 0 <= request.layer_group <= len(m.layer_groups):
             abort(
@@ -188,15 +189,32 @@ class TrainingServicer(training_pb2_grpc.TrainingServicer):
     def TraceInfluence(
         self, request: training_pb2.TraceInfluenceRequest, context: grpc.ServicerContext
     ) -> training_pb2.TraceInfluenceResponse:
-        self._require(context, READERS)
         m = self._model(context, request.project, request.model_version)
         top_k = request.top_k or 10
         if not 1 <= top_k <= 1000:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "top_k must be 1..1000")
         target = request.WhichOneof("target")
         with self.db.transaction() as conn:
+            if target == "content" and not current_caller().at_least("manager"):
+                self.guard.refuse_current(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "tracing an arbitrary content needs the manager role; trace an item_id",
+                    request.project,
+                )
+            gold = store.is_gold(
+                conn,
+                request.project,
+                request.item_id if target == "item_id" else "",
+                request.content.SerializeToString() if target == "content" else b"",
+            )
+            if gold and target == "content":
+                self.guard.refuse_current(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "this content is a gold item's: its prediction is never served",
+                    request.project,
+                )
             if target == "item_id":
-                found = store.contents_of(conn, request.project, [request.item_id])
+                found = {} if gold else store.contents_of(conn, request.project, [request.item_id])
                 if request.item_id not in found:
                     abort(
                         context,

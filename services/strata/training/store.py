@@ -126,6 +126,16 @@ def contents_of(conn: Conn, project: str, item_ids: Sequence[str]) -> dict[str, 
     return {r[0]: bytes(r[1]) for r in rows}
 
 
+def is_gold(conn: Conn, project: str, item_id: str = "", content: bytes = b"") -> bool:
+    """Whether an item, or a content, is one of the project's gold items."""
+    row = conn.execute(
+        "SELECT 1 FROM items WHERE project = %s AND gold_answer IS NOT NULL "
+        "AND (item_id = %s OR content = %s) LIMIT 1",
+        (project, item_id, content),
+    ).fetchone()
+    return row is not None
+
+
 # -- runs -------------------------------------------------------------------------------------
 
 RUN_COLUMNS = (

@@ -60,6 +60,7 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_ANNOTATOR: _ClassVar[Role]
     ROLE_REVIEWER: _ClassVar[Role]
     ROLE_ADMIN: _ClassVar[Role]
+    ROLE_MANAGER: _ClassVar[Role]
 ROUTING_REASON_UNSPECIFIED: RoutingReason
 ROUTING_REASON_UNCERTAINTY: RoutingReason
 ROUTING_REASON_DIVERSITY: RoutingReason
@@ -93,6 +94,7 @@ ROLE_UNSPECIFIED: Role
 ROLE_ANNOTATOR: Role
 ROLE_REVIEWER: Role
 ROLE_ADMIN: Role
+ROLE_MANAGER: Role
 
 class RoutingMetadata(_message.Message):
     __slots__ = ("trace_id", "source_service", "reason", "priority", "project", "ontology_version", "attributes", "score")
@@ -431,7 +433,7 @@ class CampaignBudget(_message.Message):
     def __init__(self, label_budget: _Optional[int] = ..., target_accuracy: _Optional[float] = ...) -> None: ...
 
 class LabelingContract(_message.Message):
-    __slots__ = ("project", "version", "classes", "edge_cases", "overlap", "consensus_threshold", "gold_rate", "gold_accuracy_threshold", "agreement", "active_learning", "auto_accept", "governance", "hide_prelabels", "lease_seconds", "budget", "loaded_at", "gold_probation_tasks", "gold_probation_rate")
+    __slots__ = ("project", "version", "classes", "edge_cases", "overlap", "consensus_threshold", "gold_rate", "gold_accuracy_threshold", "agreement", "active_learning", "auto_accept", "governance", "hide_prelabels", "lease_seconds", "budget", "loaded_at", "gold_probation_tasks", "gold_probation_rate", "gold_honeypot_rate", "gold_max_anchoring")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
@@ -450,6 +452,8 @@ class LabelingContract(_message.Message):
     LOADED_AT_FIELD_NUMBER: _ClassVar[int]
     GOLD_PROBATION_TASKS_FIELD_NUMBER: _ClassVar[int]
     GOLD_PROBATION_RATE_FIELD_NUMBER: _ClassVar[int]
+    GOLD_HONEYPOT_RATE_FIELD_NUMBER: _ClassVar[int]
+    GOLD_MAX_ANCHORING_FIELD_NUMBER: _ClassVar[int]
     project: str
     version: str
     classes: _containers.RepeatedCompositeFieldContainer[ClassDefinition]
@@ -468,4 +472,6 @@ class LabelingContract(_message.Message):
     loaded_at: _timestamp_pb2.Timestamp
     gold_probation_tasks: int
     gold_probation_rate: float
-    def __init__(self, project: _Optional[str] = ..., version: _Optional[str] = ..., classes: _Optional[_Iterable[_Union[ClassDefinition, _Mapping]]] = ..., edge_cases: _Optional[_Iterable[_Union[EdgeCaseRuling, _Mapping]]] = ..., overlap: _Optional[_Union[OverlapPolicy, _Mapping]] = ..., consensus_threshold: _Optional[float] = ..., gold_rate: _Optional[float] = ..., gold_accuracy_threshold: _Optional[float] = ..., agreement: _Optional[_Union[AgreementPolicy, _Mapping]] = ..., active_learning: _Optional[_Union[ActiveLearningTrigger, _Mapping]] = ..., auto_accept: _Optional[_Union[AutoAcceptPolicy, _Mapping]] = ..., governance: _Optional[_Union[GovernancePolicy, _Mapping]] = ..., hide_prelabels: _Optional[bool] = ..., lease_seconds: _Optional[int] = ..., budget: _Optional[_Union[CampaignBudget, _Mapping]] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gold_probation_tasks: _Optional[int] = ..., gold_probation_rate: _Optional[float] = ...) -> None: ...
+    gold_honeypot_rate: float
+    gold_max_anchoring: float
+    def __init__(self, project: _Optional[str] = ..., version: _Optional[str] = ..., classes: _Optional[_Iterable[_Union[ClassDefinition, _Mapping]]] = ..., edge_cases: _Optional[_Iterable[_Union[EdgeCaseRuling, _Mapping]]] = ..., overlap: _Optional[_Union[OverlapPolicy, _Mapping]] = ..., consensus_threshold: _Optional[float] = ..., gold_rate: _Optional[float] = ..., gold_accuracy_threshold: _Optional[float] = ..., agreement: _Optional[_Union[AgreementPolicy, _Mapping]] = ..., active_learning: _Optional[_Union[ActiveLearningTrigger, _Mapping]] = ..., auto_accept: _Optional[_Union[AutoAcceptPolicy, _Mapping]] = ..., governance: _Optional[_Union[GovernancePolicy, _Mapping]] = ..., hide_prelabels: _Optional[bool] = ..., lease_seconds: _Optional[int] = ..., budget: _Optional[_Union[CampaignBudget, _Mapping]] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gold_probation_tasks: _Optional[int] = ..., gold_probation_rate: _Optional[float] = ..., gold_honeypot_rate: _Optional[float] = ..., gold_max_anchoring: _Optional[float] = ...) -> None: ...

@@ -39,16 +39,18 @@ class PredictionMade(_message.Message):
     def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ...) -> None: ...
 
 class LabelSubmitted(_message.Message):
-    __slots__ = ("routing", "label", "gold", "gold_answer")
+    __slots__ = ("routing", "label", "gold", "gold_answer", "prelabel_honeypot")
     ROUTING_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     GOLD_FIELD_NUMBER: _ClassVar[int]
     GOLD_ANSWER_FIELD_NUMBER: _ClassVar[int]
+    PRELABEL_HONEYPOT_FIELD_NUMBER: _ClassVar[int]
     routing: _common_pb2.RoutingMetadata
     label: _common_pb2.Label
     gold: bool
     gold_answer: str
-    def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., label: _Optional[_Union[_common_pb2.Label, _Mapping]] = ..., gold: _Optional[bool] = ..., gold_answer: _Optional[str] = ...) -> None: ...
+    prelabel_honeypot: bool
+    def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., label: _Optional[_Union[_common_pb2.Label, _Mapping]] = ..., gold: _Optional[bool] = ..., gold_answer: _Optional[str] = ..., prelabel_honeypot: _Optional[bool] = ...) -> None: ...
 
 class ConsensusUpdated(_message.Message):
     __slots__ = ("routing", "consensus", "requested_overlap")
@@ -216,3 +218,37 @@ class Probe(_message.Message):
     sequence: int
     sent_at: _timestamp_pb2.Timestamp
     def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., probe_id: _Optional[str] = ..., sequence: _Optional[int] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AuditRecorded(_message.Message):
+    __slots__ = ("routing", "event_id", "at", "service", "actor", "actor_kind", "source", "rpc", "project", "action", "target", "outcome", "code", "reason", "detail_json")
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_KIND_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RPC_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_JSON_FIELD_NUMBER: _ClassVar[int]
+    routing: _common_pb2.RoutingMetadata
+    event_id: str
+    at: _timestamp_pb2.Timestamp
+    service: str
+    actor: str
+    actor_kind: str
+    source: str
+    rpc: str
+    project: str
+    action: str
+    target: str
+    outcome: str
+    code: str
+    reason: str
+    detail_json: str
+    def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., event_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., service: _Optional[str] = ..., actor: _Optional[str] = ..., actor_kind: _Optional[str] = ..., source: _Optional[str] = ..., rpc: _Optional[str] = ..., project: _Optional[str] = ..., action: _Optional[str] = ..., target: _Optional[str] = ..., outcome: _Optional[str] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ..., detail_json: _Optional[str] = ...) -> None: ...

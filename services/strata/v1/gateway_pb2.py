@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from strata.v1 import common_pb2 as strata_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17strata/v1/gateway.proto\x12\tstrata.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16strata/v1/common.proto\"\xfa\x01\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x0f\n\x07project\x18\x03 \x01(\t\x12\'\n\x07\x63ontent\x18\x04 \x01(\x0b\x32\x16.strata.v1.ItemContent\x12%\n\x08prelabel\x18\x05 \x01(\x0b\x32\x13.strata.v1.PreLabel\x12\x34\n\x10lease_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10ontology_version\x18\x07 \x01(\t\x12\x0f\n\x07\x63lasses\x18\x08 \x03(\t\x12\x0e\n\x06review\x18\t \x01(\x08\"\"\n\x0fNextTaskRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"I\n\x10NextTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.strata.v1.Task\x12\x16\n\x0eretry_after_ms\x18\x02 \x01(\x05\"b\n\x12SubmitLabelRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x03\x12\x17\n\x0f\x63lient_label_id\x18\x04 \x01(\t\":\n\x13SubmitLabelResponse\x12\x10\n\x08label_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"2\n\x0fSkipTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x12\n\x10SkipTaskResponse\"6\n\x12GetContractRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"D\n\x13GetContractResponse\x12-\n\x08\x63ontract\x18\x01 \x01(\x0b\x32\x1b.strata.v1.LabelingContract\"\'\n\x13LoadContractRequest\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\"8\n\x14LoadContractResponse\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"c\n\x16\x43reateAnnotatorRequest\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1d\n\x04role\x18\x03 \x01(\x0e\x32\x0f.strata.v1.Role\"/\n\x17\x43reateAnnotatorResponse\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\">\n\x11IssueTokenRequest\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x03\"S\n\x12IssueTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x13RevokeTokensRequest\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\"\'\n\x14RevokeTokensResponse\x12\x0f\n\x07revoked\x18\x01 \x01(\x05\"\xb7\x01\n\rAnnotatorInfo\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1d\n\x04role\x18\x03 \x01(\x0e\x32\x0f.strata.v1.Role\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.strata.v1.AnnotatorStatus\x12\x18\n\x10labels_submitted\x18\x05 \x01(\x03\x12\x15\n\rstatus_reason\x18\x06 \x01(\t\"(\n\x15ListAnnotatorsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"F\n\x16ListAnnotatorsResponse\x12,\n\nannotators\x18\x01 \x03(\x0b\x32\x18.strata.v1.AnnotatorInfo\"m\n\x19SetAnnotatorStatusRequest\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.strata.v1.AnnotatorStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x1c\n\x1aSetAnnotatorStatusResponse\"$\n\x11QueueStatsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"\x86\x01\n\x12QueueStatsResponse\x12\r\n\x05ready\x18\x01 \x01(\x03\x12\x0e\n\x06leased\x18\x02 \x01(\x03\x12\x11\n\tcompleted\x18\x03 \x01(\x03\x12\x12\n\ngold_tasks\x18\x04 \x01(\x03\x12\x14\n\x0creview_tasks\x18\x05 \x01(\x03\x12\x14\n\x0clabels_total\x18\x06 \x01(\x03\"\x0f\n\rWhoAmIRequest\"q\n\x0eWhoAmIResponse\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\x12\x1d\n\x04role\x18\x02 \x01(\x0e\x32\x0f.strata.v1.Role\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.strata.v1.AnnotatorStatus2\xc4\x07\n\x11\x41nnotationGateway\x12\x43\n\x08NextTask\x12\x1a.strata.v1.NextTaskRequest\x1a\x1b.strata.v1.NextTaskResponse\x12L\n\x0bSubmitLabel\x12\x1d.strata.v1.SubmitLabelRequest\x1a\x1e.strata.v1.SubmitLabelResponse\x12\x43\n\x08SkipTask\x12\x1a.strata.v1.SkipTaskRequest\x1a\x1b.strata.v1.SkipTaskResponse\x12L\n\x0bGetContract\x12\x1d.strata.v1.GetContractRequest\x1a\x1e.strata.v1.GetContractResponse\x12O\n\x0cLoadContract\x12\x1e.strata.v1.LoadContractRequest\x1a\x1f.strata.v1.LoadContractResponse\x12X\n\x0f\x43reateAnnotator\x12!.strata.v1.CreateAnnotatorRequest\x1a\".strata.v1.CreateAnnotatorResponse\x12I\n\nIssueToken\x12\x1c.strata.v1.IssueTokenRequest\x1a\x1d.strata.v1.IssueTokenResponse\x12O\n\x0cRevokeTokens\x12\x1e.strata.v1.RevokeTokensRequest\x1a\x1f.strata.v1.RevokeTokensResponse\x12U\n\x0eListAnnotators\x12 .strata.v1.ListAnnotatorsRequest\x1a!.strata.v1.ListAnnotatorsResponse\x12\x61\n\x12SetAnnotatorStatus\x12$.strata.v1.SetAnnotatorStatusRequest\x1a%.strata.v1.SetAnnotatorStatusResponse\x12I\n\nQueueStats\x12\x1c.strata.v1.QueueStatsRequest\x1a\x1d.strata.v1.QueueStatsResponse\x12=\n\x06WhoAmI\x12\x18.strata.v1.WhoAmIRequest\x1a\x19.strata.v1.WhoAmIResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17strata/v1/gateway.proto\x12\tstrata.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16strata/v1/common.proto\"\xfa\x01\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x0f\n\x07project\x18\x03 \x01(\t\x12\'\n\x07\x63ontent\x18\x04 \x01(\x0b\x32\x16.strata.v1.ItemContent\x12%\n\x08prelabel\x18\x05 \x01(\x0b\x32\x13.strata.v1.PreLabel\x12\x34\n\x10lease_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10ontology_version\x18\x07 \x01(\t\x12\x0f\n\x07\x63lasses\x18\x08 \x03(\t\x12\x0e\n\x06review\x18\t \x01(\x08\"\"\n\x0fNextTaskRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"I\n\x10NextTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.strata.v1.Task\x12\x16\n\x0eretry_after_ms\x18\x02 \x01(\x05\"b\n\x12SubmitLabelRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x03\x12\x17\n\x0f\x63lient_label_id\x18\x04 \x01(\t\":\n\x13SubmitLabelResponse\x12\x10\n\x08label_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"2\n\x0fSkipTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x12\n\x10SkipTaskResponse\"6\n\x12GetContractRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"D\n\x13GetContractResponse\x12-\n\x08\x63ontract\x18\x01 \x01(\x0b\x32\x1b.strata.v1.LabelingContract\"\'\n\x13LoadContractRequest\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\"8\n\x14LoadContractResponse\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"t\n\x16\x43reateAnnotatorRequest\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1d\n\x04role\x18\x03 \x01(\x0e\x32\x0f.strata.v1.Role\x12\x0f\n\x07project\x18\x04 \x01(\t\"/\n\x17\x43reateAnnotatorResponse\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\">\n\x11IssueTokenRequest\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x03\"S\n\x12IssueTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x13RevokeTokensRequest\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\"\'\n\x14RevokeTokensResponse\x12\x0f\n\x07revoked\x18\x01 \x01(\x05\"\xd8\x01\n\rAnnotatorInfo\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x1d\n\x04role\x18\x03 \x01(\x0e\x32\x0f.strata.v1.Role\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.strata.v1.AnnotatorStatus\x12\x18\n\x10labels_submitted\x18\x05 \x01(\x03\x12\x15\n\rstatus_reason\x18\x06 \x01(\t\x12\r\n\x05\x61\x64min\x18\x07 \x01(\x08\x12\x10\n\x08projects\x18\x08 \x03(\t\"(\n\x15ListAnnotatorsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"F\n\x16ListAnnotatorsResponse\x12,\n\nannotators\x18\x01 \x03(\x0b\x32\x18.strata.v1.AnnotatorInfo\"~\n\x19SetAnnotatorStatusRequest\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.strata.v1.AnnotatorStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07project\x18\x04 \x01(\t\"\x1c\n\x1aSetAnnotatorStatusResponse\"$\n\x11QueueStatsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"\x86\x01\n\x12QueueStatsResponse\x12\r\n\x05ready\x18\x01 \x01(\x03\x12\x0e\n\x06leased\x18\x02 \x01(\x03\x12\x11\n\tcompleted\x18\x03 \x01(\x03\x12\x12\n\ngold_tasks\x18\x04 \x01(\x03\x12\x14\n\x0creview_tasks\x18\x05 \x01(\x03\x12\x14\n\x0clabels_total\x18\x06 \x01(\x03\" \n\rWhoAmIRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"\xdd\x01\n\x0eWhoAmIResponse\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\x12\x1d\n\x04role\x18\x02 \x01(\x0e\x32\x0f.strata.v1.Role\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.strata.v1.AnnotatorStatus\x12\r\n\x05\x61\x64min\x18\x04 \x01(\x08\x12\x0e\n\x06member\x18\x05 \x01(\x08\x12\x15\n\rstatus_reason\x18\x06 \x01(\t\x12\x34\n\x10token_expires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x10\x41\x64\x64MemberRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x14\n\x0c\x61nnotator_id\x18\x02 \x01(\t\x12\x1d\n\x04role\x18\x03 \x01(\x0e\x32\x0f.strata.v1.Role\"$\n\x11\x41\x64\x64MemberResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"<\n\x13RemoveMemberRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x14\n\x0c\x61nnotator_id\x18\x02 \x01(\t\".\n\x14RemoveMemberResponse\x12\x16\n\x0ereleased_tasks\x18\x01 \x01(\x05\"\x83\x01\n\x0bProjectInfo\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x1d\n\x04role\x18\x02 \x01(\x0e\x32\x0f.strata.v1.Role\x12*\n\x06status\x18\x03 \x01(\x0e\x32\x1a.strata.v1.AnnotatorStatus\x12\x18\n\x10\x63ontract_version\x18\x04 \x01(\t\"\x15\n\x13ListProjectsRequest\"@\n\x14ListProjectsResponse\x12(\n\x08projects\x18\x01 \x03(\x0b\x32\x16.strata.v1.ProjectInfo\"(\n\x11RenewTokenRequest\x12\x13\n\x0bttl_seconds\x18\x01 \x01(\x03\"S\n\x12RenewTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x02\n\nAuditEntry\x12\n\n\x02id\x18\x01 \x01(\x03\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x12\n\nactor_kind\x18\x05 \x01(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x0b\n\x03rpc\x18\x07 \x01(\t\x12\x0f\n\x07project\x18\x08 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\t \x01(\t\x12\x0e\n\x06target\x18\n \x01(\t\x12\x0f\n\x07outcome\x18\x0b \x01(\t\x12\x0c\n\x04\x63ode\x18\x0c \x01(\t\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x13\n\x0b\x64\x65tail_json\x18\x0e \x01(\t\"\xdc\x01\n\x10ListAuditRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\x0f\n\x07service\x18\x05 \x01(\t\x12)\n\x05since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x08 \x01(\x05\x12\x11\n\tbefore_id\x18\t \x01(\x03\";\n\x11ListAuditResponse\x12&\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x15.strata.v1.AuditEntry2\xc1\n\n\x11\x41nnotationGateway\x12\x43\n\x08NextTask\x12\x1a.strata.v1.NextTaskRequest\x1a\x1b.strata.v1.NextTaskResponse\x12L\n\x0bSubmitLabel\x12\x1d.strata.v1.SubmitLabelRequest\x1a\x1e.strata.v1.SubmitLabelResponse\x12\x43\n\x08SkipTask\x12\x1a.strata.v1.SkipTaskRequest\x1a\x1b.strata.v1.SkipTaskResponse\x12L\n\x0bGetContract\x12\x1d.strata.v1.GetContractRequest\x1a\x1e.strata.v1.GetContractResponse\x12O\n\x0cLoadContract\x12\x1e.strata.v1.LoadContractRequest\x1a\x1f.strata.v1.LoadContractResponse\x12X\n\x0f\x43reateAnnotator\x12!.strata.v1.CreateAnnotatorRequest\x1a\".strata.v1.CreateAnnotatorResponse\x12I\n\nIssueToken\x12\x1c.strata.v1.IssueTokenRequest\x1a\x1d.strata.v1.IssueTokenResponse\x12O\n\x0cRevokeTokens\x12\x1e.strata.v1.RevokeTokensRequest\x1a\x1f.strata.v1.RevokeTokensResponse\x12U\n\x0eListAnnotators\x12 .strata.v1.ListAnnotatorsRequest\x1a!.strata.v1.ListAnnotatorsResponse\x12\x61\n\x12SetAnnotatorStatus\x12$.strata.v1.SetAnnotatorStatusRequest\x1a%.strata.v1.SetAnnotatorStatusResponse\x12I\n\nQueueStats\x12\x1c.strata.v1.QueueStatsRequest\x1a\x1d.strata.v1.QueueStatsResponse\x12=\n\x06WhoAmI\x12\x18.strata.v1.WhoAmIRequest\x1a\x19.strata.v1.WhoAmIResponse\x12\x46\n\tAddMember\x12\x1b.strata.v1.AddMemberRequest\x1a\x1c.strata.v1.AddMemberResponse\x12O\n\x0cRemoveMember\x12\x1e.strata.v1.RemoveMemberRequest\x1a\x1f.strata.v1.RemoveMemberResponse\x12O\n\x0cListProjects\x12\x1e.strata.v1.ListProjectsRequest\x1a\x1f.strata.v1.ListProjectsResponse\x12I\n\nRenewToken\x12\x1c.strata.v1.RenewTokenRequest\x1a\x1d.strata.v1.RenewTokenResponse\x12\x46\n\tListAudit\x12\x1b.strata.v1.ListAuditRequest\x1a\x1c.strata.v1.ListAuditResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,35 +56,59 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOADCONTRACTRESPONSE']._serialized_start=858
   _globals['_LOADCONTRACTRESPONSE']._serialized_end=914
   _globals['_CREATEANNOTATORREQUEST']._serialized_start=916
-  _globals['_CREATEANNOTATORREQUEST']._serialized_end=1015
-  _globals['_CREATEANNOTATORRESPONSE']._serialized_start=1017
-  _globals['_CREATEANNOTATORRESPONSE']._serialized_end=1064
-  _globals['_ISSUETOKENREQUEST']._serialized_start=1066
-  _globals['_ISSUETOKENREQUEST']._serialized_end=1128
-  _globals['_ISSUETOKENRESPONSE']._serialized_start=1130
-  _globals['_ISSUETOKENRESPONSE']._serialized_end=1213
-  _globals['_REVOKETOKENSREQUEST']._serialized_start=1215
-  _globals['_REVOKETOKENSREQUEST']._serialized_end=1258
-  _globals['_REVOKETOKENSRESPONSE']._serialized_start=1260
-  _globals['_REVOKETOKENSRESPONSE']._serialized_end=1299
-  _globals['_ANNOTATORINFO']._serialized_start=1302
-  _globals['_ANNOTATORINFO']._serialized_end=1485
-  _globals['_LISTANNOTATORSREQUEST']._serialized_start=1487
-  _globals['_LISTANNOTATORSREQUEST']._serialized_end=1527
-  _globals['_LISTANNOTATORSRESPONSE']._serialized_start=1529
-  _globals['_LISTANNOTATORSRESPONSE']._serialized_end=1599
-  _globals['_SETANNOTATORSTATUSREQUEST']._serialized_start=1601
-  _globals['_SETANNOTATORSTATUSREQUEST']._serialized_end=1710
-  _globals['_SETANNOTATORSTATUSRESPONSE']._serialized_start=1712
-  _globals['_SETANNOTATORSTATUSRESPONSE']._serialized_end=1740
-  _globals['_QUEUESTATSREQUEST']._serialized_start=1742
-  _globals['_QUEUESTATSREQUEST']._serialized_end=1778
-  _globals['_QUEUESTATSRESPONSE']._serialized_start=1781
-  _globals['_QUEUESTATSRESPONSE']._serialized_end=1915
-  _globals['_WHOAMIREQUEST']._serialized_start=1917
-  _globals['_WHOAMIREQUEST']._serialized_end=1932
-  _globals['_WHOAMIRESPONSE']._serialized_start=1934
-  _globals['_WHOAMIRESPONSE']._serialized_end=2047
-  _globals['_ANNOTATIONGATEWAY']._serialized_start=2050
-  _globals['_ANNOTATIONGATEWAY']._serialized_end=3014
+  _globals['_CREATEANNOTATORREQUEST']._serialized_end=1032
+  _globals['_CREATEANNOTATORRESPONSE']._serialized_start=1034
+  _globals['_CREATEANNOTATORRESPONSE']._serialized_end=1081
+  _globals['_ISSUETOKENREQUEST']._serialized_start=1083
+  _globals['_ISSUETOKENREQUEST']._serialized_end=1145
+  _globals['_ISSUETOKENRESPONSE']._serialized_start=1147
+  _globals['_ISSUETOKENRESPONSE']._serialized_end=1230
+  _globals['_REVOKETOKENSREQUEST']._serialized_start=1232
+  _globals['_REVOKETOKENSREQUEST']._serialized_end=1275
+  _globals['_REVOKETOKENSRESPONSE']._serialized_start=1277
+  _globals['_REVOKETOKENSRESPONSE']._serialized_end=1316
+  _globals['_ANNOTATORINFO']._serialized_start=1319
+  _globals['_ANNOTATORINFO']._serialized_end=1535
+  _globals['_LISTANNOTATORSREQUEST']._serialized_start=1537
+  _globals['_LISTANNOTATORSREQUEST']._serialized_end=1577
+  _globals['_LISTANNOTATORSRESPONSE']._serialized_start=1579
+  _globals['_LISTANNOTATORSRESPONSE']._serialized_end=1649
+  _globals['_SETANNOTATORSTATUSREQUEST']._serialized_start=1651
+  _globals['_SETANNOTATORSTATUSREQUEST']._serialized_end=1777
+  _globals['_SETANNOTATORSTATUSRESPONSE']._serialized_start=1779
+  _globals['_SETANNOTATORSTATUSRESPONSE']._serialized_end=1807
+  _globals['_QUEUESTATSREQUEST']._serialized_start=1809
+  _globals['_QUEUESTATSREQUEST']._serialized_end=1845
+  _globals['_QUEUESTATSRESPONSE']._serialized_start=1848
+  _globals['_QUEUESTATSRESPONSE']._serialized_end=1982
+  _globals['_WHOAMIREQUEST']._serialized_start=1984
+  _globals['_WHOAMIREQUEST']._serialized_end=2016
+  _globals['_WHOAMIRESPONSE']._serialized_start=2019
+  _globals['_WHOAMIRESPONSE']._serialized_end=2240
+  _globals['_ADDMEMBERREQUEST']._serialized_start=2242
+  _globals['_ADDMEMBERREQUEST']._serialized_end=2330
+  _globals['_ADDMEMBERRESPONSE']._serialized_start=2332
+  _globals['_ADDMEMBERRESPONSE']._serialized_end=2368
+  _globals['_REMOVEMEMBERREQUEST']._serialized_start=2370
+  _globals['_REMOVEMEMBERREQUEST']._serialized_end=2430
+  _globals['_REMOVEMEMBERRESPONSE']._serialized_start=2432
+  _globals['_REMOVEMEMBERRESPONSE']._serialized_end=2478
+  _globals['_PROJECTINFO']._serialized_start=2481
+  _globals['_PROJECTINFO']._serialized_end=2612
+  _globals['_LISTPROJECTSREQUEST']._serialized_start=2614
+  _globals['_LISTPROJECTSREQUEST']._serialized_end=2635
+  _globals['_LISTPROJECTSRESPONSE']._serialized_start=2637
+  _globals['_LISTPROJECTSRESPONSE']._serialized_end=2701
+  _globals['_RENEWTOKENREQUEST']._serialized_start=2703
+  _globals['_RENEWTOKENREQUEST']._serialized_end=2743
+  _globals['_RENEWTOKENRESPONSE']._serialized_start=2745
+  _globals['_RENEWTOKENRESPONSE']._serialized_end=2828
+  _globals['_AUDITENTRY']._serialized_start=2831
+  _globals['_AUDITENTRY']._serialized_end=3093
+  _globals['_LISTAUDITREQUEST']._serialized_start=3096
+  _globals['_LISTAUDITREQUEST']._serialized_end=3316
+  _globals['_LISTAUDITRESPONSE']._serialized_start=3318
+  _globals['_LISTAUDITRESPONSE']._serialized_end=3377
+  _globals['_ANNOTATIONGATEWAY']._serialized_start=3380
+  _globals['_ANNOTATIONGATEWAY']._serialized_end=4725
 # @@protoc_insertion_point(module_scope)

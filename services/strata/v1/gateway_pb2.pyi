@@ -107,14 +107,16 @@ class LoadContractResponse(_message.Message):
     def __init__(self, project: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class CreateAnnotatorRequest(_message.Message):
-    __slots__ = ("annotator_id", "display_name", "role")
+    __slots__ = ("annotator_id", "display_name", "role", "project")
     ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
     annotator_id: str
     display_name: str
     role: _common_pb2.Role
-    def __init__(self, annotator_id: _Optional[str] = ..., display_name: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+    project: str
+    def __init__(self, annotator_id: _Optional[str] = ..., display_name: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., project: _Optional[str] = ...) -> None: ...
 
 class CreateAnnotatorResponse(_message.Message):
     __slots__ = ("annotator_id",)
@@ -151,20 +153,24 @@ class RevokeTokensResponse(_message.Message):
     def __init__(self, revoked: _Optional[int] = ...) -> None: ...
 
 class AnnotatorInfo(_message.Message):
-    __slots__ = ("annotator_id", "display_name", "role", "status", "labels_submitted", "status_reason")
+    __slots__ = ("annotator_id", "display_name", "role", "status", "labels_submitted", "status_reason", "admin", "projects")
     ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     LABELS_SUBMITTED_FIELD_NUMBER: _ClassVar[int]
     STATUS_REASON_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
     annotator_id: str
     display_name: str
     role: _common_pb2.Role
     status: _common_pb2.AnnotatorStatus
     labels_submitted: int
     status_reason: str
-    def __init__(self, annotator_id: _Optional[str] = ..., display_name: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., status: _Optional[_Union[_common_pb2.AnnotatorStatus, str]] = ..., labels_submitted: _Optional[int] = ..., status_reason: _Optional[str] = ...) -> None: ...
+    admin: bool
+    projects: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, annotator_id: _Optional[str] = ..., display_name: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., status: _Optional[_Union[_common_pb2.AnnotatorStatus, str]] = ..., labels_submitted: _Optional[int] = ..., status_reason: _Optional[str] = ..., admin: _Optional[bool] = ..., projects: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListAnnotatorsRequest(_message.Message):
     __slots__ = ("project",)
@@ -179,14 +185,16 @@ class ListAnnotatorsResponse(_message.Message):
     def __init__(self, annotators: _Optional[_Iterable[_Union[AnnotatorInfo, _Mapping]]] = ...) -> None: ...
 
 class SetAnnotatorStatusRequest(_message.Message):
-    __slots__ = ("annotator_id", "status", "reason")
+    __slots__ = ("annotator_id", "status", "reason", "project")
     ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
     annotator_id: str
     status: _common_pb2.AnnotatorStatus
     reason: str
-    def __init__(self, annotator_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.AnnotatorStatus, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+    project: str
+    def __init__(self, annotator_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.AnnotatorStatus, str]] = ..., reason: _Optional[str] = ..., project: _Optional[str] = ...) -> None: ...
 
 class SetAnnotatorStatusResponse(_message.Message):
     __slots__ = ()
@@ -215,15 +223,151 @@ class QueueStatsResponse(_message.Message):
     def __init__(self, ready: _Optional[int] = ..., leased: _Optional[int] = ..., completed: _Optional[int] = ..., gold_tasks: _Optional[int] = ..., review_tasks: _Optional[int] = ..., labels_total: _Optional[int] = ...) -> None: ...
 
 class WhoAmIRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
 
 class WhoAmIResponse(_message.Message):
-    __slots__ = ("annotator_id", "role", "status")
+    __slots__ = ("annotator_id", "role", "status", "admin", "member", "status_reason", "token_expires_at")
     ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_REASON_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     annotator_id: str
     role: _common_pb2.Role
     status: _common_pb2.AnnotatorStatus
-    def __init__(self, annotator_id: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., status: _Optional[_Union[_common_pb2.AnnotatorStatus, str]] = ...) -> None: ...
+    admin: bool
+    member: bool
+    status_reason: str
+    token_expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, annotator_id: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., status: _Optional[_Union[_common_pb2.AnnotatorStatus, str]] = ..., admin: _Optional[bool] = ..., member: _Optional[bool] = ..., status_reason: _Optional[str] = ..., token_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AddMemberRequest(_message.Message):
+    __slots__ = ("project", "annotator_id", "role")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    annotator_id: str
+    role: _common_pb2.Role
+    def __init__(self, project: _Optional[str] = ..., annotator_id: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ...) -> None: ...
+
+class AddMemberResponse(_message.Message):
+    __slots__ = ("created",)
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    created: bool
+    def __init__(self, created: _Optional[bool] = ...) -> None: ...
+
+class RemoveMemberRequest(_message.Message):
+    __slots__ = ("project", "annotator_id")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    annotator_id: str
+    def __init__(self, project: _Optional[str] = ..., annotator_id: _Optional[str] = ...) -> None: ...
+
+class RemoveMemberResponse(_message.Message):
+    __slots__ = ("released_tasks",)
+    RELEASED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    released_tasks: int
+    def __init__(self, released_tasks: _Optional[int] = ...) -> None: ...
+
+class ProjectInfo(_message.Message):
+    __slots__ = ("project", "role", "status", "contract_version")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CONTRACT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    role: _common_pb2.Role
+    status: _common_pb2.AnnotatorStatus
+    contract_version: str
+    def __init__(self, project: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., status: _Optional[_Union[_common_pb2.AnnotatorStatus, str]] = ..., contract_version: _Optional[str] = ...) -> None: ...
+
+class ListProjectsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListProjectsResponse(_message.Message):
+    __slots__ = ("projects",)
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    projects: _containers.RepeatedCompositeFieldContainer[ProjectInfo]
+    def __init__(self, projects: _Optional[_Iterable[_Union[ProjectInfo, _Mapping]]] = ...) -> None: ...
+
+class RenewTokenRequest(_message.Message):
+    __slots__ = ("ttl_seconds",)
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ttl_seconds: int
+    def __init__(self, ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class RenewTokenResponse(_message.Message):
+    __slots__ = ("token", "expires_at")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AuditEntry(_message.Message):
+    __slots__ = ("id", "at", "service", "actor", "actor_kind", "source", "rpc", "project", "action", "target", "outcome", "code", "reason", "detail_json")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_KIND_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RPC_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_JSON_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    at: _timestamp_pb2.Timestamp
+    service: str
+    actor: str
+    actor_kind: str
+    source: str
+    rpc: str
+    project: str
+    action: str
+    target: str
+    outcome: str
+    code: str
+    reason: str
+    detail_json: str
+    def __init__(self, id: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., service: _Optional[str] = ..., actor: _Optional[str] = ..., actor_kind: _Optional[str] = ..., source: _Optional[str] = ..., rpc: _Optional[str] = ..., project: _Optional[str] = ..., action: _Optional[str] = ..., target: _Optional[str] = ..., outcome: _Optional[str] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ..., detail_json: _Optional[str] = ...) -> None: ...
+
+class ListAuditRequest(_message.Message):
+    __slots__ = ("project", "actor", "action", "outcome", "service", "since", "until", "limit", "before_id")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_ID_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    actor: str
+    action: str
+    outcome: str
+    service: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    limit: int
+    before_id: int
+    def __init__(self, project: _Optional[str] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., outcome: _Optional[str] = ..., service: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ..., before_id: _Optional[int] = ...) -> None: ...
+
+class ListAuditResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...

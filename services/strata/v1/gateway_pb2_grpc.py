@@ -94,6 +94,31 @@ class AnnotationGatewayStub:
                 request_serializer=strata_dot_v1_dot_gateway__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=strata_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
+        self.AddMember = channel.unary_unary(
+                '/strata.v1.AnnotationGateway/AddMember',
+                request_serializer=strata_dot_v1_dot_gateway__pb2.AddMemberRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_gateway__pb2.AddMemberResponse.FromString,
+                _registered_method=True)
+        self.RemoveMember = channel.unary_unary(
+                '/strata.v1.AnnotationGateway/RemoveMember',
+                request_serializer=strata_dot_v1_dot_gateway__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_gateway__pb2.RemoveMemberResponse.FromString,
+                _registered_method=True)
+        self.ListProjects = channel.unary_unary(
+                '/strata.v1.AnnotationGateway/ListProjects',
+                request_serializer=strata_dot_v1_dot_gateway__pb2.ListProjectsRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_gateway__pb2.ListProjectsResponse.FromString,
+                _registered_method=True)
+        self.RenewToken = channel.unary_unary(
+                '/strata.v1.AnnotationGateway/RenewToken',
+                request_serializer=strata_dot_v1_dot_gateway__pb2.RenewTokenRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_gateway__pb2.RenewTokenResponse.FromString,
+                _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/strata.v1.AnnotationGateway/ListAudit',
+                request_serializer=strata_dot_v1_dot_gateway__pb2.ListAuditRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_gateway__pb2.ListAuditResponse.FromString,
+                _registered_method=True)
 
 
 class AnnotationGatewayServicer:
@@ -125,7 +150,7 @@ class AnnotationGatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def LoadContract(self, request, context):
-        """Admin RPCs (role admin; every call is audited).
+        """Admin and manager RPCs (who may call what: docs/security.md; every call is audited).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,6 +195,42 @@ class AnnotationGatewayServicer:
     def WhoAmI(self, request, context):
         """Who the bearer token in the call's metadata belongs to. Other services
         forward their caller's token here: identities and roles live in the gateway.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddMember(self, request, context):
+        """Project membership: a person's role in one project (annotator, reviewer or
+        manager). Adding an existing member changes their role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProjects(self, request, context):
+        """The projects the caller is a member of (an admin: every project).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewToken(self, request, context):
+        """Trade the caller's valid token for a new one with a fresh lifetime; the old
+        one is revoked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAudit(self, request, context):
+        """Refused calls and administrative or decisive actions of every service.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -237,6 +298,31 @@ def add_AnnotationGatewayServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=strata_dot_v1_dot_gateway__pb2.WhoAmIRequest.FromString,
                     response_serializer=strata_dot_v1_dot_gateway__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'AddMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddMember,
+                    request_deserializer=strata_dot_v1_dot_gateway__pb2.AddMemberRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_gateway__pb2.AddMemberResponse.SerializeToString,
+            ),
+            'RemoveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMember,
+                    request_deserializer=strata_dot_v1_dot_gateway__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_gateway__pb2.RemoveMemberResponse.SerializeToString,
+            ),
+            'ListProjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjects,
+                    request_deserializer=strata_dot_v1_dot_gateway__pb2.ListProjectsRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_gateway__pb2.ListProjectsResponse.SerializeToString,
+            ),
+            'RenewToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewToken,
+                    request_deserializer=strata_dot_v1_dot_gateway__pb2.RenewTokenRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_gateway__pb2.RenewTokenResponse.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=strata_dot_v1_dot_gateway__pb2.ListAuditRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_gateway__pb2.ListAuditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -563,6 +649,141 @@ class AnnotationGateway:
             '/strata.v1.AnnotationGateway/WhoAmI',
             strata_dot_v1_dot_gateway__pb2.WhoAmIRequest.SerializeToString,
             strata_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.AnnotationGateway/AddMember',
+            strata_dot_v1_dot_gateway__pb2.AddMemberRequest.SerializeToString,
+            strata_dot_v1_dot_gateway__pb2.AddMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.AnnotationGateway/RemoveMember',
+            strata_dot_v1_dot_gateway__pb2.RemoveMemberRequest.SerializeToString,
+            strata_dot_v1_dot_gateway__pb2.RemoveMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.AnnotationGateway/ListProjects',
+            strata_dot_v1_dot_gateway__pb2.ListProjectsRequest.SerializeToString,
+            strata_dot_v1_dot_gateway__pb2.ListProjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.AnnotationGateway/RenewToken',
+            strata_dot_v1_dot_gateway__pb2.RenewTokenRequest.SerializeToString,
+            strata_dot_v1_dot_gateway__pb2.RenewTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.AnnotationGateway/ListAudit',
+            strata_dot_v1_dot_gateway__pb2.ListAuditRequest.SerializeToString,
+            strata_dot_v1_dot_gateway__pb2.ListAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,7 +41,7 @@ class ConfusionRow(_message.Message):
     def __init__(self, true_class: _Optional[str] = ..., row: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class AnnotatorScore(_message.Message):
-    __slots__ = ("annotator_id", "gold_accuracy", "gold_accuracy_lower_bound", "gold_answered", "agreement_with_consensus", "classes", "confusion", "labels", "median_seconds", "status")
+    __slots__ = ("annotator_id", "gold_accuracy", "gold_accuracy_lower_bound", "gold_answered", "agreement_with_consensus", "classes", "confusion", "labels", "median_seconds", "status", "wrong_prelabels_shown", "anchoring_rate", "anchoring_lower_bound", "anchoring_upper_bound")
     ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
     GOLD_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     GOLD_ACCURACY_LOWER_BOUND_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,10 @@ class AnnotatorScore(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     MEDIAN_SECONDS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    WRONG_PRELABELS_SHOWN_FIELD_NUMBER: _ClassVar[int]
+    ANCHORING_RATE_FIELD_NUMBER: _ClassVar[int]
+    ANCHORING_LOWER_BOUND_FIELD_NUMBER: _ClassVar[int]
+    ANCHORING_UPPER_BOUND_FIELD_NUMBER: _ClassVar[int]
     annotator_id: str
     gold_accuracy: float
     gold_accuracy_lower_bound: float
@@ -62,7 +66,11 @@ class AnnotatorScore(_message.Message):
     labels: int
     median_seconds: float
     status: _common_pb2.AnnotatorStatus
-    def __init__(self, annotator_id: _Optional[str] = ..., gold_accuracy: _Optional[float] = ..., gold_accuracy_lower_bound: _Optional[float] = ..., gold_answered: _Optional[int] = ..., agreement_with_consensus: _Optional[float] = ..., classes: _Optional[_Iterable[str]] = ..., confusion: _Optional[_Iterable[_Union[ConfusionRow, _Mapping]]] = ..., labels: _Optional[int] = ..., median_seconds: _Optional[float] = ..., status: _Optional[_Union[_common_pb2.AnnotatorStatus, str]] = ...) -> None: ...
+    wrong_prelabels_shown: int
+    anchoring_rate: float
+    anchoring_lower_bound: float
+    anchoring_upper_bound: float
+    def __init__(self, annotator_id: _Optional[str] = ..., gold_accuracy: _Optional[float] = ..., gold_accuracy_lower_bound: _Optional[float] = ..., gold_answered: _Optional[int] = ..., agreement_with_consensus: _Optional[float] = ..., classes: _Optional[_Iterable[str]] = ..., confusion: _Optional[_Iterable[_Union[ConfusionRow, _Mapping]]] = ..., labels: _Optional[int] = ..., median_seconds: _Optional[float] = ..., status: _Optional[_Union[_common_pb2.AnnotatorStatus, str]] = ..., wrong_prelabels_shown: _Optional[int] = ..., anchoring_rate: _Optional[float] = ..., anchoring_lower_bound: _Optional[float] = ..., anchoring_upper_bound: _Optional[float] = ...) -> None: ...
 
 class AnnotatorScoresRequest(_message.Message):
     __slots__ = ("project", "annotator_ids")
