@@ -518,3 +518,42 @@ def test_a_manager_onboards_people_with_the_cli_and_reads_the_audit(stack: Stack
     everything = strata(admin, "audit", "--outcome", "refused", "--actor", f"boss-{project}")
     assert "ListAnnotators" in everything.stdout and "NOT_FOUND" in everything.stdout
     assert issued.stdout.strip() not in everything.stdout + audit.stdout
+
+
+def test_the_stack_refuses_plaintext_foreign_and_expired_certificates(
+    stack: Stack, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from strata.common.tls import LocalCA
+
+    def who_am_i(channel: grpc.Channel) -> Code:
+        try:
+            gateway_pb2_grpc.AnnotationGatewayStub(channel).WhoAmI(
+                gateway_pb2.WhoAmIRequest(), metadata=bearer(stack.admin_token), timeout=10
+            )
+        except grpc.RpcError as exc:
+            return exc.code()
+        return Code.OK
+
+    def with_cert(ca: LocalCA, **validity: datetime) -> grpc.Channel:
+        cert, key = ca.issue("client", "someone", **validity)
+        folder = tmp_path / uuid.uuid4().hex
+        folder.mkdir()
+        (folder / "c.crt").write_bytes(cert)
+        (folder / "c.key").write_bytes(key)
+        trust = TlsConfig(
+            "mutual", str(folder / "c.crt"), str(folder / "c.key"), str(stack.tls_dir / "ca.crt")
+        )
+        return open_channel(stack.grpc["gateway"], trust)
+
+    address = stack.grpc["gateway"]
+    assert who_am_i(open_channel(address, stack.tls("cli"))) == Code.OK
+    assert who_am_i(grpc.insecure_channel(address)) == Code.UNAVAILABLE
+    foreign = LocalCA.load_or_create(tmp_path / "other-ca")
+    assert who_am_i(with_cert(foreign)) == Code.UNAVAILABLE
+    own = LocalCA.load_or_create(stack.tls_dir)
+    past = datetime.now(UTC) - timedelta(days=10)
+    expired = with_cert(own, not_before=past, not_after=past + timedelta(days=1))
+    assert who_am_i(expired) == Code.UNAVAILABLE
+    assert who_am_i(with_cert(own)) == Code.OK

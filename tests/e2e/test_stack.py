@@ -76,13 +76,20 @@ def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> N
     # labelled.
     out = tmp_path / "demo-output"
     report = json.loads((out / "campaign.json").read_text())
-    for side, spammer in (("active", "spammer-1"), ("baseline", "rnd-spammer-1")):
+    for side, prefix in (("active", ""), ("baseline", "rnd-")):
         campaign = report[side]
+        spammer, copycat = f"{prefix}spammer-1", f"{prefix}copycat-1"
         project = campaign["settings"]["project"]
         assert campaign["imported"]["imported"] > 300 and campaign["imported"]["gold"] == 50
         assert campaign["human_labels"] >= 100
         assert campaign["learning_curve"] and campaign["final_test_accuracy"] > 0.6
         assert spammer in campaign["blocked"]
+        # The copycat, who copies every pre-label shown, is caught through gold: on the
+        # honeypots and the model's own mistakes among gold's pre-labels.
+        assert copycat in campaign["blocked"], campaign["anchoring"]
+        anchoring = {row["annotator_id"]: row for row in campaign["anchoring"]}
+        assert set(anchoring) == {prefix + a for a in report["crowd"]}
+        assert anchoring[copycat]["observed_anchoring_rate"] == 1.0
         # The export holds every accepted (or expert-decided) label, no more, no less.
         states = campaign["quality_items_by_state"]
         decided = states.get("accepted", 0) + states.get("expert", 0)
@@ -113,5 +120,5 @@ def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> N
     assert report["comparison"]["smoothed"] == by_budget[-1]
     assert report["active"]["depth_profiles"]["entropy_by_class"]
     assert report["active"]["traced_influences"]
-    for page in ("report.html", "learning_curves.png", "annotator_ranking.png"):
+    for page in ("report.html", "learning_curves.png", "annotator_ranking.png", "anchoring.png"):
         assert (out / page).stat().st_size > 0

@@ -40,7 +40,7 @@ def own_postgres(tmp_path: Path):
 
 
 def _start_service(
-    pg_dsn: str, bootstrap: str, grace: str = "3"
+    pg_dsn: str, bootstrap: str, grace: str = "3", **extra: str
 ) -> tuple[subprocess.Popen, int, int]:
     grpc_port, metrics_port = free_port(), free_port()
     env = kit_service_env(
@@ -49,6 +49,7 @@ def _start_service(
         STRATA_KITCHECK_GRPC_PORT=str(grpc_port),
         STRATA_KITCHECK_METRICS_PORT=str(metrics_port),
         STRATA_SHUTDOWN_GRACE_S=grace,
+        **extra,
     )
     proc = subprocess.Popen(
         KIT_SERVICE_CMD, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -103,6 +104,9 @@ def test_sigterm_exits_cleanly_within_the_grace_period_and_metrics_count_rpcs(in
         ("STRATA_PG_DSN", {}, "STRATA_PG_DSN is not set"),
         ("", {"STRATA_KITCHECK_GRPC_PORT": "fifty"}, "STRATA_KITCHECK_GRPC_PORT is not a whole"),
         ("", {"STRATA_KAFKA_BOOTSTRAP": "nohostport"}, "STRATA_KAFKA_BOOTSTRAP must be host:port"),
+        # TLS is on unless asked off: without its files a service names what is missing.
+        ("STRATA_TLS_CERT", {}, "STRATA_TLS_CERT is not set"),
+        ("", {"STRATA_TLS_MODE": "plaintext"}, "STRATA_SERVICE_SECRET is not set"),
     ],
 )
 def test_bad_config_exits_non_zero_naming_the_variable(drop: str, extra: dict, named: str) -> None:
@@ -114,12 +118,21 @@ def test_bad_config_exits_non_zero_naming_the_variable(drop: str, extra: dict, n
 
 
 def test_health_check_reports_serving_through_the_cli_helper(infra) -> None:
-    proc, port, _ = _start_service(infra.pg_dsn, infra.bootstrap)
+    health_port = free_port()
+    proc, port, _ = _start_service(
+        infra.pg_dsn, infra.bootstrap, STRATA_KITCHECK_HEALTH_PORT=str(health_port)
+    )
     try:
         with client_channel(f"127.0.0.1:{port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             wait_until(lambda: check_health(stub), 30, "SERVING")
             assert check_health(stub, "strata.v1.NoSuchService") is False
+        # Kubernetes' probes: plaintext, on the health port, and only there.
+        with grpc.insecure_channel(f"127.0.0.1:{health_port}") as probe:
+            assert check_health(health_pb2_grpc.HealthStub(probe))
+            assert check_health(health_pb2_grpc.HealthStub(probe), LIVENESS)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as plain:
+            assert not check_health(health_pb2_grpc.HealthStub(plain))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)

@@ -11,13 +11,11 @@ import pytest
 from google.protobuf import descriptor_pool
 from strata.common.audit import AuditEntry
 from strata.common.authz import (
-    SERVICE_HEADER,
-    FailureLimiter,
     Guard,
     Refused,
-    ServiceKeys,
     Standing,
 )
+from strata.common.identity import SERVICE_HEADER, FailureLimiter, ServiceKeys
 from strata.common.matrix import MATRIX, markdown_table, missing_rules
 from strata.common.tls import Peer
 from strata.common.tokens import AuthError

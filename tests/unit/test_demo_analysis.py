@@ -155,3 +155,38 @@ def test_the_verdict_says_why_active_learning_did_not_reach_the_baseline() -> No
     verdict = comparison(spent, baseline)["verdict"]
     assert "did not reach the baseline's final accuracy (0.985) within its budget" in verdict
     assert verdict.endswith("which active learning did not reach.")
+
+
+def test_observed_anchoring_counts_agreement_with_wrong_prelabels_only() -> None:
+    from strata.demo.analysis import observed_anchoring
+
+    given = [
+        Submitted(0.0, "copycat", "i1", answer=3, truth=5, prelabel=3),  # wrong, copied
+        Submitted(0.0, "copycat", "i2", answer=5, truth=5, prelabel=5),  # right pre-label
+        Submitted(0.0, "careful", "i1", answer=5, truth=5, prelabel=3),  # wrong, resisted
+        Submitted(0.0, "careful", "i3", answer=2, truth=1, prelabel=None),  # none shown
+    ]
+    assert observed_anchoring(given) == {"copycat": (1, 1), "careful": (0, 1)}
+
+
+def test_the_anchoring_plot_takes_rates_at_the_edges() -> None:
+    from strata.demo.report import anchoring_plot
+    from strata.quality.gold import wilson_interval
+
+    rows = [
+        {
+            "annotator_id": name,
+            "kind": kind,
+            "anchoring_rate_on_gold": rate,
+            "anchoring_interval_on_gold": list(wilson_interval(k, n)) if n else None,
+            "blocked": blocked,
+        }
+        for name, kind, rate, k, n, blocked in (
+            ("copycat-1", "copycat", 1.0, 9, 9, True),
+            ("good-1", "good", 0.0, 0, 7, False),
+            ("new-1", "average", None, 0, 0, False),
+        )
+    ]
+    picture = anchoring_plot({"digits": rows, "digits-random": rows})
+    assert picture and picture.startswith(b"\x89PNG")
+    assert anchoring_plot({"digits": []}) is None

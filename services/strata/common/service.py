@@ -20,24 +20,28 @@ import grpc
 
 from strata.common.audit import OutboxAudit
 from strata.common.authz import (
-    SERVICE_HEADER,
     Directory,
     DirectoryUnavailable,
-    FailureLimiter,
     Guard,
     Metadata,
-    ServiceKeys,
     Standing,
 )
 from strata.common.bus import BrokerIncarnation, EventProducer, KafkaSettings
-from strata.common.channels import CallMetadata
+from strata.common.channels import CallMetadata, RenewingChannel
 from strata.common.config import ConfigError, ServiceConfig
 from strata.common.consumer import EventConsumer, TopicHandler
 from strata.common.db import Database, Migration, kit_migrations, migrate
 from strata.common.grpcserver import HealthMonitor, Servers, ServicerBinding, create_server
+from strata.common.identity import SERVICE_HEADER, FailureLimiter, ServiceKeys
 from strata.common.metrics import ServiceMetrics
 from strata.common.outbox import OutboxRelay
-from strata.common.tls import TlsConfig, open_channel, peer_of, server_credentials
+from strata.common.tls import (
+    TlsConfig,
+    files_stamp,
+    open_channel,
+    peer_of,
+    server_credentials,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +68,12 @@ def service_channel(target: str, config: ServiceConfig) -> grpc.Channel:
     """A channel on which this service calls another as itself: its certificate on a
     TLS stack, its signed identity on a plaintext one."""
     tls: TlsConfig = config.tls
-    channel = open_channel(target, tls)
+    channel: grpc.Channel
+    if tls.enabled:
+        # cert-manager renews the files in place; calls follow them.
+        channel = RenewingChannel(lambda: open_channel(target, tls), lambda: files_stamp(tls))
+    else:
+        channel = open_channel(target, tls)
     if not tls.enabled and config.service_secret:
         keys = ServiceKeys(config.service_secret)
         name = config.identity or config.service

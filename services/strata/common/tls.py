@@ -162,8 +162,7 @@ class _ReloadWhenChanged:
         self.seen = self._stamp()
 
     def _stamp(self) -> list[tuple[int, int]]:
-        stats = [os.stat(p) for p in (self.cfg.cert, self.cfg.key, self.cfg.ca)]
-        return [(s.st_ino, s.st_mtime_ns) for s in stats]
+        return files_stamp(self.cfg)
 
     def __call__(self) -> grpc.ServerCertificateConfiguration | None:
         try:
@@ -195,6 +194,12 @@ def channel_credentials(cfg: TlsConfig) -> grpc.ChannelCredentials | None:
         return None
     cert, key, ca = _read(cfg)
     return grpc.ssl_channel_credentials(ca, private_key=key, certificate_chain=cert)
+
+
+def files_stamp(cfg: TlsConfig) -> list[tuple[int, int]]:
+    """What changes when the certificate, key or CA files are replaced."""
+    stats = [os.stat(p) for p in (cfg.cert, cfg.key, cfg.ca)]
+    return [(s.st_ino, s.st_mtime_ns) for s in stats]
 
 
 def open_channel(

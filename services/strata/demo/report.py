@@ -188,9 +188,9 @@ def anchoring_plot(by_project: dict[str, list[dict[str, Any]]]) -> bytes | None:
             colour = KIND_COLOURS.get(row["kind"], "black")
             if rate is not None:
                 low, high = row["anchoring_interval_on_gold"]
-                ax.errorbar(
-                    n, rate, yerr=[[rate - low], [high - rate]], color=colour, capsize=3, fmt="none"
-                )
+                # Rounding can put a bound a hair on the wrong side of the rate.
+                spread = [[max(0.0, rate - low)], [max(0.0, high - rate)]]
+                ax.errorbar(n, rate, yerr=spread, color=colour, capsize=3, fmt="none")
             ax.scatter(
                 n,
                 rate if rate is not None else 0.0,

@@ -13,9 +13,9 @@ from strata.gateway.policy import ShownProfile
 
 
 class PoolProfiles:
-    """Per project, the pre-labels its newest pool tasks showed (refreshed every
-    `refresh_s`). Every NextTask draws one, whatever kind of task it then serves, so a
-    gold task costs no more time than a pool task."""
+    """Per project, the pre-labels its newest `window` pool tasks showed (refreshed every
+    `refresh_s`, sooner while the window is not full). Every NextTask draws one, whatever
+    kind of task it then serves, so a gold task costs no more time than a pool task."""
 
     def __init__(
         self,
@@ -23,7 +23,7 @@ class PoolProfiles:
         rng: random.Random,
         *,
         window: int = 500,
-        refresh_s: float = 5.0,
+        refresh_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
@@ -34,9 +34,8 @@ class PoolProfiles:
         self._cache: dict[str, tuple[float, list[ShownProfile]]] = {}
         self._lock = threading.Lock()
 
-    # While a project has few pool tasks, its profiles are read again sooner: the first
-    # gold tasks must not go without pre-labels the first pool tasks already show.
-    FEW = 50
+    # Until a project's window is full, its profiles are read again sooner: a small early
+    # sample would otherwise stand for the pool for a whole refresh period.
     SOON_S = 0.2
 
     def draw(self, project: str) -> ShownProfile | None:
@@ -44,8 +43,9 @@ class PoolProfiles:
         now = self.clock()
         with self._lock:
             hit = self._cache.get(project)
-        stale_after = self.refresh_s if hit and len(hit[1]) >= self.FEW else self.SOON_S
-        if hit is None or now - hit[0] > stale_after:
+        stale_after = self.refresh_s if hit and len(hit[1]) >= self.window else self.SOON_S
+        # No pool task seen yet: ask again each time rather than serve gold bare meanwhile.
+        if hit is None or not hit[1] or now - hit[0] > stale_after:
             with self.db.transaction() as conn:
                 profiles = store.recent_profiles(conn, project, self.window)
             hit = (now, profiles)

@@ -37,6 +37,7 @@ def build(config: ServiceConfig, quality: QualityConfig | None = None) -> Servic
         prior_accuracy=q.prior_accuracy,
         gold_min_answered=q.gold_min_answered,
         second_opinion_votes=q.second_opinion_votes,
+        audit=rt.guard.audit,
     )
     rt.add_consumer(
         handlers.routes(), max_poll_records=q.max_poll_records, defer_limit_s=q.contract_wait_s

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import numpy as np
 from google.protobuf.message import Message
 
+from strata.common.audit import AuditEntry, AuditSink
 from strata.common.consumer import BatchContext, Batched, Deferred, HandlerContext, TopicHandler
 from strata.common.contract_store import contract_handler
 from strata.common.contracts import ContractCache
@@ -238,7 +239,9 @@ class QualityHandlers:
         prior_accuracy: float = 0.7,
         gold_min_answered: int = 5,
         second_opinion_votes: int = 2,
+        audit: AuditSink | None = None,
     ) -> None:
+        self.audit = audit
         self.contracts = contracts
         self.estimates = estimates
         self.metrics = metrics
@@ -416,6 +419,19 @@ class QualityHandlers:
                     "labelled on a review task",
                     expert.event.trace_id,
                 )
+                if self.audit is not None:
+                    self.audit.write(
+                        ctx.conn,
+                        AuditEntry(
+                            service="quality",
+                            action="resolve_review",
+                            actor=expert.vote.annotator_id,
+                            actor_kind="person",
+                            project=item.project,
+                            target=item.item_id,
+                            detail={"value": expert.vote.value, "via": "review task"},
+                        ),
+                    )
                 self.metrics.consensus.labels(project=item.project, outcome="expert").inc()
                 continue
             if item.gold_answer is not None or (item.state != "open" and not item.model_label):
