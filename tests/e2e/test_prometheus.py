@@ -16,7 +16,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from strata.cli.prometheus import query
 from strata.cli.stack import SERVICES
-from strata.ops.manifests import REPO, rule_groups
+from strata.ops.manifest_rules import rule_groups
+from strata.ops.manifests import REPO
 
 from .support import env_for, read_until, run_strata, start_up
 

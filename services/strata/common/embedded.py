@@ -120,6 +120,17 @@ class EmbeddedPostgres:
     def dsn(self) -> str:
         return f"postgresql://postgres@{self.host}:{self.port}/{self.database}"
 
+    @staticmethod
+    def _as_user(command: list[str], user: str | None) -> tuple[list[str], str | None]:
+        """`command` run as `user`: through setpriv where it exists, so that the child is
+        spawned (vfork + exec) rather than forked from a process whose gRPC threads a
+        plain fork can leave in a state that aborts the child (seen as exit -6)."""
+        setpriv = shutil.which("setpriv")
+        if user is None or setpriv is None:
+            return command, user
+        switch = [setpriv, f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
+        return [*switch, *command], None
+
     def _run_as(self) -> str | None:
         if os.geteuid() != 0:
             return None
@@ -156,7 +167,7 @@ class EmbeddedPostgres:
         user = self._run_as()
         if not (self.data_dir / "PG_VERSION").exists():
             log.info("initialising Postgres data directory %s", self.data_dir)
-            subprocess.run(
+            initdb, as_user = self._as_user(
                 [
                     self._bin("initdb"),
                     "-D",
@@ -167,14 +178,18 @@ class EmbeddedPostgres:
                     "--encoding=UTF8",
                     "--no-instructions",
                 ],
+                user,
+            )
+            subprocess.run(
+                initdb,
                 check=True,
-                user=user,
+                user=as_user,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
         socket_dir = self.data_dir  # only for postgres' own lock file; clients use TCP
         log_file = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the server
-        self.proc = subprocess.Popen(
+        server, as_user = self._as_user(
             [
                 self._bin("postgres"),
                 "-D",
@@ -192,7 +207,11 @@ class EmbeddedPostgres:
                 "-c",
                 "shared_buffers=64MB",
             ],
-            user=user,
+            user,
+        )
+        self.proc = subprocess.Popen(
+            server,
+            user=as_user,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,

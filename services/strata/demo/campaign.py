@@ -62,6 +62,10 @@ class CampaignSettings:
     batch_size: int = 16
     overlap_min: int = 2
     overlap_max: int = 4
+    gold_rate: float = 0.1
+    # Of the gold tasks that show a pre-label, the share whose pre-label is wrong on
+    # purpose: what catches an annotator who copies pre-labels.
+    honeypot_rate: float = 0.5
     pace: float = 0.6  # each annotator waits pace x their seconds per label
     max_seconds: float = 480.0
     seed: int = 0
@@ -74,7 +78,9 @@ def contract_document(s: CampaignSettings) -> str:
         f"project: {s.project}\nversion: v1\nclasses: [{classes}]\n"
         f"overlap: {{min: {s.overlap_min}, max: {s.overlap_max}}}\n"
         "consensus_threshold: 0.9\n"
-        "gold: {rate: 0.1, accuracy_threshold: 0.7, probation: {tasks: 12, rate: 0.5}}\n"
+        f"gold: {{rate: {s.gold_rate}, accuracy_threshold: 0.7, "
+        "probation: {tasks: 12, rate: 0.5}, "
+        f"honeypot_rate: {s.honeypot_rate}, max_anchoring: 0.5}}\n"
         f"active_learning: {{retrain_every: {s.retrain_every}, batch_size: {s.batch_size}, "
         f"strategy: {s.strategy}}}\n"
         f"budget: {{labels: {s.label_budget}, target_accuracy: {s.target_accuracy}}}\n"

@@ -22,7 +22,7 @@ class PoolProfiles:
         db: Database,
         rng: random.Random,
         *,
-        window: int = 500,
+        window: int = 100,
         refresh_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
