@@ -47,6 +47,16 @@ from tests.integration.gateway_support import (  # noqa: E402
 )
 from tests.pki import client_channel  # noqa: E402
 
+# `--plaintext` (inherited by the client processes): measure what mutual TLS costs.
+PLAINTEXT = "STRATA_BENCH_PLAINTEXT"
+
+
+def _channel(address: str) -> grpc.Channel:
+    if os.environ.get(PLAINTEXT):
+        return grpc.insecure_channel(address)
+    return client_channel(address)
+
+
 RESULTS_DIR = ROOT / "bench" / "results"
 PROJECT = "bench"
 
@@ -55,7 +65,7 @@ def lease_all(address: str, token: str, n: int) -> list[tuple[str, str]]:
     """Lease `n` tasks for one annotator: (task_id, a valid class)."""
     md = bearer(token)
     out: list[tuple[str, str]] = []
-    with client_channel(address) as channel:
+    with _channel(address) as channel:
         stub = gateway_pb2_grpc.AnnotationGatewayStub(channel)
         while len(out) < n:
             reply = stub.NextTask(gateway_pb2.NextTaskRequest(project=PROJECT), metadata=md)
@@ -80,7 +90,7 @@ def client_process(work: list, start_at: float, results) -> None:  # type: ignor
     ) -> None:
         md = bearer(token)
         mine, ids = [], []
-        with client_channel(address) as channel:
+        with _channel(address) as channel:
             stub = gateway_pb2_grpc.AnnotationGatewayStub(channel)
             while time.time() < start_at:
                 time.sleep(0.001)
@@ -129,10 +139,18 @@ def main() -> None:
     )
     parser.add_argument("--replicas", type=int, default=1, help="gateway processes")
     parser.add_argument("--writers", type=int, default=1, help="gateway submit writer threads")
+    parser.add_argument(
+        "--plaintext", action="store_true", help="no TLS (to measure what mutual TLS costs)"
+    )
     args = parser.parse_args()
+    if args.plaintext:
+        os.environ[PLAINTEXT] = "1"
     total = args.clients * args.labels_per_client
 
-    with tempfile.TemporaryDirectory() as home, scripted_sampler() as (source, sampler_address):
+    with (
+        tempfile.TemporaryDirectory() as home,
+        scripted_sampler(tls=not args.plaintext) as (source, sampler_address),
+    ):
         pg = EmbeddedPostgres(Path(home) / "pgdata", free_port())
         broker = EmbeddedBroker(free_port(), log_path=Path(home) / "broker.log")
         pg.start()
@@ -149,7 +167,11 @@ def main() -> None:
             STRATA_GATEWAY_REFILL_INTERVAL_S="0.05",
             STRATA_GATEWAY_SUBMIT_WRITERS=str(args.writers),
             STRATA_LOG_LEVEL="WARNING",
-            **pki.environ("gateway"),
+            **(
+                {"STRATA_TLS_MODE": "plaintext", "STRATA_SERVICE_SECRET": "bench"}
+                if args.plaintext
+                else pki.environ("gateway")
+            ),
         )
         gateways, addresses = [], []
         for _ in range(args.replicas):
@@ -172,6 +194,7 @@ def main() -> None:
             pg.stop()
     figures["machine"] = f"{platform.machine()} {os.cpu_count()} cores"
     mode = f"rate{int(args.rate)}" if args.rate else "closed_loop"
+    mode += "_plaintext" if args.plaintext else ""
     results = RESULTS_DIR / f"gateway_submit_{mode}.json"
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(figures, indent=2) + "\n")
@@ -182,8 +205,8 @@ def main() -> None:
 
 def run(args, addresses: list[str], admin_token: str, source, pg_dsn: str, total: int) -> dict:  # type: ignore[no-untyped-def]
     for address in addresses[1:]:
-        grpc.channel_ready_future(client_channel(address)).result(timeout=60)
-    channel = client_channel(addresses[0])
+        grpc.channel_ready_future(_channel(address)).result(timeout=60)
+    channel = _channel(addresses[0])
     grpc.channel_ready_future(channel).result(timeout=60)
     stub = gateway_pb2_grpc.AnnotationGatewayStub(channel)
     admin = bearer(admin_token)

@@ -75,11 +75,14 @@ class ScriptedSampler(sampler_pb2_grpc.SamplerServicer):
 
 
 @contextmanager
-def scripted_sampler() -> Iterator[tuple[ScriptedSampler, str]]:
+def scripted_sampler(tls: bool = True) -> Iterator[tuple[ScriptedSampler, str]]:
     servicer = ScriptedSampler()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     sampler_pb2_grpc.add_SamplerServicer_to_server(servicer, server)
-    port = server.add_secure_port("127.0.0.1:0", server_credentials(service_tls("sampler")))
+    if tls:
+        port = server.add_secure_port("127.0.0.1:0", server_credentials(service_tls("sampler")))
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
         yield servicer, f"127.0.0.1:{port}"
