@@ -307,3 +307,32 @@ def gateway_pb2_grpc_stub(channel: grpc.Channel):  # type: ignore[no-untyped-def
     from strata.v1 import gateway_pb2_grpc
 
     return gateway_pb2_grpc.AnnotationGatewayStub(channel)
+
+
+def test_failed_sign_ins_are_throttled_per_source_and_audited_once(infra: Infra) -> None:
+    with scripted_sampler() as (_, address):
+        gw = start_gateway(
+            service_config(infra, "gateway", auth_failure_limit=3), gateway_settings(address)
+        )
+        try:
+            bad = bearer("stk_" + "b" * 43)
+            codes = [
+                code_of(lambda: gw.stub.WhoAmI(gateway_pb2.WhoAmIRequest(), metadata=bad))[0]
+                for _ in range(3)
+            ]
+            assert codes == [Code.UNAUTHENTICATED] * 3
+            # Past the limit, even a good token from this source waits a while.
+            for _ in range(5):
+                code, details = code_of(
+                    lambda: gw.stub.WhoAmI(gateway_pb2.WhoAmIRequest(), metadata=gw.admin)
+                )
+                assert code == Code.RESOURCE_EXHAUSTED and "too many failed sign-ins" in details
+            with gw.runtime.db.transaction() as conn:
+                rows = conn.execute(
+                    "SELECT code, detail FROM audit_log WHERE outcome = 'refused' ORDER BY id"
+                ).fetchall()
+            assert [r[0] for r in rows] == ["UNAUTHENTICATED"] * 3 + ["RESOURCE_EXHAUSTED"]
+            assert rows[-1][1] == {"refused_since_last_record": 1}
+        finally:
+            gw.channel.close()
+            gw.runtime.stop(grace_s=1.0)
