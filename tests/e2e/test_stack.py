@@ -89,7 +89,8 @@ def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> N
         assert copycat in campaign["blocked"], campaign["anchoring"]
         anchoring = {row["annotator_id"]: row for row in campaign["anchoring"]}
         assert set(anchoring) == {prefix + a for a in report["crowd"]}
-        assert anchoring[copycat]["observed_anchoring_rate"] == 1.0
+        # (None when gold caught it before any model, so before any pre-label.)
+        assert anchoring[copycat]["observed_anchoring_rate"] in (None, 1.0)
         # The export holds every accepted (or expert-decided) label, no more, no less.
         states = campaign["quality_items_by_state"]
         decided = states.get("accepted", 0) + states.get("expert", 0)

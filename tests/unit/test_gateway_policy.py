@@ -249,40 +249,44 @@ def test_new_annotators_see_gold_at_the_probation_rate_first() -> None:
 # -- gold pre-labels ---------------------------------------------------------------
 
 
-def test_gold_prelabels_follow_the_pool_and_honeypots_are_plausibly_wrong() -> None:
-    from strata.gateway.policy import ShownProfile, gold_prelabel, plausible_confusion
+def test_gold_shows_what_the_pool_task_it_replaces_would_and_honeypots_are_plausible() -> None:
+    from strata.gateway.policy import (
+        ShownProfile,
+        agreement_rate,
+        gold_prelabel,
+        plausible_confusion,
+    )
+    from strata.v1 import common_pb2
 
     rng = random.Random(3)
     classes = ["0", "1", "7", "9"]
-    pool = [ShownProfile(False)] * 300 + [
-        ShownProfile(True, 0.55 + 0.4 * (i % 10) / 10, "v3", True, agreed=i % 5 != 0)
-        for i in range(700)
-    ]
-    shown, wrong, honey, confidences = 0, 0, 0, []
+    shown = common_pb2.PreLabel(value="9", confidence=0.62, model_version="v3", calibrated=True)
+    wrong = honey = 0
     for _ in range(20_000):
-        prelabel, honeypot = gold_prelabel(
-            rng.choice(pool), "7", "7", "1", classes, honeypot_rate=0.25, rng=rng
+        prelabel, honeypot = gold_prelabel(shown, 0.8, "7", "7", "1", classes, 0.25, rng)
+        assert prelabel is not None
+        # The replaced pool task's confidence and version: nothing tells gold apart.
+        assert (prelabel.confidence, prelabel.model_version, prelabel.calibrated) == (
+            0.62,
+            "v3",
+            True,
         )
-        if prelabel is None:
-            assert not honeypot
-            continue
-        shown += 1
-        confidences.append(prelabel.confidence)
-        assert prelabel.model_version == "v3" and prelabel.calibrated
         honey += honeypot
         if prelabel.value != "7":
             wrong += 1
             assert prelabel.value == "1"  # the model's second choice: a plausible mistake
         else:
             assert not honeypot
-    # Shown as often as on the pool (70%), with the pool's confidences.
-    assert abs(shown / 20_000 - 0.7) < 0.015
-    assert set(confidences) == {p.confidence for p in pool if p.shown}
-    assert abs(honey / shown - 0.25) < 0.02
+    assert abs(honey / 20_000 - 0.25) < 0.015
     # Wrong: every honeypot, and the pool's own 20% of the rest.
-    assert abs(wrong / shown - (0.25 + 0.75 * 0.2)) < 0.02
+    assert abs(wrong / 20_000 - (0.25 + 0.75 * 0.2)) < 0.015
+    # No pre-label where the pool task would have shown none.
+    assert gold_prelabel(None, 0.8, "7", "7", "1", classes, 0.25, rng) == (None, False)
     # The model's own mistake is the most plausible confusion; a random class the last.
     assert plausible_confusion("7", "9", "1", classes, rng) == "9"
     assert plausible_confusion("7", None, None, classes, rng) in {"0", "1", "9"}
-    # No pool task yet (no model): gold shows none either.
-    assert gold_prelabel(None, "7", "7", "1", classes, 0.25, rng) == (None, False)
+    # How often pool pre-labels of about that confidence were right; the confidence itself
+    # (what calibration promises) until enough were decided.
+    decided = [ShownProfile(0.6, i % 4 != 0) for i in range(40)] + [ShownProfile(0.95, True)] * 40
+    assert agreement_rate(decided, 0.62) == 0.75
+    assert agreement_rate(decided[:10], 0.62) == 0.62

@@ -4,7 +4,7 @@ Each annotator answers from a confusion matrix P[true, answer]: careful people
 mostly answer right and, when wrong, mostly confuse a class with its look-alike
 (3/8, 1/7, 4/9, 5/6, 0/6, 2/7 for digits); a careless one answers at random part
 of the time; a spammer answers without looking; a copycat copies whatever pre-label
-the task shows (and answers like an average annotator when it shows none). Experts
+the task shows (and answers like a good annotator when it shows none). Experts
 (reviewer role) resolve the reviews quality asks for. Known skill is what the
 campaign report ranks quality's annotator scores against.
 """
@@ -99,10 +99,12 @@ def digits_crowd(k: int = 10, experts: int = 2, prefix: str = "") -> list[Annota
         )
     crowd.append(Annotator(f"{prefix}careless-1", "careless", careless(0.9, 0.5, k), 1.0))
     crowd.append(Annotator(f"{prefix}spammer-1", "spammer", spammer(k, favourite=1), 0.5))
-    # Fast, because copying takes no thought; without a pre-label, an average annotator.
+    # Fast, because copying takes no thought; without a pre-label, a good annotator, so
+    # that gold accuracy alone is slow to tell: what catches it is agreeing with wrong
+    # pre-labels.
     crowd.append(
         Annotator(
-            f"{prefix}copycat-1", "copycat", confusion(0.8, k, look), 1.0, copies_prelabels=True
+            f"{prefix}copycat-1", "copycat", confusion(0.9, k, look), 1.0, copies_prelabels=True
         )
     )
     return crowd

@@ -7,6 +7,7 @@ functions decide what an annotator gets and whether a label is accepted.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -115,14 +116,19 @@ def roll_gold(rng: random.Random, gold_rate: float) -> bool:
 
 @dataclass(frozen=True)
 class ShownProfile:
-    """The pre-label one recent pool task showed: what a gold task's pre-label imitates."""
+    """The pre-label a decided pool task showed, and whether it matched the decision."""
 
-    shown: bool
-    confidence: float = 0.0
-    model_version: str = ""
-    calibrated: bool = False
-    # Its value matched the item's decision; None while the item is undecided.
-    agreed: bool | None = None
+    confidence: float
+    agreed: bool
+
+
+def agreement_rate(
+    profiles: Sequence[ShownProfile], confidence: float, near: float = 0.1, enough: int = 20
+) -> float:
+    """How often pool pre-labels of about `confidence` matched their item's decision; until
+    `enough` are decided, the confidence itself (what calibration promises)."""
+    close = [p.agreed for p in profiles if abs(p.confidence - confidence) <= near]
+    return sum(close) / len(close) if len(close) >= enough else confidence
 
 
 def plausible_confusion(
@@ -137,7 +143,8 @@ def plausible_confusion(
 
 
 def gold_prelabel(
-    profile: ShownProfile | None,
+    replaced: common_pb2.PreLabel | None,
+    right_rate: float,
     answer: str,
     model_value: str | None,
     runner_up: str | None,
@@ -147,26 +154,23 @@ def gold_prelabel(
 ) -> tuple[common_pb2.PreLabel | None, bool]:
     """What a gold task shows, and whether it is a honeypot.
 
-    Presence, confidence and model version come from a recent pool task (`profile`), so
-    they follow the pool's distribution, auto-accept and spot checks included: a
-    confident pre-label says nothing about gold. The value is right as often as that
-    pool task's was (its decision, else its confidence); a `honeypot_rate` share of the
-    gold tasks that show one get a deliberately wrong, plausible pre-label instead.
+    Gold is only served in place of a pool task, and shows what that task would have
+    shown (`replaced`): whether a pre-label, its confidence and its model version, so
+    they follow the pool's distribution at every moment, auto-accept and spot checks
+    included, and a confident pre-label says nothing about gold. Its value is right as
+    often as pool pre-labels of that confidence are (`right_rate`); a `honeypot_rate`
+    share of the gold tasks that show one get a deliberately wrong, plausible one instead.
     """
-    if profile is None or not profile.shown or len(classes) < 2:
+    if replaced is None or len(classes) < 2:
         return None, False
     honeypot = rng.random() < honeypot_rate
-    right = profile.agreed if profile.agreed is not None else rng.random() < profile.confidence
-    value = (
-        answer
-        if right and not honeypot
-        else plausible_confusion(answer, model_value, runner_up, classes, rng)
-    )
+    right = rng.random() < right_rate and not honeypot
+    value = answer if right else plausible_confusion(answer, model_value, runner_up, classes, rng)
     shown = common_pb2.PreLabel(
         value=value,
-        confidence=profile.confidence,
-        model_version=profile.model_version,
-        calibrated=profile.calibrated,
+        confidence=replaced.confidence,
+        model_version=replaced.model_version,
+        calibrated=replaced.calibrated,
     )
     return shown, honeypot
 

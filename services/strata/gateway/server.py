@@ -29,12 +29,13 @@ from strata.gateway import people, store
 from strata.gateway.admin_rpcs import PeopleRpcs
 from strata.gateway.auth import Authenticator
 from strata.gateway.contract import ContractError, class_names, parse_contract
-from strata.gateway.gold_prelabels import PoolProfiles
+from strata.gateway.gold_prelabels import PoolAgreement
 from strata.gateway.metrics import GatewayMetrics
 from strata.gateway.policy import (
     Candidate,
     Membership,
     ShownProfile,
+    agreement_rate,
     check_value,
     choose_unit,
     gold_prelabel,
@@ -135,7 +136,7 @@ class GatewayServicer(PeopleRpcs, gateway_pb2_grpc.AnnotationGatewayServicer):
         self._rng = rng or random.SystemRandom()
         self._rng_lock = threading.Lock()
         self.clock = clock
-        self.pool_profiles = PoolProfiles(db, random.Random(self._rng.random()))
+        self.pool_agreement = PoolAgreement(db)
 
     def _contract(self, context: grpc.ServicerContext, project: str) -> common_pb2.LabelingContract:
         if not project:
@@ -154,7 +155,7 @@ class GatewayServicer(PeopleRpcs, gateway_pb2_grpc.AnnotationGatewayServicer):
         contract = self._contract(context, request.project)
         member = Membership(caller.role or "manager", caller.status, caller.status_reason)
         lease_s = contract.lease_seconds or self.default_lease_s
-        show = self._show_prelabel(contract, self.pool_profiles.draw(request.project))
+        show = self._show_prelabel(contract, self.pool_agreement.profiles(request.project))
         with self.db.transaction() as conn:
             taken = (
                 store.tasks_taken(conn, request.project, caller.name, contract.gold_probation_tasks)
@@ -174,6 +175,7 @@ class GatewayServicer(PeopleRpcs, gateway_pb2_grpc.AnnotationGatewayServicer):
                 leased = store.lease(
                     conn,
                     chosen,
+                    regular,
                     request.project,
                     caller.name,
                     contract.version,
@@ -200,10 +202,11 @@ class GatewayServicer(PeopleRpcs, gateway_pb2_grpc.AnnotationGatewayServicer):
         return gateway_pb2.NextTaskResponse(task=task)
 
     def _show_prelabel(
-        self, contract: common_pb2.LabelingContract, profile: ShownProfile | None
+        self, contract: common_pb2.LabelingContract, profiles: list[ShownProfile]
     ) -> store.ShowPrelabel:
         """What a task of this contract shows: a pool task its item's newest prediction; a
-        gold task a pre-label imitating the pool's (`profile`), a honeypot now and then."""
+        gold task what the pool task it replaces would have shown, right as often as pool
+        pre-labels of that confidence are (`profiles`), a honeypot now and then."""
         classes = class_names(contract)
 
         def show(
@@ -213,9 +216,12 @@ class GatewayServicer(PeopleRpcs, gateway_pb2_grpc.AnnotationGatewayServicer):
                 return None, False
             if candidate.kind != "gold":
                 return item.prelabel, False
+            replaced = item.replaced
+            right = agreement_rate(profiles, replaced.confidence) if replaced else 0.0
             with self._rng_lock:
                 return gold_prelabel(
-                    profile,
+                    replaced,
+                    right,
                     item.gold_answer or "",
                     item.prelabel.value if item.prelabel else None,
                     item.runner_up,

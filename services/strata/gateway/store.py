@@ -257,29 +257,40 @@ class LeasedTask:
 
 @dataclass(frozen=True)
 class ItemPrelabel:
-    """What the gateway knows of an item as it leases it: its gold answer and the model's
-    newest prediction."""
+    """What the gateway knows as it leases an item: its gold answer, the model's newest
+    prediction of it, and what the pool task it may take the place of would show."""
 
     gold_answer: str | None
     prelabel: common_pb2.PreLabel | None
     runner_up: str | None
+    replaced: common_pb2.PreLabel | None
 
 
 # Decides the pre-label a task shows, and whether it is a honeypot.
 ShowPrelabel = Callable[[Candidate, ItemPrelabel], tuple[common_pb2.PreLabel | None, bool]]
 
 
+def _prelabel(row: Sequence[Any] | None) -> common_pb2.PreLabel | None:
+    if row is None or row[0] is None:
+        return None
+    return common_pb2.PreLabel(
+        value=row[0], confidence=row[1], model_version=row[2], calibrated=row[3]
+    )
+
+
 def lease(
     conn: Conn,
     candidate: Candidate,
+    regular: Candidate | None,
     project: str,
     annotator_id: str,
     ontology_version: str,
     lease_seconds: int,
     show: ShowPrelabel,
 ) -> LeasedTask:
-    """Lease `candidate` to `annotator_id`; records the pre-label shown, if any. Gold and
-    pool tasks run the same statements, so neither is quicker to serve."""
+    """Lease `candidate` (in place of `regular`, the pool task it may replace); records
+    the pre-label shown, if any. Gold and pool tasks run the same statements, so neither
+    is quicker to serve."""
     row = conn.execute(
         "SELECT i.content, p.value, p.confidence, p.model_version, p.calibrated, "
         "i.gold_answer, p.runner_up "
@@ -287,12 +298,12 @@ def lease(
         (candidate.item_id,),
     ).fetchone()
     assert row is not None, "a unit always has its item"
-    newest = None
-    if row[1] is not None:
-        newest = common_pb2.PreLabel(
-            value=row[1], confidence=row[2], model_version=row[3], calibrated=row[4]
-        )
-    prelabel, honeypot = show(candidate, ItemPrelabel(row[5], newest, row[6]))
+    replaced = conn.execute(
+        "SELECT value, confidence, model_version, calibrated FROM prelabels WHERE item_id = %s",
+        ((regular or candidate).item_id,),
+    ).fetchone()
+    item = ItemPrelabel(row[5], _prelabel(row[1:5]), row[6], _prelabel(replaced))
+    prelabel, honeypot = show(candidate, item)
     task_id = uuid.uuid4()
     expires = conn.execute(
         "INSERT INTO tasks (task_id, unit_id, item_id, project, annotator_id, kind, "
@@ -325,22 +336,19 @@ def lease(
     )
 
 
-def recent_profiles(conn: Conn, project: str, limit: int) -> list[ShownProfile]:
-    """The pre-labels the project's newest pool tasks showed, and whether each matched
-    its item's decision: what gold pre-labels imitate."""
+def decided_profiles(conn: Conn, project: str, limit: int) -> list[ShownProfile]:
+    """The pre-labels the project's newest decided pool tasks showed, each with whether it
+    matched its item's decision: how often pool pre-labels are right."""
     rows = conn.execute(
         "SELECT t.shown_prelabel, u.decided_value FROM tasks t JOIN units u USING (unit_id) "
-        "WHERE t.project = %s AND t.kind = 'label' ORDER BY t.leased_at DESC LIMIT %s",
+        "WHERE t.project = %s AND t.kind = 'label' AND t.shown_prelabel IS NOT NULL "
+        "AND u.decided_value IS NOT NULL ORDER BY t.leased_at DESC LIMIT %s",
         (project, limit),
     ).fetchall()
     out = []
     for shown, decided in rows:
-        if shown is None:
-            out.append(ShownProfile(False))
-            continue
         p = common_pb2.PreLabel.FromString(bytes(shown))
-        agreed = None if decided is None else p.value == decided
-        out.append(ShownProfile(True, p.confidence, p.model_version, p.calibrated, agreed))
+        out.append(ShownProfile(p.confidence, p.value == decided))
     return out
 
 
