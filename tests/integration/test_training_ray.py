@@ -27,7 +27,17 @@ pytestmark = ONE_RAY_AT_A_TIME
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Ray gives its raylet a fixed 30 s to start; on two busy cores (the other xdist worker
+    # running a stack) it sometimes needs a second try, as the training service's own
+    # start does (runs.RAY_ATTEMPTS).
+    for attempt in range(3):
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception as exc:
+            if "timed out during startup" not in str(exc) or attempt == 2:
+                raise
+            ray.shutdown()
     try:
         yield
     finally:
