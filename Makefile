@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install protos lint test test-unit test-integration test-e2e up demo bench clean k8s-validate k8s-rules prometheus-check
+.PHONY: install system-deps protos lint test test-unit test-integration test-e2e test-browser up demo bench clean k8s-validate k8s-rules prometheus-check
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Prometheus and Chromium, which the e2e and browser tiers drive (apt-get when missing).
+system-deps:
+	@scripts/system-deps
 
 protos: $(STAMP)
 	$(PY) -m strata.common.protogen
@@ -27,7 +31,7 @@ lint: $(STAMP)
 # Two xdist workers: most tests wait on the broker, Postgres or gRPC, so two at a time fit on
 # 2 cores; tests marked ONE_RAY_AT_A_TIME (tests/marks.py) stay on one worker, in turn. One
 # torch thread per process, or the two workers' training tests fight over the cores.
-test: $(STAMP)
+test: $(STAMP) system-deps
 	OMP_NUM_THREADS=1 $(PY) -m pytest tests -n 2 --dist loadgroup
 
 test-unit: $(STAMP)
@@ -36,8 +40,11 @@ test-unit: $(STAMP)
 test-integration: $(STAMP)
 	$(PY) -m pytest tests/integration
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) system-deps
 	$(PY) -m pytest tests/e2e
+
+test-browser: $(STAMP) system-deps
+	$(PY) -m pytest tests/browser
 
 # Render every kustomize overlay and validate it offline (Kubernetes and CRD schemas, the
 # deployment rules), then check the Prometheus config and rules with promtool.
@@ -47,8 +54,7 @@ k8s-validate: $(STAMP) prometheus-check
 k8s-rules: $(STAMP)
 	$(PY) -m strata.ops.manifests --write-rules
 
-prometheus-check:
-	@command -v promtool >/dev/null 2>&1 || { echo "need promtool (Debian/Ubuntu: apt-get install prometheus)"; exit 1; }
+prometheus-check: system-deps
 	promtool check config deploy/prometheus/prometheus.yml
 	promtool check rules deploy/prometheus/rules/*.yml
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from strata.common.embedded import free_port_block
 
@@ -15,8 +20,9 @@ STRATA = [sys.executable, "-m", "strata.cli"]
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
-    # Postgres, the broker, five gRPC and five metrics ports, Prometheus.
-    base = free_port_block(13)
+    # Postgres, the broker, five gRPC ports, six metrics ports (the web's too), Prometheus,
+    # the web UI.
+    base = free_port_block(15)
     env.update(
         {
             "STRATA_HOME": str(home / ".strata"),
@@ -24,7 +30,8 @@ def env_for(home: Path, **extra: str) -> dict[str, str]:
             "STRATA_KAFKA_PORT": str(base + 1),
             "STRATA_GRPC_BASE_PORT": str(base + 2),
             "STRATA_METRICS_BASE_PORT": str(base + 7),
-            "STRATA_PROMETHEUS_PORT": str(base + 12),
+            "STRATA_PROMETHEUS_PORT": str(base + 13),
+            "STRATA_WEB_PORT": str(base + 14),
             **extra,
         }
     )
@@ -64,3 +71,18 @@ def run_strata(
     return subprocess.run(
         [*STRATA, *args], env=env, cwd=home, capture_output=True, text=True, timeout=timeout_s
     )
+
+
+@contextmanager
+def running_stack(home: Path, env: dict[str, str], timeout_s: float = 180) -> Iterator[Any]:
+    """`strata up` in `home` until the block ends; yields its .strata/stack.json."""
+    up = start_up(home, env)
+    try:
+        read_until(up, "up and healthy", timeout_s)
+        yield json.loads((home / ".strata" / "stack.json").read_text())
+    finally:
+        up.send_signal(signal.SIGTERM)
+        try:
+            up.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            up.kill()

@@ -10,7 +10,6 @@ leave exactly one audit row, and the right caller none.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 import uuid
@@ -40,7 +39,7 @@ from strata.v1 import (
 )
 
 from ..marks import ONE_RAY_AT_A_TIME
-from .support import env_for, read_until, run_strata, start_up
+from .support import env_for, run_strata, running_stack
 
 Code = grpc.StatusCode
 SERVICES = {
@@ -88,10 +87,7 @@ def bearer(token: str) -> list[tuple[str, str]]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("matrix")
     env = env_for(home, STRATA_TRAINING_MIN_LABELS="4", STRATA_QUALITY_ESTIMATE_INTERVAL_S="3600")
-    up = start_up(home, env)
-    try:
-        read_until(up, "up and healthy", 180)
-        state = json.loads((home / ".strata" / "stack.json").read_text())
+    with running_stack(home, env) as state:
         s = Stack(
             home,
             env,
@@ -102,12 +98,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s
         for channel in s.channels.values():
             channel.close()
-    finally:
-        up.send_signal(signal.SIGTERM)
-        try:
-            up.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            up.kill()
 
 
 @dataclass
@@ -122,6 +112,7 @@ class World:
     accepted: str = ""  # an accepted item of A
     in_review: str = ""  # an item of A in review
     run_id: str = ""
+    sign_in_code: str = ""  # a sign-in link for a-ann, for the web service to redeem
 
 
 def until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
@@ -260,6 +251,9 @@ def setup_world(s: Stack) -> World:
     until(served, 120, "the model to be served")
     w.task = task_for("a-ann").task_id
     w.skip = task_for("a-ann").task_id
+    w.sign_in_code = gw.CreateSignInLink(
+        gateway_pb2.CreateSignInLinkRequest(project=w.a, annotator_id="a-ann"), metadata=admin
+    ).code
     return w
 
 
@@ -301,6 +295,10 @@ def requests(w: World, rpc: str, who: str) -> Any:
         "ListProjects": gateway_pb2.ListProjectsRequest(),
         "RenewToken": gateway_pb2.RenewTokenRequest(),
         "ListAudit": gateway_pb2.ListAuditRequest(project=w.a),
+        "StartSession": gateway_pb2.StartSessionRequest(ttl_seconds=600),
+        "EndSession": gateway_pb2.EndSessionRequest(),
+        "CreateSignInLink": gateway_pb2.CreateSignInLinkRequest(project=w.a, annotator_id="a-ann"),
+        "RedeemSignInLink": gateway_pb2.RedeemSignInLinkRequest(code=w.sign_in_code),
         "ImportItems": iter(
             [
                 sampler_pb2.ImportItemsRequest(
@@ -388,8 +386,8 @@ def call(s: Stack, w: World, rpc: str, caller: Caller) -> Code:
     service, method = rpc.strip("/").split("/")
     stub = s.stub(service, caller.identity)
     token = w.tokens.get(caller.person, "")
-    if rpc.endswith("/RenewToken") and caller.person:
-        # Renewing revokes the token used: renew a spare one.
+    if rpc.endswith(("/RenewToken", "/EndSession")) and caller.person:
+        # Renewing or ending a session revokes the token used: use a spare one.
         token = (
             s.stub("strata.v1.AnnotationGateway")
             .IssueToken(

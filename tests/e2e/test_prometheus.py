@@ -99,10 +99,10 @@ def test_up_with_prometheus_scrapes_every_service_and_rules_name_real_metrics(
         def healthy_jobs() -> list[str] | None:
             active = http_json(f"{prom}/api/v1/targets")["data"]["activeTargets"]
             up_jobs = sorted(t["labels"]["job"] for t in active if t["health"] == "up")
-            return up_jobs if len(up_jobs) == len(SERVICES) else None
+            return up_jobs if len(up_jobs) == len(SERVICES) + 1 else None
 
-        targets = wait_for("five healthy scrape targets", healthy_jobs, 30)
-        assert sorted(targets) == sorted(f"strata-{s}" for s in SERVICES)
+        targets = wait_for("six healthy scrape targets (the web's too)", healthy_jobs, 30)
+        assert sorted(targets) == sorted(f"strata-{s}" for s in (*SERVICES, "web"))
 
         # A throughput metric, through Prometheus's HTTP API.
         imported = wait_for(
@@ -157,7 +157,7 @@ def test_up_with_prometheus_scrapes_every_service_and_rules_name_real_metrics(
         # Every metric an alert, a recording rule or a panel reads is one a service exports.
         pages = {
             name: urllib.request.urlopen(info["metrics"], timeout=5).read().decode()
-            for name, info in state["services"].items()
+            for name, info in state["processes"].items()
         }
         exported = set().union(*(exported_names(body) for body in pages.values()))
         records = {r["record"] for g in rule_groups(RULES) for r in g["rules"] if "record" in r}
@@ -174,7 +174,11 @@ def test_up_with_prometheus_scrapes_every_service_and_rules_name_real_metrics(
             u["metadata"]["name"].removeprefix("strata-"): u["spec"]["authorization"]["acls"]
             for u in yaml.safe_load_all(KAFKA_USERS.read_text())
         }
+        # The web touches no Kafka at all: no topic metrics, and no Kafka user.
+        assert "consumer_lag" not in pages["web"] and "events_published" not in pages["web"]
         for service, body in pages.items():
+            if service == "web":
+                continue
             allowed = {
                 op: {
                     a["resource"]["name"]

@@ -11,9 +11,8 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from strata.cli.stack import check_health
 from strata.common.embedded import EmbeddedPostgres, free_port
-from strata.common.grpcserver import LIVENESS
+from strata.common.grpcserver import LIVENESS, check_health
 
 from tests.pki import client_channel
 

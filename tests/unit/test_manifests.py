@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 from strata.cli.main import config_classes
-from strata.cli.stack import SERVICES
+from strata.cli.stack import SERVICES, WEB
 from strata.common.config import describe
 from strata.ops import manifests as m
+from strata.web.config import WebConfig
 
 RULES = m.REPO / "deploy" / "prometheus" / "rules"
 Objects = list[dict[str, Any]]
@@ -36,7 +37,7 @@ def test_every_overlay_passes_schemas_and_rules(rendered, crds) -> None:
     for overlay, objects in rendered.items():
         assert m.check_objects(objects, crds, RULES) == [], overlay
         assert all(o["metadata"].get("namespace") in {"strata", None} for o in objects)
-        assert len(of_kind(objects, "Deployment")) == len(SERVICES)
+        assert set(of_kind(objects, "Deployment")) == {f"strata-{s}" for s in (*SERVICES, WEB)}
 
 
 def test_dev_is_one_of_each_and_prod_scales_out(rendered) -> None:
@@ -46,7 +47,11 @@ def test_dev_is_one_of_each_and_prod_scales_out(rendered) -> None:
     assert of_kind(dev, "Cluster")["strata-pg"]["spec"]["instances"] == 1
     assert not of_kind(dev, "NetworkPolicy") and not of_kind(dev, "KafkaUser")
 
-    assert set(of_kind(prod, "HorizontalPodAutoscaler")) == {"strata-gateway", "strata-inference"}
+    hpas = of_kind(prod, "HorizontalPodAutoscaler")
+    assert set(hpas) == {"strata-gateway", "strata-inference", "strata-web"}
+    web = hpas["strata-web"]["spec"]
+    assert (web["minReplicas"], web["maxReplicas"]) == (2, 10)
+    assert web["metrics"][0]["resource"]["name"] == "cpu"
     quality = of_kind(prod, "ScaledObject")["strata-quality"]["spec"]
     assert "strata_quality_consumer_lag_messages" in quality["triggers"][0]["metadata"]["query"]
     assert quality["maxReplicaCount"] == 6  # the partitions of strata.labels.submitted
@@ -64,7 +69,10 @@ def test_dev_is_one_of_each_and_prod_scales_out(rendered) -> None:
     for name, dep in of_kind(prod, "Deployment").items():
         pod = dep["spec"]["template"]["spec"]
         assert pod["affinity"]["podAntiAffinity"], name
-        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        env = {e["name"]: e for e in pod["containers"][0].get("env", [])}
+        if name == f"strata-{WEB}":  # no database, no Kafka: nothing to log in to
+            assert not [v for v in env if v.startswith(("STRATA_KAFKA_", "STRATA_PG_", "PG"))]
+            continue
         assert env["STRATA_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL", name
     ray = of_kind(prod, "RayCluster")["strata-ray"]["spec"]
     assert ray["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
@@ -131,9 +139,37 @@ NGINX = "nginx.ingress.kubernetes.io"
         ),
         ("Deployment", _set([*CONTAINER, "resources"], {}), "resources.requests needs cpu"),
         (
-            "Deployment",
+            "Deployment/strata-sampler",
             _set([*CONTAINER, "readinessProbe"], {"tcpSocket": {"port": 50051}}),
             "grpc",
+        ),
+        # The gRPC services keep their grpc probes; only the web service answers HTTP ones.
+        (
+            "Deployment/strata-gateway",
+            _set([*CONTAINER, "readinessProbe"], {"httpGet": {"path": "/readyz", "port": 8086}}),
+            "Deployment/strata-gateway: readinessProbe must be a native grpc probe",
+        ),
+        (
+            "Deployment/strata-web",
+            _set([*CONTAINER, "readinessProbe"], {"grpc": {"port": 8086}}),
+            "readinessProbe must be an httpGet of /readyz on its http port",
+        ),
+        (
+            # Alive is not ready: a liveness probe on /readyz restarts every pod when the
+            # gateway is away.
+            "Deployment/strata-web",
+            _set([*CONTAINER, "livenessProbe", "httpGet", "path"], "/readyz"),
+            "livenessProbe must be an httpGet of /healthz on its http port",
+        ),
+        (
+            "Deployment/strata-web",
+            _set([*CONTAINER, "startupProbe", "httpGet", "port"], "metrics"),
+            "startupProbe must be an httpGet of /healthz",
+        ),
+        (
+            "Deployment/strata-web",
+            _add([*CONTAINER, "ports"], {"name": "grpc", "containerPort": 50051}),
+            "it has no gRPC port",
         ),
         ("PodDisruptionBudget", _set(["spec", "selector", "matchLabels"], {"a": "b"}), "no PodDis"),
         ("PrometheusRule", _set(["spec", "groups"], []), "run `make k8s-rules`"),
@@ -194,15 +230,43 @@ NGINX = "nginx.ingress.kubernetes.io"
             "no Certificate in the render carries 10.0.3.7",
         ),
         (
-            "Ingress",
+            "Ingress/strata-gateway",
             _set(["metadata", "annotations", f"{NGINX}/proxy-ssl-secret"], "strata/strata-ca"),
             "proxy-ssl-secret must be the secret of a Certificate",
         ),
         (
-            "Ingress",
+            "Ingress/strata-gateway",
             _set(["metadata", "annotations", f"{NGINX}/backend-protocol"], "GRPC"),
             "backend-protocol must be GRPCS",
         ),
+        # The gateway's Ingress may not pass for a browsers' one by speaking HTTP.
+        (
+            "Ingress/strata-gateway",
+            _set(["metadata", "annotations", f"{NGINX}/backend-protocol"], "HTTP"),
+            "backend-protocol must be GRPCS",
+        ),
+        # The web service: its own identity, names its certificates carry, a TLS Ingress.
+        (
+            "Deployment/strata-web",
+            _set([*VOLUMES, "tls", "secret", "secretName"], "strata-gateway-tls"),
+            "mounts Certificate/strata-gateway, whose uris are not ['spiffe://strata/service/web']",
+        ),
+        (
+            "Deployment/strata-web",
+            _set([*CONTAINER, "env"], [{"name": "STRATA_TLS_MODE", "value": "plaintext"}]),
+            "Deployment/strata-web: sets STRATA_TLS_MODE=plaintext",
+        ),
+        (
+            "ConfigMap/strata-web-config",
+            _set(["data", "STRATA_TRAINING_ADDRESS"], "10.0.3.7:50051"),
+            "Deployment/strata-web: STRATA_TRAINING_ADDRESS=10.0.3.7:50051: no Certificate",
+        ),
+        (
+            "Ingress/strata-web",
+            _set(["metadata", "annotations", f"{NGINX}/backend-protocol"], "GRPCS"),
+            "Ingress/strata-web: backend-protocol must be HTTP",
+        ),
+        ("Ingress/strata-web", _set(["spec", "tls"], []), "must end the browsers' TLS"),
     ],
 )
 def test_the_validator_names_each_mistake(rendered, crds, kind, change, expected) -> None:
@@ -254,6 +318,33 @@ def admits(
     return False
 
 
+def sends(
+    policies: Objects, source: dict[str, str], port: int, to: dict[str, str], namespace: str
+) -> bool:
+    """Whether the NetworkPolicies of namespace strata let a pod of it (labels `source`)
+    connect to a pod (labels `to`, in `namespace`) on `port`."""
+    isolating = [
+        p
+        for p in policies
+        if "Egress" in m.policy_types(p) and m.selects(p["spec"]["podSelector"], source)
+    ]
+    if not isolating:
+        return True
+    for rule in (r for p in isolating for r in p["spec"].get("egress", [])):
+        if rule.get("ports") and port not in [p["port"] for p in rule["ports"]]:
+            continue
+        for peer in rule.get("to", [{"namespaceSelector": {}}]):
+            ns = {"kubernetes.io/metadata.name": namespace}
+            in_namespace = (
+                m.selects(peer["namespaceSelector"], ns)
+                if "namespaceSelector" in peer
+                else namespace == "strata"
+            )
+            if in_namespace and m.selects(peer.get("podSelector", {}), to):
+                return True
+    return False
+
+
 def test_only_training_reaches_ray_and_only_the_ingress_controller_the_gateway(rendered) -> None:
     objects = rendered["prod-gpu"]
     policies = list(of_kind(objects, "NetworkPolicy").values())
@@ -283,13 +374,72 @@ def test_only_training_reaches_ray_and_only_the_ingress_controller_the_gateway(r
     assert ray["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "127.0.0.1"
 
 
+def test_the_web_is_reached_through_the_ingress_controller_and_reaches_only_the_services(
+    rendered,
+) -> None:
+    objects = rendered["prod"]
+    policies = list(of_kind(objects, "NetworkPolicy").values())
+    pods = dict(p for o in objects for p in m.pod_labels(o))
+    web = pods["Deployment/strata-web"]
+    # In: browsers through the ingress controller, Prometheus on the metrics port; no pod of
+    # Strata's own namespace or any other.
+    assert admits(policies, web, 8080, {}, "ingress-nginx")
+    assert admits(policies, web, 9464, {}, "monitoring")
+    assert not admits(policies, web, 8080, {}, "monitoring")
+    assert not admits(policies, web, 8080, {}, "default")
+    for name, labels in pods.items():
+        assert not admits(policies, web, 8080, labels, "strata"), name
+    # Out: DNS and each service's gRPC port, which admits the web as a caller.
+    assert sends(policies, web, 53, {"k8s-app": "kube-dns"}, "kube-system")
+    for service in SERVICES:
+        target = pods[f"Deployment/strata-{service}"]
+        assert sends(policies, web, 50051, target, "strata"), service
+        assert admits(policies, target, 50051, web, "strata"), service
+        assert not sends(policies, web, 8086, target, "strata"), service  # the health port
+    # Not Postgres, not Kafka, not Ray, not the internet; the services still reach them.
+    postgres = {"cnpg.io/cluster": "strata-pg", "cnpg.io/instanceRole": "primary"}
+    kafka = {"strimzi.io/cluster": "strata-kafka", "strimzi.io/kind": "Kafka"}
+    head = pods["RayCluster/strata-ray head"]
+    for to, port in [(postgres, 5432), (kafka, 9092), (kafka, 9093), (head, 10001)]:
+        assert not sends(policies, web, port, to, "strata"), (to, port)
+    assert not sends(policies, web, 443, {}, "default")
+    gateway = pods["Deployment/strata-gateway"]
+    assert sends(policies, gateway, 5432, postgres, "strata")
+    assert sends(policies, gateway, 9093, kafka, "strata")
+    assert sends(policies, pods["Deployment/strata-training"], 10001, head, "strata")
+
+
+def test_the_web_believes_forwarded_headers_only_behind_its_network_policy(rendered) -> None:
+    for overlay, objects in rendered.items():
+        config = next(
+            c["data"]
+            for n, c in of_kind(objects, "ConfigMap").items()
+            if n.startswith("strata-web-config-")
+        )
+        assert config["STRATA_WEB_SECURE_COOKIES"] == "always", overlay
+        assert config["STRATA_WEB_HOST"] == "0.0.0.0" and config["STRATA_WEB_PORT"] == "8080"
+        policed = "strata-web-ingress" in of_kind(objects, "NetworkPolicy")
+        assert policed == (overlay != "dev")
+        trusted = config["STRATA_WEB_FORWARDED_ALLOW_IPS"]
+        assert trusted == ("*" if policed else "127.0.0.1"), overlay
+        ingress = of_kind(objects, "Ingress")["strata-web"]["spec"]
+        [path] = ingress["rules"][0]["http"]["paths"]
+        assert path["path"] == "/" and path["backend"]["service"] == {
+            "name": "strata-web",
+            "port": {"name": "http"},
+        }
+        assert ingress["tls"][0]["hosts"] == [ingress["rules"][0]["host"]]
+        service = of_kind(objects, "Service")["strata-web"]["spec"]
+        assert {p["name"]: p["port"] for p in service["ports"]} == {"http": 8080, "metrics": 9464}
+
+
 def test_every_service_has_its_own_certificate_from_the_strata_ca(rendered) -> None:
     for overlay, objects in rendered.items():
         certificates = of_kind(objects, "Certificate")
         issuer = of_kind(objects, "Issuer")["strata-ca"]["spec"]["ca"]
         assert certificates["strata-ca"]["spec"]["isCA"]
         assert issuer["secretName"] == certificates["strata-ca"]["spec"]["secretName"]
-        for service in SERVICES:
+        for service in (*SERVICES, WEB):
             spec = certificates[f"strata-{service}"]["spec"]
             host = f"strata-{service}"
             assert spec["secretName"] == f"{host}-tls", overlay
@@ -330,6 +480,7 @@ def test_secrets_the_operator_must_create_are_listed(rendered) -> None:
             "strata-gateway-public-tls",
             "strata-models-s3",
             *(f"strata-pg-{s}" for s in SERVICES),
+            "strata-web-public-tls",
         ]
     )
 
@@ -359,7 +510,7 @@ def test_the_prometheus_rule_is_the_rule_files(tmp_path) -> None:
 
 def test_every_setting_the_manifests_pass_is_one_a_service_reads(rendered) -> None:
     known: set[str] = set()
-    for cls in config_classes():
+    for cls in [*config_classes(), WebConfig]:
         for variable, _default, _help in describe(cls):
             known.update(variable.replace("{SERVICE}", s.upper()) for s in SERVICES)
     others = {"RAY_ADDRESS", "PGPASSWORD", "HOME", "MPLCONFIGDIR"}
@@ -370,7 +521,7 @@ def test_every_setting_the_manifests_pass_is_one_a_service_reads(rendered) -> No
                 passed.update(cm["data"])
         for dep in of_kind(objects, "Deployment").values():
             passed.update(
-                e["name"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+                e["name"] for e in dep["spec"]["template"]["spec"]["containers"][0].get("env", [])
             )
         unknown = {
             v for v in passed if v not in known and v not in others and not v.startswith("AWS_")

@@ -6,16 +6,20 @@ import json
 
 import yaml
 from strata.cli.prometheus import render, scrape_config
-from strata.cli.stack import SERVICES, StackConfig
+from strata.cli.stack import SERVICES, WEB, StackConfig
 from strata.ops.manifests import REPO
 
 
 def test_deploy_scrape_config_is_what_strata_up_writes_for_default_ports() -> None:
     defaults = StackConfig()
-    targets = {s: f"127.0.0.1:{defaults.metrics_base_port + i}" for i, s in enumerate(SERVICES)}
+    # The web service's metrics port comes after the five services' (Stack.web_metrics_port).
+    targets = {
+        s: f"127.0.0.1:{defaults.metrics_base_port + i}" for i, s in enumerate((*SERVICES, WEB))
+    }
     written = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
     assert written == yaml.safe_load(render(scrape_config(targets, ["rules/*.yml"])))
-    assert [j["job_name"] for j in written["scrape_configs"]] == [f"strata-{s}" for s in SERVICES]
+    jobs = [j["job_name"] for j in written["scrape_configs"]]
+    assert jobs == [f"strata-{s}" for s in (*SERVICES, WEB)]
 
 
 def test_dashboard_covers_every_stage_and_is_well_formed() -> None:
@@ -26,7 +30,7 @@ def test_dashboard_covers_every_stage_and_is_well_formed() -> None:
     rows = [p["title"] for p in panels if p["type"] == "row"]
     assert rows == ["Throughput per stage", "Latency", "Lag and queues", "Label quality", "Model"]
     exprs = " ".join(t["expr"] for p in panels for t in p.get("targets", []))
-    for service in SERVICES:
+    for service in (*SERVICES, WEB):
         assert f"strata_{service}_" in exprs, service
     for p in panels:
         if p["type"] != "row":
@@ -43,4 +47,5 @@ def test_the_embedded_stacks_default_ports_lie_below_the_ephemeral_range() -> No
     n = len(SERVICES)
     ports = [c.pg_port, c.kafka_port, c.prometheus_port]
     ports += [c.grpc_base_port + i for i in range(n)] + [c.metrics_base_port + i for i in range(n)]
+    ports += [c.web_port, c.metrics_base_port + n]  # the web UI and its metrics
     assert max(ports) < 32768 and len(set(ports)) == len(ports)

@@ -157,7 +157,7 @@ def cmd_status(args: argparse.Namespace, config: StackConfig) -> int:
     from grpc_health.v1 import health_pb2_grpc
 
     from strata.cli.connect import client_tls
-    from strata.cli.stack import check_health
+    from strata.common.grpcserver import check_health
     from strata.common.tls import open_channel
 
     state_file = config.home / "stack.json"
@@ -176,7 +176,21 @@ def cmd_status(args: argparse.Namespace, config: StackConfig) -> int:
             ok = check_health(health_pb2_grpc.HealthStub(channel))
         healthy &= ok
         print(f"{name:<10}{'SERVING' if ok else 'NOT SERVING':<13}{svc['grpc']}  {svc['metrics']}")
+    if state.get("web"):
+        ok = _web_ready(state["web"])
+        healthy &= ok
+        print(f"{'web':<10}{'READY' if ok else 'NOT READY':<13}{state['web']}")
     return 0 if healthy else 1
+
+
+def _web_ready(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2.0) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
 
 
 def cmd_topics(args: argparse.Namespace, config: StackConfig) -> int:
@@ -196,6 +210,7 @@ def config_classes() -> list[type]:
     from strata.quality.config import QualityConfig
     from strata.sampler.config import SamplerConfig
     from strata.training.config import TrainingConfig
+    from strata.web.config import WebConfig
 
     return [
         StackConfig,
@@ -206,6 +221,7 @@ def config_classes() -> list[type]:
         SamplerConfig,
         InferenceConfig,
         TrainingConfig,
+        WebConfig,
     ]
 
 

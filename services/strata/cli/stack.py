@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from strata.cli.prometheus import EmbeddedPrometheus
 from strata.common.bus import BrokerIncarnation, EventProducer, KafkaSettings, wait_for_broker
@@ -29,6 +31,7 @@ from strata.common.config import (
 )
 from strata.common.db import Migration, kit_migrations, load_migrations, migrate, package_migrations
 from strata.common.embedded import EmbeddedBroker, EmbeddedPostgres, PortInUseError, port_is_free
+from strata.common.grpcserver import check_health
 from strata.common.tls import TlsConfig, TlsFiles, ensure_local_pki, open_channel
 from strata.gateway.auth import new_token
 
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # In the order they are started: producers of what others consume come first.
 SERVICES = ("sampler", "inference", "gateway", "quality", "training")
+# The browser's service: HTTP, no gRPC port; it calls the others as the signed-in person.
+WEB = "web"
 
 
 def implemented_services() -> list[str]:
@@ -98,6 +103,9 @@ class StackConfig:
         "first /metrics port; each service gets the next one",
     )
     host: str = setting("STRATA_GRPC_HOST", default="127.0.0.1", help="bind address")
+    web_port: int = setting(
+        "STRATA_WEB_PORT", parse_port, 8080, "the browser's port: the UI and /api (web service)"
+    )
     prometheus_port: int = setting(
         "STRATA_PROMETHEUS_PORT", parse_port, 9090, "Prometheus port (`strata up --prometheus`)"
     )
@@ -185,7 +193,20 @@ class Stack:
 
     def _make_pki(self) -> dict[str, TlsFiles]:
         hosts = sorted({"localhost", "127.0.0.1", self.config.host} - {"0.0.0.0", ""})
-        return ensure_local_pki(self.tls_dir, SERVICES, hosts, clients=("cli",))
+        return ensure_local_pki(self.tls_dir, (*SERVICES, WEB), hosts, clients=("cli",))
+
+    @property
+    def with_web(self) -> bool:
+        """The browser comes up with a stack that has every service it calls."""
+        return set(SERVICES) <= set(self.services) and _runnable(WEB)
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.config.host}:{self.config.web_port}"
+
+    @property
+    def web_metrics_port(self) -> int:
+        return self.config.metrics_base_port + len(SERVICES)
 
     def admin_token(self) -> str:
         """The bootstrap admin token of this stack (mode 0600), replaced when it nears the
@@ -218,6 +239,9 @@ class Stack:
             grpc_port, metrics_port = self.ports(name)
             wanted.append((f"{name} gRPC", grpc_port, "STRATA_GRPC_BASE_PORT"))
             wanted.append((f"{name} metrics", metrics_port, "STRATA_METRICS_BASE_PORT"))
+        if self.with_web:
+            wanted.append(("the web UI", cfg.web_port, "STRATA_WEB_PORT"))
+            wanted.append(("web metrics", self.web_metrics_port, "STRATA_METRICS_BASE_PORT"))
         if self.with_prometheus:
             wanted.append(("Prometheus", cfg.prometheus_port, "STRATA_PROMETHEUS_PORT"))
         for what, port, variable in wanted:
@@ -292,6 +316,10 @@ class Stack:
                 f"http://{cfg.host}:{sp.metrics_port}/metrics",
                 time.monotonic() - t,
             )
+        if self.with_web:
+            t = time.monotonic()
+            self.processes.append(self._start_web(logs))
+            self.report("web", self.web_url, time.monotonic() - t)
         if self.with_prometheus:
             t = time.monotonic()
             targets = {sp.name: f"{cfg.host}:{sp.metrics_port}" for sp in self.processes}
@@ -309,8 +337,32 @@ class Stack:
             self.report("prometheus", f"{self.prometheus.url} ({rules})", time.monotonic() - t)
         self._write_state()
 
-    def _spawn(self, name: str, grpc_port: int, metrics_port: int, logs: Path) -> None:
+    def _environ(self, name: str) -> dict[str, str]:
+        """What every process of the stack is started with: its identity, the others'
+        addresses."""
         env = dict(os.environ)
+        if self.plaintext:
+            env.setdefault("STRATA_SERVICE_SECRET", self._service_secret())
+        else:
+            env.update(self.tls[name].environ())
+        for other in SERVICES:
+            env.setdefault(f"STRATA_{other.upper()}_ADDRESS", self.address(other))
+        return env
+
+    def _popen(self, name: str, env: dict[str, str], logs: Path) -> tuple[Any, Path]:
+        log_path = logs / f"{name}.log"
+        with open(log_path, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", f"strata.{name}"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return proc, log_path
+
+    def _spawn(self, name: str, grpc_port: int, metrics_port: int, logs: Path) -> None:
+        env = self._environ(name)
         env.update(
             {
                 "STRATA_PG_DSN": self.pg_dsn,
@@ -321,26 +373,38 @@ class Stack:
                 "STRATA_GATEWAY_ADMIN_TOKEN": self.admin_token(),
             }
         )
-        if self.plaintext:
-            env.setdefault("STRATA_SERVICE_SECRET", self._service_secret())
-        else:
-            env.update(self.tls[name].environ())
-        for other in SERVICES:
-            env.setdefault(f"STRATA_{other.upper()}_ADDRESS", self.address(other))
         # Model artifacts on a path training writes and inference reads; Ray runs beside them.
         home = self.config.home.resolve()
         env.setdefault("STRATA_TRAINING_ARTIFACT_ROOT", f"file://{home / 'artifacts'}")
         env.setdefault("STRATA_TRAINING_RAY_STORAGE", str(home / "ray"))
-        log_path = logs / f"{name}.log"
-        with open(log_path, "ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", f"strata.{name}"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        proc, log_path = self._popen(name, env, logs)
         self.processes.append(ServiceProcess(name, grpc_port, metrics_port, proc, log_path))
+
+    def _start_web(self, logs: Path, timeout_s: float = 60.0) -> ServiceProcess:
+        """The web service, once it answers ready (the gateway SERVING behind it)."""
+        env = self._environ(WEB)
+        env.update(
+            {
+                "STRATA_WEB_HOST": self.config.host,
+                "STRATA_WEB_PORT": str(self.config.web_port),
+                "STRATA_WEB_METRICS_PORT": str(self.web_metrics_port),
+            }
+        )
+        proc, log_path = self._popen(WEB, env, logs)
+        sp = ServiceProcess(WEB, 0, self.web_metrics_port, proc, log_path)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"web exited with code {proc.returncode}; see {log_path}")
+            try:
+                with urllib.request.urlopen(f"{self.web_url}/readyz", timeout=1.0) as reply:
+                    if reply.status == 200:
+                        return sp
+            except OSError:
+                pass
+            time.sleep(0.2)
+        proc.kill()
+        raise TimeoutError(f"web was not ready within {timeout_s:.0f}s; see {log_path}")
 
     def _wait_serving(self, sp: ServiceProcess, timeout_s: float = 120.0) -> None:
         target = f"{self.config.host}:{sp.grpc_port}"
@@ -365,9 +429,19 @@ class Stack:
             "admin_token_file": str(self.admin_token_file),
             "tls_dir": None if self.plaintext else str(self.tls_dir),
             "prometheus": self.prometheus.url if self.prometheus else None,
+            "web": self.web_url if self.with_web else None,
+            # The gRPC services; the web (HTTP) is above, its process under "processes".
             "services": {
                 sp.name: {
                     "grpc": f"{self.config.host}:{sp.grpc_port}",
+                    "metrics": f"http://{self.config.host}:{sp.metrics_port}/metrics",
+                    "pid": sp.proc.pid,
+                }
+                for sp in self.processes
+                if sp.name != WEB
+            },
+            "processes": {
+                sp.name: {
                     "metrics": f"http://{self.config.host}:{sp.metrics_port}/metrics",
                     "pid": sp.proc.pid,
                 }
@@ -399,15 +473,6 @@ class Stack:
         if self.postgres is not None:
             self.postgres.stop()
         self.state_file.unlink(missing_ok=True)
-
-
-def check_health(stub: health_pb2_grpc.HealthStub, service: str = "") -> bool:
-    """True when the server answers SERVING for `service`."""
-    try:
-        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
-    except grpc.RpcError:
-        return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def _redact(dsn: str) -> str:

@@ -177,10 +177,18 @@ class Guard:
                     return self.service_keys.verify(_text(value))
         return None
 
+    def _forwarder(self, context: grpc.ServicerContext, metadata: Metadata) -> bool:
+        """The call comes from a trusted forwarder of people's calls (the web service,
+        the Ingress): by its certificate, or its signed name on a plaintext stack."""
+        if self.peer_of(context) in self.forwarders:
+            return True
+        service = self._service(context, metadata)
+        return service is not None and Peer("service", service) in self.forwarders
+
     def source(self, context: grpc.ServicerContext, metadata: Metadata) -> str:
         """Where the call came from: the peer's address, or the address a trusted
         forwarder (the web service, the Ingress) passes on."""
-        if self.peer_of(context) in self.forwarders:
+        if self._forwarder(context, metadata):
             for key, value in metadata:
                 if key.lower() == FORWARDED_FOR:
                     first = _text(value).split(",")[0].strip()
@@ -200,8 +208,9 @@ class Guard:
             self._refuse_unauthenticated(
                 rpc, source, "no bearer token: send metadata 'authorization: Bearer <token>'"
             )
-        # A service forwarding a person's token is not where a bad token came from.
-        counted = service is None
+        # A service passing on its caller's token is not where a bad token came from; a
+        # forwarder of people's calls names the source, and that source is counted.
+        counted = service is None or self._forwarder(context, metadata)
         if counted and self.limiter.throttled(source):
             suppressed = self.limiter.audit_due(source)
             if suppressed is not None:

@@ -262,17 +262,24 @@ class ServiceConfig:
         return self.service
 
 
-def load_service_config(service: str, environ: Mapping[str, str]) -> ServiceConfig:
-    """The `ServiceConfig` of `service` from `environ`; raises ConfigError."""
+def load_identity(environ: Mapping[str, str], service_secret: str) -> Any:
+    """How this process proves which service it is: its TLS settings (mutual by default),
+    or, on a plaintext stack, the shared secret, which must then be set."""
     from strata.common.tls import load_tls_config
 
-    config = load(ServiceConfig, environ, service=service)
     tls = load_tls_config(environ)
-    if not tls.enabled and not config.service_secret:
+    if not tls.enabled and not service_secret:
         raise ConfigError(
             "STRATA_SERVICE_SECRET",
             "is not set",
             "with STRATA_TLS_MODE=plaintext, services prove who they are with this shared "
             "secret; set the same random value for every service",
         )
+    return tls
+
+
+def load_service_config(service: str, environ: Mapping[str, str]) -> ServiceConfig:
+    """The `ServiceConfig` of `service` from `environ`; raises ConfigError."""
+    config = load(ServiceConfig, environ, service=service)
+    tls = load_identity(environ, config.service_secret)
     return dataclasses.replace(config, tls=tls, identity=service)

@@ -209,3 +209,12 @@ class HealthMonitor:
             self.serving = False
             self.health_servicer.enter_graceful_shutdown()
             self.metrics.serving.set(0)
+
+
+def check_health(stub: health_pb2_grpc.HealthStub, service: str = "") -> bool:
+    """True when the server answers SERVING for `service`."""
+    try:
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
+    except grpc.RpcError:
+        return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

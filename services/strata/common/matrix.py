@@ -99,6 +99,21 @@ MATRIX: Mapping[str, Rule] = {
     _rpc(GATEWAY, "ListProjects"): Rule(ANY_PERSON, blocked_may_call=True),
     _rpc(GATEWAY, "RenewToken"): Rule(ANY_PERSON, blocked_may_call=True),
     _rpc(GATEWAY, "ListAudit"): Rule("manager", project=FROM_REQUEST, admin_without_project=True),
+    _rpc(GATEWAY, "StartSession"): Rule(
+        ANY_PERSON, blocked_may_call=True, note="a session token scoped as the token presented"
+    ),
+    _rpc(GATEWAY, "EndSession"): Rule(
+        ANY_PERSON, blocked_may_call=True, note="revokes the token presented"
+    ),
+    _rpc(GATEWAY, "CreateSignInLink"): Rule(
+        "manager",
+        project=FROM_REQUEST,
+        note="for a member of the project, never an admin; the session reaches only the "
+        "projects you manage",
+    ),
+    _rpc(GATEWAY, "RedeemSignInLink"): Rule(
+        services=("web",), note="the one-time code is the person's proof"
+    ),
     # -- the sampler -----------------------------------------------------------------------
     _rpc("Sampler", "ImportItems"): Rule("manager", project=FROM_STREAM),
     _rpc("Sampler", "NextBatch"): Rule(services=("gateway",), note="hands items to a gateway"),

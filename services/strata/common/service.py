@@ -67,16 +67,21 @@ class _NoDirectory:
 def service_channel(target: str, config: ServiceConfig) -> grpc.Channel:
     """A channel on which this service calls another as itself: its certificate on a
     TLS stack, its signed identity on a plaintext one."""
-    tls: TlsConfig = config.tls
+    return identity_channel(
+        target, config.tls, config.identity or config.service, config.service_secret
+    )
+
+
+def identity_channel(target: str, tls: TlsConfig, name: str, service_secret: str) -> grpc.Channel:
+    """A channel to `target` that proves this process is service `name`."""
     channel: grpc.Channel
     if tls.enabled:
         # cert-manager renews the files in place; calls follow them.
         channel = RenewingChannel(lambda: open_channel(target, tls), lambda: files_stamp(tls))
     else:
         channel = open_channel(target, tls)
-    if not tls.enabled and config.service_secret:
-        keys = ServiceKeys(config.service_secret)
-        name = config.identity or config.service
+    if not tls.enabled and service_secret:
+        keys = ServiceKeys(service_secret)
         channel = grpc.intercept_channel(
             channel, CallMetadata(lambda: [(SERVICE_HEADER, keys.sign(name))])
         )

@@ -34,6 +34,18 @@ def _rpc_name() -> str:
     return current_rpc().rsplit("/", 1)[-1]
 
 
+def bounded_ttl(context: grpc.ServicerContext, requested: int, default: int, most: int) -> int:
+    """A lifetime in seconds: `default` when 0, else between a minute and `most`."""
+    ttl = requested or default
+    if not 60 <= ttl <= most:
+        abort(
+            context,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"ttl_seconds must be between 60 and {most}, got {ttl}",
+        )
+    return ttl
+
+
 def no_person(annotator_id: str) -> str:
     return f"no annotator {annotator_id!r}"
 
@@ -79,14 +91,7 @@ class PeopleRpcs:
         return shared
 
     def _ttl(self, context: grpc.ServicerContext, requested: int) -> int:
-        ttl = requested or DEFAULT_TOKEN_TTL_S
-        if not 60 <= ttl <= MAX_TOKEN_TTL_S:
-            abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"ttl_seconds must be between 60 and {MAX_TOKEN_TTL_S}, got {ttl}",
-            )
-        return ttl
+        return bounded_ttl(context, requested, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S)
 
     def _member_role(self, context: grpc.ServicerContext, role: int) -> str:
         name = PROJECT_ROLES.get(role)  # type: ignore[call-overload]

@@ -141,6 +141,34 @@ def lookup_token(conn: Conn, token_hash: str) -> tuple[Principal, datetime, bool
     return principal, row[2], bool(row[3])
 
 
+def insert_sign_in_link(
+    conn: Conn,
+    code_hash: str,
+    annotator_id: str,
+    project: str,
+    created_by: str,
+    expires_at: datetime,
+) -> None:
+    conn.execute(
+        "INSERT INTO sign_in_links (code_hash, annotator_id, project, created_by, expires_at) "
+        "VALUES (%s, %s, %s, %s, %s)",
+        (code_hash, annotator_id, project, created_by, expires_at),
+    )
+
+
+def use_sign_in_link(conn: Conn, code_hash: str, now: datetime) -> tuple[str, str] | None:
+    """(annotator, project) of an unused, unexpired link whose holder is still a member
+    there, marked used; None for anything else (the caller cannot tell which)."""
+    row = conn.execute(
+        "UPDATE sign_in_links l SET used_at = %s WHERE code_hash = %s AND used_at IS NULL "
+        "AND expires_at > %s AND EXISTS (SELECT 1 FROM memberships m "
+        "WHERE m.annotator_id = l.annotator_id AND m.project = l.project) "
+        "RETURNING annotator_id, project",
+        (now, code_hash, now),
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
 # -- memberships ---------------------------------------------------------------------
 
 

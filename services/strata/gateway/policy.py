@@ -233,8 +233,10 @@ class Reject:
     message: str
 
 
-def check_value(value: str, duration_ms: int, max_value_bytes: int) -> Reject | None:
-    """Checks that need no database: empty, oversized, negative duration."""
+def check_value(
+    value: str, duration_ms: int, max_value_bytes: int, active_ms: int = 0
+) -> Reject | None:
+    """Checks that need no database: empty, oversized, negative or impossible times."""
     if not value.strip():
         return Reject(
             grpc.StatusCode.INVALID_ARGUMENT,
@@ -250,6 +252,11 @@ def check_value(value: str, duration_ms: int, max_value_bytes: int) -> Reject | 
         return Reject(
             grpc.StatusCode.INVALID_ARGUMENT,
             f"duration_ms must be zero or positive, got {duration_ms}",
+        )
+    if active_ms < 0 or (duration_ms and active_ms > duration_ms):
+        return Reject(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"active_ms must be between 0 and duration_ms ({duration_ms}), got {active_ms}",
         )
     return None
 

@@ -44,6 +44,7 @@ from strata.gateway.policy import (
     roll_gold,
 )
 from strata.gateway.refill import Refiller
+from strata.gateway.sessions import SessionRpcs
 from strata.gateway.submit import Rejected, Submission, SubmitBatcher
 from strata.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
@@ -106,7 +107,7 @@ def load_contract_files(db: Database, folder: Path) -> list[str]:
     return loaded
 
 
-class GatewayServicer(PeopleRpcs, gateway_pb2_grpc.AnnotationGatewayServicer):
+class GatewayServicer(PeopleRpcs, SessionRpcs, gateway_pb2_grpc.AnnotationGatewayServicer):
     def __init__(
         self,
         db: Database,
@@ -242,7 +243,9 @@ class GatewayServicer(PeopleRpcs, gateway_pb2_grpc.AnnotationGatewayServicer):
     ) -> gateway_pb2.SubmitLabelResponse:
         started = time.perf_counter()
         principal = self.auth.principal(context.invocation_metadata(), self.clock())
-        problem = check_value(request.value, request.duration_ms, self.max_value_bytes)
+        problem = check_value(
+            request.value, request.duration_ms, self.max_value_bytes, request.active_ms
+        )
         if problem is not None:
             self.metrics.labels_submitted.labels(project="", outcome=problem.code.name).inc()
             self.guard.checked()
@@ -267,6 +270,7 @@ class GatewayServicer(PeopleRpcs, gateway_pb2_grpc.AnnotationGatewayServicer):
                     task_id=task_id,
                     value=request.value,
                     duration_ms=request.duration_ms,
+                    active_ms=request.active_ms,
                     # Without a client key the task itself makes a retry idempotent.
                     client_label_id=request.client_label_id or f"task:{task_id}",
                 )

@@ -469,6 +469,7 @@ class NewLabel:
     gold: bool
     unit_id: int
     reclaim_slot: bool
+    active_ms: int = 0
 
 
 def insert_labels(conn: Conn, labels: Sequence[NewLabel], events: Sequence[OutgoingEvent]) -> None:
@@ -486,9 +487,10 @@ def insert_labels(conn: Conn, labels: Sequence[NewLabel], events: Sequence[Outgo
     with conn.cursor() as cur:
         cur.execute(
             "INSERT INTO labels (label_id, task_id, item_id, project, annotator_id, "
-            "client_label_id, value, ontology_version, duration_ms, source, gold) "
+            "client_label_id, value, ontology_version, duration_ms, source, gold, active_ms) "
             "SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[], "
-            "%s::text[], %s::text[], %s::text[], %s::bigint[], %s::int[], %s::bool[])",
+            "%s::text[], %s::text[], %s::text[], %s::bigint[], %s::int[], %s::bool[], "
+            "%s::bigint[])",
             (
                 [lab.label_id for lab in labels],
                 [lab.task_id for lab in labels],
@@ -501,6 +503,7 @@ def insert_labels(conn: Conn, labels: Sequence[NewLabel], events: Sequence[Outgo
                 [lab.duration_ms for lab in labels],
                 [int(lab.source) for lab in labels],
                 [lab.gold for lab in labels],
+                [lab.active_ms for lab in labels],
             ),
         )
         cur.execute(

@@ -50,6 +50,7 @@ class Submission:
     value: str
     duration_ms: int
     client_label_id: str
+    active_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ def label_event(ctx: store.TaskContext, label: store.NewLabel, submitted_at: Any
             value=label.value,
             ontology_version=label.ontology_version,
             duration_ms=label.duration_ms,
+            active_ms=label.active_ms,
             source=label.source,
             project=label.project,
         ),
@@ -253,6 +255,7 @@ class SubmitBatcher:
                     value=sub.value,
                     ontology_version=ctx.snapshot.ontology_version,
                     duration_ms=sub.duration_ms,
+                    active_ms=sub.active_ms,
                     source=SOURCE_BY_KIND.get(ctx.snapshot.kind, common_pb2.LABEL_SOURCE_HUMAN),
                     gold=ctx.snapshot.kind == "gold",
                     unit_id=ctx.unit_id,

@@ -1,10 +1,11 @@
 """Strata's own rules for a rendered overlay, beyond the schemas (`make k8s-validate`).
 
 Non-root, read-only root filesystem, requests and limits, native gRPC probes on the
-plaintext health port, a PodDisruptionBudget per Deployment, references that resolve,
-mutual TLS on every service with a certificate of its own identity, network policies
-that cover every pod (Ray's included), one KafkaTopic per topic of the catalog, and the
-PrometheusRule equal to `deploy/prometheus/rules/`.
+plaintext health port (HTTP probes of /healthz and /readyz for the browser's web service),
+a PodDisruptionBudget per Deployment, references that resolve, mutual TLS on every service
+with a certificate of its own identity, network policies that cover every pod (Ray's
+included), one KafkaTopic per topic of the catalog, and the PrometheusRule equal to
+`deploy/prometheus/rules/`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ from strata.common.topics import ALL_TOPICS
 
 # -- Strata's rules ----------------------------------------------------------------
 
+# Services that serve browsers over HTTP instead of gRPC (app.kubernetes.io/component): the
+# web service. Plain HTTP on their port named http, behind a TLS Ingress; the kubelet probes
+# that port over HTTP. Their gRPC calls to the others are mutual TLS like everyone's.
+HTTP_SERVICES = frozenset({"web"})
+# Probe -> the path an HTTP service answers it on: alive while the process runs, ready while
+# the gateway answers SERVING.
+HTTP_PROBES = {"startupProbe": "/healthz", "readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+
 
 def _name(obj: Mapping[str, Any]) -> str:
     return f"{obj['kind']}/{obj['metadata']['name']}"
@@ -39,6 +48,35 @@ def _pod_specs(obj: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]
 
 def _matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _component(dep: Mapping[str, Any]) -> str:
+    labels = dep["spec"]["template"]["metadata"].get("labels", {})
+    return str(labels.get("app.kubernetes.io/component", ""))
+
+
+def _http_probe_problems(dep: Mapping[str, Any]) -> list[str]:
+    """An HTTP service's probes: httpGet of its health paths on its http port; no gRPC port."""
+    at, c = _name(dep), dep["spec"]["template"]["spec"]["containers"][0]
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+    problems = []
+    if "http" not in ports:
+        problems.append(f"{at}: needs its HTTP port (a container port named http)")
+    if "grpc" in ports:
+        problems.append(f"{at}: serves browsers over HTTP; it has no gRPC port")
+    for probe, path in HTTP_PROBES.items():
+        if probe not in c and probe != "startupProbe":
+            problems.append(f"{at}: needs a {probe}")
+            continue
+        get = c.get(probe, {}).get("httpGet")
+        if probe in c and (
+            get is None
+            or get.get("path") != path
+            or get.get("port") not in {"http", ports.get("http")}
+            or get.get("scheme", "HTTP") != "HTTP"
+        ):
+            problems.append(f"{at}: {probe} must be an httpGet of {path} on its http port")
+    return problems
 
 
 def policy_problems(objects: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -81,9 +119,12 @@ def policy_problems(objects: Sequence[Mapping[str, Any]]) -> list[str]:
     for dep in by_kind.get("Deployment", []):
         labels = dep["spec"]["template"]["metadata"].get("labels", {})
         c = dep["spec"]["template"]["spec"]["containers"][0]
-        for probe in ("readinessProbe", "livenessProbe"):
-            if "grpc" not in c.get(probe, {}):
-                problems.append(f"{_name(dep)}: {probe} must be a native grpc probe")
+        if _component(dep) in HTTP_SERVICES:
+            problems += _http_probe_problems(dep)
+        else:
+            for probe in ("readinessProbe", "livenessProbe"):
+                if "grpc" not in c.get(probe, {}):
+                    problems.append(f"{_name(dep)}: {probe} must be a native grpc probe")
         if not any(_matches(p["spec"]["selector"].get("matchLabels", {}), labels) for p in pdbs):
             problems.append(f"{_name(dep)}: no PodDisruptionBudget selects its pods")
     deployments = {d["metadata"]["name"] for d in by_kind.get("Deployment", [])}
@@ -195,7 +236,7 @@ def _deployment_tls_problems(
     certificates: Mapping[str, Mapping[str, Any]],
 ) -> list[str]:
     at, template = _name(dep), dep["spec"]["template"]
-    component = template["metadata"].get("labels", {}).get("app.kubernetes.io/component", "")
+    component = _component(dep)
     pod, problems = template["spec"], []
     c = pod["containers"][0]
     env = _environment(c, configmaps)
@@ -222,18 +263,6 @@ def _deployment_tls_problems(
             problems.append(f"{at}: mounts {_name(certificate)}, whose uris are not {identity}")
         if not mount.get("readOnly"):
             problems.append(f"{at}: its TLS secret must be mounted read-only")
-    # The kubelet's grpc probes cannot speak TLS: they ask the plaintext health port.
-    ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
-    health = ports.get("health")
-    if health is None:
-        problems.append(f"{at}: needs a plaintext health port (a container port named health)")
-        return problems
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        if probe in c and c[probe].get("grpc", {}).get("port") != health:
-            problems.append(f"{at}: {probe} must ask the health port {health}")
-    variable = f"STRATA_{component.upper()}_HEALTH_PORT"
-    if env.get(variable) != str(health):
-        problems.append(f"{at}: {variable} must be {health}, its health port")
     # A peer is dialled by a name its certificate carries, or the handshake fails.
     names = {n for cert in certificates.values() for n in cert["spec"].get("dnsNames", [])}
     for variable, address in sorted(env.items()):
@@ -242,13 +271,53 @@ def _deployment_tls_problems(
             problems.append(
                 f"{at}: {variable}={address}: no Certificate in the render carries {host}"
             )
+    if component not in HTTP_SERVICES:  # their HTTP probes: _http_probe_problems
+        problems += _health_port_problems(at, c, env, component)
     return problems
 
 
+def _health_port_problems(
+    at: str, c: Mapping[str, Any], env: Mapping[str, str], component: str
+) -> list[str]:
+    """The kubelet's grpc probes cannot speak TLS: they ask the plaintext health port."""
+    ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+    health = ports.get("health")
+    if health is None:
+        return [f"{at}: needs a plaintext health port (a container port named health)"]
+    problems = []
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        if probe in c and c[probe].get("grpc", {}).get("port") != health:
+            problems.append(f"{at}: {probe} must ask the health port {health}")
+    variable = f"STRATA_{component.upper()}_HEALTH_PORT"
+    if env.get(variable) != str(health):
+        problems.append(f"{at}: {variable} must be {health}, its health port")
+    return problems
+
+
+def _ingress_backends(ingress: Mapping[str, Any]) -> set[str]:
+    """The Services an Ingress sends requests to."""
+    spec = ingress["spec"]
+    paths = [p for r in spec.get("rules", []) for p in r.get("http", {}).get("paths", [])]
+    backends = [p["backend"] for p in paths] + [spec.get("defaultBackend") or {}]
+    return {b["service"]["name"] for b in backends if "service" in b}
+
+
 def _ingress_problems(
-    ingress: Mapping[str, Any], certificates: Mapping[str, Mapping[str, Any]]
+    ingress: Mapping[str, Any],
+    certificates: Mapping[str, Mapping[str, Any]],
+    http_services: set[str],
 ) -> list[str]:
     at, notes = _name(ingress), ingress["metadata"].get("annotations", {})
+    backends = _ingress_backends(ingress)
+    if backends and backends <= http_services:
+        # The browsers' Ingress: it ends their TLS and speaks plain HTTP to the web service.
+        problems = []
+        if notes.get(f"{NGINX}/backend-protocol", "HTTP") != "HTTP":
+            served = ", ".join(sorted(backends))
+            problems.append(f"{at}: backend-protocol must be HTTP: {served} serves plain HTTP")
+        if not ingress["spec"].get("tls"):
+            problems.append(f"{at}: must end the browsers' TLS (spec.tls): its cookies are Secure")
+        return problems
     client = certificates.get(notes.get(f"{NGINX}/proxy-ssl-secret", "").rpartition("/")[2])
     uris = client["spec"].get("uris", []) if client else []
     problems = []
@@ -267,11 +336,18 @@ def _ingress_problems(
 def tls_problems(objects: Sequence[Mapping[str, Any]]) -> list[str]:
     """Mutual TLS on every gRPC hop (docs/tls.md): no plaintext anywhere, each service with
     the certificate cert-manager makes for it and probed on its health port, an Ingress
-    re-encrypting with a client certificate."""
+    re-encrypting with a client certificate (the browsers' Ingress to the web service ends
+    their TLS and speaks HTTP, the web's only plain hop)."""
     configmaps = {
         o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"
     }
     certificates = {o["spec"]["secretName"]: o for o in objects if o["kind"] == "Certificate"}
+    http_services = {
+        o["metadata"]["name"]
+        for o in objects
+        if o["kind"] == "Service"
+        and o["metadata"].get("labels", {}).get("app.kubernetes.io/component") in HTTP_SERVICES
+    }
     problems = [
         f"{_name(o)}: sets STRATA_TLS_MODE=plaintext; a deploy speaks mutual TLS only"
         for o in objects
@@ -281,7 +357,7 @@ def tls_problems(objects: Sequence[Mapping[str, Any]]) -> list[str]:
         if obj["kind"] == "Deployment":
             problems += _deployment_tls_problems(obj, configmaps, certificates)
         if obj["kind"] == "Ingress":
-            problems += _ingress_problems(obj, certificates)
+            problems += _ingress_problems(obj, certificates, http_services)
     return problems
 
 

@@ -4,11 +4,12 @@ Built-in kinds are checked against the Kubernetes OpenAPI schemas of the
 `kubernetes-validate` package (strict: an unknown field is an error); custom
 resources against the CRD schemas in `k8s/schemas/` (strict as well; pod templates
 inside them against the full pod schema). Then the rules a deploy of Strata must
-keep: non-root, read-only root filesystem, requests and limits, native gRPC probes,
-a PodDisruptionBudget per Deployment, references that resolve, one KafkaTopic per
-topic of the catalog, the PrometheusRule equal to `deploy/prometheus/rules/`, mutual
-TLS on every gRPC hop (docs/tls.md) with probes on the plaintext health port, and,
-where an overlay has NetworkPolicies, one that limits every pod, Ray's included.
+keep: non-root, read-only root filesystem, requests and limits, native gRPC probes
+(HTTP ones for the browser's web service), a PodDisruptionBudget per Deployment,
+references that resolve, one KafkaTopic per topic of the catalog, the PrometheusRule
+equal to `deploy/prometheus/rules/`, mutual TLS on every gRPC hop (docs/tls.md) with
+probes on the plaintext health port, and, where an overlay has NetworkPolicies, one
+that limits every pod, Ray's included.
 
 Rendering needs kustomize 5: `kustomize`, or `kubectl kustomize` (kubectl >= 1.27),
 or, on x86-64 Linux with neither installed, a pinned kubectl taken from a PyPI wheel

@@ -191,7 +191,7 @@ class PreLabel(_message.Message):
     def __init__(self, value: _Optional[str] = ..., confidence: _Optional[float] = ..., model_version: _Optional[str] = ..., calibrated: _Optional[bool] = ...) -> None: ...
 
 class Label(_message.Message):
-    __slots__ = ("label_id", "task_id", "item_id", "annotator_id", "value", "ontology_version", "submitted_at", "duration_ms", "source", "shown_prelabel", "project")
+    __slots__ = ("label_id", "task_id", "item_id", "annotator_id", "value", "ontology_version", "submitted_at", "duration_ms", "source", "shown_prelabel", "project", "active_ms")
     LABEL_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +203,7 @@ class Label(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SHOWN_PRELABEL_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_MS_FIELD_NUMBER: _ClassVar[int]
     label_id: str
     task_id: str
     item_id: str
@@ -214,7 +215,8 @@ class Label(_message.Message):
     source: LabelSource
     shown_prelabel: PreLabel
     project: str
-    def __init__(self, label_id: _Optional[str] = ..., task_id: _Optional[str] = ..., item_id: _Optional[str] = ..., annotator_id: _Optional[str] = ..., value: _Optional[str] = ..., ontology_version: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_ms: _Optional[int] = ..., source: _Optional[_Union[LabelSource, str]] = ..., shown_prelabel: _Optional[_Union[PreLabel, _Mapping]] = ..., project: _Optional[str] = ...) -> None: ...
+    active_ms: int
+    def __init__(self, label_id: _Optional[str] = ..., task_id: _Optional[str] = ..., item_id: _Optional[str] = ..., annotator_id: _Optional[str] = ..., value: _Optional[str] = ..., ontology_version: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_ms: _Optional[int] = ..., source: _Optional[_Union[LabelSource, str]] = ..., shown_prelabel: _Optional[_Union[PreLabel, _Mapping]] = ..., project: _Optional[str] = ..., active_ms: _Optional[int] = ...) -> None: ...
 
 class Vote(_message.Message):
     __slots__ = ("annotator_id", "value", "weight", "label_id", "source")

@@ -47,16 +47,18 @@ class NextTaskResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...
 
 class SubmitLabelRequest(_message.Message):
-    __slots__ = ("task_id", "value", "duration_ms", "client_label_id")
+    __slots__ = ("task_id", "value", "duration_ms", "client_label_id", "active_ms")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     CLIENT_LABEL_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_MS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     value: str
     duration_ms: int
     client_label_id: str
-    def __init__(self, task_id: _Optional[str] = ..., value: _Optional[str] = ..., duration_ms: _Optional[int] = ..., client_label_id: _Optional[str] = ...) -> None: ...
+    active_ms: int
+    def __init__(self, task_id: _Optional[str] = ..., value: _Optional[str] = ..., duration_ms: _Optional[int] = ..., client_label_id: _Optional[str] = ..., active_ms: _Optional[int] = ...) -> None: ...
 
 class SubmitLabelResponse(_message.Message):
     __slots__ = ("label_id", "duplicate")
@@ -371,3 +373,69 @@ class ListAuditResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
     def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
+
+class StartSessionRequest(_message.Message):
+    __slots__ = ("ttl_seconds",)
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ttl_seconds: int
+    def __init__(self, ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class StartSessionResponse(_message.Message):
+    __slots__ = ("session_token", "expires_at", "annotator_id", "admin")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    expires_at: _timestamp_pb2.Timestamp
+    annotator_id: str
+    admin: bool
+    def __init__(self, session_token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., annotator_id: _Optional[str] = ..., admin: _Optional[bool] = ...) -> None: ...
+
+class EndSessionRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EndSessionResponse(_message.Message):
+    __slots__ = ("revoked",)
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    revoked: bool
+    def __init__(self, revoked: _Optional[bool] = ...) -> None: ...
+
+class CreateSignInLinkRequest(_message.Message):
+    __slots__ = ("project", "annotator_id", "ttl_seconds")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    annotator_id: str
+    ttl_seconds: int
+    def __init__(self, project: _Optional[str] = ..., annotator_id: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class CreateSignInLinkResponse(_message.Message):
+    __slots__ = ("code", "expires_at")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, code: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RedeemSignInLinkRequest(_message.Message):
+    __slots__ = ("code", "ttl_seconds")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    ttl_seconds: int
+    def __init__(self, code: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class RedeemSignInLinkResponse(_message.Message):
+    __slots__ = ("session_token", "expires_at", "annotator_id", "admin")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    expires_at: _timestamp_pb2.Timestamp
+    annotator_id: str
+    admin: bool
+    def __init__(self, session_token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., annotator_id: _Optional[str] = ..., admin: _Optional[bool] = ...) -> None: ...

@@ -119,6 +119,26 @@ class AnnotationGatewayStub:
                 request_serializer=strata_dot_v1_dot_gateway__pb2.ListAuditRequest.SerializeToString,
                 response_deserializer=strata_dot_v1_dot_gateway__pb2.ListAuditResponse.FromString,
                 _registered_method=True)
+        self.StartSession = channel.unary_unary(
+                '/strata.v1.AnnotationGateway/StartSession',
+                request_serializer=strata_dot_v1_dot_gateway__pb2.StartSessionRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_gateway__pb2.StartSessionResponse.FromString,
+                _registered_method=True)
+        self.EndSession = channel.unary_unary(
+                '/strata.v1.AnnotationGateway/EndSession',
+                request_serializer=strata_dot_v1_dot_gateway__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_gateway__pb2.EndSessionResponse.FromString,
+                _registered_method=True)
+        self.CreateSignInLink = channel.unary_unary(
+                '/strata.v1.AnnotationGateway/CreateSignInLink',
+                request_serializer=strata_dot_v1_dot_gateway__pb2.CreateSignInLinkRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_gateway__pb2.CreateSignInLinkResponse.FromString,
+                _registered_method=True)
+        self.RedeemSignInLink = channel.unary_unary(
+                '/strata.v1.AnnotationGateway/RedeemSignInLink',
+                request_serializer=strata_dot_v1_dot_gateway__pb2.RedeemSignInLinkRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_gateway__pb2.RedeemSignInLinkResponse.FromString,
+                _registered_method=True)
 
 
 class AnnotationGatewayServicer:
@@ -236,6 +256,36 @@ class AnnotationGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartSession(self, request, context):
+        """Browser sessions. The web service trades a person's token, or a one-time
+        sign-in link, for a short-lived session token that it keeps in an HttpOnly
+        cookie and forwards on every call it makes as that person.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndSession(self, request, context):
+        """Revoke the token the call presents (signing out).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSignInLink(self, request, context):
+        """A one-time sign-in link for a member of a project the caller manages.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeemSignInLink(self, request, context):
+        """Only the web service redeems a link: the code is its proof, not a token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnnotationGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -323,6 +373,26 @@ def add_AnnotationGatewayServicer_to_server(servicer, server):
                     servicer.ListAudit,
                     request_deserializer=strata_dot_v1_dot_gateway__pb2.ListAuditRequest.FromString,
                     response_serializer=strata_dot_v1_dot_gateway__pb2.ListAuditResponse.SerializeToString,
+            ),
+            'StartSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartSession,
+                    request_deserializer=strata_dot_v1_dot_gateway__pb2.StartSessionRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_gateway__pb2.StartSessionResponse.SerializeToString,
+            ),
+            'EndSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndSession,
+                    request_deserializer=strata_dot_v1_dot_gateway__pb2.EndSessionRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_gateway__pb2.EndSessionResponse.SerializeToString,
+            ),
+            'CreateSignInLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSignInLink,
+                    request_deserializer=strata_dot_v1_dot_gateway__pb2.CreateSignInLinkRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_gateway__pb2.CreateSignInLinkResponse.SerializeToString,
+            ),
+            'RedeemSignInLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeemSignInLink,
+                    request_deserializer=strata_dot_v1_dot_gateway__pb2.RedeemSignInLinkRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_gateway__pb2.RedeemSignInLinkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -784,6 +854,114 @@ class AnnotationGateway:
             '/strata.v1.AnnotationGateway/ListAudit',
             strata_dot_v1_dot_gateway__pb2.ListAuditRequest.SerializeToString,
             strata_dot_v1_dot_gateway__pb2.ListAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.AnnotationGateway/StartSession',
+            strata_dot_v1_dot_gateway__pb2.StartSessionRequest.SerializeToString,
+            strata_dot_v1_dot_gateway__pb2.StartSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.AnnotationGateway/EndSession',
+            strata_dot_v1_dot_gateway__pb2.EndSessionRequest.SerializeToString,
+            strata_dot_v1_dot_gateway__pb2.EndSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSignInLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.AnnotationGateway/CreateSignInLink',
+            strata_dot_v1_dot_gateway__pb2.CreateSignInLinkRequest.SerializeToString,
+            strata_dot_v1_dot_gateway__pb2.CreateSignInLinkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeemSignInLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.AnnotationGateway/RedeemSignInLink',
+            strata_dot_v1_dot_gateway__pb2.RedeemSignInLinkRequest.SerializeToString,
+            strata_dot_v1_dot_gateway__pb2.RedeemSignInLinkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,468 @@
+// The annotator's workbench: one task at a time, keyboard first, the next task already
+// here, and nothing lost. Answers go to an outbox kept in localStorage and are sent with
+// their client_label_id until the gateway acknowledges them, so a retry after a reload
+// or a dropped network is answered, never stored twice. The latest answer is held a few
+// seconds (or until the next one) so it can still be changed, then sent.
+import { api } from "./api.js";
+
+const root = document.getElementById("workbench");
+const project = root.dataset.project;
+const me = root.dataset.me;
+const contract = JSON.parse(document.getElementById("contract").textContent);
+const STORE = `strata.workbench.${me}.${project}`;
+const IDLE_MS = 30000;       // no input for this long: the person is idle, time stops
+const HOLD_MS = 8000;        // the latest answer can be changed this long
+const PREFETCH = 2;          // tasks leased ahead, so the next one shows at once
+const LEASE_MARGIN_MS = 5000;
+
+const el = (id) => document.getElementById(id);
+const ui = {
+  item: el("item"), suggestion: el("suggestion"), choices: el("choices"),
+  submit: el("submit"), skip: el("skip"), back: el("back"), help: el("help"),
+  instructions: el("instructions"), message: el("message"), saveState: el("save-state"),
+  sessionCount: el("session-count"), keys: el("keys"), activeTime: el("active-time"),
+  totalLabels: el("total-labels"), agreement: el("agreement"), medianTime: el("median-time"),
+};
+
+// -- state, kept across reloads ------------------------------------------------------------
+function fresh() {
+  return { current: null, queue: [], outbox: [], session: { labeled: 0, skipped: 0, activeMs: 0 } };
+}
+let state = fresh();
+try { state = Object.assign(fresh(), JSON.parse(localStorage.getItem(STORE) || "{}")); } catch (e) { /* a fresh start */ }
+function save() { localStorage.setItem(STORE, JSON.stringify(state)); }
+
+const leaseOk = (task) => !task.lease_expires_at
+  || Date.parse(task.lease_expires_at) - Date.now() > LEASE_MARGIN_MS;
+
+// -- hotkeys ---------------------------------------------------------------------------------
+const RESERVED = new Set(["?", "S", "Enter", "Escape", "Backspace"]);
+function hotkeys(classes) {
+  const single = classes.every((c) => c.length === 1 && !RESERVED.has(c));
+  if (single && new Set(classes.map((c) => c.toLowerCase())).size === classes.length) {
+    return classes.map((c) => c.toLowerCase());
+  }
+  const pool = "1234567890qwertyuiopadfghjklzxcvbnm".split("");
+  return classes.map((c, i) => pool[i] || "");
+}
+
+// -- rendering -------------------------------------------------------------------------------
+function renderContent(content) {
+  ui.item.replaceChildren();
+  if (content.kind === "text") {
+    const p = document.createElement("p");
+    p.className = "item-text";
+    p.textContent = content.text;
+    ui.item.append(p);
+  } else if (content.kind === "image" && content.src) {
+    const img = document.createElement("img");
+    img.src = content.src;
+    img.alt = "the image to label";
+    img.className = "item-image";
+    ui.item.append(img);
+  } else if (content.kind === "features") {
+    ui.item.append(renderFeatures(content.values));
+  } else {
+    const p = document.createElement("p");
+    p.textContent = content.uri ? `This image is stored at ${content.uri} and cannot be shown here.` : "This item has no content.";
+    ui.item.append(p);
+  }
+}
+
+function renderFeatures(values) {
+  const side = Math.round(Math.sqrt(values.length));
+  const wrap = document.createElement("figure");
+  wrap.className = "features";
+  if (side * side === values.length && side >= 4) {
+    // A square vector is most likely an image (8x8 digits): draw it as one.
+    const canvas = document.createElement("canvas");
+    canvas.width = side; canvas.height = side;
+    canvas.className = "pixels";
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", `a ${side} by ${side} grid of feature values`);
+    const ctx = canvas.getContext("2d");
+    const lo = Math.min(...values), hi = Math.max(...values), span = hi - lo || 1;
+    const image = ctx.createImageData(side, side);
+    values.forEach((v, i) => {
+      const g = 255 - Math.round(255 * (v - lo) / span);
+      image.data.set([g, g, g, 255], i * 4);
+    });
+    ctx.putImageData(image, 0, 0);
+    wrap.append(canvas);
+  }
+  const caption = document.createElement("figcaption");
+  caption.className = "muted values";
+  caption.textContent = `${values.length} values: ${values.slice(0, 24).join(", ")}${values.length > 24 ? ", …" : ""}`;
+  wrap.append(caption);
+  return wrap;
+}
+
+function renderChoices(task) {
+  const keys = hotkeys(task.classes);
+  ui.choices.replaceChildren();
+  task.classes.forEach((name, i) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "choice";
+    b.dataset.value = name;
+    b.dataset.key = keys[i];
+    b.setAttribute("aria-pressed", "false");
+    if (keys[i]) b.setAttribute("aria-keyshortcuts", keys[i]);
+    const k = document.createElement("kbd");
+    k.textContent = keys[i];
+    const label = document.createElement("span");
+    label.textContent = name;
+    b.append(k, label);
+    if (task.prelabel && task.prelabel.value === name) {
+      b.classList.add("suggested");
+      const s = document.createElement("span");
+      s.className = "tag";
+      s.textContent = "suggested";
+      b.append(s);
+    }
+    b.addEventListener("click", () => choose(name));
+    ui.choices.append(b);
+  });
+  ui.keys.replaceChildren(
+    ...task.classes.map((name, i) => keyItem(keys[i], name)),
+    keyItem("Enter", "submit and go on (the suggestion, if you chose nothing)"),
+    keyItem("Shift+S", "skip"),
+    keyItem("⌫", "change your last answer while it is held"),
+    keyItem("?", "instructions"),
+  );
+}
+
+function keyItem(key, what) {
+  const li = document.createElement("li");
+  const k = document.createElement("kbd");
+  k.textContent = key;
+  li.append(k, ` ${what}`);
+  return li;
+}
+
+function show() {
+  const cur = state.current;
+  ui.message.textContent = "";
+  if (!cur) return;
+  const task = cur.task;
+  renderContent(task.content);
+  if (task.prelabel && !contract.hide_prelabels) {
+    const p = task.prelabel;
+    ui.suggestion.hidden = false;
+    ui.suggestion.textContent = `Model suggests “${p.value}”, ${Math.round(p.confidence * 100)}% confident${p.calibrated ? " (calibrated)" : ""} · model ${p.model_version}`;
+  } else {
+    ui.suggestion.hidden = true;
+  }
+  renderChoices(task);
+  markChoice();
+  ui.item.focus({ preventScroll: true });
+}
+
+function markChoice() {
+  const cur = state.current;
+  const chosen = cur ? cur.value : null;
+  for (const b of ui.choices.querySelectorAll(".choice")) {
+    b.setAttribute("aria-pressed", String(b.dataset.value === chosen));
+  }
+  const ready = cur && (chosen || (cur.task.prelabel && !contract.hide_prelabels));
+  ui.submit.disabled = !ready;
+  ui.skip.disabled = !cur;
+}
+
+function renderStatus() {
+  const s = state.session;
+  ui.sessionCount.textContent = `${s.labeled} labeled, ${s.skipped} skipped this session`;
+  const waiting = state.outbox.length;
+  const held = state.outbox.filter((e) => e.holdUntil > Date.now()).length;
+  if (waiting === 0) {
+    ui.saveState.textContent = "all saved";
+    ui.saveState.className = "saved";
+  } else if (waiting === held) {
+    ui.saveState.textContent = "last answer held: ⌫ changes it";
+    ui.saveState.className = "held";
+  } else {
+    ui.saveState.textContent = `${waiting} not yet saved`;
+    ui.saveState.className = "unsaved";
+  }
+  ui.back.disabled = held === 0;
+  ui.activeTime.textContent = formatMs(s.activeMs);
+}
+
+function formatMs(ms) {
+  const s = Math.round(ms / 1000);
+  return s < 90 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
+}
+
+// -- the loop --------------------------------------------------------------------------------
+let filling = false;
+let waitTimer = null;
+
+async function lease() {
+  const reply = await api("POST", `/api/projects/${encodeURIComponent(project)}/tasks/next`);
+  return reply;
+}
+
+async function fill() {
+  if (filling) return;
+  filling = true;
+  try {
+    while (state.queue.length < PREFETCH) {
+      const reply = await lease();
+      if (!reply.task) break;
+      state.queue.push(reply.task);
+      save();
+    }
+  } catch (err) {
+    report(err);
+  } finally {
+    filling = false;
+  }
+}
+
+function begin(task) {
+  account(performance.now());
+  state.current = { task, value: null, shownAt: Date.now(), activeMs: 0 };
+  if (attentive()) { lastInput = performance.now(); activeFrom = lastInput; }
+  save();
+  show();
+}
+
+async function advance() {
+  state.queue = state.queue.filter(leaseOk);
+  const next = state.queue.shift();
+  if (next) {
+    begin(next);
+    fill();
+    return;
+  }
+  state.current = null;
+  save();
+  markChoice();
+  try {
+    const reply = await lease();
+    if (reply.task) {
+      begin(reply.task);
+      fill();
+    } else {
+      waiting(reply.retry_after_ms || 2000);
+    }
+  } catch (err) {
+    report(err);
+    if (err.status === 0 || err.status >= 500) waiting(3000);
+  }
+}
+
+function waiting(ms) {
+  ui.item.replaceChildren();
+  const p = document.createElement("p");
+  p.className = "muted";
+  p.textContent = `No task for you right now. Checking again in ${Math.ceil(ms / 1000)} s.`;
+  ui.item.append(p);
+  ui.suggestion.hidden = true;
+  ui.choices.replaceChildren();
+  clearTimeout(waitTimer);
+  waitTimer = setTimeout(advance, ms);
+}
+
+function choose(value) {
+  if (!state.current) return;
+  state.current.value = value;
+  save();
+  markChoice();
+}
+
+function submit() {
+  const cur = state.current;
+  if (!cur) return;
+  const value = cur.value || (cur.task.prelabel && !contract.hide_prelabels ? cur.task.prelabel.value : null);
+  if (!value) return;
+  account(performance.now());
+  const now = Date.now();
+  // Holding the next answer lets the one before it go.
+  for (const e of state.outbox) e.holdUntil = 0;
+  state.outbox.push({
+    task: cur.task,
+    value,
+    client_label_id: crypto.randomUUID(),
+    duration_ms: Math.max(0, now - cur.shownAt),
+    active_ms: Math.round(Math.min(cur.activeMs, Math.max(0, now - cur.shownAt))),
+    holdUntil: now + HOLD_MS,
+  });
+  state.session.labeled += 1;
+  save();
+  advance();
+  renderStatus();
+  flush();
+}
+
+function changeLast() {
+  const held = state.outbox.filter((e) => e.holdUntil > Date.now());
+  if (!held.length) return;
+  const entry = held[held.length - 1];
+  state.outbox = state.outbox.filter((e) => e !== entry);
+  state.session.labeled -= 1;
+  if (state.current) state.queue.unshift(state.current.task);
+  state.current = { task: entry.task, value: entry.value, shownAt: Date.now() - entry.duration_ms, activeMs: entry.active_ms };
+  save();
+  show();
+  renderStatus();
+}
+
+async function skip() {
+  const cur = state.current;
+  if (!cur) return;
+  state.session.skipped += 1;
+  save();
+  advance();
+  renderStatus();
+  try {
+    await api("POST", `/api/tasks/${encodeURIComponent(cur.task.task_id)}/skip`, { reason: "skipped in the workbench" });
+  } catch (err) {
+    if (err.status !== 404) report(err);
+  }
+}
+
+// -- the outbox ------------------------------------------------------------------------------
+let flushing = false;
+let retryMs = 1000;
+let flushTimer = null;
+
+async function flush() {
+  if (flushing) return;
+  flushing = true;
+  clearTimeout(flushTimer);
+  let again = null;
+  try {
+    while (state.outbox.length) {
+      const entry = state.outbox[0];
+      if (entry.holdUntil > Date.now()) { again = entry.holdUntil - Date.now() + 50; break; }
+      try {
+        await api("POST", `/api/tasks/${encodeURIComponent(entry.task.task_id)}/label`, {
+          value: entry.value,
+          client_label_id: entry.client_label_id,
+          duration_ms: entry.duration_ms,
+          active_ms: entry.active_ms,
+        });
+        state.outbox.shift();
+        retryMs = 1000;
+      } catch (err) {
+        if (err.status === 0 || err.status === 429 || err.status >= 500) {
+          again = retryMs;
+          retryMs = Math.min(retryMs * 2, 15000);
+          report(err);
+          break;
+        }
+        if (err.status === 401) break;  // signing in again resends it
+        // Refused for good (the lease ran out, the task was reassigned): say so plainly.
+        state.outbox.shift();
+        ui.message.textContent = `An answer (“${entry.value}”) was not saved: ${err.message}`;
+      }
+      save();
+      renderStatus();
+    }
+  } finally {
+    flushing = false;
+    save();
+    renderStatus();
+    if (again !== null) flushTimer = setTimeout(flush, again);
+  }
+}
+
+function report(err) {
+  ui.message.textContent = err.status === 403
+    ? `${err.message}`
+    : err.message;
+}
+
+// -- time on task: only while the page is focused and the person active ----------------------
+// Active stretches start at an input (or the task's arrival) with the page visible and
+// focused, and end at blur, hiding, or IDLE_MS after the last input; each is added to the
+// task in hand when it ends, so no tick's granularity is lost.
+let lastInput = performance.now();
+let activeFrom = null;
+const attentive = () => document.visibilityState === "visible" && document.hasFocus();
+
+function account(now) {
+  if (activeFrom !== null && state.current) {
+    const end = Math.min(now, lastInput + IDLE_MS);
+    if (end > activeFrom) {
+      state.current.activeMs += end - activeFrom;
+      state.session.activeMs += end - activeFrom;
+    }
+  }
+  activeFrom = attentive() && now - lastInput < IDLE_MS ? now : null;
+}
+
+for (const type of ["keydown", "pointerdown", "pointermove", "wheel", "touchstart", "scroll"]) {
+  window.addEventListener(type, () => {
+    const now = performance.now();
+    account(now);
+    lastInput = now;
+    if (attentive()) activeFrom = now;
+  }, { passive: true, capture: true });
+}
+for (const type of ["focus", "blur"]) window.addEventListener(type, () => account(performance.now()));
+setInterval(() => { account(performance.now()); save(); renderStatus(); }, 2000);
+
+// -- keys ------------------------------------------------------------------------------------
+function toggleHelp(open) {
+  const show = open === undefined ? ui.instructions.hidden : open;
+  ui.instructions.hidden = !show;
+  ui.help.setAttribute("aria-expanded", String(show));
+  if (show) ui.instructions.focus(); else ui.item.focus({ preventScroll: true });
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const target = event.target;
+  if (target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement) return;
+  if (event.key === "?") { event.preventDefault(); toggleHelp(); return; }
+  if (event.key === "Escape") { toggleHelp(false); return; }
+  if (event.key === "Enter") {
+    // Enter on a focused choice picks it before submitting; on other buttons it clicks.
+    if (target instanceof HTMLButtonElement && !target.classList.contains("choice") && target !== ui.submit) return;
+    event.preventDefault();
+    if (target instanceof HTMLButtonElement && target.classList.contains("choice")) choose(target.dataset.value);
+    submit();
+    return;
+  }
+  if (event.key === "S" && event.shiftKey) { event.preventDefault(); skip(); return; }
+  if (event.key === "Backspace") { event.preventDefault(); changeLast(); return; }
+  const choice = [...ui.choices.querySelectorAll(".choice")].find((b) => b.dataset.key === event.key.toLowerCase());
+  if (choice) { event.preventDefault(); choose(choice.dataset.value); }
+});
+ui.submit.addEventListener("click", submit);
+ui.skip.addEventListener("click", skip);
+ui.back.addEventListener("click", changeLast);
+ui.help.addEventListener("click", () => toggleHelp());
+document.addEventListener("visibilitychange", () => {
+  account(performance.now());
+  if (document.visibilityState === "hidden") {
+    for (const e of state.outbox) e.holdUntil = 0;
+    save();
+    flush();
+  }
+});
+window.addEventListener("online", flush);
+
+async function loadProgress() {
+  try {
+    const p = await api("GET", `/api/projects/${encodeURIComponent(project)}/progress`);
+    ui.totalLabels.textContent = String(p.labels);
+    ui.agreement.textContent = p.agreement_with_consensus === null ? "–" : `${Math.round(p.agreement_with_consensus * 100)}%`;
+    ui.medianTime.textContent = p.median_seconds === null ? "–" : `${p.median_seconds.toFixed(1)} s`;
+  } catch (err) { /* progress is a nicety; the work goes on */ }
+}
+
+// -- start -----------------------------------------------------------------------------------
+state.queue = state.queue.filter(leaseOk);
+if (state.current && leaseOk(state.current.task)) {
+  show();
+  fill();
+} else {
+  advance();
+}
+renderStatus();
+flush();
+loadProgress();
+setInterval(loadProgress, 30000);

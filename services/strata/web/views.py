@@ -1,0 +1,117 @@
+"""What the browser is sent: plain JSON shapes made from the services' messages (pure)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from strata.v1 import common_pb2, gateway_pb2, quality_pb2
+
+ROLE_NAMES = {
+    common_pb2.ROLE_ANNOTATOR: "annotator",
+    common_pb2.ROLE_REVIEWER: "reviewer",
+    common_pb2.ROLE_MANAGER: "manager",
+    common_pb2.ROLE_ADMIN: "admin",
+}
+STATUS_NAMES = {
+    common_pb2.ANNOTATOR_STATUS_ACTIVE: "active",
+    common_pb2.ANNOTATOR_STATUS_RETRAIN: "retrain",
+    common_pb2.ANNOTATOR_STATUS_BLOCKED: "blocked",
+}
+
+
+def iso(ts: Timestamp) -> str | None:
+    """An RFC 3339 time, or None for an unset timestamp."""
+    if not ts.seconds and not ts.nanos:
+        return None
+    return str(ts.ToDatetime().isoformat()) + "Z"
+
+
+def content(c: common_pb2.ItemContent) -> dict[str, Any]:
+    """An item as a page shows it: text, an image (inline PNG), or a feature vector."""
+    kind = c.WhichOneof("kind")
+    if kind == "text":
+        return {"kind": "text", "text": c.text}
+    if kind == "image":
+        if c.image.png:
+            data = base64.b64encode(c.image.png).decode()
+            return {
+                "kind": "image",
+                "src": f"data:image/png;base64,{data}",
+                "width": c.image.width,
+                "height": c.image.height,
+            }
+        return {"kind": "image", "src": None, "uri": c.image.uri}
+    if kind == "features":
+        return {"kind": "features", "values": [round(v, 4) for v in c.features.values]}
+    return {"kind": "empty"}
+
+
+def prelabel(p: common_pb2.PreLabel) -> dict[str, Any] | None:
+    if not p.value:
+        return None
+    return {
+        "value": p.value,
+        "confidence": round(p.confidence, 4),
+        "model_version": p.model_version,
+        "calibrated": p.calibrated,
+    }
+
+
+def task(t: gateway_pb2.Task) -> dict[str, Any]:
+    """A task as the workbench needs it. Gold has no marker here, as on the wire."""
+    return {
+        "task_id": t.task_id,
+        "item_id": t.item_id,
+        "project": t.project,
+        "content": content(t.content),
+        "prelabel": prelabel(t.prelabel) if t.HasField("prelabel") else None,
+        "lease_expires_at": iso(t.lease_expires_at),
+        "ontology_version": t.ontology_version,
+        "classes": list(t.classes),
+        "review": t.review,
+    }
+
+
+def contract(c: common_pb2.LabelingContract) -> dict[str, Any]:
+    """The instructions an annotator needs: classes, examples, rulings and the version."""
+    return {
+        "project": c.project,
+        "version": c.version,
+        "classes": [
+            {
+                "name": k.name,
+                "definition": k.definition,
+                "positive_examples": list(k.positive_examples),
+                "negative_examples": list(k.negative_examples),
+            }
+            for k in c.classes
+        ],
+        "edge_cases": [{"case": e.case, "ruling": e.ruling} for e in c.edge_cases],
+        "hide_prelabels": c.hide_prelabels,
+        "lease_seconds": c.lease_seconds,
+    }
+
+
+def project(p: gateway_pb2.ProjectInfo) -> dict[str, Any]:
+    return {
+        "project": p.project,
+        "role": ROLE_NAMES.get(p.role, ""),
+        "status": STATUS_NAMES.get(p.status, "active"),
+        "contract_version": p.contract_version,
+    }
+
+
+def own_progress(score: quality_pb2.AnnotatorScore | None) -> dict[str, Any]:
+    """An annotator's own standing, without anything that tells gold apart."""
+    if score is None:
+        return {"labels": 0, "agreement_with_consensus": None, "median_seconds": None}
+    return {
+        "labels": score.labels,
+        "agreement_with_consensus": round(score.agreement_with_consensus, 4)
+        if score.labels
+        else None,
+        "median_seconds": round(score.median_seconds, 2) if score.median_seconds else None,
+    }
