@@ -61,8 +61,9 @@ prometheus-check: system-deps
 up: $(STAMP)
 	$(VENV)/bin/strata up
 
+# SERVE=1 keeps the stack up afterwards, with a manager's sign-in link to the console.
 demo: $(STAMP)
-	$(VENV)/bin/strata demo
+	$(VENV)/bin/strata demo $(if $(SERVE),--serve)
 
 bench: $(STAMP)
 	$(PY) bench/bus_throughput.py

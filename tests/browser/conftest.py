@@ -1,4 +1,4 @@
-"""Fixtures of the browser tier: one stack per module, a Chromium per test."""
+"""Fixtures of the browser tier: one stack for the tier, a Chromium per test."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from .support import Stack, launch_browser, need_chromium, run_stack
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     need_chromium()
     yield from run_stack(tmp_path_factory.mktemp("browser"))

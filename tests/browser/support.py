@@ -15,7 +15,14 @@ from typing import Any
 import grpc
 import pytest
 from strata.common.tls import TlsConfig, open_channel
-from strata.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, sampler_pb2, sampler_pb2_grpc
+from strata.v1 import (
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    quality_pb2_grpc,
+    sampler_pb2,
+    sampler_pb2_grpc,
+)
 
 from ..e2e.support import env_for, running_stack
 
@@ -42,8 +49,8 @@ classes:
     examples: {{positive: ["a cat sleeps on the mat"], negative: ["a dog barks"]}}
   - name: dog
     definition: the text is about a dog
-overlap: {{min: 1, max: 1}}
-consensus_threshold: 0.5
+overlap: {{min: {overlap}, max: {overlap}}}
+consensus_threshold: {threshold}
 gold: {{rate: 0}}
 edge_cases:
   - case: both a cat and a dog
@@ -84,23 +91,25 @@ class Stack:
     tls_dir: Path
     channels: list[grpc.Channel] = field(default_factory=list)
 
-    def gateway(self) -> Any:
+    def _channel(self, service: str) -> grpc.Channel:
         d = self.tls_dir
         tls = TlsConfig("mutual", str(d / "cli.crt"), str(d / "cli.key"), str(d / "ca.crt"))
-        channel = open_channel(self.grpc["gateway"], tls)
+        channel = open_channel(self.grpc[service], tls)
         self.channels.append(channel)
-        return gateway_pb2_grpc.AnnotationGatewayStub(channel)
+        return channel
+
+    def gateway(self) -> Any:
+        return gateway_pb2_grpc.AnnotationGatewayStub(self._channel("gateway"))
 
     def sampler(self) -> Any:
-        d = self.tls_dir
-        tls = TlsConfig("mutual", str(d / "cli.crt"), str(d / "cli.key"), str(d / "ca.crt"))
-        channel = open_channel(self.grpc["sampler"], tls)
-        self.channels.append(channel)
-        return sampler_pb2_grpc.SamplerStub(channel)
+        return sampler_pb2_grpc.SamplerStub(self._channel("sampler"))
+
+    def quality(self) -> Any:
+        return quality_pb2_grpc.QualityStub(self._channel("quality"))
 
 
-def run_stack(home: Path) -> Iterator[Stack]:
-    env = env_for(home, STRATA_QUALITY_ESTIMATE_INTERVAL_S="3600")
+def run_stack(home: Path, **extra: str) -> Iterator[Stack]:
+    env = env_for(home, STRATA_QUALITY_ESTIMATE_INTERVAL_S="3600", **extra)
     with running_stack(home, env) as state:
         stack = Stack(
             home,
@@ -121,13 +130,18 @@ class Project:
     tokens: dict[str, str]  # person -> token
 
 
-def make_project(stack: Stack, people: dict[str, int], items: int) -> Project:
+def make_project(
+    stack: Stack, people: dict[str, int], items: int, overlap: int = 1, threshold: float = 0.5
+) -> Project:
     """A project with its contract, `people` (id -> role) and `items` text items."""
     admin = bearer(stack.admin_token)
     gw = stack.gateway()
     name = f"p{uuid.uuid4().hex[:6]}"
     gw.LoadContract(
-        gateway_pb2.LoadContractRequest(document=CONTRACT.format(project=name)), metadata=admin
+        gateway_pb2.LoadContractRequest(
+            document=CONTRACT.format(project=name, overlap=overlap, threshold=threshold)
+        ),
+        metadata=admin,
     )
     tokens = {}
     for person, role in people.items():

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import psycopg
 from strata.common.topics import ALL_TOPICS
 
 from ..marks import ONE_RAY_AT_A_TIME
-from .support import env_for, read_until, run_strata, start_up
+from .support import STRATA, env_for, read_until, run_strata, start_up
 
 
 def test_up_brings_the_stack_up_healthy_and_stops_cleanly(tmp_path: Path) -> None:
@@ -66,8 +68,37 @@ def test_up_names_the_variable_when_a_port_is_taken(tmp_path: Path) -> None:
 
 @ONE_RAY_AT_A_TIME  # the demo trains on the training service's local Ray
 def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> None:
-    result = run_strata(tmp_path, env_for(tmp_path), "demo", "--fast", timeout_s=300)
-    assert result.returncode == 0, result.stdout + result.stderr
+    # `--serve`: afterwards the stack stays up, and the printed link signs the demo's
+    # manager in to the console, where the blocked copycat shows.
+    demo = subprocess.Popen(
+        [*STRATA, "demo", "--fast", "--serve"],
+        env=env_for(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = read_until(demo, "signin#code=", 300)
+        link = lines[-1].strip()
+        console = next(line.split()[-1] for line in lines if line.strip().startswith("console"))
+        web, _, code = link.partition("/signin#code=")
+        with httpx.Client(base_url=web) as client:
+            signed_in = client.post("/api/session/link", json={"code": code})
+            assert signed_in.status_code == 200, signed_in.text
+            assert signed_in.json()["annotator_id"] == "demo-manager"
+            page = client.get(console.removeprefix(web))
+            assert page.status_code == 200, page.text
+            assert "copycat-1" in page.text and "status-blocked" in page.text
+            again = client.post("/api/session/link", json={"code": code})
+            assert again.status_code == 401, "a sign-in link works once"
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        try:
+            demo.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+    assert demo.returncode == 0, "\n".join(lines)
     check = json.loads((tmp_path / "demo-output" / "stack-check.json").read_text())
     assert check["ok"] is True and check["received"] == check["sent"] > 0
     # Two campaigns (active learning and its random baseline) ran through every service:

@@ -215,3 +215,27 @@ def test_a_task_is_shown_as_on_the_wire_with_nothing_that_marks_gold() -> None:
     }
     assert shown["prelabel"]["confidence"] == 0.9123
     assert shown["content"] == {"kind": "features", "values": [0.5, 1.0]}
+
+
+def test_a_reviewer_is_told_why_an_item_is_in_review() -> None:
+    assert views.why_in_review("expert", "consensus 0.50 stayed under the threshold") == (
+        "disagreement"
+    )
+    assert views.why_in_review("relabel", "memorization: fitted late, forgotten") == (
+        "memorization flag"
+    )
+    assert views.why_in_review("relabel", "confident learning: model v3 disagrees") == (
+        "model disagreement"
+    )
+    assert views.why_in_review("expert", "a second opinion on an overturned vote") == (
+        "second opinion"
+    )
+
+
+def test_the_console_row_leaves_unmeasured_rates_empty_not_zero() -> None:
+    person = gateway_pb2.AnnotatorInfo(
+        annotator_id="a", role=common_pb2.ROLE_ANNOTATOR, labels_submitted=3
+    )
+    row = views.annotator_row(person, None)
+    assert row["labels"] == 3 and row["gold_accuracy"] is None
+    assert row["anchoring_rate"] is None and row["agreement_with_consensus"] is None

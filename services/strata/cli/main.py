@@ -129,9 +129,78 @@ def cmd_demo(args: argparse.Namespace, config: StackConfig) -> int:
         print(f"Stack check: {out_dir / 'stack-check.json'}")
         if code != 0:
             return code
-        return _campaign(stack, args.fast, out_dir)
+        code = _campaign(stack, args.fast, out_dir)
+        if stack.with_web:
+            if args.serve:
+                _serve(stack)
+            else:
+                print(
+                    "Walk through it in the browser: `strata demo --serve` (make demo SERVE=1) "
+                    "keeps the stack up and prints a manager's sign-in link."
+                )
+        return code
     finally:
         stack.stop()
+
+
+DEMO_MANAGER = "demo-manager"
+
+
+def _serve(stack: Stack) -> None:
+    """Keep the stack up after the demo: a manager of every project, and a one-time link
+    that signs them in to the console."""
+    import grpc
+
+    from strata.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+
+    admin = [("authorization", f"Bearer {stack.admin_token()}")]
+    with stack.channel("gateway") as channel:
+        gw = gateway_pb2_grpc.AnnotationGatewayStub(channel)
+        listed = gw.ListProjects(gateway_pb2.ListProjectsRequest(), metadata=admin)
+        projects = [p.project for p in listed.projects]
+        try:
+            gw.CreateAnnotator(
+                gateway_pb2.CreateAnnotatorRequest(
+                    annotator_id=DEMO_MANAGER,
+                    display_name="the demo's manager",
+                    role=common_pb2.ROLE_MANAGER,
+                    project=projects[0],
+                ),
+                metadata=admin,
+            )
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+        for project in projects:
+            gw.AddMember(
+                gateway_pb2.AddMemberRequest(
+                    project=project, annotator_id=DEMO_MANAGER, role=common_pb2.ROLE_MANAGER
+                ),
+                metadata=admin,
+            )
+        link = gw.CreateSignInLink(
+            gateway_pb2.CreateSignInLinkRequest(
+                project=projects[0], annotator_id=DEMO_MANAGER, ttl_seconds=3600
+            ),
+            metadata=admin,
+        )
+    web = stack.web_url
+    print(
+        f"\nThe stack stays up; Ctrl-C stops it.\n"
+        f"  console   {web}/projects/{projects[0]}/console\n"
+        f"  sign in as {DEMO_MANAGER} (one-time link, valid for an hour):\n"
+        f"            {web}/signin#code={link.code}\n"
+        f"  projects  {', '.join(projects)}"
+    )
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        while not stopped.wait(1.0):
+            if stack.failed_processes():
+                print("A service stopped; see .strata/logs.")
+                return
+    except KeyboardInterrupt:
+        pass
 
 
 def _campaign(stack: Stack, fast: bool, out_dir: Path) -> int:
@@ -249,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default="demo-output", help="where results are written")
     demo.add_argument("--fast", action="store_true", help="a smaller run (used by the e2e test)")
     demo.add_argument("--probes", type=int, default=200, help="probe events to send")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the stack up afterwards and print a manager's sign-in link to the console",
+    )
     demo.set_defaults(func=cmd_demo)
     check = sub.add_parser("check", help="send probe events through a running stack")
     check.add_argument("--count", type=int, default=100)

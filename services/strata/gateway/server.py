@@ -153,6 +153,13 @@ class GatewayServicer(PeopleRpcs, SessionRpcs, gateway_pb2_grpc.AnnotationGatewa
         self, request: gateway_pb2.NextTaskRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.NextTaskResponse:
         caller = current_caller()
+        if request.reviews_only and not caller.at_least("reviewer"):
+            self.guard.refuse_current(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"reviews need the reviewer role in project {request.project}; "
+                f"{caller.name} is {caller.role}",
+                request.project,
+            )
         contract = self._contract(context, request.project)
         member = Membership(caller.role or "manager", caller.status, caller.status_reason)
         lease_s = contract.lease_seconds or self.default_lease_s
@@ -168,8 +175,12 @@ class GatewayServicer(PeopleRpcs, SessionRpcs, gateway_pb2_grpc.AnnotationGatewa
             regular, gold, review = store.find_candidates(
                 conn, request.project, caller.name, member.reviews
             )
-            chosen = choose_unit(
-                member, regular=regular, gold=gold, review=review, gold_roll=gold_roll
+            chosen = (
+                review
+                if request.reviews_only
+                else choose_unit(
+                    member, regular=regular, gold=gold, review=review, gold_roll=gold_roll
+                )
             )
             leased = None
             if chosen is not None:

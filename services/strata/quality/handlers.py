@@ -624,7 +624,8 @@ class QualityHandlers:
             f"{contract.consensus_threshold:.2f} after {len(counted)} votes (overlap.max)"
         )
         self._ask_expert(ctx, item, detail, consensus, trace, "review")
-        return replace(base, state="review")
+        # Kept so the reviewer sees each vote's weight as this estimate gave it.
+        return replace(base, state="review", consensus=consensus.SerializeToString())
 
     # -- model signals ---------------------------------------------------------------
 

@@ -88,17 +88,21 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
             consensus_bytes = conn.execute(
                 "SELECT consensus FROM items WHERE item_id = %s", (request.item_id,)
             ).fetchone()
+            review = store.open_review_of(conn, request.item_id)
         if row is None:
             abort(context, grpc.StatusCode.NOT_FOUND, no_votes(request.item_id))
-        consensus = common_pb2.ConsensusLabel()
-        if row["state"] in ("accepted", "expert") and consensus_bytes and consensus_bytes[0]:
-            consensus.ParseFromString(bytes(consensus_bytes[0]))
-            consensus.status = STATES[row["state"]]
-            return quality_pb2.ItemConsensusResponse(consensus=consensus)
+        stored = common_pb2.ConsensusLabel()
+        if consensus_bytes and consensus_bytes[0]:
+            stored.ParseFromString(bytes(consensus_bytes[0]))
+        if row["state"] in ("accepted", "expert") and stored.item_id:
+            stored.status = STATES[row["state"]]
+            return quality_pb2.ItemConsensusResponse(consensus=stored, review=review)
+        # Undecided: the votes as they stand, weighed as the last estimate weighed them.
+        weights = {v.label_id: v.weight for v in stored.votes}
         consensus = common_pb2.ConsensusLabel(
             item_id=row["item_id"],
-            value=row["value"] or "",
-            consensus_score=row["consensus_score"] or 0.0,
+            value=row["value"] or stored.value,
+            consensus_score=row["consensus_score"] or stored.consensus_score,
             method=METHODS.get(row["method"] or "", common_pb2.CONSENSUS_METHOD_UNSPECIFIED),
             status=STATES[row["state"]],
             project=row["project"],
@@ -108,6 +112,7 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
                     annotator_id=v.annotator_id,
                     value=v.value,
                     label_id=v.label_id,
+                    weight=weights.get(v.label_id, 0.0),
                     source=SOURCE_ENUM.get(v.source, common_pb2.LABEL_SOURCE_UNSPECIFIED),
                 )
                 for v in votes
@@ -117,7 +122,7 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
                 for c, p in zip(row["classes"] or [], row["posterior"] or [], strict=False)
             ],
         )
-        return quality_pb2.ItemConsensusResponse(consensus=consensus)
+        return quality_pb2.ItemConsensusResponse(consensus=consensus, review=review)
 
     def AnnotatorScores(
         self, request: quality_pb2.AnnotatorScoresRequest, context: grpc.ServicerContext

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from strata.common.contract_store import load_contract, projects, save_contract
 from strata.quality.report import ProjectData
-from strata.v1 import common_pb2
+from strata.v1 import common_pb2, quality_pb2
 
 __all__ = ["load_contract", "projects", "save_contract"]
 
@@ -436,6 +436,22 @@ def open_review(
         (item_id, project, kind, detail, list(suspected_label_ids), model_version),
     )
     return cur.rowcount == 1
+
+
+def open_review_of(conn: Conn, item_id: str) -> quality_pb2.ReviewInfo | None:
+    """The item's open review, or None."""
+    row = conn.execute(
+        "SELECT kind, detail, opened_at, suspected_label_ids, coalesce(model_version, '') "
+        "FROM reviews WHERE item_id = %s AND resolved_at IS NULL",
+        (item_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    info = quality_pb2.ReviewInfo(
+        kind=row[0], detail=row[1], suspected_label_ids=list(row[3]), model_version=row[4]
+    )
+    info.opened_at.FromDatetime(row[2])
+    return info
 
 
 def resolve_review(conn: Conn, item_id: str, by: str, value: str, note: str) -> str | None:

@@ -33,10 +33,12 @@ class Task(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., item_id: _Optional[str] = ..., project: _Optional[str] = ..., content: _Optional[_Union[_common_pb2.ItemContent, _Mapping]] = ..., prelabel: _Optional[_Union[_common_pb2.PreLabel, _Mapping]] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ontology_version: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., review: _Optional[bool] = ...) -> None: ...
 
 class NextTaskRequest(_message.Message):
-    __slots__ = ("project",)
+    __slots__ = ("project", "reviews_only")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
+    REVIEWS_ONLY_FIELD_NUMBER: _ClassVar[int]
     project: str
-    def __init__(self, project: _Optional[str] = ...) -> None: ...
+    reviews_only: bool
+    def __init__(self, project: _Optional[str] = ..., reviews_only: _Optional[bool] = ...) -> None: ...
 
 class NextTaskResponse(_message.Message):
     __slots__ = ("task", "retry_after_ms")

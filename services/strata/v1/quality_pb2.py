@@ -26,45 +26,47 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from strata.v1 import common_pb2 as strata_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17strata/v1/quality.proto\x12\tstrata.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16strata/v1/common.proto\"\'\n\x14ItemConsensusRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\"E\n\x15ItemConsensusResponse\x12,\n\tconsensus\x18\x01 \x01(\x0b\x32\x19.strata.v1.ConsensusLabel\"/\n\x0c\x43onfusionRow\x12\x12\n\ntrue_class\x18\x01 \x01(\t\x12\x0b\n\x03row\x18\x02 \x03(\x01\"\x9f\x03\n\x0e\x41nnotatorScore\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\x12\x15\n\rgold_accuracy\x18\x02 \x01(\x01\x12!\n\x19gold_accuracy_lower_bound\x18\x03 \x01(\x01\x12\x15\n\rgold_answered\x18\x04 \x01(\x03\x12 \n\x18\x61greement_with_consensus\x18\x05 \x01(\x01\x12\x0f\n\x07\x63lasses\x18\x06 \x03(\t\x12*\n\tconfusion\x18\x07 \x03(\x0b\x32\x17.strata.v1.ConfusionRow\x12\x0e\n\x06labels\x18\x08 \x01(\x03\x12\x16\n\x0emedian_seconds\x18\t \x01(\x01\x12*\n\x06status\x18\n \x01(\x0e\x32\x1a.strata.v1.AnnotatorStatus\x12\x1d\n\x15wrong_prelabels_shown\x18\x0b \x01(\x03\x12\x16\n\x0e\x61nchoring_rate\x18\x0c \x01(\x01\x12\x1d\n\x15\x61nchoring_lower_bound\x18\r \x01(\x01\x12\x1d\n\x15\x61nchoring_upper_bound\x18\x0e \x01(\x01\"@\n\x16\x41nnotatorScoresRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x15\n\rannotator_ids\x18\x02 \x03(\t\"H\n\x17\x41nnotatorScoresResponse\x12-\n\nannotators\x18\x01 \x03(\x0b\x32\x19.strata.v1.AnnotatorScore\"\x8b\x01\n\x0e\x41greementSlice\x12\x11\n\tdimension\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x1a\n\x12krippendorff_alpha\x18\x03 \x01(\x01\x12\x14\n\x0c\x66leiss_kappa\x18\x04 \x01(\x01\x12\x18\n\x10mean_cohen_kappa\x18\x05 \x01(\x01\x12\r\n\x05items\x18\x06 \x01(\x03\"\x97\x01\n\x16\x41greementReportRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ewindow_seconds\x18\x04 \x01(\x03\"\xa1\x01\n\x17\x41greementReportResponse\x12*\n\x07overall\x18\x01 \x01(\x0b\x32\x19.strata.v1.AgreementSlice\x12)\n\x06slices\x18\x02 \x03(\x0b\x32\x19.strata.v1.AgreementSlice\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\x0c\n\x04\x64one\x18\x05 \x01(\x08\"D\n\x14ResolveReviewRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\"E\n\x15ResolveReviewResponse\x12,\n\tconsensus\x18\x01 \x01(\x0b\x32\x19.strata.v1.ConsensusLabel\"\'\n\x14\x44\x61tasetReportRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\":\n\x15\x44\x61tasetReportResponse\x12\x13\n\x0breport_json\x18\x01 \x01(\t\x12\x0c\n\x04html\x18\x02 \x01(\t\"O\n\x13\x45xportLabelsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\'\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x17.strata.v1.ExportFormat\"6\n\x14\x45xportLabelsResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x12\x0f\n\x07records\x18\x02 \x01(\x03*f\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XPORT_FORMAT_JSONL\x10\x01\x12\x1e\n\x1a\x45XPORT_FORMAT_LABEL_STUDIO\x10\x02\x32\x8c\x04\n\x07Quality\x12R\n\rItemConsensus\x12\x1f.strata.v1.ItemConsensusRequest\x1a .strata.v1.ItemConsensusResponse\x12X\n\x0f\x41nnotatorScores\x12!.strata.v1.AnnotatorScoresRequest\x1a\".strata.v1.AnnotatorScoresResponse\x12X\n\x0f\x41greementReport\x12!.strata.v1.AgreementReportRequest\x1a\".strata.v1.AgreementReportResponse\x12R\n\rResolveReview\x12\x1f.strata.v1.ResolveReviewRequest\x1a .strata.v1.ResolveReviewResponse\x12R\n\rDatasetReport\x12\x1f.strata.v1.DatasetReportRequest\x1a .strata.v1.DatasetReportResponse\x12Q\n\x0c\x45xportLabels\x12\x1e.strata.v1.ExportLabelsRequest\x1a\x1f.strata.v1.ExportLabelsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17strata/v1/quality.proto\x12\tstrata.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16strata/v1/common.proto\"\'\n\x14ItemConsensusRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\"l\n\x15ItemConsensusResponse\x12,\n\tconsensus\x18\x01 \x01(\x0b\x32\x19.strata.v1.ConsensusLabel\x12%\n\x06review\x18\x02 \x01(\x0b\x32\x15.strata.v1.ReviewInfo\"\x8d\x01\n\nReviewInfo\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\x12-\n\topened_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13suspected_label_ids\x18\x04 \x03(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\"/\n\x0c\x43onfusionRow\x12\x12\n\ntrue_class\x18\x01 \x01(\t\x12\x0b\n\x03row\x18\x02 \x03(\x01\"\x9f\x03\n\x0e\x41nnotatorScore\x12\x14\n\x0c\x61nnotator_id\x18\x01 \x01(\t\x12\x15\n\rgold_accuracy\x18\x02 \x01(\x01\x12!\n\x19gold_accuracy_lower_bound\x18\x03 \x01(\x01\x12\x15\n\rgold_answered\x18\x04 \x01(\x03\x12 \n\x18\x61greement_with_consensus\x18\x05 \x01(\x01\x12\x0f\n\x07\x63lasses\x18\x06 \x03(\t\x12*\n\tconfusion\x18\x07 \x03(\x0b\x32\x17.strata.v1.ConfusionRow\x12\x0e\n\x06labels\x18\x08 \x01(\x03\x12\x16\n\x0emedian_seconds\x18\t \x01(\x01\x12*\n\x06status\x18\n \x01(\x0e\x32\x1a.strata.v1.AnnotatorStatus\x12\x1d\n\x15wrong_prelabels_shown\x18\x0b \x01(\x03\x12\x16\n\x0e\x61nchoring_rate\x18\x0c \x01(\x01\x12\x1d\n\x15\x61nchoring_lower_bound\x18\r \x01(\x01\x12\x1d\n\x15\x61nchoring_upper_bound\x18\x0e \x01(\x01\"@\n\x16\x41nnotatorScoresRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x15\n\rannotator_ids\x18\x02 \x03(\t\"H\n\x17\x41nnotatorScoresResponse\x12-\n\nannotators\x18\x01 \x03(\x0b\x32\x19.strata.v1.AnnotatorScore\"\x8b\x01\n\x0e\x41greementSlice\x12\x11\n\tdimension\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x1a\n\x12krippendorff_alpha\x18\x03 \x01(\x01\x12\x14\n\x0c\x66leiss_kappa\x18\x04 \x01(\x01\x12\x18\n\x10mean_cohen_kappa\x18\x05 \x01(\x01\x12\r\n\x05items\x18\x06 \x01(\x03\"\x97\x01\n\x16\x41greementReportRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ewindow_seconds\x18\x04 \x01(\x03\"\xa1\x01\n\x17\x41greementReportResponse\x12*\n\x07overall\x18\x01 \x01(\x0b\x32\x19.strata.v1.AgreementSlice\x12)\n\x06slices\x18\x02 \x03(\x0b\x32\x19.strata.v1.AgreementSlice\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\x0c\n\x04\x64one\x18\x05 \x01(\x08\"D\n\x14ResolveReviewRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\"E\n\x15ResolveReviewResponse\x12,\n\tconsensus\x18\x01 \x01(\x0b\x32\x19.strata.v1.ConsensusLabel\"\'\n\x14\x44\x61tasetReportRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\":\n\x15\x44\x61tasetReportResponse\x12\x13\n\x0breport_json\x18\x01 \x01(\t\x12\x0c\n\x04html\x18\x02 \x01(\t\"O\n\x13\x45xportLabelsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\'\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x17.strata.v1.ExportFormat\"6\n\x14\x45xportLabelsResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x12\x0f\n\x07records\x18\x02 \x01(\x03*f\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45XPORT_FORMAT_JSONL\x10\x01\x12\x1e\n\x1a\x45XPORT_FORMAT_LABEL_STUDIO\x10\x02\x32\x8c\x04\n\x07Quality\x12R\n\rItemConsensus\x12\x1f.strata.v1.ItemConsensusRequest\x1a .strata.v1.ItemConsensusResponse\x12X\n\x0f\x41nnotatorScores\x12!.strata.v1.AnnotatorScoresRequest\x1a\".strata.v1.AnnotatorScoresResponse\x12X\n\x0f\x41greementReport\x12!.strata.v1.AgreementReportRequest\x1a\".strata.v1.AgreementReportResponse\x12R\n\rResolveReview\x12\x1f.strata.v1.ResolveReviewRequest\x1a .strata.v1.ResolveReviewResponse\x12R\n\rDatasetReport\x12\x1f.strata.v1.DatasetReportRequest\x1a .strata.v1.DatasetReportResponse\x12Q\n\x0c\x45xportLabels\x12\x1e.strata.v1.ExportLabelsRequest\x1a\x1f.strata.v1.ExportLabelsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'strata.v1.quality_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXPORTFORMAT']._serialized_start=1653
-  _globals['_EXPORTFORMAT']._serialized_end=1755
+  _globals['_EXPORTFORMAT']._serialized_start=1836
+  _globals['_EXPORTFORMAT']._serialized_end=1938
   _globals['_ITEMCONSENSUSREQUEST']._serialized_start=95
   _globals['_ITEMCONSENSUSREQUEST']._serialized_end=134
   _globals['_ITEMCONSENSUSRESPONSE']._serialized_start=136
-  _globals['_ITEMCONSENSUSRESPONSE']._serialized_end=205
-  _globals['_CONFUSIONROW']._serialized_start=207
-  _globals['_CONFUSIONROW']._serialized_end=254
-  _globals['_ANNOTATORSCORE']._serialized_start=257
-  _globals['_ANNOTATORSCORE']._serialized_end=672
-  _globals['_ANNOTATORSCORESREQUEST']._serialized_start=674
-  _globals['_ANNOTATORSCORESREQUEST']._serialized_end=738
-  _globals['_ANNOTATORSCORESRESPONSE']._serialized_start=740
-  _globals['_ANNOTATORSCORESRESPONSE']._serialized_end=812
-  _globals['_AGREEMENTSLICE']._serialized_start=815
-  _globals['_AGREEMENTSLICE']._serialized_end=954
-  _globals['_AGREEMENTREPORTREQUEST']._serialized_start=957
-  _globals['_AGREEMENTREPORTREQUEST']._serialized_end=1108
-  _globals['_AGREEMENTREPORTRESPONSE']._serialized_start=1111
-  _globals['_AGREEMENTREPORTRESPONSE']._serialized_end=1272
-  _globals['_RESOLVEREVIEWREQUEST']._serialized_start=1274
-  _globals['_RESOLVEREVIEWREQUEST']._serialized_end=1342
-  _globals['_RESOLVEREVIEWRESPONSE']._serialized_start=1344
-  _globals['_RESOLVEREVIEWRESPONSE']._serialized_end=1413
-  _globals['_DATASETREPORTREQUEST']._serialized_start=1415
-  _globals['_DATASETREPORTREQUEST']._serialized_end=1454
-  _globals['_DATASETREPORTRESPONSE']._serialized_start=1456
-  _globals['_DATASETREPORTRESPONSE']._serialized_end=1514
-  _globals['_EXPORTLABELSREQUEST']._serialized_start=1516
-  _globals['_EXPORTLABELSREQUEST']._serialized_end=1595
-  _globals['_EXPORTLABELSRESPONSE']._serialized_start=1597
-  _globals['_EXPORTLABELSRESPONSE']._serialized_end=1651
-  _globals['_QUALITY']._serialized_start=1758
-  _globals['_QUALITY']._serialized_end=2282
+  _globals['_ITEMCONSENSUSRESPONSE']._serialized_end=244
+  _globals['_REVIEWINFO']._serialized_start=247
+  _globals['_REVIEWINFO']._serialized_end=388
+  _globals['_CONFUSIONROW']._serialized_start=390
+  _globals['_CONFUSIONROW']._serialized_end=437
+  _globals['_ANNOTATORSCORE']._serialized_start=440
+  _globals['_ANNOTATORSCORE']._serialized_end=855
+  _globals['_ANNOTATORSCORESREQUEST']._serialized_start=857
+  _globals['_ANNOTATORSCORESREQUEST']._serialized_end=921
+  _globals['_ANNOTATORSCORESRESPONSE']._serialized_start=923
+  _globals['_ANNOTATORSCORESRESPONSE']._serialized_end=995
+  _globals['_AGREEMENTSLICE']._serialized_start=998
+  _globals['_AGREEMENTSLICE']._serialized_end=1137
+  _globals['_AGREEMENTREPORTREQUEST']._serialized_start=1140
+  _globals['_AGREEMENTREPORTREQUEST']._serialized_end=1291
+  _globals['_AGREEMENTREPORTRESPONSE']._serialized_start=1294
+  _globals['_AGREEMENTREPORTRESPONSE']._serialized_end=1455
+  _globals['_RESOLVEREVIEWREQUEST']._serialized_start=1457
+  _globals['_RESOLVEREVIEWREQUEST']._serialized_end=1525
+  _globals['_RESOLVEREVIEWRESPONSE']._serialized_start=1527
+  _globals['_RESOLVEREVIEWRESPONSE']._serialized_end=1596
+  _globals['_DATASETREPORTREQUEST']._serialized_start=1598
+  _globals['_DATASETREPORTREQUEST']._serialized_end=1637
+  _globals['_DATASETREPORTRESPONSE']._serialized_start=1639
+  _globals['_DATASETREPORTRESPONSE']._serialized_end=1697
+  _globals['_EXPORTLABELSREQUEST']._serialized_start=1699
+  _globals['_EXPORTLABELSREQUEST']._serialized_end=1778
+  _globals['_EXPORTLABELSRESPONSE']._serialized_start=1780
+  _globals['_EXPORTLABELSRESPONSE']._serialized_end=1834
+  _globals['_QUALITY']._serialized_start=1941
+  _globals['_QUALITY']._serialized_end=2465
 # @@protoc_insertion_point(module_scope)

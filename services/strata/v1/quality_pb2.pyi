@@ -27,10 +27,26 @@ class ItemConsensusRequest(_message.Message):
     def __init__(self, item_id: _Optional[str] = ...) -> None: ...
 
 class ItemConsensusResponse(_message.Message):
-    __slots__ = ("consensus",)
+    __slots__ = ("consensus", "review")
     CONSENSUS_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
     consensus: _common_pb2.ConsensusLabel
-    def __init__(self, consensus: _Optional[_Union[_common_pb2.ConsensusLabel, _Mapping]] = ...) -> None: ...
+    review: ReviewInfo
+    def __init__(self, consensus: _Optional[_Union[_common_pb2.ConsensusLabel, _Mapping]] = ..., review: _Optional[_Union[ReviewInfo, _Mapping]] = ...) -> None: ...
+
+class ReviewInfo(_message.Message):
+    __slots__ = ("kind", "detail", "opened_at", "suspected_label_ids", "model_version")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_FIELD_NUMBER: _ClassVar[int]
+    SUSPECTED_LABEL_IDS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    detail: str
+    opened_at: _timestamp_pb2.Timestamp
+    suspected_label_ids: _containers.RepeatedScalarFieldContainer[str]
+    model_version: str
+    def __init__(self, kind: _Optional[str] = ..., detail: _Optional[str] = ..., opened_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., suspected_label_ids: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class ConfusionRow(_message.Message):
     __slots__ = ("true_class", "row")

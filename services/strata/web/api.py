@@ -7,6 +7,7 @@ service's refusal its HTTP counterpart (a non-member's 404 included).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -136,11 +137,20 @@ def source_of(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+_TOKEN = re.compile(r"^[\x21-\x7e]{1,512}$")
+
+
+def looks_like_token(text: str) -> bool:
+    """Printable ASCII without spaces, as every token and code Strata issues is; anything
+    else cannot travel in gRPC metadata and is no credential."""
+    return bool(_TOKEN.match(text))
+
+
 def person(request: Request) -> Person:
     """The signed-in person (401 without a session; 403 for a state change without its
     CSRF token)."""
     token = request.cookies.get(COOKIE, "")
-    if not token or len(token) > 512:
+    if not looks_like_token(token):
         raise BackendError(401, "sign in first", "UNAUTHENTICATED")
     if request.method in UNSAFE and not csrf_ok(token, request.headers.get(CSRF_HEADER)):
         raise BackendError(
@@ -202,6 +212,9 @@ def build_router(
         body: TokenSignIn, request: Request, response: Response, who: Visitor
     ) -> SessionOut:
         """Sign in with a token; the session lives in an HttpOnly cookie."""
+        if not looks_like_token(body.token.strip()):
+            metrics.sign_ins.labels("token", "refused").inc()
+            raise BackendError(401, "that is not a Strata token (stk_...)", "UNAUTHENTICATED")
         reply = signing_in(
             "token",
             gw.StartSession,
@@ -222,6 +235,9 @@ def build_router(
         body: LinkSignIn, request: Request, response: Response, who: Visitor
     ) -> SessionOut:
         """Sign in with the code of a one-time sign-in link."""
+        if not looks_like_token(body.code.strip()):
+            metrics.sign_ins.labels("link", "refused").inc()
+            raise BackendError(401, "that is not a sign-in link's code", "UNAUTHENTICATED")
         reply = signing_in(
             "link",
             gw.RedeemSignInLink,

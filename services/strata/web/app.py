@@ -4,7 +4,7 @@ carries (security headers, metrics)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -13,10 +13,12 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.routing import Match
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from strata.web.api import build_router
+from strata.web.api import build_router, looks_like_token
 from strata.web.backends import BackendError, Backends
+from strata.web.manage import build_manage_router
 from strata.web.metrics import WebMetrics
 from strata.web.pages import build_pages, error_page
 from strata.web.session import COOKIE
@@ -30,12 +32,52 @@ CSP = (
 )
 
 
-def _route_of(app: FastAPI, request: Request) -> str:
-    for route in app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return getattr(route, "path", "other")
-    return "unmatched"
+# What a visitor without a session may call under /api.
+OPEN_API = {("POST", "/api/session"), ("POST", "/api/session/link"), ("GET", "/api/openapi.json")}
+
+
+def _sign_in_first() -> Response:
+    """401 before anything else is looked at: a body is not checked for a stranger."""
+    return JSONResponse({"error": "sign in first", "code": "UNAUTHENTICATED"}, 401)
+
+
+class Edge:
+    """What every response passes through (plain ASGI, no per-request task): a stranger's
+    /api call is answered 401 before anything else; security headers; metrics by route."""
+
+    def __init__(self, app: ASGIApp, metrics: WebMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path, method = scope["path"], scope["method"]
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                h = MutableHeaders(scope=message)
+                h.setdefault("content-security-policy", CSP)
+                h.setdefault("x-content-type-options", "nosniff")
+                h.setdefault("referrer-policy", "no-referrer")
+                h.setdefault("x-frame-options", "DENY")
+                if not path.startswith("/static"):
+                    h.setdefault("cache-control", "no-store")
+            await send(message)
+
+        stranger = path.startswith("/api") and (method, path) not in OPEN_API
+        if stranger and not looks_like_token(Request(scope).cookies.get(COOKIE, "")):
+            await _sign_in_first()(scope, receive, send_with_headers)
+        else:
+            await self.app(scope, receive, send_with_headers)
+        route = getattr(scope.get("route"), "path", "unmatched")
+        self.metrics.requests.labels(route, method, f"{status // 100}xx").inc()
+        self.metrics.seconds.labels(route).observe(time.perf_counter() - started)
 
 
 def create_app(
@@ -68,6 +110,7 @@ def create_app(
     app.include_router(
         build_router(backends, metrics, session_ttl_s=session_ttl_s, secure_always=secure_always)
     )
+    app.include_router(build_manage_router(backends))
     app.include_router(build_pages(backends))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -100,22 +143,6 @@ def create_app(
         ok = ready()
         return JSONResponse({"status": "ready" if ok else "waiting"}, 200 if ok else 503)
 
-    @app.middleware("http")
-    async def headers_and_metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = _route_of(app, request)
-        metrics.requests.labels(route, request.method, f"{response.status_code // 100}xx").inc()
-        metrics.seconds.labels(route).observe(time.perf_counter() - started)
-        h = response.headers
-        h.setdefault("content-security-policy", CSP)
-        h.setdefault("x-content-type-options", "nosniff")
-        h.setdefault("referrer-policy", "no-referrer")
-        h.setdefault("x-frame-options", "DENY")
-        if not request.url.path.startswith("/static"):
-            h.setdefault("cache-control", "no-store")
-        return response
+    app.add_middleware(Edge, metrics=metrics)
 
     return app

@@ -13,7 +13,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from strata.v1 import gateway_pb2
-from strata.web import views
+from strata.web import manage, views
+from strata.web.api import looks_like_token
 from strata.web.backends import Backends, Person
 from strata.web.session import COOKIE, csrf_token
 
@@ -43,7 +44,7 @@ def error_page(request: Request, status: int, message: str) -> Response:
 
 def _signed_in(request: Request) -> Person | None:
     token = request.cookies.get(COOKIE, "")
-    if not token or len(token) > 512:
+    if not looks_like_token(token):
         return None
     return Person(token, request.client.host if request.client else "unknown")
 
@@ -75,8 +76,7 @@ def build_pages(backends: Backends) -> APIRouter:
             request, me, "projects.html", projects=[views.project(p) for p in reply.projects]
         )
 
-    @pages.get("/projects/{project}/label")
-    def workbench(request: Request, project: str) -> Response:
+    def workbench(request: Request, project: str, mode: str) -> Response:
         me = _signed_in(request)
         if me is None:
             return RedirectResponse("/signin", 303)
@@ -87,9 +87,32 @@ def build_pages(backends: Backends) -> APIRouter:
             me,
             "workbench.html",
             project=project,
+            mode=mode,
             contract=contract,
             # Inside <script>: no '<' may end it early.
             contract_json=json.dumps(contract).replace("<", "\\u003c"),
+        )
+
+    @pages.get("/projects/{project}/label")
+    def label(request: Request, project: str) -> Response:
+        return workbench(request, project, "label")
+
+    @pages.get("/projects/{project}/review")
+    def review(request: Request, project: str) -> Response:
+        return workbench(request, project, "review")
+
+    @pages.get("/projects/{project}/console")
+    def console(request: Request, project: str) -> Response:
+        me = _signed_in(request)
+        if me is None:
+            return RedirectResponse("/signin", 303)
+        return page(
+            request,
+            me,
+            "console.html",
+            project=project,
+            queue=manage.queue(backends, project, me),
+            annotators=manage.annotator_rows(backends, project, me),
         )
 
     return pages

@@ -115,3 +115,75 @@ def own_progress(score: quality_pb2.AnnotatorScore | None) -> dict[str, Any]:
         else None,
         "median_seconds": round(score.median_seconds, 2) if score.median_seconds else None,
     }
+
+
+def _enum_name(prefix: str, name: str) -> str:
+    return name.removeprefix(prefix).lower()
+
+
+def why_in_review(kind: str, detail: str) -> str:
+    """The reason a reviewer is shown, in the words of the review queue."""
+    text = detail.lower()
+    if "second opinion" in text or "second expert" in text:
+        return "second opinion"
+    if "memoriz" in text:
+        return "memorization flag"
+    if kind == "relabel":
+        return "model disagreement"
+    return "disagreement"
+
+
+def evidence(c: common_pb2.ConsensusLabel, review: quality_pb2.ReviewInfo | None) -> dict[str, Any]:
+    """What a reviewer weighs before deciding an item."""
+    return {
+        "value": c.value,
+        "consensus_score": round(c.consensus_score, 4),
+        "status": _enum_name("CONSENSUS_STATUS_", common_pb2.ConsensusStatus.Name(c.status)),
+        "votes": [
+            {
+                "annotator_id": v.annotator_id,
+                "value": v.value,
+                "weight": round(v.weight, 4),
+                "source": _enum_name("LABEL_SOURCE_", common_pb2.LabelSource.Name(v.source)),
+            }
+            for v in c.votes
+        ],
+        "posterior": [
+            {"class_label": s.class_label, "score": round(s.score, 4)} for s in c.posterior
+        ],
+        "review": None
+        if review is None
+        else {
+            "why": why_in_review(review.kind, review.detail),
+            "kind": review.kind,
+            "detail": review.detail,
+            "opened_at": iso(review.opened_at),
+        },
+    }
+
+
+def _rate(value: float, n: int) -> float | None:
+    return round(value, 4) if n else None
+
+
+def annotator_row(
+    person: gateway_pb2.AnnotatorInfo, score: quality_pb2.AnnotatorScore | None
+) -> dict[str, Any]:
+    """A line of the console's annotator table: the gateway's person, quality's scores."""
+    s = score or quality_pb2.AnnotatorScore()
+    return {
+        "annotator_id": person.annotator_id,
+        "role": ROLE_NAMES.get(person.role, ""),
+        "status": STATUS_NAMES.get(person.status, "active"),
+        "status_reason": person.status_reason,
+        "labels": max(s.labels, person.labels_submitted),
+        "gold_answered": s.gold_answered,
+        "gold_accuracy": _rate(s.gold_accuracy, s.gold_answered),
+        "gold_accuracy_lower_bound": _rate(s.gold_accuracy_lower_bound, s.gold_answered),
+        "agreement_with_consensus": _rate(s.agreement_with_consensus, s.labels),
+        "median_seconds": round(s.median_seconds, 2) if s.median_seconds else None,
+        "wrong_prelabels_shown": s.wrong_prelabels_shown,
+        "anchoring_rate": _rate(s.anchoring_rate, s.wrong_prelabels_shown),
+        "anchoring_lower_bound": _rate(s.anchoring_lower_bound, s.wrong_prelabels_shown),
+        "anchoring_upper_bound": _rate(s.anchoring_upper_bound, s.wrong_prelabels_shown),
+    }

@@ -8,8 +8,9 @@ import { api } from "./api.js";
 const root = document.getElementById("workbench");
 const project = root.dataset.project;
 const me = root.dataset.me;
+const MODE = root.dataset.mode || "label";  // "review": the review queue, with each item's evidence
 const contract = JSON.parse(document.getElementById("contract").textContent);
-const STORE = `strata.workbench.${me}.${project}`;
+const STORE = `strata.${MODE}.${me}.${project}`;
 const IDLE_MS = 30000;       // no input for this long: the person is idle, time stops
 const HOLD_MS = 8000;        // the latest answer can be changed this long
 const PREFETCH = 2;          // tasks leased ahead, so the next one shows at once
@@ -154,8 +155,54 @@ function show() {
     ui.suggestion.hidden = true;
   }
   renderChoices(task);
+  if (MODE === "review") renderEvidence(task.evidence);
   markChoice();
   ui.item.focus({ preventScroll: true });
+}
+
+function cell(tag, text, cls) {
+  const c = document.createElement(tag);
+  c.textContent = text;
+  if (cls) c.className = cls;
+  return c;
+}
+
+// A reviewer sees why the item is here, every vote with who cast it and its weight, and
+// the posterior; a vote is accepted by pressing its class's key.
+function renderEvidence(ev) {
+  const box = document.getElementById("evidence");
+  box.replaceChildren();
+  if (!ev) { box.hidden = true; return; }
+  box.hidden = false;
+  if (ev.review) {
+    const why = cell("p", "", "why");
+    why.append(cell("strong", `In review: ${ev.review.why}. `), ev.review.detail);
+    box.append(why);
+  }
+  box.append(cell("p", `Consensus so far: “${ev.value || "none"}”, posterior ${Math.round(ev.consensus_score * 100)}% (${ev.status})`, "muted"));
+  const table = document.createElement("table");
+  table.className = "table votes";
+  const head = document.createElement("tr");
+  for (const h of ["Annotator", "Vote", "Weight", "Source"]) head.append(cell("th", h));
+  head.querySelectorAll("th").forEach((th) => th.setAttribute("scope", "col"));
+  table.append(head);
+  for (const v of ev.votes) {
+    const row = document.createElement("tr");
+    row.append(cell("td", v.annotator_id), cell("td", v.value), cell("td", v.weight ? v.weight.toFixed(2) : "–"), cell("td", v.source));
+    table.append(row);
+  }
+  box.append(table);
+  if (ev.posterior.length) {
+    const list = document.createElement("ul");
+    list.className = "posterior";
+    list.setAttribute("aria-label", "Posterior by class");
+    for (const p of ev.posterior) {
+      const li = cell("li", `${p.class_label} ${Math.round(p.score * 100)}%`);
+      li.style.setProperty("--share", `${Math.round(p.score * 100)}%`);
+      list.append(li);
+    }
+    box.append(list);
+  }
 }
 
 function markChoice() {
@@ -198,7 +245,9 @@ let filling = false;
 let waitTimer = null;
 
 async function lease() {
-  const reply = await api("POST", `/api/projects/${encodeURIComponent(project)}/tasks/next`);
+  const path = MODE === "review" ? "reviews/next" : "tasks/next";
+  const reply = await api("POST", `/api/projects/${encodeURIComponent(project)}/${path}`);
+  if (reply.task && reply.evidence) reply.task.evidence = reply.evidence;
   return reply;
 }
 
@@ -256,10 +305,11 @@ function waiting(ms) {
   ui.item.replaceChildren();
   const p = document.createElement("p");
   p.className = "muted";
-  p.textContent = `No task for you right now. Checking again in ${Math.ceil(ms / 1000)} s.`;
+  p.textContent = `${MODE === "review" ? "Nothing in review" : "No task for you"} right now. Checking again in ${Math.ceil(ms / 1000)} s.`;
   ui.item.append(p);
   ui.suggestion.hidden = true;
   ui.choices.replaceChildren();
+  if (MODE === "review") renderEvidence(null);
   clearTimeout(waitTimer);
   waitTimer = setTimeout(advance, ms);
 }
@@ -446,6 +496,7 @@ document.addEventListener("visibilitychange", () => {
 window.addEventListener("online", flush);
 
 async function loadProgress() {
+  if (MODE === "review") return;
   try {
     const p = await api("GET", `/api/projects/${encodeURIComponent(project)}/progress`);
     ui.totalLabels.textContent = String(p.labels);

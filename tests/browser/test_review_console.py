@@ -1,0 +1,162 @@
+"""A reviewer decides an item in review; a manager reads the console and blocks someone."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from strata.v1 import common_pb2, gateway_pb2, quality_pb2
+
+from ..marks import ONE_RAY_AT_A_TIME
+from .support import Project, Stack, bearer, make_project, shoot, until
+
+pytestmark = ONE_RAY_AT_A_TIME  # the stack's training service runs a local Ray
+
+PEOPLE = {
+    "rc-ann-a": common_pb2.ROLE_ANNOTATOR,
+    "rc-ann-b": common_pb2.ROLE_ANNOTATOR,
+    "rc-rev": common_pb2.ROLE_REVIEWER,
+    "rc-mgr": common_pb2.ROLE_MANAGER,
+}
+
+
+def sign_in(page: Any, stack: Stack, token: str) -> None:
+    page.goto(f"{stack.web}/signin")
+    page.fill("#token", token)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{stack.web}/projects")
+
+
+def label(stack: Stack, project: Project, person: str, value: str) -> str:
+    """`person` labels the next task with `value` over gRPC; returns its item."""
+    gw = stack.gateway()
+    who = bearer(project.tokens[person])
+
+    def lease() -> gateway_pb2.Task | None:
+        reply = gw.NextTask(gateway_pb2.NextTaskRequest(project=project.name), metadata=who)
+        return reply.task if reply.HasField("task") else None
+
+    task = until(lease, 60, f"a task for {person}")
+    gw.SubmitLabel(
+        gateway_pb2.SubmitLabelRequest(task_id=task.task_id, value=value, duration_ms=1500),
+        metadata=who,
+    )
+    return str(task.item_id)
+
+
+@pytest.fixture(scope="module")
+def disputed(stack: Stack) -> tuple[Project, str]:
+    """A project whose one item two annotators disagree on, at its most annotators: quality
+    sends it to review."""
+    project = make_project(stack, PEOPLE, items=1, overlap=2, threshold=0.8)
+    item = label(stack, project, "rc-ann-a", "cat")
+    assert label(stack, project, "rc-ann-b", "dog") == item
+    quality = stack.quality()
+    admin = bearer(stack.admin_token)
+
+    def in_review() -> bool:
+        try:
+            reply = quality.ItemConsensus(
+                quality_pb2.ItemConsensusRequest(item_id=item), metadata=admin
+            )
+        except grpc.RpcError:
+            return False
+        return reply.HasField("review")
+
+    until(in_review, 60, "the item to go to review")
+    return project, item
+
+
+def test_a_reviewer_sees_the_evidence_and_decides_by_keyboard(
+    stack: Stack, disputed: tuple[Project, str], browser: Any
+) -> None:
+    project, item = disputed
+    page = browser.new_page()
+    sign_in(page, stack, project.tokens["rc-rev"])
+    page.goto(f"{stack.web}/projects/{project.name}/review")
+    page.wait_for_selector("#evidence table.votes")
+    evidence = page.locator("#evidence").inner_text()
+    assert "In review: disagreement" in evidence
+    assert "rc-ann-a" in evidence and "rc-ann-b" in evidence
+    shoot(page, "review")
+    page.keyboard.press("1")  # accept rc-ann-a's vote: cat
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#save-state.saved", timeout=30_000)
+    quality = stack.quality()
+    admin = bearer(stack.admin_token)
+
+    def decided() -> quality_pb2.ItemConsensusResponse | None:
+        reply = quality.ItemConsensus(
+            quality_pb2.ItemConsensusRequest(item_id=item), metadata=admin
+        )
+        return reply if reply.consensus.status == common_pb2.CONSENSUS_STATUS_EXPERT else None
+
+    reply = until(decided, 60, "the reviewer's decision to reach quality")
+    assert reply.consensus.value == "cat" and not reply.HasField("review")
+    # An annotator has no review queue.
+    with httpx.Client(base_url=stack.web) as client:
+        csrf = client.post("/api/session", json={"token": project.tokens["rc-ann-a"]}).json()[
+            "csrf_token"
+        ]
+        refused = client.post(
+            f"/api/projects/{project.name}/reviews/next", headers={"X-CSRF-Token": csrf}
+        )
+        assert refused.status_code == 403, refused.text
+
+
+def test_the_console_shows_qualitys_numbers_and_a_block_is_enforced(
+    stack: Stack, disputed: tuple[Project, str], browser: Any
+) -> None:
+    project, _ = disputed
+    page = browser.new_page()
+    sign_in(page, stack, project.tokens["rc-mgr"])
+    page.goto(f"{stack.web}/projects/{project.name}/console")
+    page.wait_for_selector("#annotators")
+    shoot(page, "console")
+    scores = stack.quality().AnnotatorScores(
+        quality_pb2.AnnotatorScoresRequest(project=project.name),
+        metadata=bearer(project.tokens["rc-mgr"]),
+    )
+    by_id = {a.annotator_id: a for a in scores.annotators}
+    assert {"rc-ann-a", "rc-ann-b"} <= set(by_id)
+    for person in ("rc-ann-a", "rc-ann-b"):
+        row = page.locator(f'tr[data-annotator="{person}"]')
+        shown = row.locator('[data-field="labels"]').inner_text()
+        assert int(shown) == by_id[person].labels, (person, shown)
+        agreement = row.locator('[data-field="agreement_with_consensus"]').inner_text()
+        assert agreement == f"{by_id[person].agreement_with_consensus:.2f}", (person, agreement)
+    queue = stack.gateway().QueueStats(
+        gateway_pb2.QueueStatsRequest(project=project.name),
+        metadata=bearer(project.tokens["rc-mgr"]),
+    )
+    assert page.locator("#q-labels").inner_text() == str(queue.labels_total)
+
+    page.get_by_role("button", name="Block rc-ann-b").click()
+    page.wait_for_selector('tr[data-annotator="rc-ann-b"] .status-blocked')
+    shoot(page, "console-after-block")
+    # The blocked annotator is refused, by the web and by the gateway behind it.
+    with httpx.Client(base_url=stack.web) as client:
+        csrf = client.post("/api/session", json={"token": project.tokens["rc-ann-b"]}).json()[
+            "csrf_token"
+        ]
+        refused = client.post(
+            f"/api/projects/{project.name}/tasks/next", headers={"X-CSRF-Token": csrf}
+        )
+        assert refused.status_code == 403 and "blocked" in refused.json()["error"]
+    admin = bearer(stack.admin_token)
+    deadline = time.monotonic() + 30
+    rows: list[Any] = []
+    while time.monotonic() < deadline and not rows:
+        entries = (
+            stack.gateway()
+            .ListAudit(
+                gateway_pb2.ListAuditRequest(project=project.name, actor="rc-mgr"), metadata=admin
+            )
+            .entries
+        )
+        rows = [e for e in entries if e.target == "rc-ann-b" and "status" in e.action]
+        time.sleep(0.3)
+    assert rows, "the block was not audited"
