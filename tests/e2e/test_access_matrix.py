@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from google.protobuf import descriptor_pool
 from strata.common.matrix import ANY_PERSON, MATRIX, RANK, Rule
@@ -505,6 +506,17 @@ def test_a_manager_onboards_people_with_the_cli_and_reads_the_audit(stack: Stack
     mine = strata({**stack.env, "STRATA_TOKEN": token.stdout.strip()}, "projects")
     assert mine.returncode == 0 and project in mine.stdout and "blocked" in mine.stdout
     assert other not in mine.stdout
+    # A browser sign-in link instead of a token: printed for the running stack's web,
+    # redeemed there once.
+    link = strata(boss, "tokens", "link", f"ann-{project}", "--project", project)
+    assert link.returncode == 0 and "works once" in link.stderr, link.stdout + link.stderr
+    web, _, code = link.stdout.strip().partition("/signin#code=")
+    with httpx.Client(base_url=web) as client:
+        session = client.post("/api/session/link", json={"code": code})
+        assert session.status_code == 200 and session.json()["annotator_id"] == f"ann-{project}"
+        assert client.post("/api/session/link", json={"code": code}).status_code == 401
+    outsider = strata(boss, "tokens", "link", f"ann-{project}", "--project", other)
+    assert outsider.returncode == 1 and "NOT_FOUND" in outsider.stdout
 
     # The audit log, as the manager reads it: their project's actions and refusals.
     audit = strata(boss, "audit", "--project", project, "--since", "1h", "--json")

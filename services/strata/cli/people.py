@@ -215,6 +215,44 @@ def cmd_tokens_revoke(args: argparse.Namespace, config: StackConfig) -> int:
     return 0
 
 
+def _web_url(args: argparse.Namespace, config: StackConfig) -> str | None:
+    if args.web:
+        return str(args.web).rstrip("/")
+    state = config.home / "stack.json"
+    if state.exists():
+        web = json.loads(state.read_text()).get("web")
+        return str(web) if web else None
+    return None
+
+
+@refused_is_1
+def cmd_tokens_link(args: argparse.Namespace, config: StackConfig) -> int:
+    web = _web_url(args, config)
+    if web is None:
+        print(
+            "tokens link: no running stack's web to link to; pass --web https://<your Strata>",
+            file=sys.stderr,
+        )
+        return 2
+    reply = _ask(
+        args,
+        config,
+        "tokens link",
+        "CreateSignInLink",
+        gateway_pb2.CreateSignInLinkRequest(
+            project=args.project, annotator_id=args.person, ttl_seconds=int(args.minutes * 60)
+        ),
+    )
+    # The code rides in the fragment: browsers never send it to a server or a log.
+    print(f"{web}/signin#code={reply.code}")
+    expires = reply.expires_at.ToDatetime(tzinfo=UTC)
+    print(
+        f"works once, for project {args.project}, until {expires.isoformat(timespec='seconds')}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 @refused_is_1
 def cmd_tokens_renew(args: argparse.Namespace, config: StackConfig) -> int:
     reply = _ask(
@@ -341,7 +379,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     create.add_argument("--name", default="")
     create.set_defaults(func=cmd_admin_create)
 
-    tokens = sub.add_parser("tokens", help="bearer tokens: issue, revoke, renew")
+    tokens = sub.add_parser("tokens", help="bearer tokens: issue, revoke, renew, link")
     token_verbs = tokens.add_subparsers(dest="verb", required=True)
     issue = with_gateway(token_verbs.add_parser("issue", help="issue a token (shown once)"))
     issue.add_argument("person")
@@ -355,6 +393,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     )
     renew.add_argument("--ttl-days", type=float, default=30.0)
     renew.set_defaults(func=cmd_tokens_renew)
+    link = with_gateway(
+        token_verbs.add_parser(
+            "link", help="a one-time browser sign-in link for a member of a project"
+        )
+    )
+    link.add_argument("person")
+    link.add_argument("--project", required=True)
+    link.add_argument("--minutes", type=float, default=15.0)
+    link.add_argument("--web", help="the web's base URL (default: the running stack's)")
+    link.set_defaults(func=cmd_tokens_link)
 
     projects = with_gateway(sub.add_parser("projects", help="who you are and your projects"))
     projects.set_defaults(func=cmd_projects)
