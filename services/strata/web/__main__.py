@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
-import threading
-from types import FrameType
 
 import grpc
 import uvicorn
@@ -70,13 +67,7 @@ def main() -> int:
     configure_logging(config.log_level)
     server, backends, metrics = build(config)
     _, metrics_port = metrics.serve(config.metrics_port, config.host)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        server.should_exit = True
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
+    # uvicorn stops on SIGTERM by itself: in-flight requests finish, then it exits.
     log.info("web on http://%s:%d, metrics on %d", config.host, config.port, metrics_port)
     try:
         server.run()
