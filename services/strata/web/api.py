@@ -8,6 +8,7 @@ service's refusal its HTTP counterpart (a non-member's 404 included).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -184,27 +185,33 @@ def build_router(
     api = APIRouter(prefix="/api", responses=ERRORS)
     gw = backends.gateway
 
-    def signing_in(kind: str, method: Any, request: Any, who: Person | Anonymous) -> Any:
+    def signed_in(
+        kind: str,
+        credential: str,
+        call: Callable[[str], Any],
+        request: Request,
+        response: Response,
+    ) -> SessionOut:
+        """A sign-in (`kind`: token or link) with `credential`: refused at once when it
+        cannot be one, else the gateway's session, counted either way, in the cookie."""
         try:
-            reply = backends.call(method, request, who)
+            if not looks_like_token(credential):
+                what = "a Strata token (stk_...)" if kind == "token" else "a sign-in link's code"
+                raise BackendError(401, f"that is not {what}", "UNAUTHENTICATED")
+            reply = call(credential)
         except BackendError:
             metrics.sign_ins.labels(kind, "refused").inc()
             raise
         metrics.sign_ins.labels(kind, "ok").inc()
-        return reply
-
-    def start(
-        request: Request, response: Response, token: str, annotator_id: str, admin: bool, exp: Any
-    ) -> SessionOut:
         response.set_cookie(
-            value=token,
+            value=reply.session_token,
             **cookie_attributes(secure_cookie(request, secure_always), session_ttl_s),  # type: ignore[arg-type]
         )
         return SessionOut(
-            annotator_id=annotator_id,
-            admin=admin,
-            csrf_token=csrf_token(token),
-            expires_at=views.iso(exp),
+            annotator_id=reply.annotator_id,
+            admin=reply.admin,
+            csrf_token=csrf_token(reply.session_token),
+            expires_at=views.iso(reply.expires_at),
         )
 
     @api.post("/session", response_model=SessionOut, tags=["session"])
@@ -212,22 +219,16 @@ def build_router(
         body: TokenSignIn, request: Request, response: Response, who: Visitor
     ) -> SessionOut:
         """Sign in with a token; the session lives in an HttpOnly cookie."""
-        if not looks_like_token(body.token.strip()):
-            metrics.sign_ins.labels("token", "refused").inc()
-            raise BackendError(401, "that is not a Strata token (stk_...)", "UNAUTHENTICATED")
-        reply = signing_in(
+        return signed_in(
             "token",
-            gw.StartSession,
-            gateway_pb2.StartSessionRequest(ttl_seconds=session_ttl_s),
-            Person(body.token.strip(), who.source),
-        )
-        return start(
+            body.token.strip(),
+            lambda token: backends.call(
+                gw.StartSession,
+                gateway_pb2.StartSessionRequest(ttl_seconds=session_ttl_s),
+                Person(token, who.source),
+            ),
             request,
             response,
-            reply.session_token,
-            reply.annotator_id,
-            reply.admin,
-            reply.expires_at,
         )
 
     @api.post("/session/link", response_model=SessionOut, tags=["session"])
@@ -235,22 +236,16 @@ def build_router(
         body: LinkSignIn, request: Request, response: Response, who: Visitor
     ) -> SessionOut:
         """Sign in with the code of a one-time sign-in link."""
-        if not looks_like_token(body.code.strip()):
-            metrics.sign_ins.labels("link", "refused").inc()
-            raise BackendError(401, "that is not a sign-in link's code", "UNAUTHENTICATED")
-        reply = signing_in(
+        return signed_in(
             "link",
-            gw.RedeemSignInLink,
-            gateway_pb2.RedeemSignInLinkRequest(code=body.code.strip(), ttl_seconds=session_ttl_s),
-            who,
-        )
-        return start(
+            body.code.strip(),
+            lambda code: backends.call(
+                gw.RedeemSignInLink,
+                gateway_pb2.RedeemSignInLinkRequest(code=code, ttl_seconds=session_ttl_s),
+                who,
+            ),
             request,
             response,
-            reply.session_token,
-            reply.annotator_id,
-            reply.admin,
-            reply.expires_at,
         )
 
     @api.get("/session", response_model=SessionOut, tags=["session"])
