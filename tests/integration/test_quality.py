@@ -284,6 +284,63 @@ def test_spammer_is_blocked_through_gold_and_careful_annotator_is_not(stack: Sta
     assert "threshold 0.80" in blocked.reason
 
 
+def quality_standing(stack: Stack, project: str, annotator_id: str) -> tuple | None:
+    with stack.quality.db.transaction() as conn:
+        return conn.execute(
+            "SELECT status, gold_answered FROM annotators WHERE project = %s AND annotator_id = %s",
+            (project, annotator_id),
+        ).fetchone()
+
+
+def test_a_block_holds_against_late_gold_until_a_person_lifts_it(stack: Stack) -> None:
+    """Gold answers in flight when the block landed (right ones, even) do not let the
+    spammer back in; a manager's unblock, published by the gateway, does, and then gold
+    judges afresh."""
+    project = new_project(stack)
+    boot = stack.quality.config.kafka_bootstrap
+
+    def gold(n: int, right: bool, start: int) -> list:
+        return [
+            label_event(
+                project, f"{project}-g{i}", "spammer", "cat" if right else "dog", gold_answer="cat"
+            )
+            for i in range(start, start + n)
+        ]
+
+    def statuses() -> list:
+        return [
+            m.status
+            for m in read_topic(
+                boot, ANNOTATORS_STATUS, lambda m: m.project == project, 1, timeout_s=2
+            )
+        ]
+
+    produce(boot, gold(5, False, 0))
+    wait_until(lambda: statuses()[-1:] == [common_pb2.ANNOTATOR_STATUS_BLOCKED], 30, "blocked")
+    # Right answers after the block: 5 of 10 would be "retrain" by the figures alone.
+    produce(boot, gold(5, True, 5))
+    wait_until(lambda: quality_standing(stack, project, "spammer") == ("blocked", 10), 30, "10")
+    assert statuses() == [common_pb2.ANNOTATOR_STATUS_BLOCKED]
+    # A manager unblocks (the gateway publishes what it applied); quality records it
+    # and, on the next wrong gold answers, blocks again.
+    unblock = make_event(
+        ANNOTATORS_STATUS.name,
+        "spammer",
+        events_pb2.AnnotatorStatusChanged(
+            routing=common_pb2.RoutingMetadata(source_service="gateway", project=project),
+            annotator_id="spammer",
+            project=project,
+            status=common_pb2.ANNOTATOR_STATUS_ACTIVE,
+            reason="set by boss: second chance",
+        ),
+    )
+    produce(boot, [unblock])
+    wait_until(lambda: quality_standing(stack, project, "spammer") == ("active", 10), 30, "active")
+    produce(boot, gold(5, False, 10))
+    wait_until(lambda: statuses()[-1:] == [common_pb2.ANNOTATOR_STATUS_BLOCKED], 30, "again")
+    assert statuses()[0] == common_pb2.ANNOTATOR_STATUS_BLOCKED
+
+
 def test_bad_labels_are_dead_lettered_and_the_rest_flow(stack: Stack) -> None:
     project = new_project(stack)
     boot = stack.quality.config.kafka_bootstrap

@@ -314,6 +314,16 @@ class PeopleRpcs:
                     "gateway", "set_status", request.annotator_id, status=status, reason=reason
                 ),
             )
+            # Quality learns a person's decision too: its verdicts never lift a block, so
+            # it must know when someone did (and that it may block again).
+            store.publish_status(
+                conn,
+                request.project,
+                request.annotator_id,
+                request.status,
+                reason,
+                current_caller().name,
+            )
         self.auth.forget(request.annotator_id)
         return gateway_pb2.SetAnnotatorStatusResponse()
 

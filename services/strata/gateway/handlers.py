@@ -89,6 +89,8 @@ class GatewayHandlers:
             raise ValueError(f"annotator status {msg.status} is not one the gateway knows")
         if not msg.project:
             raise ValueError("an annotator status change must name its project")
+        if msg.routing.source_service == "gateway":
+            return  # a person's decision, applied when it was made
         # A verdict applies to its own project only.
         if not people.set_status(ctx.conn, msg.project, msg.annotator_id, status, msg.reason):
             log.warning(

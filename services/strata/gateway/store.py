@@ -12,7 +12,7 @@ import psycopg
 
 from strata.common import outbox
 from strata.common.events import OutgoingEvent
-from strata.common.topics import CONTRACTS
+from strata.common.topics import ANNOTATORS_STATUS, CONTRACTS
 from strata.gateway.contract import contract_digest
 from strata.gateway.policy import Candidate, ShownProfile, TaskSnapshot
 from strata.v1 import common_pb2, events_pb2
@@ -211,6 +211,32 @@ def tasks_taken(conn: Conn, project: str, annotator_id: str, limit: int) -> int:
         (annotator_id, project, limit),
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def publish_status(
+    conn: Conn,
+    project: str,
+    annotator_id: str,
+    status: common_pb2.AnnotatorStatus.ValueType,
+    reason: str,
+    by: str,
+) -> None:
+    """A person set `annotator_id`'s standing in `project`: tell the services that keep
+    their own view of it (quality). The gateway, which applied it already, skips it."""
+    outbox.publish(
+        conn,
+        ANNOTATORS_STATUS.name,
+        annotator_id,
+        events_pb2.AnnotatorStatusChanged(
+            routing=common_pb2.RoutingMetadata(
+                trace_id=uuid.uuid4().hex, source_service="gateway", project=project
+            ),
+            annotator_id=annotator_id,
+            project=project,
+            status=status,
+            reason=f"set by {by}: {reason}" if reason else f"set by {by}",
+        ),
+    )
 
 
 def find_candidates(

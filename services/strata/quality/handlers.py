@@ -59,6 +59,7 @@ STATUS_ENUM = {
     "retrain": common_pb2.ANNOTATOR_STATUS_RETRAIN,
     "blocked": common_pb2.ANNOTATOR_STATUS_BLOCKED,
 }
+STATUS_NAMES = {value: name for name, value in STATUS_ENUM.items()}
 METHODS = {
     "dawid_skene": common_pb2.CONSENSUS_METHOD_DAWID_SKENE,
     "majority_vote": common_pb2.CONSENSUS_METHOD_MAJORITY_VOTE,
@@ -354,7 +355,10 @@ class QualityHandlers:
                 Anchoring(totals.wrong_prelabels_followed, totals.wrong_prelabels_shown),
                 contract.gold_max_anchoring,
             )
-            if verdict.status == totals.status:
+            if verdict.status == totals.status or totals.status == "blocked":
+                # A verdict never lifts a block: gold answers still in flight when it
+                # landed must not let a spammer back in. A person unblocks (the gateway
+                # tells quality, below), and then the verdicts run afresh.
                 continue
             store.set_status(ctx.conn, *key, verdict.status, verdict.reason)
             self.metrics.annotator_status.labels(
@@ -739,6 +743,20 @@ class QualityHandlers:
             ctx.conn, msg.project, msg.run_id, msg.model_version, msg.memorization_flags
         )
 
+    def on_annotator_status(self, ctx: HandlerContext, event: Event) -> None:
+        """A person (a manager, through the gateway) set an annotator's standing; quality's
+        own verdicts are already stored when it publishes them."""
+        msg = event.message
+        assert isinstance(msg, events_pb2.AnnotatorStatusChanged)
+        if msg.routing.source_service != "gateway":
+            return
+        status = STATUS_NAMES.get(msg.status)
+        if status is None or not msg.project:
+            raise ValueError(
+                f"annotator status {msg.status} in {msg.project!r} is not one quality knows"
+            )
+        store.record_status(ctx.conn, msg.project, msg.annotator_id, status, msg.reason)
+
     def routes(self) -> dict[str, TopicHandler]:
         # Contracts first: a poll that holds a contract and its first labels applies both.
         return {
@@ -746,6 +764,7 @@ class QualityHandlers:
             LABELS_SUBMITTED.name: Batched(self.on_labels),
             PREDICTIONS.name: Batched(self.on_predictions),
             TRAINING_FEEDBACK.name: self.on_feedback,
+            ANNOTATORS_STATUS.name: self.on_annotator_status,
         }
 
 

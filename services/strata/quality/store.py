@@ -312,6 +312,16 @@ def set_status(conn: Conn, project: str, annotator_id: str, status: str, reason:
     )
 
 
+def record_status(conn: Conn, project: str, annotator_id: str, status: str, reason: str) -> None:
+    """A standing a person set: kept even for an annotator with no gold answer yet."""
+    conn.execute(
+        "INSERT INTO annotators (project, annotator_id, status, status_reason) "
+        "VALUES (%s, %s, %s, %s) ON CONFLICT (project, annotator_id) DO UPDATE SET "
+        "status = EXCLUDED.status, status_reason = EXCLUDED.status_reason, updated_at = now()",
+        (project, annotator_id, status, reason),
+    )
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A project's latest Dawid-Skene estimate, as consensus needs it."""
