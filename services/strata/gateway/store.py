@@ -217,7 +217,7 @@ def publish_status(
     conn: Conn,
     project: str,
     annotator_id: str,
-    status: common_pb2.AnnotatorStatus.ValueType,
+    status: int,
     reason: str,
     by: str,
 ) -> None:
@@ -233,7 +233,7 @@ def publish_status(
             ),
             annotator_id=annotator_id,
             project=project,
-            status=status,
+            status=status,  # type: ignore[arg-type]
             reason=f"set by {by}: {reason}" if reason else f"set by {by}",
         ),
     )
