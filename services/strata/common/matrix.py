@@ -73,6 +73,7 @@ MATRIX: Mapping[str, Rule] = {
     _rpc(GATEWAY, "LoadContract"): Rule(
         "manager", project=DERIVED, note="the document's project; a new project: admin"
     ),
+    _rpc(GATEWAY, "ListContracts"): Rule("manager", project=FROM_REQUEST),
     _rpc(GATEWAY, "CreateAnnotator"): Rule(
         "manager", project=DERIVED, note="the request's project; role admin: admin"
     ),
@@ -124,6 +125,7 @@ MATRIX: Mapping[str, Rule] = {
     ),
     _rpc("Inference", "ModelInfo"): Rule("reviewer", project=FROM_REQUEST),
     _rpc("Inference", "RollbackModel"): Rule("manager", project=FROM_REQUEST),
+    _rpc("Inference", "ListModels"): Rule("reviewer", project=FROM_REQUEST),
     # -- quality ---------------------------------------------------------------------------
     _rpc("Quality", "ItemConsensus"): Rule(
         "reviewer", project=DERIVED, note="the item's project; gold: manager"
@@ -138,6 +140,9 @@ MATRIX: Mapping[str, Rule] = {
     _rpc("Quality", "ResolveReview"): Rule("reviewer", project=DERIVED, note="the item's project"),
     _rpc("Quality", "DatasetReport"): Rule("reviewer", project=FROM_REQUEST),
     _rpc("Quality", "ExportLabels"): Rule("manager", project=FROM_REQUEST),
+    _rpc("Quality", "PairwiseAgreement"): Rule("manager", project=FROM_REQUEST),
+    _rpc("Quality", "PairDisagreements"): Rule("manager", project=FROM_REQUEST),
+    _rpc("Quality", "ProjectProgress"): Rule("reviewer", project=FROM_REQUEST),
     # -- training --------------------------------------------------------------------------
     _rpc("Training", "StartRun"): Rule("manager", project=FROM_REQUEST),
     _rpc("Training", "GetRun"): Rule("reviewer", project=DERIVED, note="the run's project"),
@@ -148,6 +153,8 @@ MATRIX: Mapping[str, Rule] = {
     ),
     _rpc("Training", "DepthProfile"): Rule("reviewer", project=FROM_REQUEST),
     _rpc("Training", "QueryLedger"): Rule("reviewer", project=FROM_REQUEST),
+    _rpc("Training", "ListRuns"): Rule("reviewer", project=FROM_REQUEST),
+    _rpc("Training", "ItemLineage"): Rule("reviewer", project=FROM_REQUEST),
 }
 
 

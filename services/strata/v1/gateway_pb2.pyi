@@ -211,20 +211,26 @@ class QueueStatsRequest(_message.Message):
     def __init__(self, project: _Optional[str] = ...) -> None: ...
 
 class QueueStatsResponse(_message.Message):
-    __slots__ = ("ready", "leased", "completed", "gold_tasks", "review_tasks", "labels_total")
+    __slots__ = ("ready", "leased", "completed", "gold_tasks", "review_tasks", "labels_total", "labels_last_hour", "oldest_lease_at", "oldest_lease_annotator")
     READY_FIELD_NUMBER: _ClassVar[int]
     LEASED_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
     GOLD_TASKS_FIELD_NUMBER: _ClassVar[int]
     REVIEW_TASKS_FIELD_NUMBER: _ClassVar[int]
     LABELS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_LAST_HOUR_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_LEASE_AT_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_LEASE_ANNOTATOR_FIELD_NUMBER: _ClassVar[int]
     ready: int
     leased: int
     completed: int
     gold_tasks: int
     review_tasks: int
     labels_total: int
-    def __init__(self, ready: _Optional[int] = ..., leased: _Optional[int] = ..., completed: _Optional[int] = ..., gold_tasks: _Optional[int] = ..., review_tasks: _Optional[int] = ..., labels_total: _Optional[int] = ...) -> None: ...
+    labels_last_hour: int
+    oldest_lease_at: _timestamp_pb2.Timestamp
+    oldest_lease_annotator: str
+    def __init__(self, ready: _Optional[int] = ..., leased: _Optional[int] = ..., completed: _Optional[int] = ..., gold_tasks: _Optional[int] = ..., review_tasks: _Optional[int] = ..., labels_total: _Optional[int] = ..., labels_last_hour: _Optional[int] = ..., oldest_lease_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., oldest_lease_annotator: _Optional[str] = ...) -> None: ...
 
 class WhoAmIRequest(_message.Message):
     __slots__ = ("project",)
@@ -441,3 +447,31 @@ class RedeemSignInLinkResponse(_message.Message):
     annotator_id: str
     admin: bool
     def __init__(self, session_token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., annotator_id: _Optional[str] = ..., admin: _Optional[bool] = ...) -> None: ...
+
+class ListContractsRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class ContractVersion(_message.Message):
+    __slots__ = ("version", "digest", "loaded_at", "loaded_by", "document", "current")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    LOADED_AT_FIELD_NUMBER: _ClassVar[int]
+    LOADED_BY_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    digest: str
+    loaded_at: _timestamp_pb2.Timestamp
+    loaded_by: str
+    document: str
+    current: bool
+    def __init__(self, version: _Optional[str] = ..., digest: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., loaded_by: _Optional[str] = ..., document: _Optional[str] = ..., current: _Optional[bool] = ...) -> None: ...
+
+class ListContractsResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[ContractVersion]
+    def __init__(self, versions: _Optional[_Iterable[_Union[ContractVersion, _Mapping]]] = ...) -> None: ...

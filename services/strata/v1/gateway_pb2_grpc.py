@@ -59,6 +59,11 @@ class AnnotationGatewayStub:
                 request_serializer=strata_dot_v1_dot_gateway__pb2.LoadContractRequest.SerializeToString,
                 response_deserializer=strata_dot_v1_dot_gateway__pb2.LoadContractResponse.FromString,
                 _registered_method=True)
+        self.ListContracts = channel.unary_unary(
+                '/strata.v1.AnnotationGateway/ListContracts',
+                request_serializer=strata_dot_v1_dot_gateway__pb2.ListContractsRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_gateway__pb2.ListContractsResponse.FromString,
+                _registered_method=True)
         self.CreateAnnotator = channel.unary_unary(
                 '/strata.v1.AnnotationGateway/CreateAnnotator',
                 request_serializer=strata_dot_v1_dot_gateway__pb2.CreateAnnotatorRequest.SerializeToString,
@@ -171,6 +176,13 @@ class AnnotationGatewayServicer:
 
     def LoadContract(self, request, context):
         """Admin and manager RPCs (who may call what: docs/security.md; every call is audited).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListContracts(self, request, context):
+        """A project's contract versions, newest first, each with the document it was loaded from.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -313,6 +325,11 @@ def add_AnnotationGatewayServicer_to_server(servicer, server):
                     servicer.LoadContract,
                     request_deserializer=strata_dot_v1_dot_gateway__pb2.LoadContractRequest.FromString,
                     response_serializer=strata_dot_v1_dot_gateway__pb2.LoadContractResponse.SerializeToString,
+            ),
+            'ListContracts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListContracts,
+                    request_deserializer=strata_dot_v1_dot_gateway__pb2.ListContractsRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_gateway__pb2.ListContractsResponse.SerializeToString,
             ),
             'CreateAnnotator': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateAnnotator,
@@ -530,6 +547,33 @@ class AnnotationGateway:
             '/strata.v1.AnnotationGateway/LoadContract',
             strata_dot_v1_dot_gateway__pb2.LoadContractRequest.SerializeToString,
             strata_dot_v1_dot_gateway__pb2.LoadContractResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListContracts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.AnnotationGateway/ListContracts',
+            strata_dot_v1_dot_gateway__pb2.ListContractsRequest.SerializeToString,
+            strata_dot_v1_dot_gateway__pb2.ListContractsResponse.FromString,
             options,
             channel_credentials,
             insecure,

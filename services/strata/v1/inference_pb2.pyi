@@ -109,3 +109,47 @@ class RollbackModelResponse(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     def __init__(self, model_version: _Optional[str] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class ModelVersionInfo(_message.Message):
+    __slots__ = ("model_version", "run_id", "family", "metrics", "gold_accuracy", "n_gold", "calibrated", "ece_before", "ece_after", "status", "error", "serving", "published_at", "recorded_at")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    GOLD_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    N_GOLD_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATED_FIELD_NUMBER: _ClassVar[int]
+    ECE_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    ECE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    run_id: str
+    family: str
+    metrics: _common_pb2.ModelMetrics
+    gold_accuracy: float
+    n_gold: int
+    calibrated: bool
+    ece_before: float
+    ece_after: float
+    status: str
+    error: str
+    serving: bool
+    published_at: _timestamp_pb2.Timestamp
+    recorded_at: _timestamp_pb2.Timestamp
+    def __init__(self, model_version: _Optional[str] = ..., run_id: _Optional[str] = ..., family: _Optional[str] = ..., metrics: _Optional[_Union[_common_pb2.ModelMetrics, _Mapping]] = ..., gold_accuracy: _Optional[float] = ..., n_gold: _Optional[int] = ..., calibrated: _Optional[bool] = ..., ece_before: _Optional[float] = ..., ece_after: _Optional[float] = ..., status: _Optional[str] = ..., error: _Optional[str] = ..., serving: _Optional[bool] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recorded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelVersionInfo]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelVersionInfo, _Mapping]]] = ...) -> None: ...

@@ -49,6 +49,11 @@ class InferenceStub:
                 request_serializer=strata_dot_v1_dot_inference__pb2.RollbackModelRequest.SerializeToString,
                 response_deserializer=strata_dot_v1_dot_inference__pb2.RollbackModelResponse.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/strata.v1.Inference/ListModels',
+                request_serializer=strata_dot_v1_dot_inference__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_inference__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServicer:
@@ -74,6 +79,13 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListModels(self, request, context):
+        """Every model version of a project inference has seen, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +103,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.RollbackModel,
                     request_deserializer=strata_dot_v1_dot_inference__pb2.RollbackModelRequest.FromString,
                     response_serializer=strata_dot_v1_dot_inference__pb2.RollbackModelResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=strata_dot_v1_dot_inference__pb2.ListModelsRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_inference__pb2.ListModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -174,6 +191,33 @@ class Inference:
             '/strata.v1.Inference/RollbackModel',
             strata_dot_v1_dot_inference__pb2.RollbackModelRequest.SerializeToString,
             strata_dot_v1_dot_inference__pb2.RollbackModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.Inference/ListModels',
+            strata_dot_v1_dot_inference__pb2.ListModelsRequest.SerializeToString,
+            strata_dot_v1_dot_inference__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

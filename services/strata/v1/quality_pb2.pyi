@@ -189,3 +189,114 @@ class ExportLabelsResponse(_message.Message):
     chunk: bytes
     records: int
     def __init__(self, chunk: _Optional[bytes] = ..., records: _Optional[int] = ...) -> None: ...
+
+class PairwiseAgreementRequest(_message.Message):
+    __slots__ = ("project", "max_annotators")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    MAX_ANNOTATORS_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    max_annotators: int
+    def __init__(self, project: _Optional[str] = ..., max_annotators: _Optional[int] = ...) -> None: ...
+
+class AnnotatorPair(_message.Message):
+    __slots__ = ("a", "b", "shared_items", "agreed", "cohen_kappa")
+    A_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    SHARED_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    AGREED_FIELD_NUMBER: _ClassVar[int]
+    COHEN_KAPPA_FIELD_NUMBER: _ClassVar[int]
+    a: str
+    b: str
+    shared_items: int
+    agreed: int
+    cohen_kappa: float
+    def __init__(self, a: _Optional[str] = ..., b: _Optional[str] = ..., shared_items: _Optional[int] = ..., agreed: _Optional[int] = ..., cohen_kappa: _Optional[float] = ...) -> None: ...
+
+class PairwiseAgreementResponse(_message.Message):
+    __slots__ = ("annotators", "pairs")
+    ANNOTATORS_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    annotators: _containers.RepeatedScalarFieldContainer[str]
+    pairs: _containers.RepeatedCompositeFieldContainer[AnnotatorPair]
+    def __init__(self, annotators: _Optional[_Iterable[str]] = ..., pairs: _Optional[_Iterable[_Union[AnnotatorPair, _Mapping]]] = ...) -> None: ...
+
+class PairDisagreementsRequest(_message.Message):
+    __slots__ = ("project", "a", "b", "limit")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    A_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    a: str
+    b: str
+    limit: int
+    def __init__(self, project: _Optional[str] = ..., a: _Optional[str] = ..., b: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class Disagreement(_message.Message):
+    __slots__ = ("item_id", "value_a", "value_b", "consensus_value", "state")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUE_A_FIELD_NUMBER: _ClassVar[int]
+    VALUE_B_FIELD_NUMBER: _ClassVar[int]
+    CONSENSUS_VALUE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    value_a: str
+    value_b: str
+    consensus_value: str
+    state: str
+    def __init__(self, item_id: _Optional[str] = ..., value_a: _Optional[str] = ..., value_b: _Optional[str] = ..., consensus_value: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class PairDisagreementsResponse(_message.Message):
+    __slots__ = ("items", "total")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Disagreement]
+    total: int
+    def __init__(self, items: _Optional[_Iterable[_Union[Disagreement, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class ProjectProgressRequest(_message.Message):
+    __slots__ = ("project", "bucket_seconds")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    bucket_seconds: int
+    def __init__(self, project: _Optional[str] = ..., bucket_seconds: _Optional[int] = ...) -> None: ...
+
+class ProgressBucket(_message.Message):
+    __slots__ = ("start", "human_labels", "model_labels", "decided", "reviews_opened", "reviews_resolved")
+    START_FIELD_NUMBER: _ClassVar[int]
+    HUMAN_LABELS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_LABELS_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_FIELD_NUMBER: _ClassVar[int]
+    REVIEWS_OPENED_FIELD_NUMBER: _ClassVar[int]
+    REVIEWS_RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    human_labels: int
+    model_labels: int
+    decided: int
+    reviews_opened: int
+    reviews_resolved: int
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., human_labels: _Optional[int] = ..., model_labels: _Optional[int] = ..., decided: _Optional[int] = ..., reviews_opened: _Optional[int] = ..., reviews_resolved: _Optional[int] = ...) -> None: ...
+
+class ProjectProgressResponse(_message.Message):
+    __slots__ = ("bucket_seconds", "buckets", "items_by_state", "decided_by_model", "open_reviews", "human_labels_last_hour")
+    class ItemsByStateEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    BUCKET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_BY_STATE_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_MODEL_FIELD_NUMBER: _ClassVar[int]
+    OPEN_REVIEWS_FIELD_NUMBER: _ClassVar[int]
+    HUMAN_LABELS_LAST_HOUR_FIELD_NUMBER: _ClassVar[int]
+    bucket_seconds: int
+    buckets: _containers.RepeatedCompositeFieldContainer[ProgressBucket]
+    items_by_state: _containers.ScalarMap[str, int]
+    decided_by_model: int
+    open_reviews: int
+    human_labels_last_hour: int
+    def __init__(self, bucket_seconds: _Optional[int] = ..., buckets: _Optional[_Iterable[_Union[ProgressBucket, _Mapping]]] = ..., items_by_state: _Optional[_Mapping[str, int]] = ..., decided_by_model: _Optional[int] = ..., open_reviews: _Optional[int] = ..., human_labels_last_hour: _Optional[int] = ...) -> None: ...

@@ -64,6 +64,21 @@ class QualityStub:
                 request_serializer=strata_dot_v1_dot_quality__pb2.ExportLabelsRequest.SerializeToString,
                 response_deserializer=strata_dot_v1_dot_quality__pb2.ExportLabelsResponse.FromString,
                 _registered_method=True)
+        self.PairwiseAgreement = channel.unary_unary(
+                '/strata.v1.Quality/PairwiseAgreement',
+                request_serializer=strata_dot_v1_dot_quality__pb2.PairwiseAgreementRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_quality__pb2.PairwiseAgreementResponse.FromString,
+                _registered_method=True)
+        self.PairDisagreements = channel.unary_unary(
+                '/strata.v1.Quality/PairDisagreements',
+                request_serializer=strata_dot_v1_dot_quality__pb2.PairDisagreementsRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_quality__pb2.PairDisagreementsResponse.FromString,
+                _registered_method=True)
+        self.ProjectProgress = channel.unary_unary(
+                '/strata.v1.Quality/ProjectProgress',
+                request_serializer=strata_dot_v1_dot_quality__pb2.ProjectProgressRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_quality__pb2.ProjectProgressResponse.FromString,
+                _registered_method=True)
 
 
 class QualityServicer:
@@ -107,6 +122,29 @@ class QualityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PairwiseAgreement(self, request, context):
+        """Agreement between every two annotators of a project (Cohen's kappa on the items
+        both labelled), for the console's heatmap.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PairDisagreements(self, request, context):
+        """The items on which two annotators gave different answers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProjectProgress(self, request, context):
+        """The project's work over time (labels, decisions, reviews) and its items by state now:
+        the console's burndown and throughput.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QualityServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -139,6 +177,21 @@ def add_QualityServicer_to_server(servicer, server):
                     servicer.ExportLabels,
                     request_deserializer=strata_dot_v1_dot_quality__pb2.ExportLabelsRequest.FromString,
                     response_serializer=strata_dot_v1_dot_quality__pb2.ExportLabelsResponse.SerializeToString,
+            ),
+            'PairwiseAgreement': grpc.unary_unary_rpc_method_handler(
+                    servicer.PairwiseAgreement,
+                    request_deserializer=strata_dot_v1_dot_quality__pb2.PairwiseAgreementRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_quality__pb2.PairwiseAgreementResponse.SerializeToString,
+            ),
+            'PairDisagreements': grpc.unary_unary_rpc_method_handler(
+                    servicer.PairDisagreements,
+                    request_deserializer=strata_dot_v1_dot_quality__pb2.PairDisagreementsRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_quality__pb2.PairDisagreementsResponse.SerializeToString,
+            ),
+            'ProjectProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProjectProgress,
+                    request_deserializer=strata_dot_v1_dot_quality__pb2.ProjectProgressRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_quality__pb2.ProjectProgressResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -303,6 +356,87 @@ class Quality:
             '/strata.v1.Quality/ExportLabels',
             strata_dot_v1_dot_quality__pb2.ExportLabelsRequest.SerializeToString,
             strata_dot_v1_dot_quality__pb2.ExportLabelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PairwiseAgreement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.Quality/PairwiseAgreement',
+            strata_dot_v1_dot_quality__pb2.PairwiseAgreementRequest.SerializeToString,
+            strata_dot_v1_dot_quality__pb2.PairwiseAgreementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PairDisagreements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.Quality/PairDisagreements',
+            strata_dot_v1_dot_quality__pb2.PairDisagreementsRequest.SerializeToString,
+            strata_dot_v1_dot_quality__pb2.PairDisagreementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProjectProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.Quality/ProjectProgress',
+            strata_dot_v1_dot_quality__pb2.ProjectProgressRequest.SerializeToString,
+            strata_dot_v1_dot_quality__pb2.ProjectProgressResponse.FromString,
             options,
             channel_credentials,
             insecure,

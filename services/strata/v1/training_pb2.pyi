@@ -199,3 +199,65 @@ class QueryLedgerResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[LedgerEntry]
     def __init__(self, entries: _Optional[_Iterable[_Union[LedgerEntry, _Mapping]]] = ...) -> None: ...
+
+class ListRunsRequest(_message.Message):
+    __slots__ = ("project", "limit")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    limit: int
+    def __init__(self, project: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class RunSummary(_message.Message):
+    __slots__ = ("run", "n_labels", "reason")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    N_LABELS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    run: Run
+    n_labels: int
+    reason: str
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., n_labels: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[RunSummary]
+    def __init__(self, runs: _Optional[_Iterable[_Union[RunSummary, _Mapping]]] = ...) -> None: ...
+
+class ItemLineageRequest(_message.Message):
+    __slots__ = ("project", "item_id")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    item_id: str
+    def __init__(self, project: _Optional[str] = ..., item_id: _Optional[str] = ...) -> None: ...
+
+class RunTrace(_message.Message):
+    __slots__ = ("run_id", "model_version", "finished_at", "label_id", "value", "consensus_score", "annotator_ids", "influence_depth", "influence_by_group", "layer_groups")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    LABEL_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CONSENSUS_SCORE_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_IDS_FIELD_NUMBER: _ClassVar[int]
+    INFLUENCE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    INFLUENCE_BY_GROUP_FIELD_NUMBER: _ClassVar[int]
+    LAYER_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    model_version: str
+    finished_at: _timestamp_pb2.Timestamp
+    label_id: str
+    value: str
+    consensus_score: float
+    annotator_ids: _containers.RepeatedScalarFieldContainer[str]
+    influence_depth: int
+    influence_by_group: _containers.RepeatedScalarFieldContainer[float]
+    layer_groups: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_id: _Optional[str] = ..., model_version: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., label_id: _Optional[str] = ..., value: _Optional[str] = ..., consensus_score: _Optional[float] = ..., annotator_ids: _Optional[_Iterable[str]] = ..., influence_depth: _Optional[int] = ..., influence_by_group: _Optional[_Iterable[float]] = ..., layer_groups: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ItemLineageResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[RunTrace]
+    def __init__(self, runs: _Optional[_Iterable[_Union[RunTrace, _Mapping]]] = ...) -> None: ...

@@ -59,6 +59,16 @@ class TrainingStub:
                 request_serializer=strata_dot_v1_dot_training__pb2.QueryLedgerRequest.SerializeToString,
                 response_deserializer=strata_dot_v1_dot_training__pb2.QueryLedgerResponse.FromString,
                 _registered_method=True)
+        self.ListRuns = channel.unary_unary(
+                '/strata.v1.Training/ListRuns',
+                request_serializer=strata_dot_v1_dot_training__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_training__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
+        self.ItemLineage = channel.unary_unary(
+                '/strata.v1.Training/ItemLineage',
+                request_serializer=strata_dot_v1_dot_training__pb2.ItemLineageRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_training__pb2.ItemLineageResponse.FromString,
+                _registered_method=True)
 
 
 class TrainingServicer:
@@ -96,6 +106,20 @@ class TrainingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRuns(self, request, context):
+        """A project's runs, newest first, with how many labels each trained on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ItemLineage(self, request, context):
+        """Every run that trained on an item's label: how deep and how strongly it reached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainingServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +147,16 @@ def add_TrainingServicer_to_server(servicer, server):
                     servicer.QueryLedger,
                     request_deserializer=strata_dot_v1_dot_training__pb2.QueryLedgerRequest.FromString,
                     response_serializer=strata_dot_v1_dot_training__pb2.QueryLedgerResponse.SerializeToString,
+            ),
+            'ListRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuns,
+                    request_deserializer=strata_dot_v1_dot_training__pb2.ListRunsRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_training__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'ItemLineage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ItemLineage,
+                    request_deserializer=strata_dot_v1_dot_training__pb2.ItemLineageRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_training__pb2.ItemLineageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -260,6 +294,60 @@ class Training:
             '/strata.v1.Training/QueryLedger',
             strata_dot_v1_dot_training__pb2.QueryLedgerRequest.SerializeToString,
             strata_dot_v1_dot_training__pb2.QueryLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.Training/ListRuns',
+            strata_dot_v1_dot_training__pb2.ListRunsRequest.SerializeToString,
+            strata_dot_v1_dot_training__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ItemLineage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.Training/ItemLineage',
+            strata_dot_v1_dot_training__pb2.ItemLineageRequest.SerializeToString,
+            strata_dot_v1_dot_training__pb2.ItemLineageResponse.FromString,
             options,
             channel_credentials,
             insecure,
