@@ -160,3 +160,82 @@ def test_the_console_shows_qualitys_numbers_and_a_block_is_enforced(
         rows = [e for e in entries if e.target == "rc-ann-b" and "status" in e.action]
         time.sleep(0.3)
     assert rows, "the block was not audited"
+
+
+def test_the_console_drills_from_a_pair_to_an_items_governance_chain(
+    stack: Stack, disputed: tuple[Project, str], browser: Any
+) -> None:
+    """Overview (burndown, throughput, backlog) → agreement heatmap → the items a pair
+    disagreed on → the item's chain; each number as quality answers it over gRPC."""
+    project, item = disputed
+    manager = bearer(project.tokens["rc-mgr"])
+    page = browser.new_page()
+    sign_in(page, stack, project.tokens["rc-mgr"])
+    page.goto(f"{stack.web}/projects/{project.name}/console")
+    page.wait_for_selector("#burndown-title")
+    progress = stack.quality().ProjectProgress(
+        quality_pb2.ProjectProgressRequest(project=project.name), metadata=manager
+    )
+    assert page.locator("#b-review").inner_text() == str(progress.items_by_state["review"])
+    decided = progress.items_by_state["accepted"] + progress.items_by_state["expert"]
+    assert page.locator("#b-accepted").inner_text() == str(decided)
+    assert page.locator("svg.chart").count() == 3
+
+    page.get_by_role("link", name="Agreement", exact=True).click()
+    page.wait_for_selector("#heatmap")
+    shoot(page, "console-agreement")
+    pairs = stack.quality().PairwiseAgreement(
+        quality_pb2.PairwiseAgreementRequest(project=project.name), metadata=manager
+    )
+    (pair,) = [p for p in pairs.pairs if {p.a, p.b} == {"rc-ann-a", "rc-ann-b"}]
+    assert pair.shared_items == 1 and pair.agreed == 0
+    cell = page.get_by_role("link", name=f"{pair.a} and {pair.b}: kappa")
+    cell.first.click()
+    page.wait_for_selector("#disagreements")
+    shoot(page, "console-pair")
+    assert "1 item" in page.locator("#pair-total").inner_text()
+    page.get_by_role("link", name=item).click()
+    page.wait_for_selector("#votes")
+    shoot(page, "item-chain")
+    chain = page.locator("main").inner_text()
+    assert "rc-ann-a" in chain and "rc-ann-b" in chain and "cat" in chain
+    assert "No training run has used this item's label yet" in chain or "depth" in chain
+
+
+def test_models_and_contract_versions_export_and_import(
+    stack: Stack, disputed: tuple[Project, str], browser: Any
+) -> None:
+    project, _ = disputed
+    page = browser.new_page()
+    sign_in(page, stack, project.tokens["rc-mgr"])
+    page.goto(f"{stack.web}/projects/{project.name}/console/models")
+    page.wait_for_selector("#versions")
+    shoot(page, "console-models")
+    page.goto(f"{stack.web}/projects/{project.name}/console/contracts")
+    page.wait_for_selector("#contracts")
+    link = page.get_by_role("link", name="Export version 1")
+    assert link.get_attribute("download") is not None
+    # The browser's own session fetches it (a headless profile cancels real downloads).
+    reply = page.request.get(f"{stack.web}{link.get_attribute('href')}")
+    assert reply.ok and "attachment" in reply.headers["content-disposition"]
+    exported = reply.text()
+    listed = stack.gateway().ListContracts(
+        gateway_pb2.ListContractsRequest(project=project.name),
+        metadata=bearer(project.tokens["rc-mgr"]),
+    )
+    assert exported == listed.versions[0].document
+    # Import: a new version from the exported text, through the form, by keyboard.
+    page.fill("#contract-document", exported.replace("version: '1'", "version: '2'"))
+    page.focus("#contract-document")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_selector('tr[data-version="2"] .status-active', timeout=30_000)
+    shoot(page, "console-contracts")
+    current = stack.gateway().GetContract(
+        gateway_pb2.GetContractRequest(project=project.name), metadata=bearer(stack.admin_token)
+    )
+    assert current.contract.version == "2"
+    # A document for another project is refused, and says why.
+    page.fill("#contract-document", exported.replace(project.name, "elsewhere"))
+    page.click("#import-contract button[type=submit]")
+    page.wait_for_selector("#contract-message:has-text('this page is')")

@@ -152,6 +152,21 @@ def test_contract_versions_are_immutable_and_labels_keep_theirs(gateway, sampler
     assert loaded[1].loaded_by == "admin" and loaded[1].contract.HasField("loaded_at")
     assert [c.name for c in loaded[1].contract.classes] == ["cat", "dog"]
 
+    # The console lists the versions, newest first, each with the document it came from
+    # (what an export gives back, and what loading it again would accept as the same).
+    listed = gw.stub.ListContracts(
+        gateway_pb2.ListContractsRequest(project=project), metadata=gw.admin
+    ).versions
+    assert [(v.version, v.current) for v in listed] == [("v2", True), ("v1", False)]
+    assert listed[0].document == v2 and listed[0].loaded_by == "admin"
+    gw.load_contract(listed[1].document)  # the exported v1, loaded again: the same, accepted
+    code, _ = status_of(
+        lambda: gw.stub.ListContracts(
+            gateway_pb2.ListContractsRequest(project=project), metadata=ann
+        )
+    )
+    assert code == Code.PERMISSION_DENIED
+
 
 # -- auth ------------------------------------------------------------------------------
 
@@ -580,6 +595,10 @@ def test_adaptive_overlap_consensus_reviews_and_blocking(gateway, sampler, infra
     assert mine[f"a0-{project}"].labels_submitted == 2
     stats = gw.stub.QueueStats(gateway_pb2.QueueStatsRequest(project=project), metadata=gw.admin)
     assert stats.completed == 1 and stats.labels_total == 7 and stats.leased == 1
+    # The console's throughput and oldest lease: every label is from this minute; the one
+    # lease left is a0's, taken above.
+    assert stats.labels_last_hour == 7
+    assert stats.HasField("oldest_lease_at") and stats.oldest_lease_annotator == f"a0-{project}"
 
 
 def test_contracts_folder_is_loaded_at_start_and_a_conflict_stops_the_start(

@@ -25,7 +25,7 @@ from strata.common.config import ConfigError
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.grpcserver import abort
-from strata.gateway import people, store
+from strata.gateway import people, stats, store
 from strata.gateway.admin_rpcs import PeopleRpcs
 from strata.gateway.auth import Authenticator
 from strata.gateway.contract import ContractError, class_names, parse_contract
@@ -370,20 +370,43 @@ class GatewayServicer(PeopleRpcs, SessionRpcs, gateway_pb2_grpc.AnnotationGatewa
         self.refiller.kick()
         return gateway_pb2.LoadContractResponse(project=contract.project, version=contract.version)
 
+    def ListContracts(
+        self, request: gateway_pb2.ListContractsRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.ListContractsResponse:
+        self._contract(context, request.project)
+        with self.db.transaction() as conn:
+            rows = stats.contract_versions(conn, request.project)
+        reply = gateway_pb2.ListContractsResponse()
+        for i, row in enumerate(rows):
+            version = reply.versions.add(
+                version=row.version,
+                digest=row.digest,
+                loaded_by=row.loaded_by,
+                document=row.document,
+                current=i == 0,
+            )
+            version.loaded_at.FromDatetime(row.loaded_at)
+        return reply
+
     def QueueStats(
         self, request: gateway_pb2.QueueStatsRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.QueueStatsResponse:
         self._contract(context, request.project)
         with self.db.transaction() as conn:
-            counts = store.queue_counts(conn, request.project)
-        return gateway_pb2.QueueStatsResponse(
+            counts = stats.queue_counts(conn, request.project)
+        reply = gateway_pb2.QueueStatsResponse(
             ready=counts.ready,
             leased=counts.leased,
             completed=counts.completed,
             gold_tasks=counts.gold_tasks,
             review_tasks=counts.review_tasks,
             labels_total=counts.labels_total,
+            labels_last_hour=counts.labels_last_hour,
+            oldest_lease_annotator=counts.oldest_lease_annotator,
         )
+        if counts.oldest_lease_at is not None:
+            reply.oldest_lease_at.FromDatetime(counts.oldest_lease_at)
+        return reply
 
 
 def no_project(project: str) -> str:

@@ -660,30 +660,3 @@ def _runner_up(p: common_pb2.Prediction) -> str | None:
 
 def _at(p: common_pb2.Prediction) -> datetime:
     return p.predicted_at.ToDatetime(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class QueueCounts:
-    ready: int
-    leased: int
-    completed: int
-    gold_tasks: int
-    review_tasks: int
-    labels_total: int
-
-
-def queue_counts(conn: Conn, project: str) -> QueueCounts:
-    row = conn.execute(
-        "SELECT "
-        "(SELECT coalesce(sum(slots_open), 0) FROM units WHERE project = %(p)s AND kind = 'label' "
-        " AND state = 'open'), "
-        "(SELECT count(*) FROM tasks WHERE project = %(p)s AND state = 'leased'), "
-        "(SELECT count(*) FROM units WHERE project = %(p)s AND kind = 'label' AND state = 'done'), "
-        "(SELECT count(*) FROM units WHERE project = %(p)s AND kind = 'gold'), "
-        "(SELECT count(*) FROM units WHERE project = %(p)s AND kind = 'review' "
-        " AND state = 'open'), "
-        "(SELECT count(*) FROM labels WHERE project = %(p)s)",
-        {"p": project},
-    ).fetchone()
-    assert row is not None
-    return QueueCounts(*(int(v) for v in row))

@@ -113,6 +113,13 @@ def calibrate(logits: ArrayLike, labels: ArrayLike, *, min_gold: int = 30) -> Ca
     )
 
 
+def gold_accuracy(correct: ArrayLike) -> tuple[float, int]:
+    """Share of gold predictions that were right, and how many there were (0.0 and 0:
+    not measured)."""
+    ok = np.asarray(correct, dtype=bool)
+    return (float(ok.mean()), int(ok.size)) if ok.size else (0.0, 0)
+
+
 @dataclass(frozen=True)
 class AutoAcceptGate:
     open: bool

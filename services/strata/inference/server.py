@@ -1,4 +1,5 @@
-"""The Inference gRPC servicer: Predict (shared forward passes), ModelInfo, RollbackModel."""
+"""The Inference gRPC servicer: Predict (shared forward passes), ModelInfo, RollbackModel,
+ListModels."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.grpcserver import abort
 from strata.inference import store
+from strata.inference.calibration import gold_accuracy
 from strata.inference.config import InferenceConfig
 from strata.inference.metrics import InferenceMetrics
 from strata.inference.pool import gate_for
@@ -307,6 +309,19 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         reply.auto_accept.CopyFrom(status)
         return reply
 
+    def ListModels(
+        self, request: inference_pb2.ListModelsRequest, context: grpc.ServicerContext
+    ) -> inference_pb2.ListModelsResponse:
+        if not request.project:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+        with self.db.transaction() as conn:
+            rows = store.models(conn, request.project)
+            serving = store.serving(conn, request.project)
+        current = serving[0].version if serving else None
+        return inference_pb2.ListModelsResponse(
+            models=[model_version_info(r, r.version == current) for r in rows]
+        )
+
     def RollbackModel(
         self, request: inference_pb2.RollbackModelRequest, context: grpc.ServicerContext
     ) -> inference_pb2.RollbackModelResponse:
@@ -350,3 +365,27 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         )
         self.registry.refresh()
         return inference_pb2.RollbackModelResponse(model_version=row.previous_version or "")
+
+
+def model_version_info(row: store.ModelRow, serving: bool) -> inference_pb2.ModelVersionInfo:
+    """A recorded version as ListModels shows it."""
+    accuracy, n_gold = gold_accuracy(row.gold_correct)
+    info = inference_pb2.ModelVersionInfo(
+        model_version=row.version,
+        run_id=row.run_id or "",
+        family=row.family,
+        gold_accuracy=accuracy,
+        n_gold=n_gold,
+        calibrated=row.calibrated,
+        ece_before=row.ece_before or 0.0,
+        ece_after=row.ece_after or 0.0,
+        status=row.status,
+        error=row.error or "",
+        serving=serving,
+    )
+    if row.metrics:
+        info.metrics.ParseFromString(row.metrics)
+    if row.published_at:
+        info.published_at.FromDatetime(row.published_at)
+    info.recorded_at.FromDatetime(row.recorded_at)
+    return info

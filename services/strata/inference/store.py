@@ -161,6 +161,18 @@ def model(conn: Conn, project: str, version: str) -> ModelRow | None:
     return ModelRow(*row) if row else None
 
 
+def models(conn: Conn, project: str) -> list[ModelRow]:
+    """Every version of the project inference has recorded, newest first."""
+    return [
+        ModelRow(*r)
+        for r in conn.execute(
+            f"SELECT {_MODEL_COLUMNS} FROM models WHERE project = %s "
+            "ORDER BY recorded_at DESC, published_at DESC NULLS LAST, version DESC",
+            (project,),
+        )
+    ]
+
+
 def last_failure(conn: Conn, project: str) -> ModelRow | None:
     """The newest failed version, if it is newer than every loaded one."""
     row = conn.execute(

@@ -17,7 +17,7 @@ from strata.common.authz import Guard, action_entry, current_caller
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.grpcserver import abort
-from strata.quality import store
+from strata.quality import console_store, store
 from strata.quality.export import jsonl_line, label_studio_task, provenance
 from strata.quality.handlers import (
     METHODS,
@@ -27,6 +27,8 @@ from strata.quality.handlers import (
     class_names,
     decide_by_expert,
 )
+from strata.quality.pairwise import code_labels, pair_agreements
+from strata.quality.progress import progress_grid
 from strata.quality.render import plots, to_html
 from strata.quality.report import agreement as measure_agreement
 from strata.quality.report import agreement_slices, annotator_scores, build_report, code_votes
@@ -35,6 +37,11 @@ from strata.v1 import common_pb2, quality_pb2, quality_pb2_grpc
 log = logging.getLogger(__name__)
 
 EXPORT_CHUNK = 500
+DEFAULT_PAIR_ANNOTATORS = 30
+# More would make a heatmap nobody reads and a reply past gRPC's default 4 MB.
+MAX_PAIR_ANNOTATORS = 100
+DEFAULT_DISAGREEMENTS = 100
+MAX_DISAGREEMENTS = 1000
 
 
 def no_votes(item_id: str) -> str:
@@ -333,6 +340,101 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
             yield quality_pb2.ExportLabelsResponse(chunk=chunk, records=len(records))
         if studio:
             yield quality_pb2.ExportLabelsResponse(chunk=b"\n]\n")
+
+    def PairwiseAgreement(
+        self, request: quality_pb2.PairwiseAgreementRequest, context: grpc.ServicerContext
+    ) -> quality_pb2.PairwiseAgreementResponse:
+        contract = self._contract(context, request.project)
+        if request.max_annotators < 0:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "max_annotators cannot be negative")
+        wanted = min(request.max_annotators or DEFAULT_PAIR_ANNOTATORS, MAX_PAIR_ANNOTATORS)
+        with self.db.transaction() as conn:
+            annotators = console_store.top_annotators(conn, request.project, wanted)
+            votes = console_store.latest_votes(conn, request.project, annotators)
+        rank = {a: n for n, a in enumerate(annotators)}
+        labels, n_classes = code_labels([v[2] for v in votes], class_names(contract))
+        items: dict[str, int] = {}
+        pairs = pair_agreements(
+            [items.setdefault(v[0], len(items)) for v in votes],
+            [rank[v[1]] for v in votes],
+            labels,
+            n_classes,
+        )
+        return quality_pb2.PairwiseAgreementResponse(
+            annotators=annotators,
+            pairs=[
+                quality_pb2.AnnotatorPair(
+                    a=annotators[p.a],
+                    b=annotators[p.b],
+                    shared_items=p.shared_items,
+                    agreed=p.agreed,
+                    cohen_kappa=p.cohen_kappa,
+                )
+                for p in pairs
+            ],
+        )
+
+    def PairDisagreements(
+        self, request: quality_pb2.PairDisagreementsRequest, context: grpc.ServicerContext
+    ) -> quality_pb2.PairDisagreementsResponse:
+        self._contract(context, request.project)
+        if not request.a or not request.b or request.a == request.b:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "a and b must name two annotators")
+        if request.limit < 0:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "limit cannot be negative")
+        limit = min(request.limit or DEFAULT_DISAGREEMENTS, MAX_DISAGREEMENTS)
+        with self.db.transaction() as conn:
+            found, total = console_store.pair_disagreements(
+                conn, request.project, request.a, request.b, limit
+            )
+        return quality_pb2.PairDisagreementsResponse(
+            items=[
+                quality_pb2.Disagreement(
+                    item_id=d.item_id,
+                    value_a=d.value_a,
+                    value_b=d.value_b,
+                    consensus_value=d.consensus_value,
+                    state=d.state,
+                )
+                for d in found
+            ],
+            total=total,
+        )
+
+    def ProjectProgress(
+        self, request: quality_pb2.ProjectProgressRequest, context: grpc.ServicerContext
+    ) -> quality_pb2.ProjectProgressResponse:
+        self._contract(context, request.project)
+        if request.bucket_seconds < 0:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "bucket_seconds cannot be negative")
+        buckets = []
+        with self.db.transaction() as conn:
+            first, last, now = console_store.activity_span(conn, request.project)
+            # A clock ahead of ours must not drop events: the grid reaches the last one.
+            grid = progress_grid(
+                now if first is None else first, max(now, last or now), request.bucket_seconds
+            )
+            if first is not None:
+                counts = console_store.activity_counts(conn, request.project, grid)
+                for n in range(grid.buckets):
+                    bucket = quality_pb2.ProgressBucket(
+                        human_labels=counts["human"][n],
+                        model_labels=counts["model"][n],
+                        decided=counts["decided"][n],
+                        reviews_opened=counts["opened"][n],
+                        reviews_resolved=counts["resolved"][n],
+                    )
+                    bucket.start.FromSeconds(grid.start_s + n * grid.bucket_s)
+                    buckets.append(bucket)
+            totals = console_store.progress_totals(conn, request.project)
+        return quality_pb2.ProjectProgressResponse(
+            bucket_seconds=grid.bucket_s,
+            buckets=buckets,
+            items_by_state=totals.items_by_state,
+            decided_by_model=totals.decided_by_model,
+            open_reviews=totals.open_reviews,
+            human_labels_last_hour=totals.human_labels_last_hour,
+        )
 
 
 def _nan(value: float | None) -> float:

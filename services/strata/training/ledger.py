@@ -17,7 +17,7 @@ Two ways to measure it:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -33,6 +33,15 @@ def group_index(model: GroupedModel) -> dict[str, int]:
     """Parameter name -> its layer group (1 = head)."""
     owner = {id(p): g for g, m in enumerate(model.layer_groups(), start=1) for p in m.parameters()}
     return {name: owner[id(p)] for name, p in model.named_parameters()}
+
+
+def by_group(groups: Sequence[int], influences: Sequence[float], k: int) -> list[float]:
+    """A label's ledger rows as one value per layer group, index 0 = group 1 (the head);
+    0.0 for groups it did not reach (the ledger writes no row for those)."""
+    out = [0.0] * max(k, *groups, 0)
+    for g, value in zip(groups, influences, strict=True):
+        out[g - 1] = value
+    return out
 
 
 def per_example_group_norms(

@@ -1,4 +1,5 @@
-"""The Training gRPC servicer: StartRun, GetRun, TraceInfluence, DepthProfile, QueryLedger."""
+"""The Training gRPC servicer: StartRun, GetRun, ListRuns, TraceInfluence, DepthProfile,
+QueryLedger, ItemLineage."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from strata.models.artifact import ArtifactError
 from strata.models.families import FAMILIES, InputError, featurize
 from strata.training import analysis, store
 from strata.training.config import TrainingConfig
+from strata.training.ledger import by_group
 from strata.training.messages import flag_messages, profile_messages
 from strata.training.runs import RunRejected, prepare
 from strata.v1 import common_pb2, training_pb2, training_pb2_grpc
@@ -30,6 +32,10 @@ STATES = {
     "succeeded": training_pb2.RUN_STATE_SUCCEEDED,
     "failed": training_pb2.RUN_STATE_FAILED,
 }
+
+
+DEFAULT_RUNS = 200
+MAX_RUNS = 1000
 
 
 class TrainingServicer(training_pb2_grpc.TrainingServicer):
@@ -116,6 +122,38 @@ class TrainingServicer(training_pb2_grpc.TrainingServicer):
         assert row is not None
         self.guard.require(row.project, not_found=f"no run {request.run_id}")
         return training_pb2.GetRunResponse(run=run_message(row))
+
+    def ListRuns(
+        self, request: training_pb2.ListRunsRequest, context: grpc.ServicerContext
+    ) -> training_pb2.ListRunsResponse:
+        if not request.project:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+        limit = request.limit or DEFAULT_RUNS
+        if not 1 <= limit <= MAX_RUNS:
+            abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"limit must be 1..{MAX_RUNS} (or 0 for {DEFAULT_RUNS})",
+            )
+        with self.db.transaction() as conn:
+            rows = store.runs_of(conn, request.project, limit)
+        return training_pb2.ListRunsResponse(
+            runs=[
+                training_pb2.RunSummary(run=run_message(r), n_labels=r.n_labels, reason=r.reason)
+                for r in rows
+            ]
+        )
+
+    def ItemLineage(
+        self, request: training_pb2.ItemLineageRequest, context: grpc.ServicerContext
+    ) -> training_pb2.ItemLineageResponse:
+        if not request.project:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+        if not request.item_id:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "item_id is required")
+        with self.db.transaction() as conn:
+            traces = store.item_traces(conn, request.project, request.item_id)
+        return training_pb2.ItemLineageResponse(runs=[run_trace(t) for t in traces])
 
     def _model(self, context: grpc.ServicerContext, project: str, version: str) -> store.ModelRow:
         if not project:
@@ -307,3 +345,21 @@ def run_message(row: store.RunRow) -> training_pb2.Run:
     if row.finished_at:
         run.finished_at.FromDatetime(row.finished_at)
     return run
+
+
+def run_trace(t: store.ItemTrace) -> training_pb2.RunTrace:
+    """One run's ledger entry for an item's label, as ItemLineage shows it."""
+    trace = training_pb2.RunTrace(
+        run_id=t.run_id,
+        model_version=t.model_version,
+        label_id=t.label_id,
+        value=t.value,
+        consensus_score=t.consensus_score,
+        annotator_ids=t.annotator_ids,
+        influence_depth=t.influence_depth,
+        influence_by_group=by_group(t.groups, t.influences, len(t.layer_groups)),
+        layer_groups=t.layer_groups,
+    )
+    if t.finished_at:
+        trace.finished_at.FromDatetime(t.finished_at)
+    return trace

@@ -257,6 +257,16 @@ def run(conn: Conn, run_id: str) -> RunRow | None:
     return _run(row) if row else None
 
 
+def runs_of(conn: Conn, project: str, limit: int) -> list[RunRow]:
+    """The project's newest `limit` runs, newest request first."""
+    rows = conn.execute(
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE project = %s "
+        "ORDER BY requested_at DESC, run_id DESC LIMIT %s",
+        (project, limit),
+    ).fetchall()
+    return [_run(r) for r in rows]
+
+
 def set_plan(conn: Conn, run_id: str, n_labels: int, epochs: int) -> None:
     """What the run trains on, once it has started: its labels and epochs."""
     conn.execute(
@@ -527,3 +537,40 @@ def runs_ahead(conn: Conn, project: str, run_id: str) -> int:
         (project, run_id, run_id),
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class ItemTrace:
+    """One label of an item in one run's ledger, with its influence per group reached."""
+
+    run_id: str
+    model_version: str
+    finished_at: datetime | None
+    label_id: str
+    value: str
+    consensus_score: float
+    annotator_ids: list[str]
+    influence_depth: int
+    groups: list[int]
+    influences: list[float]
+    layer_groups: list[str]
+
+
+def item_traces(conn: Conn, project: str, item_id: str) -> list[ItemTrace]:
+    """Every (run, label) of the project whose ledger holds a label of `item_id`,
+    newest run first."""
+    rows = conn.execute(
+        "SELECT l.run_id, coalesce(r.model_version, ''), r.finished_at, l.label_id, l.value, "
+        "l.consensus_score, l.annotator_ids, l.influence_depth, "
+        "array_agg(l.layer_group ORDER BY l.layer_group), "
+        "array_agg(l.influence ORDER BY l.layer_group), "
+        "coalesce(m.layer_groups, '{}') "
+        "FROM ledger l JOIN runs r USING (run_id) "
+        "LEFT JOIN models m ON m.project = r.project AND m.version = r.model_version "
+        "WHERE l.item_id = %s AND r.project = %s "
+        "GROUP BY l.run_id, r.model_version, r.finished_at, r.requested_at, l.label_id, "
+        "l.value, l.consensus_score, l.annotator_ids, l.influence_depth, m.layer_groups "
+        "ORDER BY r.finished_at DESC NULLS LAST, r.requested_at DESC, l.run_id, l.label_id",
+        (item_id, project),
+    ).fetchall()
+    return [ItemTrace(str(r[0]), *r[1:]) for r in rows]

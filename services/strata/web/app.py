@@ -18,6 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strata.web.api import build_router, looks_like_token
 from strata.web.backends import BackendError, Backends
+from strata.web.console_api import build_console_router
+from strata.web.console_pages import build_console_pages
 from strata.web.manage import build_manage_router
 from strata.web.metrics import WebMetrics
 from strata.web.pages import build_pages, error_page
@@ -111,7 +113,9 @@ def create_app(
         build_router(backends, metrics, session_ttl_s=session_ttl_s, secure_always=secure_always)
     )
     app.include_router(build_manage_router(backends))
+    app.include_router(build_console_router(backends))
     app.include_router(build_pages(backends))
+    app.include_router(build_console_pages(backends))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.exception_handler(BackendError)

@@ -98,6 +98,20 @@ class Backends:
         except grpc.RpcError as exc:
             raise http_error(exc) from None
 
+    def gather(self, calls: Sequence[tuple[Any, Any]], who: Person | Anonymous) -> list[Any]:
+        """Several `(method, request)` calls as `who`, all in flight at once (a page that
+        needs five services waits for the slowest, not the sum); raises the first failure."""
+        futures = [
+            method.future(request, metadata=who.metadata(), timeout=CALL_TIMEOUT_S)
+            for method, request in calls
+        ]
+        try:
+            return [f.result() for f in futures]
+        except grpc.RpcError as exc:
+            for f in futures:
+                f.cancel()
+            raise http_error(exc) from None
+
     def close(self) -> None:
         for channel in self.channels.values():
             channel.close()

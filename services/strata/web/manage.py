@@ -4,13 +4,14 @@ made as the signed-in person, so the services' matrix decides who may do what.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from strata.v1 import common_pb2, gateway_pb2, quality_pb2
-from strata.web import views
+from strata.web import insight, views
 from strata.web.api import ERRORS, Me, NextTaskOut
 from strata.web.backends import Backends, Person
 
@@ -85,6 +86,10 @@ class QueueOut(BaseModel):
     completed: int
     review_tasks: int
     labels_total: int
+    labels_last_hour: int
+    oldest_lease_at: str | None
+    oldest_lease_seconds: float | None
+    oldest_lease_annotator: str | None
 
 
 def evidence(backends: Backends, item_id: str, me: Person) -> dict[str, Any]:
@@ -111,13 +116,7 @@ def queue(backends: Backends, project: str, me: Person) -> dict[str, Any]:
     q = backends.call(
         backends.gateway.QueueStats, gateway_pb2.QueueStatsRequest(project=project), me
     )
-    return {
-        "ready": q.ready,
-        "leased": q.leased,
-        "completed": q.completed,
-        "review_tasks": q.review_tasks,
-        "labels_total": q.labels_total,
-    }
+    return insight.queue_view(q, datetime.now(UTC))
 
 
 def build_manage_router(backends: Backends) -> APIRouter:

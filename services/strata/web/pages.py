@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from strata.v1 import gateway_pb2
-from strata.web import manage, views
+from strata.web import views
 from strata.web.api import looks_like_token
 from strata.web.backends import Backends, Person
 from strata.web.session import COOKIE, csrf_token
@@ -42,11 +42,20 @@ def error_page(request: Request, status: int, message: str) -> Response:
     )
 
 
-def _signed_in(request: Request) -> Person | None:
+def signed_in(request: Request) -> Person | None:
     token = request.cookies.get(COOKIE, "")
     if not looks_like_token(token):
         return None
     return Person(token, request.client.host if request.client else "unknown")
+
+
+def render(
+    backends: Backends, request: Request, me: Person, template: str, **context: Any
+) -> HTMLResponse:
+    """A page for `me`: who they are (and so whether their session holds) and `context`."""
+    who = backends.call(backends.gateway.WhoAmI, gateway_pb2.WhoAmIRequest(), me)
+    base = {"me": who.annotator_id, "admin": who.admin, "csrf": csrf_token(me.token)}
+    return TEMPLATES.TemplateResponse(request, template, {**base, **context})
 
 
 def build_pages(backends: Backends) -> APIRouter:
@@ -54,13 +63,11 @@ def build_pages(backends: Backends) -> APIRouter:
     gw = backends.gateway
 
     def page(request: Request, me: Person, template: str, **context: Any) -> HTMLResponse:
-        who = backends.call(gw.WhoAmI, gateway_pb2.WhoAmIRequest(), me)
-        base = {"me": who.annotator_id, "admin": who.admin, "csrf": csrf_token(me.token)}
-        return TEMPLATES.TemplateResponse(request, template, {**base, **context})
+        return render(backends, request, me, template, **context)
 
     @pages.get("/")
     def home(request: Request) -> Response:
-        return RedirectResponse("/projects" if _signed_in(request) else "/signin", 303)
+        return RedirectResponse("/projects" if signed_in(request) else "/signin", 303)
 
     @pages.get("/signin")
     def sign_in(request: Request) -> Response:
@@ -68,7 +75,7 @@ def build_pages(backends: Backends) -> APIRouter:
 
     @pages.get("/projects")
     def projects(request: Request) -> Response:
-        me = _signed_in(request)
+        me = signed_in(request)
         if me is None:
             return RedirectResponse("/signin", 303)
         reply = backends.call(gw.ListProjects, gateway_pb2.ListProjectsRequest(), me)
@@ -77,7 +84,7 @@ def build_pages(backends: Backends) -> APIRouter:
         )
 
     def workbench(request: Request, project: str, mode: str) -> Response:
-        me = _signed_in(request)
+        me = signed_in(request)
         if me is None:
             return RedirectResponse("/signin", 303)
         reply = backends.call(gw.GetContract, gateway_pb2.GetContractRequest(project=project), me)
@@ -100,19 +107,5 @@ def build_pages(backends: Backends) -> APIRouter:
     @pages.get("/projects/{project}/review")
     def review(request: Request, project: str) -> Response:
         return workbench(request, project, "review")
-
-    @pages.get("/projects/{project}/console")
-    def console(request: Request, project: str) -> Response:
-        me = _signed_in(request)
-        if me is None:
-            return RedirectResponse("/signin", 303)
-        return page(
-            request,
-            me,
-            "console.html",
-            project=project,
-            queue=manage.queue(backends, project, me),
-            annotators=manage.annotator_rows(backends, project, me),
-        )
 
     return pages
