@@ -288,6 +288,7 @@ def requests(w: World, rpc: str, who: str) -> Any:
             status=common_pb2.ANNOTATOR_STATUS_ACTIVE,
         ),
         "QueueStats": gateway_pb2.QueueStatsRequest(project=w.a),
+        "ListContracts": gateway_pb2.ListContractsRequest(project=w.a),
         "WhoAmI": gateway_pb2.WhoAmIRequest(project=w.a),
         "AddMember": gateway_pb2.AddMemberRequest(
             project=w.a, annotator_id="a-leaver", role=common_pb2.ROLE_ANNOTATOR
@@ -313,6 +314,7 @@ def requests(w: World, rpc: str, who: str) -> Any:
         "Predict": inference_pb2.PredictRequest(project=w.a, contents=[text("a cat")]),
         "ModelInfo": inference_pb2.ModelInfoRequest(project=w.a),
         "RollbackModel": inference_pb2.RollbackModelRequest(project=w.a),
+        "ListModels": inference_pb2.ListModelsRequest(project=w.a),
         "ItemConsensus": quality_pb2.ItemConsensusRequest(item_id=w.accepted),
         "AnnotatorScores": quality_pb2.AnnotatorScoresRequest(
             project=w.a, annotator_ids=[who or "a-ann"]
@@ -321,6 +323,11 @@ def requests(w: World, rpc: str, who: str) -> Any:
         "ResolveReview": quality_pb2.ResolveReviewRequest(item_id=w.in_review, value="cat"),
         "DatasetReport": quality_pb2.DatasetReportRequest(project=w.a),
         "ExportLabels": quality_pb2.ExportLabelsRequest(project=w.a),
+        "PairwiseAgreement": quality_pb2.PairwiseAgreementRequest(project=w.a),
+        "PairDisagreements": quality_pb2.PairDisagreementsRequest(
+            project=w.a, a="a-ann", b="a-rev"
+        ),
+        "ProjectProgress": quality_pb2.ProjectProgressRequest(project=w.a),
         "StartRun": training_pb2.StartRunRequest(project=w.a, epochs=1),
         "GetRun": training_pb2.GetRunRequest(run_id=w.run_id),
         "TraceInfluence": training_pb2.TraceInfluenceRequest(
@@ -328,6 +335,8 @@ def requests(w: World, rpc: str, who: str) -> Any:
         ),
         "DepthProfile": training_pb2.DepthProfileRequest(project=w.a),
         "QueryLedger": training_pb2.QueryLedgerRequest(project=w.a, limit=10),
+        "ListRuns": training_pb2.ListRunsRequest(project=w.a),
+        "ItemLineage": training_pb2.ItemLineageRequest(project=w.a, item_id=w.accepted),
     }[rpc.rsplit("/", 1)[-1]]
 
 
