@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
+from pathlib import Path
 
 from strata.v1 import (
     common_pb2,
@@ -107,7 +108,7 @@ def test_the_heatmap_is_symmetric_links_each_pair_and_greys_the_undefined() -> N
     assert grid[("a", "b")]["pair"] == grid[("b", None) if False else ("b", "a")]["pair"]
     assert grid[("b", "a")]["pair"]["disagreed"] == 1 and grid[("b", "a")]["a"] == "b"
     assert grid[("a", "c")]["pair"]["kappa"] is None
-    assert grid[("a", "c")]["background"] == charts.heat_colour(None)[0]
+    assert grid[("a", "c")]["heat"] == "heat-na" and grid[("a", "b")]["heat"] == "heat-p8"
     assert grid[("b", "c")]["pair"] is None  # never shared an item
     assert view["pairs"][1]["cohen_kappa"] is None
 
@@ -139,9 +140,13 @@ def test_models_pair_versions_with_their_runs_labels_for_the_learning_curve() ->
     assert view["serving"] == "v2"
     by = {v["model_version"]: v for v in view["versions"]}
     assert by["v2"]["labels"] == 400 and by["v0"]["labels"] is None
-    assert by["v1"]["gold_accuracy"] is None and by["v2"]["gold_accuracy"] == 0.85
-    assert "held-out: from 0.7 to 0.9" in view["learning_curve_svg"]
-    assert "gold: from 0.85 to 0.85" in view["learning_curve_svg"]
+    # Training's figure on held-out gold first; inference's when training kept none.
+    assert by["v2"]["gold_accuracy"] == 0.9 and by["v2"]["n_gold"] == 100
+    assert by["v0"]["gold_accuracy"] == 0.5
+    listed.models[2].ClearField("metrics")
+    assert insight.models_view(listed, runs)["versions"][2]["gold_accuracy"] == 0.4
+    assert "gold accuracy: from 0.7 to 0.9" in view["learning_curve_svg"]
+    assert "ECE: from 0.03 to 0.03" in view["learning_curve_svg"]
     assert view["runs"][0]["state"] == "succeeded"
 
 
@@ -163,3 +168,10 @@ def test_lineage_orders_groups_from_the_head_and_scales_bars_to_the_largest() ->
         ("stem", 0.0),
     ]
     assert run["influence_depth"] == 2
+
+
+def test_the_stylesheet_carries_every_heatmap_step() -> None:
+    """Cells are coloured by class (the pages' CSP allows no inline style)."""
+    css = (Path(charts.__file__).parent / "static" / "app.css").read_text()
+    assert charts.heat_css() in css
+    assert charts.heat_class(-0.04) == "heat-p0" and charts.heat_class(-0.06) == "heat-m1"

@@ -135,6 +135,28 @@ def line_chart(
     return "".join(parts)
 
 
+def heat_class(value: float | None) -> str:
+    """The CSS class of an agreement cell: one of 21 steps from -1 to 1, or undefined
+    (classes, not inline styles: the pages' Content-Security-Policy allows no style
+    attribute)."""
+    if value is None or not math.isfinite(value):
+        return "heat-na"
+    step = round(max(-1.0, min(1.0, value)) * 10)
+    return f"heat-{'m' if step < 0 else 'p'}{abs(step)}"
+
+
+def heat_css() -> str:
+    """The rules app.css carries for heat_class (a test keeps the two equal)."""
+    rules = []
+    for step in range(-10, 11):
+        background, ink = heat_colour(step / 10)
+        name = f"heat-{'m' if step < 0 else 'p'}{abs(step)}"
+        rules.append(f".{name} {{ background: {background}; color: {ink}; }}")
+    background, ink = heat_colour(None)
+    rules.append(f".heat-na {{ background: {background}; color: {ink}; }}")
+    return "\n".join(rules)
+
+
 def heat_colour(value: float | None) -> tuple[str, str]:
     """(background, text) for an agreement in [-1, 1]: red through white to blue; grey
     when undefined. The number is always printed too."""

@@ -103,9 +103,9 @@ class ModelVersionOut(BaseModel):
     run_id: str
     family: str
     labels: int | None
-    test_accuracy: float | None
-    n_eval: int
-    gold_accuracy: float | None
+    gold_accuracy: float | None = Field(
+        description="on the project's gold items, held out of training (Strata's test set)"
+    )
     n_gold: int
     ece_before: float | None
     ece_after: float | None

@@ -212,21 +212,19 @@ def agreement_view(
         cell[(p.a, p.b)] = cell[(p.b, p.a)] = data
     rows = []
     for a in names:
-        cells = []
+        cells: list[dict[str, Any]] = []
         for b in names:
             if a == b:
-                cells.append({"self": True, "background": "#fff", "ink": "#5b6470"})
+                cells.append({"self": True})
                 continue
             found = cell.get((a, b))
-            background, ink = charts.heat_colour(found["kappa"] if found else None)
             cells.append(
                 {
                     "self": False,
                     "a": a,
                     "b": b,
                     "pair": found,
-                    "background": background,
-                    "ink": ink,
+                    "heat": charts.heat_class(found["kappa"] if found else None),
                 }
             )
         rows.append({"annotator": a, "cells": cells})
@@ -305,27 +303,33 @@ def disagreements(
 def models_view(
     listed: inference_pb2.ListModelsResponse, runs: training_pb2.ListRunsResponse
 ) -> dict[str, Any]:
+    """Versions newest first, and the learning curve. Strata's test set is the project's
+    gold: gold items never train, training evaluates each version on them (held out) and
+    inference scores them again to calibrate; the first is shown, the second when training
+    kept no figure (the two agree: calibration does not change a prediction)."""
     labels_of = {r.run.run_id: r.n_labels for r in runs.runs}
-    versions = [
-        {
-            "model_version": m.model_version,
-            "run_id": m.run_id,
-            "family": m.family,
-            "labels": labels_of.get(m.run_id),
-            "test_accuracy": _num(m.metrics.accuracy) if m.HasField("metrics") else None,
-            "n_eval": m.metrics.n_eval if m.HasField("metrics") else 0,
-            "gold_accuracy": _num(m.gold_accuracy) if m.n_gold else None,
-            "n_gold": m.n_gold,
-            "ece_before": _num(m.ece_before),
-            "ece_after": _num(m.ece_after) if m.calibrated else None,
-            "calibrated": m.calibrated,
-            "status": m.status,
-            "error": m.error,
-            "serving": m.serving,
-            "published_at": views.iso(m.published_at),
-        }
-        for m in listed.models
-    ]
+    versions = []
+    for m in listed.models:
+        trained = m.HasField("metrics") and m.metrics.n_eval > 0
+        versions.append(
+            {
+                "model_version": m.model_version,
+                "run_id": m.run_id,
+                "family": m.family,
+                "labels": labels_of.get(m.run_id),
+                "gold_accuracy": _num(m.metrics.accuracy)
+                if trained
+                else (_num(m.gold_accuracy) if m.n_gold else None),
+                "n_gold": m.metrics.n_eval if trained else m.n_gold,
+                "ece_before": _num(m.ece_before),
+                "ece_after": _num(m.ece_after) if m.calibrated else None,
+                "calibrated": m.calibrated,
+                "status": m.status,
+                "error": m.error,
+                "serving": m.serving,
+                "published_at": views.iso(m.published_at),
+            }
+        )
     # The learning curve: accuracy against the labels each version trained on, oldest
     # first; versions whose run training no longer knows are left out of the curve.
     known = sorted(
@@ -335,25 +339,22 @@ def models_view(
     curve = charts.line_chart(
         [
             charts.Series(
-                "held-out",
-                [
-                    (v["labels"], v["test_accuracy"])
-                    for v in known
-                    if v["test_accuracy"] is not None
-                ],
-            ),
-            charts.Series(
-                "gold",
+                "gold accuracy",
                 [
                     (v["labels"], v["gold_accuracy"])
                     for v in known
                     if v["gold_accuracy"] is not None
                 ],
             ),
+            charts.Series(
+                "ECE",
+                [(v["labels"], v["ece_after"]) for v in known if v["ece_after"] is not None],
+            ),
         ],
-        title="Learning curve: accuracy of each model version by the labels it trained on",
+        title="Learning curve: each model version's gold accuracy and calibration error "
+        "by the labels it trained on",
         x_label="labels trained on",
-        y_label="accuracy",
+        y_label="accuracy / ECE",
         y_range=(0.0, 1.0),
     )
     return {
