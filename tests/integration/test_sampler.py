@@ -183,6 +183,9 @@ def test_import_finds_exact_and_near_duplicates_and_reports_bad_rows(sampler: Sa
     stats = sampler.stub.PoolStats(sampler_pb2.PoolStatsRequest(project=project))
     assert stats.items_by_state["pool"] == reply.imported
     assert stats.exact_duplicates == 500
+    # A page that polls asks for the counts alone, and gets the same counts.
+    counts = sampler.stub.PoolStats(sampler_pb2.PoolStatsRequest(project=project, counts_only=True))
+    assert counts.items_by_state == stats.items_by_state and not counts.exact_duplicates
 
 
 def vector_rows(vectors: np.ndarray) -> list[sampler_pb2.ImportRow]:  # type: ignore[type-arg]

@@ -214,6 +214,10 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
     ) -> sampler_pb2.PoolStatsResponse:
         if not request.project:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+        if request.counts_only:
+            with self.db.transaction() as conn:
+                states = store.pool_counts(conn, request.project)
+            return sampler_pb2.PoolStatsResponse(items_by_state=states)
         with self.db.transaction() as conn:
             stats = store.pool_stats(conn, request.project)
             _, since, _ = store.project_state(conn, request.project)

@@ -365,12 +365,17 @@ def record_batch(
 # -- stats ---------------------------------------------------------------------------------------
 
 
-def pool_stats(conn: Conn, project: str) -> dict[str, Any]:
-    states = dict(
+def pool_counts(conn: Conn, project: str) -> dict[str, int]:
+    """The project's items by state."""
+    return dict(
         conn.execute(
             "SELECT state, count(*) FROM items WHERE project = %s GROUP BY 1", (project,)
         ).fetchall()
     )
+
+
+def pool_stats(conn: Conn, project: str) -> dict[str, Any]:
+    states = pool_counts(conn, project)
     dups = dict(
         conn.execute(
             "SELECT duplicate_kind, count(*) FROM items WHERE project = %s "

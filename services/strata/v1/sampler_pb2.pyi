@@ -95,10 +95,12 @@ class NextBatchResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ..., batch_id: _Optional[str] = ..., cold_start: _Optional[bool] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class PoolStatsRequest(_message.Message):
-    __slots__ = ("project",)
+    __slots__ = ("project", "counts_only")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_ONLY_FIELD_NUMBER: _ClassVar[int]
     project: str
-    def __init__(self, project: _Optional[str] = ...) -> None: ...
+    counts_only: bool
+    def __init__(self, project: _Optional[str] = ..., counts_only: _Optional[bool] = ...) -> None: ...
 
 class ScoreHistogram(_message.Message):
     __slots__ = ("upper_bounds", "counts")

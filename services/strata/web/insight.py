@@ -163,7 +163,10 @@ def overview(backends: Backends, project: str, me: Person) -> dict[str, Any]:
                 # A minute each, grown by quality (doubling) to at most 500 buckets.
                 quality_pb2.ProjectProgressRequest(project=project, bucket_seconds=60),
             ),
-            (backends.sampler.PoolStats, sampler_pb2.PoolStatsRequest(project=project)),
+            (
+                backends.sampler.PoolStats,
+                sampler_pb2.PoolStatsRequest(project=project, counts_only=True),
+            ),
         ],
         me,
     )
