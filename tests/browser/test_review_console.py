@@ -189,6 +189,18 @@ def test_the_console_drills_from_a_pair_to_an_items_governance_chain(
     )
     (pair,) = [p for p in pairs.pairs if {p.a, p.b} == {"rc-ann-a", "rc-ann-b"}]
     assert pair.shared_items == 1 and pair.agreed == 0
+    # A class opens the items people split on with it.
+    page.get_by_role("link", name="Items people split on with dog").click()
+    page.wait_for_selector("#contested")
+    contested = stack.quality().ContestedItems(
+        quality_pb2.ContestedItemsRequest(project=project.name, class_label="dog"),
+        metadata=manager,
+    )
+    assert [c.item_id for c in contested.items] == [item]
+    assert page.locator("#contested tbody th").all_inner_texts() == [item]
+    assert "cat, dog" in page.locator("#contested").inner_text()
+    page.go_back()
+    page.wait_for_selector("#heatmap")
     cell = page.get_by_role("link", name=f"{pair.a} and {pair.b}: kappa")
     cell.first.click()
     page.wait_for_selector("#disagreements")

@@ -328,6 +328,7 @@ def requests(w: World, rpc: str, who: str) -> Any:
             project=w.a, a="a-ann", b="a-rev"
         ),
         "ProjectProgress": quality_pb2.ProjectProgressRequest(project=w.a),
+        "ContestedItems": quality_pb2.ContestedItemsRequest(project=w.a, class_label="cat"),
         "StartRun": training_pb2.StartRunRequest(project=w.a, epochs=1),
         "GetRun": training_pb2.GetRunRequest(run_id=w.run_id),
         "TraceInfluence": training_pb2.TraceInfluenceRequest(

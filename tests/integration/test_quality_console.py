@@ -156,6 +156,27 @@ def test_pairwise_agreement_disagreements_and_progress(stack: Stack) -> None:
             )
         assert err.value.code() == Code.INVALID_ARGUMENT
 
+    # -- ContestedItems: behind a class's agreement, the items people split on ------------
+    for cls in CLASSES:
+        answers = {
+            i: sorted(latest[name][i][0] for name in latest if i in latest[name]) for i in range(20)
+        }
+        split = [i for i, vals in answers.items() if len(set(vals)) > 1 and cls in vals]
+        split.sort(key=lambda i: (-max(latest[n][i][1] for n in latest if i in latest[n]), item[i]))
+        contested = stack.stub.ContestedItems(
+            quality_pb2.ContestedItemsRequest(project=project, class_label=cls), metadata=reviewer
+        )
+        assert contested.total == len(split), cls
+        assert [c.item_id for c in contested.items] == [item[i] for i in split], cls
+        for c in contested.items:
+            assert list(c.values) == answers[item.index(c.item_id)]
+            assert (c.consensus_value, c.state) == items[c.item_id]
+    with pytest.raises(grpc.RpcError) as err:
+        stack.stub.ContestedItems(
+            quality_pb2.ContestedItemsRequest(project=project), metadata=reviewer
+        )
+    assert err.value.code() == Code.INVALID_ARGUMENT
+
     # -- ProjectProgress: counts per bucket add up to what was sent -----------------------
     progress = stack.stub.ProjectProgress(
         quality_pb2.ProjectProgressRequest(project=project), metadata=reviewer
@@ -216,6 +237,12 @@ def test_pairwise_agreement_disagreements_and_progress(stack: Stack) -> None:
     with pytest.raises(grpc.RpcError) as err:
         stack.stub.ProjectProgress(
             quality_pb2.ProjectProgressRequest(project=project), metadata=annotator
+        )
+    assert err.value.code() in (Code.PERMISSION_DENIED, Code.NOT_FOUND)
+    with pytest.raises(grpc.RpcError) as err:
+        stack.stub.ContestedItems(
+            quality_pb2.ContestedItemsRequest(project=project, class_label="cat"),
+            metadata=annotator,
         )
     assert err.value.code() in (Code.PERMISSION_DENIED, Code.NOT_FOUND)
 

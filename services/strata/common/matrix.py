@@ -142,6 +142,7 @@ MATRIX: Mapping[str, Rule] = {
     _rpc("Quality", "ExportLabels"): Rule("manager", project=FROM_REQUEST),
     _rpc("Quality", "PairwiseAgreement"): Rule("manager", project=FROM_REQUEST),
     _rpc("Quality", "PairDisagreements"): Rule("manager", project=FROM_REQUEST),
+    _rpc("Quality", "ContestedItems"): Rule("reviewer", project=FROM_REQUEST),
     _rpc("Quality", "ProjectProgress"): Rule("reviewer", project=FROM_REQUEST),
     # -- training --------------------------------------------------------------------------
     _rpc("Training", "StartRun"): Rule("manager", project=FROM_REQUEST),

@@ -85,6 +85,35 @@ def pair_disagreements(
     return [Disagreement(*r[:5]) for r in rows], total
 
 
+@dataclass(frozen=True)
+class Contested:
+    item_id: str
+    values: list[str]
+    consensus_value: str
+    state: str
+
+
+def contested_items(
+    conn: Conn, project: str, class_label: str, limit: int
+) -> tuple[list[Contested], int]:
+    """Pool items whose people's latest answers differ, one of them `class_label`, newest
+    first (by the latest vote), at most `limit`; and how many there are in all."""
+    rows = conn.execute(
+        f"WITH {_GOLD}, {_POOL}, latest AS ("
+        "SELECT DISTINCT ON (item_id, annotator_id) item_id, value, submitted_at FROM pool "
+        "ORDER BY item_id, annotator_id, submitted_at DESC, label_id DESC), "
+        "contested AS (SELECT item_id, array_agg(value ORDER BY value) AS vals, "
+        "max(submitted_at) AS at FROM latest GROUP BY item_id "
+        "HAVING count(DISTINCT value) > 1 AND bool_or(value = %(cls)s)) "
+        "SELECT c.item_id, c.vals, coalesce(i.value, ''), coalesce(i.state, 'open'), "
+        "count(*) OVER () FROM contested c LEFT JOIN items i ON i.item_id = c.item_id "
+        "ORDER BY c.at DESC, c.item_id LIMIT %(limit)s",
+        {"project": project, "cls": class_label, "limit": limit},
+    ).fetchall()
+    total = int(rows[0][4]) if rows else 0
+    return [Contested(r[0], list(r[1]), r[2], r[3]) for r in rows], total
+
+
 # -- progress --------------------------------------------------------------------------------
 
 # What the progress chart counts, each as (kind, epoch seconds of the event). Model labels

@@ -44,6 +44,13 @@ DEFAULT_DISAGREEMENTS = 100
 MAX_DISAGREEMENTS = 1000
 
 
+def list_limit(context: grpc.ServicerContext, asked: int) -> int:
+    """A list's length: 0 asks for the default, more than the most gets the most."""
+    if asked < 0:
+        abort(context, grpc.StatusCode.INVALID_ARGUMENT, "limit cannot be negative")
+    return min(asked or DEFAULT_DISAGREEMENTS, MAX_DISAGREEMENTS)
+
+
 def no_votes(item_id: str) -> str:
     # The same words whether the item does not exist or belongs to another project.
     return f"item {item_id!r} has no votes in quality"
@@ -380,9 +387,7 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
         self._contract(context, request.project)
         if not request.a or not request.b or request.a == request.b:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "a and b must name two annotators")
-        if request.limit < 0:
-            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "limit cannot be negative")
-        limit = min(request.limit or DEFAULT_DISAGREEMENTS, MAX_DISAGREEMENTS)
+        limit = list_limit(context, request.limit)
         with self.db.transaction() as conn:
             found, total = console_store.pair_disagreements(
                 conn, request.project, request.a, request.b, limit
@@ -397,6 +402,30 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
                     state=d.state,
                 )
                 for d in found
+            ],
+            total=total,
+        )
+
+    def ContestedItems(
+        self, request: quality_pb2.ContestedItemsRequest, context: grpc.ServicerContext
+    ) -> quality_pb2.ContestedItemsResponse:
+        self._contract(context, request.project)
+        if not request.class_label:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "class_label is required")
+        limit = list_limit(context, request.limit)
+        with self.db.transaction() as conn:
+            found, total = console_store.contested_items(
+                conn, request.project, request.class_label, limit
+            )
+        return quality_pb2.ContestedItemsResponse(
+            items=[
+                quality_pb2.ContestedItem(
+                    item_id=c.item_id,
+                    values=c.values,
+                    consensus_value=c.consensus_value,
+                    state=c.state,
+                )
+                for c in found
             ],
             total=total,
         )

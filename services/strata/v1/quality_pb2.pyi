@@ -300,3 +300,33 @@ class ProjectProgressResponse(_message.Message):
     open_reviews: int
     human_labels_last_hour: int
     def __init__(self, bucket_seconds: _Optional[int] = ..., buckets: _Optional[_Iterable[_Union[ProgressBucket, _Mapping]]] = ..., items_by_state: _Optional[_Mapping[str, int]] = ..., decided_by_model: _Optional[int] = ..., open_reviews: _Optional[int] = ..., human_labels_last_hour: _Optional[int] = ...) -> None: ...
+
+class ContestedItemsRequest(_message.Message):
+    __slots__ = ("project", "class_label", "limit")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    CLASS_LABEL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    class_label: str
+    limit: int
+    def __init__(self, project: _Optional[str] = ..., class_label: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ContestedItem(_message.Message):
+    __slots__ = ("item_id", "values", "consensus_value", "state")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    CONSENSUS_VALUE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    values: _containers.RepeatedScalarFieldContainer[str]
+    consensus_value: str
+    state: str
+    def __init__(self, item_id: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ..., consensus_value: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class ContestedItemsResponse(_message.Message):
+    __slots__ = ("items", "total")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ContestedItem]
+    total: int
+    def __init__(self, items: _Optional[_Iterable[_Union[ContestedItem, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...

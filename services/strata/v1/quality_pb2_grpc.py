@@ -74,6 +74,11 @@ class QualityStub:
                 request_serializer=strata_dot_v1_dot_quality__pb2.PairDisagreementsRequest.SerializeToString,
                 response_deserializer=strata_dot_v1_dot_quality__pb2.PairDisagreementsResponse.FromString,
                 _registered_method=True)
+        self.ContestedItems = channel.unary_unary(
+                '/strata.v1.Quality/ContestedItems',
+                request_serializer=strata_dot_v1_dot_quality__pb2.ContestedItemsRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_quality__pb2.ContestedItemsResponse.FromString,
+                _registered_method=True)
         self.ProjectProgress = channel.unary_unary(
                 '/strata.v1.Quality/ProjectProgress',
                 request_serializer=strata_dot_v1_dot_quality__pb2.ProjectProgressRequest.SerializeToString,
@@ -137,6 +142,14 @@ class QualityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ContestedItems(self, request, context):
+        """The items people disagreed on where one of the answers was a class: what opens
+        behind a class's agreement.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ProjectProgress(self, request, context):
         """The project's work over time (labels, decisions, reviews) and its items by state now:
         the console's burndown and throughput.
@@ -187,6 +200,11 @@ def add_QualityServicer_to_server(servicer, server):
                     servicer.PairDisagreements,
                     request_deserializer=strata_dot_v1_dot_quality__pb2.PairDisagreementsRequest.FromString,
                     response_serializer=strata_dot_v1_dot_quality__pb2.PairDisagreementsResponse.SerializeToString,
+            ),
+            'ContestedItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ContestedItems,
+                    request_deserializer=strata_dot_v1_dot_quality__pb2.ContestedItemsRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_quality__pb2.ContestedItemsResponse.SerializeToString,
             ),
             'ProjectProgress': grpc.unary_unary_rpc_method_handler(
                     servicer.ProjectProgress,
@@ -410,6 +428,33 @@ class Quality:
             '/strata.v1.Quality/PairDisagreements',
             strata_dot_v1_dot_quality__pb2.PairDisagreementsRequest.SerializeToString,
             strata_dot_v1_dot_quality__pb2.PairDisagreementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContestedItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.Quality/ContestedItems',
+            strata_dot_v1_dot_quality__pb2.ContestedItemsRequest.SerializeToString,
+            strata_dot_v1_dot_quality__pb2.ContestedItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -98,6 +98,19 @@ class DisagreementsOut(BaseModel):
     items: list[DisagreementOut]
 
 
+class ContestedOut(BaseModel):
+    item_id: str
+    values: list[str] = Field(description="each person's latest answer, sorted")
+    consensus_value: str
+    state: str
+
+
+class ContestedItemsOut(BaseModel):
+    class_label: str
+    total: int
+    items: list[ContestedOut]
+
+
 class ModelVersionOut(BaseModel):
     model_version: str
     run_id: str
@@ -217,6 +230,11 @@ def build_console_router(backends: Backends) -> APIRouter:
     ) -> dict[str, Any]:
         """The items on which annotators `a` and `b` answered differently, newest first."""
         return insight.disagreements(backends, project, a, b, me)
+
+    @api.get("/classes/{class_label}/contested", response_model=ContestedItemsOut)
+    def class_contested(project: str, me: Me, class_label: str = name()) -> dict[str, Any]:
+        """The items people split on where one of the answers was `class_label`."""
+        return insight.contested(backends, project, class_label, me)
 
     @api.get("/models", response_model=ModelsOut)
     def project_models(project: str, me: Me) -> dict[str, Any]:

@@ -76,6 +76,16 @@ def build_console_pages(backends: Backends) -> APIRouter:
             lambda me: {"pair": insight.disagreements(backends, project, a, b, me, limit=500)},
         )
 
+    @pages.get("/projects/{project}/console/classes/{class_label}")
+    def contested(request: Request, project: str, class_label: str) -> Response:
+        return console(
+            request,
+            project,
+            "agreement",
+            "console_class.html",
+            lambda me: {"contested": insight.contested(backends, project, class_label, me, 500)},
+        )
+
     @pages.get("/projects/{project}/console/models")
     def models(request: Request, project: str) -> Response:
         return console(

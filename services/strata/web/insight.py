@@ -300,6 +300,31 @@ def disagreements(
     }
 
 
+def contested(
+    backends: Backends, project: str, class_label: str, me: Person, limit: int = 100
+) -> dict[str, Any]:
+    """The items people split on where one answer was `class_label`: what is behind a
+    class's agreement."""
+    reply = backends.call(
+        backends.quality.ContestedItems,
+        quality_pb2.ContestedItemsRequest(project=project, class_label=class_label, limit=limit),
+        me,
+    )
+    return {
+        "class_label": class_label,
+        "total": reply.total,
+        "items": [
+            {
+                "item_id": c.item_id,
+                "values": list(c.values),
+                "consensus_value": c.consensus_value,
+                "state": c.state,
+            }
+            for c in reply.items
+        ],
+    }
+
+
 # -- models: versions and the learning curve ---------------------------------------------------
 
 
