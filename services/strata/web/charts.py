@@ -94,10 +94,13 @@ def line_chart(
             f'y2="{py(t):.1f}"/><text class="tick" x="{left - 6}" y="{py(t) + 4:.1f}" '
             f'text-anchor="end">{_fmt(t)}</text>'
         )
+    span = x1 - x0
+    # Seconds when the ticks are under a few minutes apart, days past two days.
+    clock = "%H:%M:%S" if span < 1200 else "%H:%M" if span < 2 * 86400 else "%d %b"
     for i in range(5):
-        x = x0 + (x1 - x0) * i / 4
+        x = x0 + span * i / 4
         label = (
-            datetime.fromtimestamp(x, UTC).strftime("%H:%M" if x1 - x0 < 2 * 86400 else "%d %b")
+            datetime.fromtimestamp(x, UTC).strftime(clock)
             if x_format == "time"
             else _fmt(round(x, 2))
         )
