@@ -67,8 +67,10 @@ def line_chart(
         f'preserveAspectRatio="xMinYMin meet"><title>{escape(title)}</title>'
     )
     if not drawn:
+        # A short strip, not an empty plot's worth of blank space.
         return (
-            head + f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" '
+            head.replace(f"0 0 {width} {height}", f"0 0 {width} 40")
+            + f'<text x="{width / 2}" y="24" text-anchor="middle" '
             'class="chart-empty">Nothing to draw yet</text></svg>'
         )
     xs = [x for s in drawn for x, _ in s.points]

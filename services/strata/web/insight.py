@@ -170,13 +170,10 @@ def overview(backends: Backends, project: str, me: Person) -> dict[str, Any]:
         ],
         me,
     )
-    by_id = {a.annotator_id: a for a in scores.annotators}
     return {
         "queue": queue_view(queue, datetime.now(UTC)),
         "progress": progress_view(progress, pool),
-        "annotators": [
-            views.annotator_row(p, by_id.get(p.annotator_id)) for p in people.annotators
-        ],
+        "annotators": views.annotator_rows(people, scores),
     }
 
 

@@ -102,14 +102,17 @@ def evidence(backends: Backends, item_id: str, me: Person) -> dict[str, Any]:
 
 def annotator_rows(backends: Backends, project: str, me: Person) -> list[dict[str, Any]]:
     """The project's people, as the gateway lists them, with quality's scores of each."""
-    people = backends.call(
-        backends.gateway.ListAnnotators, gateway_pb2.ListAnnotatorsRequest(project=project), me
+    people, scores = backends.gather(
+        [
+            (backends.gateway.ListAnnotators, gateway_pb2.ListAnnotatorsRequest(project=project)),
+            (
+                backends.quality.AnnotatorScores,
+                quality_pb2.AnnotatorScoresRequest(project=project),
+            ),
+        ],
+        me,
     )
-    scores = backends.call(
-        backends.quality.AnnotatorScores, quality_pb2.AnnotatorScoresRequest(project=project), me
-    )
-    by_id = {a.annotator_id: a for a in scores.annotators}
-    return [views.annotator_row(p, by_id.get(p.annotator_id)) for p in people.annotators]
+    return views.annotator_rows(people, scores)
 
 
 def queue(backends: Backends, project: str, me: Person) -> dict[str, Any]:

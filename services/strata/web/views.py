@@ -166,6 +166,14 @@ def _rate(value: float, n: int) -> float | None:
     return round(value, 4) if n else None
 
 
+def annotator_rows(
+    people: gateway_pb2.ListAnnotatorsResponse, scores: quality_pb2.AnnotatorScoresResponse
+) -> list[dict[str, Any]]:
+    """The console's annotator table: each of the gateway's people with quality's scores."""
+    by_id = {a.annotator_id: a for a in scores.annotators}
+    return [annotator_row(p, by_id.get(p.annotator_id)) for p in people.annotators]
+
+
 def annotator_row(
     person: gateway_pb2.AnnotatorInfo, score: quality_pb2.AnnotatorScore | None
 ) -> dict[str, Any]:
