@@ -12,7 +12,10 @@ run measures for `--seconds`:
   (what a page without prefetching would wait for; the workbench's prefetch hides it);
 - console page: GET /projects/<project>/console, rendered with the services' numbers;
 - label submissions per second through HTTP, each acknowledged (in Postgres, with its
-  outbox event) when counted.
+  outbox event) when counted;
+- CPU time per label of each process group (gateway, web, load generator, Postgres, ...),
+  from the kernel's counters over the same window: where the two cores go, and so the
+  most labels/s this machine could take.
 
 Runs `--runs` times (a project each) and reports the median and spread of each figure.
 Prints the figures and writes bench/results/web.json.
@@ -37,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import psutil  # noqa: E402
 from strata.cli.progress import ProgressBar  # noqa: E402
 from strata.v1 import common_pb2  # noqa: E402
 
@@ -161,14 +165,19 @@ async def one_run(
     await asyncio.sleep(warmup_s)
     for values in out.values():
         values.clear()
+    cpu_before = cpu_seconds()
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
         await asyncio.sleep(1.0)
         bar.update(int(time.perf_counter() - started))
+    cpu_after = cpu_seconds()
     stop.set()
     await asyncio.gather(*workers)
     window = [t for t in out["labels_at"] if t <= started + seconds]
+    cpu = cpu_per_label(cpu_before, cpu_after, len(window))
     return {
+        "cpu_ms_per_label": cpu,
+        "cpu_ms_per_label_total": sum(cpu.values()),
         "labels_per_s": len(window) / seconds,
         "next_after_submit_ms": {q: pct(out["next_after_submit"], v) for q, v in PCTS},
         "submit_ms": {q: pct(out["submit"], v) for q, v in PCTS},
@@ -179,6 +188,51 @@ async def one_run(
 
 
 PCTS = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+SERVICES = ("gateway", "web", "quality", "sampler", "inference", "training")
+
+
+def group_of(proc: psutil.Process) -> str:
+    """Which part of the stack a process is (its command line says)."""
+    if proc.pid == psutil.Process().pid:
+        return "load generator"
+    try:
+        line = " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return "other"
+    for name in SERVICES:
+        if f"strata.{name}" in line:
+            return name
+    if "postgres" in line:
+        return "postgres"
+    if "tansu" in line:
+        return "broker"
+    if "ray" in line:
+        return "ray (idle workers, dashboard)"
+    return "other"
+
+
+def cpu_seconds() -> dict[int, tuple[str, float]]:
+    """pid -> (group, user + system CPU seconds so far) for every process we can read."""
+    found = {}
+    for proc in psutil.process_iter():
+        try:
+            t = proc.cpu_times()
+            found[proc.pid] = (group_of(proc), t.user + t.system)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def cpu_per_label(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], labels: int
+) -> dict[str, float]:
+    """CPU ms per label by group over a window (processes alive at both ends)."""
+    spent: dict[str, float] = {}
+    for pid, (group, end) in after.items():
+        if pid in before:
+            spent[group] = spent.get(group, 0.0) + end - before[pid][1]
+    per = {g: 1000 * s / max(labels, 1) for g, s in spent.items() if s > 0}
+    return dict(sorted(per.items(), key=lambda kv: -kv[1]))
 
 
 def spread(runs: list[dict[str, Any]], *path: str) -> dict[str, float]:
@@ -189,6 +243,25 @@ def spread(runs: list[dict[str, Any]], *path: str) -> dict[str, float]:
             v = v[p]
         values.append(float(v))
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def cpu_median(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Per group, the median over the runs of its CPU ms per label."""
+    groups = {g for r in runs for g in r["cpu_ms_per_label"]}
+    med = {g: statistics.median(r["cpu_ms_per_label"].get(g, 0.0) for r in runs) for g in groups}
+    return dict(sorted(med.items(), key=lambda kv: -kv[1]))
+
+
+def cpu_lines(per_label: dict[str, float]) -> str:
+    total = sum(per_label.values())
+    cores = psutil.cpu_count() or 1
+    parts = ", ".join(f"{g} {ms:.1f}" for g, ms in per_label.items() if ms >= 0.05)
+    return (
+        f"  CPU per label              {total:.1f} ms in all ({parts}); "
+        f"{cores} cores take at most {1000 * cores / total:.0f} labels/s at that cost\n"
+        if total
+        else ""
+    )
 
 
 def main() -> int:
@@ -243,6 +316,7 @@ def main() -> int:
             for what in ("next_after_submit", "submit", "console")
             for q, _ in PCTS
         },
+        "cpu_ms_per_label": cpu_median(runs),
         "targets": {
             "next_after_submit_p95_ms": 100,
             "console_p95_ms": 300,
@@ -270,6 +344,7 @@ def main() -> int:
                 ("console page", "console", "; p95 target <= 300 ms"),
             )
         )
+        + cpu_lines(summary["cpu_ms_per_label"])
         + f"  errors: {[r['errors'] for r in runs]}\n  -> {results.relative_to(ROOT)}"
     )
     return 0

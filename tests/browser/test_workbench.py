@@ -21,7 +21,11 @@ pytestmark = ONE_RAY_AT_A_TIME  # the stack's training service runs a local Ray
 def project(stack: Stack) -> Project:
     return make_project(
         stack,
-        {"ann": common_pb2.ROLE_ANNOTATOR, "ann2": common_pb2.ROLE_ANNOTATOR},
+        {
+            "ann": common_pb2.ROLE_ANNOTATOR,
+            "ann2": common_pb2.ROLE_ANNOTATOR,
+            "ann3": common_pb2.ROLE_ANNOTATOR,
+        },
         items=60,
     )
 
@@ -114,7 +118,7 @@ def test_a_reload_mid_task_loses_nothing(stack: Stack, project: Project, browser
     sign_in(page, stack, project.tokens["ann2"])
     page.goto(f"{stack.web}/projects/{project.name}/label")
     page.wait_for_selector("#item .item-text")
-    # An answer given and held (changeable for a few seconds), then a reload at once.
+    # An answer given (on its way to the gateway), then a reload at once.
     first = page.locator("#item .item-text").inner_text()
     page.keyboard.press(right_key(page))
     page.keyboard.press("Enter")
@@ -145,6 +149,84 @@ def test_a_reload_mid_task_loses_nothing(stack: Stack, project: Project, browser
     rows = labels_of(stack, "ann2")
     assert len(rows) == 4, rows
     assert len({r[0] for r in rows}) == 4, "a label was stored twice"
+
+
+def other_key(page: Any) -> str:
+    return "2" if right_key(page) == "1" else "1"
+
+
+def votes_of(stack: Stack, annotator: str) -> list[tuple[str, int]]:
+    with psycopg.connect(stack.pg_dsn) as conn:
+        return conn.execute(
+            "SELECT value, revision FROM quality.votes WHERE annotator_id = %s "
+            "ORDER BY submitted_at",
+            (annotator,),
+        ).fetchall()
+
+
+def test_the_last_answer_can_be_changed_before_and_after_it_is_saved(
+    stack: Stack, project: Project, browser: Any
+) -> None:
+    page = browser.new_page()
+    sign_in(page, stack, project.tokens["ann3"])
+    page.goto(f"{stack.web}/projects/{project.name}/label")
+    page.wait_for_selector("#item .item-text")
+
+    def answer(key: str) -> str:
+        text = page.locator("#item .item-text").inner_text()
+        page.keyboard.press(key)
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "t => document.querySelector('#item .item-text')?.textContent !== t", arg=text
+        )
+        return text
+
+    # Saved first, then changed: the label keeps its id and becomes revision 1.
+    first = answer(other_key(page))
+    page.wait_for_selector("#save-state.saved", timeout=20_000)
+    in_hand = page.locator("#item .item-text").inner_text()
+    page.keyboard.press("Backspace")
+    page.wait_for_selector("#amending:not([hidden])")
+    assert page.locator("#item .item-text").inner_text() == first
+    shoot(page, "workbench-change-last")
+    page.keyboard.press(right_key(page))
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "t => document.querySelector('#item .item-text')?.textContent === t", arg=in_hand
+    )
+    page.wait_for_selector("#save-state.saved", timeout=20_000)
+    # Esc leaves a change unmade.
+    page.keyboard.press("Backspace")
+    page.wait_for_selector("#amending:not([hidden])")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#amending[hidden]", state="attached")
+    assert page.locator("#item .item-text").inner_text() == in_hand
+    # Not yet sent (offline), then changed: one label, with the new value, revision 0.
+    browser.set_offline(True)
+    second = answer(other_key(page))
+    page.keyboard.press("Backspace")
+    page.wait_for_selector("#amending:not([hidden])")
+    assert page.locator("#item .item-text").inner_text() == second
+    page.keyboard.press(right_key(page))
+    page.keyboard.press("Enter")
+    browser.set_offline(False)
+    page.wait_for_selector("#save-state.saved", timeout=40_000)
+    rows = labels_of(stack, "ann3")
+    assert len(rows) == 2, rows
+    assert all(
+        v == ("cat" if t.startswith("a cat") else "dog")
+        for t, v in zip((first, second), (r[1] for r in rows), strict=True)
+    ), rows
+    with psycopg.connect(stack.pg_dsn) as conn:
+        revisions = conn.execute(
+            "SELECT revision FROM gateway.labels WHERE annotator_id = 'ann3' ORDER BY submitted_at"
+        ).fetchall()
+    assert revisions == [(1,), (0,)]
+    # Quality counts the changed answer in place of the first: two votes, right values.
+    deadline = time.monotonic() + 30
+    while votes_of(stack, "ann3") != [(rows[0][1], 1), (rows[1][1], 0)]:
+        assert time.monotonic() < deadline, votes_of(stack, "ann3")
+        time.sleep(0.3)
 
 
 def test_without_a_session_or_csrf_token_the_api_refuses(stack: Stack, project: Project) -> None:

@@ -110,6 +110,7 @@ class World:
     tokens: dict[str, str]  # person -> token
     task: str = ""  # a task leased to a-ann, to submit
     skip: str = ""  # another, to skip
+    amend: str = ""  # a task a-ann answered "cat", lease held: to change the answer of
     accepted: str = ""  # an accepted item of A
     in_review: str = ""  # an item of A in review
     run_id: str = ""
@@ -252,6 +253,11 @@ def setup_world(s: Stack) -> World:
     until(served, 120, "the model to be served")
     w.task = task_for("a-ann").task_id
     w.skip = task_for("a-ann").task_id
+    w.amend = task_for("a-ann").task_id
+    gw.SubmitLabel(
+        gateway_pb2.SubmitLabelRequest(task_id=w.amend, value="cat", duration_ms=900),
+        metadata=bearer(w.tokens["a-ann"]),
+    )
     w.sign_in_code = gw.CreateSignInLink(
         gateway_pb2.CreateSignInLinkRequest(project=w.a, annotator_id="a-ann"), metadata=admin
     ).code
@@ -272,6 +278,7 @@ def requests(w: World, rpc: str, who: str) -> Any:
         "NextTask": gateway_pb2.NextTaskRequest(project=w.a),
         "SubmitLabel": gateway_pb2.SubmitLabelRequest(task_id=w.task, value="cat", duration_ms=1),
         "SkipTask": gateway_pb2.SkipTaskRequest(task_id=w.skip),
+        "AmendLabel": gateway_pb2.AmendLabelRequest(task_id=w.amend, value="dog", revision=0),
         "GetContract": gateway_pb2.GetContractRequest(project=w.a),
         "LoadContract": gateway_pb2.LoadContractRequest(
             document=CONTRACT.format(project=w.a, version=f"v-{fresh}")

@@ -80,8 +80,10 @@ def label_event(
     source: int = common_pb2.LABEL_SOURCE_HUMAN,
     label_id: str | None = None,
     duration_ms: int = 1500,
+    revision: int = 0,
 ) -> OutgoingEvent:
-    """A `labels.submitted` event as the gateway publishes it."""
+    """A `labels.submitted` event as the gateway publishes it (revision n: the label's
+    n-th change, with the same label id)."""
     msg = events_pb2.LabelSubmitted(
         routing=common_pb2.RoutingMetadata(
             project=project, ontology_version=version, source_service="gateway"
@@ -99,6 +101,7 @@ def label_event(
         ),
         gold=bool(gold_answer),
         gold_answer=gold_answer,
+        revision=revision,
     )
     msg.label.submitted_at.GetCurrentTime()
     return make_event(LABELS_SUBMITTED, item_id, msg)

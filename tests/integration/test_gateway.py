@@ -293,6 +293,74 @@ def test_bad_submissions_get_the_right_code_and_write_nothing(gateway, sampler) 
     submit(gw, carol, carol_task.task_id, "dog")
 
 
+def amend(gw: Gateway, md, task_id: str, value: str, revision: int):  # type: ignore[no-untyped-def]
+    return gw.stub.AmendLabel(
+        gateway_pb2.AmendLabelRequest(
+            task_id=task_id, value=value, revision=revision, active_ms=900
+        ),
+        metadata=md,
+    )
+
+
+def test_an_answer_can_be_changed_while_its_lease_holds(gateway, sampler) -> None:
+    gw, (source, _) = gateway, sampler
+    project = project_name()
+    gw.load_contract(contract_doc(project, overlap="{min: 2, max: 3}", lease_seconds="4"))
+    alice = gw.annotator(f"alice-{project}", project=project)
+    bob = gw.annotator(f"bob-{project}", project=project)
+    source.add(project, items(project, 3))
+    task = next_task(gw, alice, project)
+    unanswered = next_task(gw, alice, project)
+    label = submit(gw, alice, task.task_id, "cat")
+    before = counts(gw)
+
+    refused = {
+        "someone else's answer": (bob, task.task_id, "dog", 0, Code.NOT_FOUND),
+        "not a task id": (alice, "../x", "dog", 0, Code.NOT_FOUND),
+        "no answer yet": (alice, unanswered.task_id, "dog", 0, Code.FAILED_PRECONDITION),
+        "class not in contract": (alice, task.task_id, "horse", 0, Code.INVALID_ARGUMENT),
+        "empty value": (alice, task.task_id, "", 0, Code.INVALID_ARGUMENT),
+        "a revision not yet made": (alice, task.task_id, "dog", 3, Code.ABORTED),
+    }
+    for what, (md, task_id, value, revision, expected) in refused.items():
+        code, details = status_of(
+            lambda md=md, t=task_id, v=value, r=revision: amend(gw, md, t, v, r)
+        )
+        assert code == expected, (what, code, details)
+        assert len(details) > 15, what
+    assert counts(gw) == before, "a refused change wrote something"
+
+    changed = amend(gw, alice, task.task_id, "dog", 0)
+    assert (changed.label_id, changed.revision, changed.duplicate) == (label.label_id, 1, False)
+    retried = amend(gw, alice, task.task_id, "dog", 0)
+    assert (retried.revision, retried.duplicate) == (1, True)
+    code, details = status_of(lambda: amend(gw, alice, task.task_id, "bird", 0))
+    assert code == Code.ABORTED and "changed since" in details
+    same = amend(gw, alice, task.task_id, "dog", 1)
+    assert (same.revision, same.duplicate) == (1, False)
+    # One label, one change event: the label keeps its id and counts its revision.
+    assert counts(gw) == (before[0], before[1] + 1)
+    with gw.runtime.db.transaction() as conn:
+        row = conn.execute(
+            "SELECT value, revision, active_ms FROM labels WHERE label_id = %s",
+            (label.label_id,),
+        ).fetchone()
+    assert row == ("dog", 1, 900)
+    events = read_topic(
+        gw_bootstrap(gw),
+        LABELS_SUBMITTED,
+        lambda m: m.label.label_id == label.label_id,
+        2,
+    )
+    assert sorted((m.revision, m.label.value) for m in events) == [(0, "cat"), (1, "dog")]
+    assert {m.label.item_id for m in events} == {task.item_id}
+
+    time.sleep(4.2)  # the lease runs out: the answer stands as it is
+    code, details = status_of(lambda: amend(gw, alice, task.task_id, "bird", 1))
+    assert code == Code.FAILED_PRECONDITION and "lease" in details
+    assert counts(gw) == (before[0], before[1] + 1)
+
+
 def test_late_label_is_kept_when_nobody_took_the_slot(gateway, sampler) -> None:
     gw, (source, _) = gateway, sampler
     project = project_name()

@@ -341,6 +341,78 @@ def test_a_block_holds_against_late_gold_until_a_person_lifts_it(stack: Stack) -
     assert statuses()[0] == common_pb2.ANNOTATOR_STATUS_BLOCKED
 
 
+def test_a_changed_answer_replaces_its_vote_everywhere_it_counted(stack: Stack) -> None:
+    """AmendLabel's events: the vote is replaced (never added), an undecided item is
+    decided on the new answer, an accepted item whose deciding answer was withdrawn goes
+    back to review, gold is corrected by the difference, and a redelivery does nothing."""
+    project = new_project(stack)
+    boot = stack.quality.config.kafka_bootstrap
+    open_item, decided, gold_item = (f"{project}-{n}" for n in ("open", "decided", "gold"))
+    ids = {name: uuid.uuid4().hex for name in ("open", "decided", "gold")}
+    produce(
+        boot,
+        [
+            label_event(project, open_item, "ann0", "cat"),
+            label_event(project, open_item, "ann1", "dog", label_id=ids["open"]),
+            *(label_event(project, decided, f"ann{i}", "cat") for i in range(2)),
+            label_event(project, decided, "ann2", "cat", label_id=ids["decided"]),
+            label_event(project, gold_item, "ann5", "dog", gold_answer="cat", label_id=ids["gold"]),
+        ],
+    )
+    assert consensus_for(stack, decided)[0].consensus.value == "cat"
+    wait_until(lambda: quality_standing(stack, project, "ann5") == ("active", 1), 20, "gold")
+    changes = [
+        label_event(project, open_item, "ann1", "cat", label_id=ids["open"], revision=1),
+        label_event(project, decided, "ann2", "dog", label_id=ids["decided"], revision=1),
+        label_event(
+            project, gold_item, "ann5", "cat", gold_answer="cat", label_id=ids["gold"], revision=1
+        ),
+    ]
+    produce(boot, changes)
+    reviews = read_topic(boot, REVIEWS_REQUESTED, lambda m: m.item_id == decided, 1)
+    assert [r.kind for r in reviews] == [events_pb2.REVIEW_KIND_RELABEL]
+    assert "changed their answer from 'cat' to 'dog'" in reviews[0].detail
+    assert list(reviews[0].suspected_label_ids) == [ids["decided"]]
+    produce(boot, [label_event(project, open_item, "ann2", "cat")])
+    settled = consensus_for(stack, open_item)
+    assert settled[-1].consensus.status == common_pb2.CONSENSUS_STATUS_ACCEPTED
+    assert {v.annotator_id: v.value for v in settled[-1].consensus.votes} == {
+        "ann0": "cat",
+        "ann1": "cat",
+        "ann2": "cat",
+    }
+    with stack.quality.db.transaction() as conn:
+        gold = conn.execute(
+            "SELECT gold_answered, gold_correct FROM annotators "
+            "WHERE project = %s AND annotator_id = 'ann5'",
+            (project,),
+        ).fetchone()
+    assert gold == (1, 1)
+
+    # Redelivered, the changes do nothing more; a change of a label never stored is
+    # dead-lettered (one after each change, on its key: once they are, all were read).
+    def tables() -> dict[str, list]:
+        return {k: v for k, v in snapshot(stack).items() if k != "outbox"}
+
+    before = tables()
+    strays = [label_event(project, i, "ann9", "dog", revision=1) for i in (open_item, decided)]
+    strays.append(label_event(project, gold_item, "ann9", "dog", gold_answer="cat", revision=1))
+    produce(boot, [*changes, *strays])
+    letters = read_topic(
+        boot,
+        DEADLETTER,
+        lambda m: (
+            m.service.startswith("quality")
+            and "nothing to change" in m.reason
+            and m.key.decode() in (open_item, decided, gold_item)
+        ),
+        3,
+    )
+    assert len(letters) == 3
+    assert tables() == before
+    assert item_state(stack, open_item)[1] == 3 and item_state(stack, decided)[0] == "review"
+
+
 def test_bad_labels_are_dead_lettered_and_the_rest_flow(stack: Stack) -> None:
     project = new_project(stack)
     boot = stack.quality.config.kafka_bootstrap

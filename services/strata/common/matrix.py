@@ -66,6 +66,9 @@ MATRIX: Mapping[str, Rule] = {
     _rpc(GATEWAY, "SubmitLabel"): Rule(
         "annotator", project=DERIVED, note="the task's project; only your own task"
     ),
+    _rpc(GATEWAY, "AmendLabel"): Rule(
+        "annotator", project=DERIVED, note="the task's project; only your own answer"
+    ),
     _rpc(GATEWAY, "SkipTask"): Rule(
         "annotator", project=DERIVED, note="the task's project; only your own task"
     ),

@@ -23,6 +23,12 @@ class GatewayMetrics:
             ["project", "outcome"],
             registry=r,
         )
+        self.labels_amended = Counter(
+            f"{p}_labels_amended_total",
+            "AmendLabel outcomes that changed nothing or something: amended, unchanged, duplicate",
+            ["project", "outcome"],
+            registry=r,
+        )
         self.lease_expiries = Counter(
             f"{p}_lease_expiries_total",
             "Leases that ran out and went back to the queue",

@@ -275,6 +275,27 @@ def not_found(task_id: str) -> Reject:
     return Reject(grpc.StatusCode.NOT_FOUND, f"no task {task_id} is assigned to you")
 
 
+def unknown_class(value: str, classes: list[str], version: str) -> Reject:
+    shown = ", ".join(repr(c) for c in classes[:20]) + (" ..." if len(classes) > 20 else "")
+    return Reject(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"{value[:64]!r} is not a class of contract version {version}; use one of {shown}",
+    )
+
+
+def refuse_stranger(task: TaskSnapshot | None, principal: Principal, task_id: str) -> Reject | None:
+    """Refuse anyone but the task's own annotator, a member of its project, unblocked.
+    Someone else's task, and one of a project left behind, look exactly like none."""
+    if task is None or task.annotator_id != principal.annotator_id:
+        return not_found(task_id)
+    member = principal.membership(task.project)
+    if member is None:
+        return not_found(task_id)
+    if member.status == "blocked":
+        return Reject(grpc.StatusCode.PERMISSION_DENIED, blocked_message(principal, task.project))
+    return None
+
+
 def check_submission(
     task: TaskSnapshot | None,
     principal: Principal,
@@ -285,14 +306,10 @@ def check_submission(
     task_id: str,
 ) -> Accept | Reject:
     """May `principal` label `task` with `value` now?"""
-    if task is None or task.annotator_id != principal.annotator_id:
-        return not_found(task_id)
-    member = principal.membership(task.project)
-    if member is None:
-        # No longer a member of the task's project: as if the task did not exist.
-        return not_found(task_id)
-    if member.status == "blocked":
-        return Reject(grpc.StatusCode.PERMISSION_DENIED, blocked_message(principal, task.project))
+    refused = refuse_stranger(task, principal, task_id)
+    if refused is not None:
+        return refused
+    assert task is not None
     if task.state == "labeled":
         return Reject(
             grpc.StatusCode.ALREADY_EXISTS,
@@ -305,12 +322,7 @@ def check_submission(
             f"task {task_id} was {task.state} and no longer takes a label; ask for a new task",
         )
     if value not in classes:
-        shown = ", ".join(repr(c) for c in classes[:20]) + (" ..." if len(classes) > 20 else "")
-        return Reject(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"{value[:64]!r} is not a class of contract version {task.ontology_version}; "
-            f"use one of {shown}",
-        )
+        return unknown_class(value, classes, task.ontology_version)
     if task.state == "leased":
         # Past its expiry but not yet swept: the slot is still this task's.
         return Accept()

@@ -25,7 +25,7 @@ from strata.common.config import ConfigError
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.grpcserver import abort
-from strata.gateway import people, stats, store
+from strata.gateway import amend, people, stats, store
 from strata.gateway.admin_rpcs import PeopleRpcs
 from strata.gateway.auth import Authenticator
 from strata.gateway.contract import ContractError, class_names, parse_contract
@@ -34,6 +34,7 @@ from strata.gateway.metrics import GatewayMetrics
 from strata.gateway.policy import (
     Candidate,
     Membership,
+    Reject,
     ShownProfile,
     agreement_rate,
     check_value,
@@ -295,6 +296,53 @@ class GatewayServicer(PeopleRpcs, SessionRpcs, gateway_pb2_grpc.AnnotationGatewa
         self.metrics.labels_submitted.labels(project=result.project, outcome=outcome).inc()
         self.metrics.submit_seconds.observe(time.perf_counter() - started)
         return gateway_pb2.SubmitLabelResponse(label_id=result.label_id, duplicate=result.duplicate)
+
+    def AmendLabel(
+        self, request: gateway_pb2.AmendLabelRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.AmendLabelResponse:
+        principal = self.auth.principal(context.invocation_metadata(), self.clock())
+        problem = check_value(request.value, 0, self.max_value_bytes, request.active_ms)
+        if problem is not None:
+            self.guard.checked()
+            abort(context, problem.code, problem.message)
+        task_id = _task_uuid(request.task_id)
+        if task_id is None:
+            reject = not_found(request.task_id[:64])
+            self._refuse_submission(reject.code, reject.message)
+            abort(context, reject.code, reject.message)
+        with self.db.transaction() as conn:
+            now, ctx, label = amend.read_for_amend(conn, task_id)
+            contract = (
+                self.contracts.version(ctx.project, ctx.snapshot.ontology_version) if ctx else None
+            )
+            decision = amend.check_amendment(
+                ctx,
+                label,
+                principal,
+                request.value,
+                request.revision,
+                class_names(contract) if contract else [],
+                now,
+                task_id=task_id,
+            )
+            if isinstance(decision, Reject):
+                # Refused inside the transaction: nothing it did is kept.
+                self._refuse_submission(decision.code, decision.message)
+                abort(context, decision.code, decision.message)
+            assert ctx is not None and label is not None
+            revision = label.revision
+            if not (decision.duplicate or decision.unchanged):
+                revision = amend.amend(
+                    conn, ctx, label, principal, request.value, request.active_ms, now
+                )
+        self.guard.checked()
+        outcome = (
+            "duplicate" if decision.duplicate else "unchanged" if decision.unchanged else "amended"
+        )
+        self.metrics.labels_amended.labels(project=ctx.project, outcome=outcome).inc()
+        return gateway_pb2.AmendLabelResponse(
+            label_id=label.label_id, revision=revision, duplicate=decision.duplicate
+        )
 
     def SkipTask(
         self, request: gateway_pb2.SkipTaskRequest, context: grpc.ServicerContext

@@ -73,8 +73,10 @@ REASON_BY_KIND = {
 }
 
 
-def label_event(ctx: store.TaskContext, label: store.NewLabel, submitted_at: Any) -> OutgoingEvent:
-    """The `labels.submitted` event of an accepted label."""
+def label_event(
+    ctx: store.TaskContext, label: store.NewLabel, submitted_at: Any, revision: int = 0
+) -> OutgoingEvent:
+    """The `labels.submitted` event of an accepted label (revision n: its n-th change)."""
     routing = common_pb2.RoutingMetadata.FromString(ctx.routing)
     routing.source_service = "gateway"
     routing.project = label.project
@@ -100,6 +102,7 @@ def label_event(ctx: store.TaskContext, label: store.NewLabel, submitted_at: Any
         gold=label.gold,
         gold_answer=ctx.gold_answer or "",
         prelabel_honeypot=ctx.honeypot,
+        revision=revision,
     )
     message.label.submitted_at.FromDatetime(submitted_at)
     if ctx.shown_prelabel:

@@ -32,7 +32,7 @@ from strata.common.topics import (
     REVIEWS_REQUESTED,
     TRAINING_FEEDBACK,
 )
-from strata.quality import store
+from strata.quality import amendments, store
 from strata.quality.consensus import (
     ACCEPTED,
     MORE,
@@ -312,20 +312,82 @@ class QualityHandlers:
         return _Fresh(event, msg, vote)
 
     def on_labels(self, ctx: BatchContext, events: list[Event]) -> None:
-        """Store votes (once per label id), score gold, and decide the touched items."""
+        """Store votes (once per label id), score gold, and decide the touched items;
+        then apply the changes annotators made to their votes (revision > 0)."""
         checked = [f for f in (self._check(ctx, e) for e in events) if f is not None]
-        new_ids = store.insert_votes(ctx.conn, [f.vote for f in checked])
+        firsts = [f for f in checked if f.message.revision == 0]
+        changes = [f for f in checked if f.message.revision > 0]
+        new_ids = store.insert_votes(ctx.conn, [f.vote for f in firsts])
         fresh: list[_Fresh] = []
-        for f in checked:
+        for f in firsts:
             if f.vote.label_id in new_ids:
                 new_ids.discard(f.vote.label_id)
                 fresh.append(f)
-        if not fresh:
-            return
         for f in fresh:
             self.metrics.labels_consumed.labels(project=f.vote.project, source=f.vote.source).inc()
-        self._score_gold(ctx, [f for f in fresh if f.vote.gold])
-        self._decide(ctx, fresh)
+        if fresh:
+            self._score_gold(ctx, [f for f in fresh if f.vote.gold])
+            self._decide(ctx, fresh)
+        if changes:
+            self._apply_changes(ctx, changes)
+
+    def _apply_changes(self, ctx: BatchContext, changes: list[_Fresh]) -> None:
+        """An annotator changed their answer: replace the vote, correct their gold record
+        by the difference, and decide its item afresh (module `amendments`)."""
+        by_label = {f.vote.label_id: f for f in changes}
+        applied, unknown = amendments.apply_changes(
+            ctx.conn, [(f.vote, f.message.revision) for f in changes]
+        )
+        for vote in unknown:
+            ctx.reject(
+                by_label[vote.label_id].event,
+                f"label {vote.label_id} was changed, but quality never stored it (its first "
+                "answer was refused), so there is nothing to change",
+            )
+        deltas: dict[tuple[str, str], store.GoldDelta] = {}
+        traces: dict[tuple[str, str], _Fresh] = {}
+        for change in applied:
+            delta = amendments.gold_delta(change)
+            if delta is not None:
+                key = (change.vote.project, change.vote.annotator_id)
+                deltas[key] = deltas.get(key, store.GoldDelta()) + delta
+                traces[key] = by_label[change.vote.label_id]
+            log.info(
+                "%s changed label %s on %s from %r to %r",
+                change.vote.annotator_id,
+                change.vote.label_id,
+                change.vote.item_id,
+                change.old_value,
+                change.vote.value,
+            )
+        self._judge_gold(ctx, deltas, traces)
+        pool = [c for c in applied if not c.gold_answer]
+        if not pool:
+            return
+        # Decided before the change (by people): a withdrawn deciding answer reopens it.
+        before = {c.vote.item_id: store.item_row(ctx.conn, c.vote.item_id) for c in pool}
+        self._decide(ctx, [by_label[c.vote.label_id] for c in pool])
+        for c in pool:
+            item = before[c.vote.item_id]
+            withdrawn = (
+                item is not None
+                and item["state"] == "accepted"
+                and item["method"] != store.MODEL_AUTO_ACCEPT
+                and item["value"] == c.old_value != c.vote.value
+            )
+            if withdrawn:
+                request_relabel(
+                    ctx.conn,
+                    ctx.publish,
+                    c.vote.item_id,
+                    f"{c.vote.annotator_id} changed their answer from {c.old_value!r} to "
+                    f"{c.vote.value!r} after the item was accepted as {c.old_value!r}",
+                    [c.vote.label_id],
+                    "",
+                    by_label[c.vote.label_id].event.trace_id,
+                    "amended",
+                    self.metrics,
+                )
 
     def _score_gold(self, ctx: BatchContext, gold: list[_Fresh]) -> None:
         deltas: dict[tuple[str, str], store.GoldDelta] = {}
@@ -342,6 +404,15 @@ class QualityHandlers:
                 wrong_prelabels_followed=int(wrong and f.vote.value == f.vote.prelabel_value),
             )
             traces[key] = f
+        self._judge_gold(ctx, deltas, traces)
+
+    def _judge_gold(
+        self,
+        ctx: BatchContext,
+        deltas: dict[tuple[str, str], store.GoldDelta],
+        traces: dict[tuple[str, str], _Fresh],
+    ) -> None:
+        """Add gold deltas to the annotators' records and publish changed verdicts."""
         for totals in store.add_gold(ctx.conn, deltas):
             key = (totals.project, totals.annotator_id)
             f = traces[key]

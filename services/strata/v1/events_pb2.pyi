@@ -39,18 +39,20 @@ class PredictionMade(_message.Message):
     def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ...) -> None: ...
 
 class LabelSubmitted(_message.Message):
-    __slots__ = ("routing", "label", "gold", "gold_answer", "prelabel_honeypot")
+    __slots__ = ("routing", "label", "gold", "gold_answer", "prelabel_honeypot", "revision")
     ROUTING_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     GOLD_FIELD_NUMBER: _ClassVar[int]
     GOLD_ANSWER_FIELD_NUMBER: _ClassVar[int]
     PRELABEL_HONEYPOT_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     routing: _common_pb2.RoutingMetadata
     label: _common_pb2.Label
     gold: bool
     gold_answer: str
     prelabel_honeypot: bool
-    def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., label: _Optional[_Union[_common_pb2.Label, _Mapping]] = ..., gold: _Optional[bool] = ..., gold_answer: _Optional[str] = ..., prelabel_honeypot: _Optional[bool] = ...) -> None: ...
+    revision: int
+    def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., label: _Optional[_Union[_common_pb2.Label, _Mapping]] = ..., gold: _Optional[bool] = ..., gold_answer: _Optional[str] = ..., prelabel_honeypot: _Optional[bool] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class ConsensusUpdated(_message.Message):
     __slots__ = ("routing", "consensus", "requested_overlap")

@@ -70,6 +70,28 @@ class SubmitLabelResponse(_message.Message):
     duplicate: bool
     def __init__(self, label_id: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
+class AmendLabelRequest(_message.Message):
+    __slots__ = ("task_id", "value", "revision", "active_ms")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_MS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    value: str
+    revision: int
+    active_ms: int
+    def __init__(self, task_id: _Optional[str] = ..., value: _Optional[str] = ..., revision: _Optional[int] = ..., active_ms: _Optional[int] = ...) -> None: ...
+
+class AmendLabelResponse(_message.Message):
+    __slots__ = ("label_id", "revision", "duplicate")
+    LABEL_ID_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    label_id: str
+    revision: int
+    duplicate: bool
+    def __init__(self, label_id: _Optional[str] = ..., revision: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
 class SkipTaskRequest(_message.Message):
     __slots__ = ("task_id", "reason")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]

@@ -49,6 +49,11 @@ class AnnotationGatewayStub:
                 request_serializer=strata_dot_v1_dot_gateway__pb2.SkipTaskRequest.SerializeToString,
                 response_deserializer=strata_dot_v1_dot_gateway__pb2.SkipTaskResponse.FromString,
                 _registered_method=True)
+        self.AmendLabel = channel.unary_unary(
+                '/strata.v1.AnnotationGateway/AmendLabel',
+                request_serializer=strata_dot_v1_dot_gateway__pb2.AmendLabelRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_gateway__pb2.AmendLabelResponse.FromString,
+                _registered_method=True)
         self.GetContract = channel.unary_unary(
                 '/strata.v1.AnnotationGateway/GetContract',
                 request_serializer=strata_dot_v1_dot_gateway__pb2.GetContractRequest.SerializeToString,
@@ -164,6 +169,14 @@ class AnnotationGatewayServicer:
 
     def SkipTask(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AmendLabel(self, request, context):
+        """Change the caller's answer on a task while the task's lease holds. The answer is
+        replaced, not added: quality counts the new value in place of the old one.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -315,6 +328,11 @@ def add_AnnotationGatewayServicer_to_server(servicer, server):
                     servicer.SkipTask,
                     request_deserializer=strata_dot_v1_dot_gateway__pb2.SkipTaskRequest.FromString,
                     response_serializer=strata_dot_v1_dot_gateway__pb2.SkipTaskResponse.SerializeToString,
+            ),
+            'AmendLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.AmendLabel,
+                    request_deserializer=strata_dot_v1_dot_gateway__pb2.AmendLabelRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_gateway__pb2.AmendLabelResponse.SerializeToString,
             ),
             'GetContract': grpc.unary_unary_rpc_method_handler(
                     servicer.GetContract,
@@ -493,6 +511,33 @@ class AnnotationGateway:
             '/strata.v1.AnnotationGateway/SkipTask',
             strata_dot_v1_dot_gateway__pb2.SkipTaskRequest.SerializeToString,
             strata_dot_v1_dot_gateway__pb2.SkipTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AmendLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.AnnotationGateway/AmendLabel',
+            strata_dot_v1_dot_gateway__pb2.AmendLabelRequest.SerializeToString,
+            strata_dot_v1_dot_gateway__pb2.AmendLabelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -107,6 +107,25 @@ class LabelOut(BaseModel):
     duplicate: bool
 
 
+class AmendIn(BaseModel):
+    value: str = Field(min_length=1, max_length=4096)
+    revision: int = Field(
+        ge=0,
+        le=1_000_000,
+        description="the revision this change replaces: 0 for the answer as submitted, then "
+        "the revision the previous change returned",
+    )
+    active_ms: int = Field(
+        default=0, ge=0, le=86_400_000, description="active time on the task in all; 0 keeps it"
+    )
+
+
+class AmendOut(BaseModel):
+    label_id: str
+    revision: int
+    duplicate: bool
+
+
 class SkipIn(BaseModel):
     reason: str = Field(default="", max_length=200)
 
@@ -308,6 +327,19 @@ def build_router(
             me,
         )
         return LabelOut(label_id=reply.label_id, duplicate=reply.duplicate)
+
+    @api.put("/tasks/{task_id}/label", response_model=AmendOut, tags=["labeling"])
+    def amend_label(task_id: str, body: AmendIn, me: Me) -> AmendOut:
+        """Change your answer on a task while its lease holds (409 once it has run out, or
+        when `revision` is not the answer's current one)."""
+        reply = backends.call(
+            gw.AmendLabel,
+            gateway_pb2.AmendLabelRequest(
+                task_id=task_id, value=body.value, revision=body.revision, active_ms=body.active_ms
+            ),
+            me,
+        )
+        return AmendOut(label_id=reply.label_id, revision=reply.revision, duplicate=reply.duplicate)
 
     @api.post("/tasks/{task_id}/skip", response_model=SkipOut, tags=["labeling"])
     def skip_task(task_id: str, body: SkipIn, me: Me) -> SkipOut:

@@ -1,8 +1,9 @@
 // The annotator's workbench: one task at a time, keyboard first, the next task already
 // here, and nothing lost. Answers go to an outbox kept in localStorage and are sent with
 // their client_label_id until the gateway acknowledges them, so a retry after a reload
-// or a dropped network is answered, never stored twice. The latest answer is held a few
-// seconds (or until the next one) so it can still be changed, then sent.
+// or a dropped network is answered, never stored twice. The latest answer can be changed
+// (⌫) while its task's lease holds: a change not yet sent replaces the answer in the
+// outbox; one already saved is sent as a change of that label (PUT, with its revision).
 import { api } from "./api.js";
 
 const root = document.getElementById("workbench");
@@ -12,14 +13,13 @@ const MODE = root.dataset.mode || "label";  // "review": the review queue, with 
 const contract = JSON.parse(document.getElementById("contract").textContent);
 const STORE = `strata.${MODE}.${me}.${project}`;
 const IDLE_MS = 30000;       // no input for this long: the person is idle, time stops
-const HOLD_MS = 8000;        // the latest answer can be changed this long
 const PREFETCH = 2;          // tasks leased ahead, so the next one shows at once
 const LEASE_MARGIN_MS = 5000;
 
 const el = (id) => document.getElementById(id);
 const ui = {
   item: el("item"), suggestion: el("suggestion"), choices: el("choices"),
-  submit: el("submit"), skip: el("skip"), back: el("back"), help: el("help"),
+  submit: el("submit"), skip: el("skip"), back: el("back"), help: el("help"), amending: el("amending"),
   instructions: el("instructions"), message: el("message"), saveState: el("save-state"),
   sessionCount: el("session-count"), keys: el("keys"), activeTime: el("active-time"),
   totalLabels: el("total-labels"), agreement: el("agreement"), medianTime: el("median-time"),
@@ -27,10 +27,16 @@ const ui = {
 
 // -- state, kept across reloads ------------------------------------------------------------
 function fresh() {
-  return { current: null, queue: [], outbox: [], session: { labeled: 0, skipped: 0, activeMs: 0 } };
+  // last: the latest answer (what ⌫ changes); resume: the task put aside while changing it.
+  return {
+    current: null, queue: [], outbox: [], last: null, resume: null,
+    session: { labeled: 0, skipped: 0, activeMs: 0 },
+  };
 }
 let state = fresh();
 try { state = Object.assign(fresh(), JSON.parse(localStorage.getItem(STORE) || "{}")); } catch (e) { /* a fresh start */ }
+// A request cut off by a reload may or may not have landed: it is sent again (same key).
+for (const e of state.outbox) e.sending = false;
 function save() { localStorage.setItem(STORE, JSON.stringify(state)); }
 
 const leaseOk = (task) => !task.lease_expires_at
@@ -128,7 +134,8 @@ function renderChoices(task) {
     ...task.classes.map((name, i) => keyItem(keys[i], name)),
     keyItem("Enter", "submit and go on (the suggestion, if you chose nothing)"),
     keyItem("Shift+S", "skip"),
-    keyItem("⌫", "change your last answer while it is held"),
+    ...(MODE === "review" ? [] : [keyItem("⌫", "change your last answer (while its lease holds)")]),
+    keyItem("Esc", "keep your last answer as it was, when changing it"),
     keyItem("?", "instructions"),
   );
 }
@@ -155,6 +162,8 @@ function show() {
     ui.suggestion.hidden = true;
   }
   renderChoices(task);
+  ui.amending.hidden = !cur.amend;
+  if (cur.amend) ui.amending.textContent = `Changing your last answer (it was “${state.last ? state.last.value : ""}”): pick a class and press Enter, or Esc to keep it.`;
   if (MODE === "review") renderEvidence(task.evidence);
   markChoice();
   ui.item.focus({ preventScroll: true });
@@ -220,18 +229,17 @@ function renderStatus() {
   const s = state.session;
   ui.sessionCount.textContent = `${s.labeled} labeled, ${s.skipped} skipped this session`;
   const waiting = state.outbox.length;
-  const held = state.outbox.filter((e) => e.holdUntil > Date.now()).length;
   if (waiting === 0) {
     ui.saveState.textContent = "all saved";
     ui.saveState.className = "saved";
-  } else if (waiting === held) {
-    ui.saveState.textContent = "last answer held: ⌫ changes it";
+  } else if (waiting === 1 && state.outbox[0].sending) {
+    ui.saveState.textContent = "saving…";
     ui.saveState.className = "held";
   } else {
     ui.saveState.textContent = `${waiting} not yet saved`;
     ui.saveState.className = "unsaved";
   }
-  ui.back.disabled = held === 0;
+  ui.back.disabled = !changeable();
   ui.activeTime.textContent = formatMs(s.activeMs);
 }
 
@@ -327,17 +335,20 @@ function submit() {
   const value = cur.value || (cur.task.prelabel && !contract.hide_prelabels ? cur.task.prelabel.value : null);
   if (!value) return;
   account(performance.now());
+  if (cur.amend) { amend(cur, value); return; }
   const now = Date.now();
-  // Holding the next answer lets the one before it go.
-  for (const e of state.outbox) e.holdUntil = 0;
-  state.outbox.push({
+  const entry = {
+    kind: "label",
     task: cur.task,
     value,
     client_label_id: crypto.randomUUID(),
     duration_ms: Math.max(0, now - cur.shownAt),
     active_ms: Math.round(Math.min(cur.activeMs, Math.max(0, now - cur.shownAt))),
-    holdUntil: now + HOLD_MS,
-  });
+  };
+  state.outbox.push(entry);
+  state.last = MODE === "review" ? null : {
+    task: cur.task, value, client_label_id: entry.client_label_id, revision: 0, activeMs: cur.activeMs,
+  };
   state.session.labeled += 1;
   save();
   advance();
@@ -345,22 +356,63 @@ function submit() {
   flush();
 }
 
+// -- changing the last answer ------------------------------------------------------------------
+const changeable = () => MODE !== "review" && state.last !== null && leaseOk(state.last.task)
+  && !(state.current && state.current.amend);
+
 function changeLast() {
-  const held = state.outbox.filter((e) => e.holdUntil > Date.now());
-  if (!held.length) return;
-  const entry = held[held.length - 1];
-  state.outbox = state.outbox.filter((e) => e !== entry);
-  state.session.labeled -= 1;
-  if (state.current) state.queue.unshift(state.current.task);
-  state.current = { task: entry.task, value: entry.value, shownAt: Date.now() - entry.duration_ms, activeMs: entry.active_ms };
+  if (!changeable()) {
+    if (state.last && !leaseOk(state.last.task)) {
+      ui.message.textContent = "Your last answer can no longer be changed: its task's lease has run out.";
+    }
+    return;
+  }
+  const last = state.last;
+  state.resume = state.current;
+  state.current = { task: last.task, value: last.value, shownAt: Date.now(), activeMs: last.activeMs, amend: true };
   save();
   show();
   renderStatus();
 }
 
+function amend(cur, value) {
+  const last = state.last;
+  const activeMs = Math.round(cur.activeMs);
+  // Not sent yet: send the new answer instead. Sent: send a change of it.
+  // Only a request never tried may change: one tried may have landed as it was.
+  const queued = [...state.outbox].reverse().find((e) => !e.tried
+    && (e.client_label_id === last.client_label_id || e.amends === last.client_label_id));
+  if (queued) {
+    queued.value = value;
+    queued.active_ms = activeMs;
+  } else if (value !== last.value) {
+    state.outbox.push({ kind: "amend", amends: last.client_label_id, task: last.task, value, revision: last.revision, active_ms: activeMs });
+    last.revision += 1;
+  }
+  last.value = value;
+  last.activeMs = activeMs;
+  resume();
+  renderStatus();
+  flush();
+}
+
+function resume() {
+  const back = state.resume;
+  state.resume = null;
+  state.current = null;
+  if (back && leaseOk(back.task)) {
+    state.current = back;
+    save();
+    show();
+  } else {
+    advance();
+  }
+}
+
 async function skip() {
   const cur = state.current;
   if (!cur) return;
+  if (cur.amend) { resume(); return; }
   state.session.skipped += 1;
   save();
   advance();
@@ -383,19 +435,29 @@ async function flush() {
   clearTimeout(flushTimer);
   let again = null;
   try {
-    while (state.outbox.length) {
+    // Offline, nothing is tried (so an answer can still be changed in place); the
+    // browser's "online" event sends what waits.
+    while (state.outbox.length && navigator.onLine !== false) {
       const entry = state.outbox[0];
-      if (entry.holdUntil > Date.now()) { again = entry.holdUntil - Date.now() + 50; break; }
+      entry.sending = true;
+      entry.tried = true;
+      save();
       try {
-        await api("POST", `/api/tasks/${encodeURIComponent(entry.task.task_id)}/label`, {
-          value: entry.value,
-          client_label_id: entry.client_label_id,
-          duration_ms: entry.duration_ms,
-          active_ms: entry.active_ms,
-        });
+        const path = `/api/tasks/${encodeURIComponent(entry.task.task_id)}/label`;
+        if (entry.kind === "amend") {
+          await api("PUT", path, { value: entry.value, revision: entry.revision, active_ms: entry.active_ms });
+        } else {
+          await api("POST", path, {
+            value: entry.value,
+            client_label_id: entry.client_label_id,
+            duration_ms: entry.duration_ms,
+            active_ms: entry.active_ms,
+          });
+        }
         state.outbox.shift();
         retryMs = 1000;
       } catch (err) {
+        entry.sending = false;
         if (err.status === 0 || err.status === 429 || err.status >= 500) {
           again = retryMs;
           retryMs = Math.min(retryMs * 2, 15000);
@@ -405,7 +467,11 @@ async function flush() {
         if (err.status === 401) break;  // signing in again resends it
         // Refused for good (the lease ran out, the task was reassigned): say so plainly.
         state.outbox.shift();
-        ui.message.textContent = `An answer (“${entry.value}”) was not saved: ${err.message}`;
+        const mine = entry.amends || entry.client_label_id;
+        if (state.last && state.last.client_label_id === mine) state.last = null;
+        ui.message.textContent = entry.kind === "amend"
+          ? `Your change to “${entry.value}” was not saved: ${err.message}`
+          : `An answer (“${entry.value}”) was not saved: ${err.message}`;
       }
       save();
       renderStatus();
@@ -467,7 +533,11 @@ document.addEventListener("keydown", (event) => {
   const target = event.target;
   if (target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement) return;
   if (event.key === "?") { event.preventDefault(); toggleHelp(); return; }
-  if (event.key === "Escape") { toggleHelp(false); return; }
+  if (event.key === "Escape") {
+    if (!ui.instructions.hidden) { toggleHelp(false); return; }
+    if (state.current && state.current.amend) { event.preventDefault(); resume(); renderStatus(); }
+    return;
+  }
   if (event.key === "Enter") {
     // Enter on a focused choice picks it before submitting; on other buttons it clicks.
     if (target instanceof HTMLButtonElement && !target.classList.contains("choice") && target !== ui.submit) return;
@@ -487,11 +557,7 @@ ui.back.addEventListener("click", changeLast);
 ui.help.addEventListener("click", () => toggleHelp());
 document.addEventListener("visibilitychange", () => {
   account(performance.now());
-  if (document.visibilityState === "hidden") {
-    for (const e of state.outbox) e.holdUntil = 0;
-    save();
-    flush();
-  }
+  if (document.visibilityState === "hidden") save();
 });
 window.addEventListener("online", flush);
 
@@ -507,7 +573,9 @@ async function loadProgress() {
 
 // -- start -----------------------------------------------------------------------------------
 state.queue = state.queue.filter(leaseOk);
-if (state.current && leaseOk(state.current.task)) {
+if (state.current && state.current.amend && !leaseOk(state.current.task)) {
+  resume();
+} else if (state.current && leaseOk(state.current.task)) {
   show();
   fill();
 } else {
