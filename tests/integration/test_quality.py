@@ -19,6 +19,7 @@ from strata.common.topics import (
     REVIEWS_REQUESTED,
     TRAINING_FEEDBACK,
 )
+from strata.sampler.handlers import propagated_copy
 from strata.v1 import common_pb2, events_pb2, quality_pb2
 
 from .conftest import Infra, produce, read_topic, wait_until
@@ -472,6 +473,48 @@ def model_prediction(
     )
     msg.prediction.predicted_at.GetCurrentTime()
     return make_event(PREDICTIONS, item, msg)
+
+
+def test_duplicates_labelled_from_their_original_join_the_dataset_as_copies(
+    stack: Stack,
+) -> None:
+    """The sampler's propagated labels (its own propagated_copy) become decided items,
+    exported with their original's score and votes and marked as copies; a propagated
+    label never overwrites an item people voted on."""
+    project = new_project(stack)
+    boot = stack.quality.config.kafka_bootstrap
+    original, copy, voted = (f"{project}-{n}" for n in ("original", "copy", "voted"))
+    produce(boot, [label_event(project, original, f"ann{i}", "cat") for i in range(3)])
+    produce(boot, [label_event(project, voted, "ann0", "dog")])
+    decided = consensus_for(stack, original)[0].consensus
+
+    def propagate(to: str) -> object:
+        # One key for both: the copy is stored after the other was read.
+        return make_event(
+            LABELS_CONSENSUS,
+            copy,
+            events_pb2.ConsensusUpdated(
+                routing=common_pb2.RoutingMetadata(project=project, source_service="sampler"),
+                consensus=propagated_copy(decided, to, project),
+            ),
+        )
+
+    produce(boot, [propagate(voted), propagate(copy)])
+    wait_until(lambda: item_state(stack, copy) == ("accepted", 0, "cat"), 20, "the copy")
+    rows = {
+        r["item_id"]: r
+        for r in map(
+            json.loads, exported(stack, project, quality_pb2.EXPORT_FORMAT_JSONL).splitlines()
+        )
+    }
+    assert set(rows) == {original, copy}
+    assert rows[copy]["propagated_from"] == original and rows[original]["propagated_from"] is None
+    assert rows[copy]["method"] == "propagated"
+    assert rows[copy]["consensus_score"] == rows[original]["consensus_score"]
+    assert [(v["annotator_id"], v["value"]) for v in rows[copy]["votes"]] == [
+        (v["annotator_id"], v["value"]) for v in rows[original]["votes"]
+    ]
+    assert item_state(stack, voted) == ("open", 1, None)
 
 
 def test_model_labels_are_marked_and_humans_overrule_them(stack: Stack) -> None:

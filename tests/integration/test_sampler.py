@@ -403,16 +403,30 @@ def test_duplicates_inherit_their_canonical_items_label(sampler: Sampler, infra:
     c = common_pb2.ConsensusLabel(
         item_id=ids["orig"],
         value="fruit",
+        consensus_score=0.8,
         status=common_pb2.CONSENSUS_STATUS_EXPERT,
         project=project,
+        ontology_version="v1",
+        votes=[
+            common_pb2.Vote(annotator_id=a, value="fruit", weight=0.7, label_id=f"l-{a}")
+            for a in ("ann1", "ann2")
+        ],
     )
     propagated = decide(infra, c, 2)
     assert sorted(m.consensus.item_id for m in propagated) == sorted([ids["copy"], ids["near"]])
-    assert all(
-        m.consensus.method == common_pb2.CONSENSUS_METHOD_PROPAGATED
-        and m.consensus.value == "fruit"
-        for m in propagated
-    )
+    # A copy carries its original's decision whole: training governs it the same way and
+    # the ledger attributes it to the same people.
+    for m in propagated:
+        got = m.consensus
+        assert got.method == common_pb2.CONSENSUS_METHOD_PROPAGATED
+        assert got.propagated_from_item_id == ids["orig"]
+        assert (got.value, got.consensus_score, got.status, got.ontology_version) == (
+            "fruit",
+            0.8,
+            common_pb2.CONSENSUS_STATUS_EXPERT,
+            "v1",
+        )
+        assert list(got.votes) == list(c.votes)
     wait_until(lambda: sampler.state(ids["near"]) == "labeled", 20, "duplicate labeled")
 
     # An expert later decides the canonical item differently: the copies follow.

@@ -11,11 +11,13 @@ import pytest
 from strata.common.events import make_event
 from strata.common.topics import (
     DEADLETTER,
+    LABELS_CONSENSUS,
     MODELS_PUBLISHED,
     TRAINING_FEEDBACK,
     TRAINING_REQUESTED,
 )
 from strata.models import artifact
+from strata.sampler.handlers import propagated_copy
 from strata.v1 import common_pb2, events_pb2, training_pb2
 
 from ..marks import ONE_RAY_AT_A_TIME
@@ -61,19 +63,38 @@ def test_requested_run_trains_on_two_ray_workers_and_publishes_a_governed_model(
     values = [str(v) for v in y[:n]]
     twin = int(np.flatnonzero(tier == "high")[0])  # a trusted-looking label, flipped
     values[twin] = str((y[twin] + 5) % 10)
+    # Duplicates of a borderline (0.8) and a doubtful (0.5) item, labelled the way the
+    # sampler labels them (its own propagated_copy): they must train as their originals.
+    originals = [int(np.flatnonzero(tier == t)[0]) for t in ("mid", "low")]
+    labels = consensus_events(
+        project, [f"{project}-p-{i}" for i in range(n)], values, scores, people
+    )
+    dup = {i: f"{project}-dup-{k}" for k, i in enumerate(originals)}
+    copies = [
+        make_event(
+            LABELS_CONSENSUS,
+            dup[i],
+            events_pb2.ConsensusUpdated(
+                routing=common_pb2.RoutingMetadata(project=project, source_service="sampler"),
+                consensus=propagated_copy(
+                    events_pb2.ConsensusUpdated.FromString(labels[i].payload).consensus,
+                    dup[i],
+                    project,
+                ),
+            ),
+        )
+        for i in originals
+    ]
     with training_stack(infra, tmp_path, num_workers=2, epochs=15) as s:
         s.gateway.load_contract(contract(project))
         produce(infra.bootstrap, item_events(project, x[:n], f"{project}-p-"))
+        produce(infra.bootstrap, item_events(project, x[originals], f"{project}-dup-"))
         produce(infra.bootstrap, item_events(project, x[1500:1650], f"{project}-g-", y[1500:1650]))
-        produce(
-            infra.bootstrap,
-            consensus_events(
-                project, [f"{project}-p-{i}" for i in range(n)], values, scores, people
-            ),
-        )
-        wait_until(lambda: labels_stored(s.training, project) == n, 60, "labels stored")
+        produce(infra.bootstrap, [*labels, *copies])
+        n_labels = n + len(copies)
+        wait_until(lambda: labels_stored(s.training, project) == n_labels, 60, "labels stored")
         request = events_pb2.TrainingRequested(
-            project=project, consensus_labels=n, trigger="retrain_every"
+            project=project, consensus_labels=n_labels, trigger="retrain_every"
         )
         produce(infra.bootstrap, [make_event(TRAINING_REQUESTED, project, request)])
 
@@ -133,7 +154,20 @@ def test_requested_run_trains_on_two_ray_workers_and_publishes_a_governed_model(
         assert len(deep) == int((tier == "high").sum()) and all(e.influence > 0 for e in deep)
         assert {e.value for e in ledger(class_label="7")} == {"7"}
         everything = ledger()
-        assert len(everything) == sum({"high": 3, "mid": 2, "low": 1}[t] for t in tier)
+        depth = {"high": 3, "mid": 2, "low": 1}
+        assert len(everything) == sum(depth[t] for t in tier) + sum(
+            depth[tier[i]] for i in originals
+        )
+        # A duplicate reaches exactly as deep as its original, on its votes' people.
+        for i in originals:
+            seen = {
+                e.item_id: (e.influence_depth, e.consensus_score, tuple(e.annotator_ids))
+                for e in everything
+                if e.item_id in (f"{project}-p-{i}", dup[i])
+            }
+            assert len(seen) == 2, seen
+            assert seen[dup[i]] == seen[f"{project}-p-{i}"]
+            assert seen[dup[i]][0] == depth[tier[i]]
 
         # TracIn: the flipped twin of this item is among the labels opposing its prediction.
         # Any content can be traced by a manager only (a reviewer who labels gold could

@@ -21,16 +21,23 @@ _METHOD = {
 }
 
 
+_SOURCE = {
+    common_pb2.LABEL_SOURCE_HUMAN: "human",
+    common_pb2.LABEL_SOURCE_EXPERT: "expert",
+    common_pb2.LABEL_SOURCE_MODEL: "model",
+}
+
+
 def provenance(decided: Decided) -> dict[str, Any]:
     """One accepted label: value, score, method, contract version, and every vote behind it."""
     consensus = common_pb2.ConsensusLabel()
     consensus.ParseFromString(decided.consensus)
     weights = {v.label_id: v.weight for v in consensus.votes}
     votes = decided.votes or [
-        # A model label has no stored human vote: its one MODEL vote travels in the consensus.
-        (v.label_id, v.annotator_id, v.value, "model", decided.decided_at, 0)
+        # No vote stored here: a model label's one MODEL vote, or a duplicate's canonical
+        # votes, travel in the consensus itself.
+        (v.label_id, v.annotator_id, v.value, _SOURCE.get(v.source, "human"), decided.decided_at, 0)
         for v in consensus.votes
-        if v.source == common_pb2.LABEL_SOURCE_MODEL
     ]
     return {
         "item_id": decided.item_id,
@@ -43,6 +50,7 @@ def provenance(decided: Decided) -> dict[str, Any]:
         "ontology_version": consensus.ontology_version,
         "decided_at": decided.decided_at.isoformat(),
         "posterior": {c.class_label: c.score for c in consensus.posterior},
+        "propagated_from": consensus.propagated_from_item_id or None,
         "votes": [
             {
                 "label_id": label_id,

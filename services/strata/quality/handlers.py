@@ -32,7 +32,7 @@ from strata.common.topics import (
     REVIEWS_REQUESTED,
     TRAINING_FEEDBACK,
 )
-from strata.quality import amendments, store
+from strata.quality import amendments, propagated, store
 from strata.quality.consensus import (
     ACCEPTED,
     MORE,
@@ -805,6 +805,24 @@ class QualityHandlers:
             self.metrics.consensus.labels(project=p.project, outcome="model").inc()
         store.save_model_labels(ctx.conn, labels)
 
+    def on_consensus(self, ctx: BatchContext, events: list[Event]) -> None:
+        """Duplicates the sampler labelled from their canonical item join the decided
+        items (module `propagated`); quality's own decisions coming back are skipped."""
+        rows = []
+        for event in events:
+            msg = event.message
+            assert isinstance(msg, events_pb2.ConsensusUpdated)
+            row = propagated.propagated(msg.consensus)
+            if row is None:
+                continue
+            if not (row.item_id and row.project and row.canonical):
+                ctx.reject(
+                    event, "a propagated label needs item_id, project and propagated_from_item_id"
+                )
+                continue
+            rows.append(row)
+        propagated.save(ctx.conn, rows)
+
     def on_feedback(self, ctx: HandlerContext, event: Event) -> None:
         """Memorization flags are stored; the label-error audit sends the flagged labels
         back for review (RELABEL) once the flagging version is right enough on gold."""
@@ -834,6 +852,7 @@ class QualityHandlers:
             CONTRACTS.name: contract_handler(self.contracts),
             LABELS_SUBMITTED.name: Batched(self.on_labels),
             PREDICTIONS.name: Batched(self.on_predictions),
+            LABELS_CONSENSUS.name: Batched(self.on_consensus),
             TRAINING_FEEDBACK.name: self.on_feedback,
             ANNOTATORS_STATUS.name: self.on_annotator_status,
         }

@@ -37,6 +37,20 @@ def uncertainty(prediction: common_pb2.Prediction, strategy: str) -> float:
     return float(STRATEGIES.get(strategy, STRATEGIES["margin"])(probs)[0])
 
 
+def propagated_copy(
+    canonical: common_pb2.ConsensusLabel, item_id: str, project: str
+) -> common_pb2.ConsensusLabel:
+    """A duplicate's label: its canonical item's decision whole, marked as propagated."""
+    copy = common_pb2.ConsensusLabel()
+    copy.CopyFrom(canonical)
+    copy.item_id = item_id
+    copy.project = project
+    copy.method = common_pb2.CONSENSUS_METHOD_PROPAGATED
+    copy.propagated_from_item_id = canonical.item_id
+    copy.decided_at.GetCurrentTime()
+    return copy
+
+
 class SamplerHandlers:
     def __init__(self, contracts: ContractCache, metrics: SamplerMetrics) -> None:
         self.contracts = contracts
@@ -72,8 +86,8 @@ class SamplerHandlers:
         self.metrics.predictions.inc(changed)
 
     def on_consensus(self, ctx: BatchContext, events: list[Event]) -> None:
-        decided: dict[str, str] = {}
-        model_labels: dict[str, common_pb2.ConsensusLabel] = {}
+        decided: dict[str, common_pb2.ConsensusLabel] = {}
+        model_labels: set[str] = set()
         withdrawn: list[str] = []
         for event in events:
             msg = event.message
@@ -82,44 +96,35 @@ class SamplerHandlers:
             if c.method == common_pb2.CONSENSUS_METHOD_PROPAGATED:
                 continue  # our own propagation coming back
             if c.status in DECIDED and c.value:
-                decided[c.item_id] = c.value
+                decided[c.item_id] = c
                 if c.method == common_pb2.CONSENSUS_METHOD_MODEL_AUTO_ACCEPT:
-                    model_labels[c.item_id] = c
+                    model_labels.add(c.item_id)
                 else:
-                    model_labels.pop(c.item_id, None)
+                    model_labels.discard(c.item_id)
             elif msg.routing.reason == common_pb2.ROUTING_REASON_RELABEL:
                 withdrawn.append(c.item_id)
         if withdrawn:
             store.withdraw_for_review(ctx.conn, withdrawn)
-        labeled = store.mark_labeled(ctx.conn, decided)
-        changed = store.relabel_decided(ctx.conn, decided)
-        # Duplicates inherit their canonical item's label, recorded as propagated; when that
-        # label changes later, they take the new one.
+        values = {item: c.value for item, c in decided.items()}
+        labeled = store.mark_labeled(ctx.conn, values)
+        changed = store.relabel_decided(ctx.conn, values)
+        # Duplicates inherit their canonical item's decision whole (value, score, status,
+        # votes, posterior), recorded as propagated, so training governs them and the
+        # ledger attributes them exactly as it does the canonical item; when that decision
+        # changes later, they take the new one.
         canonical_items = [item for item, _ in labeled] + changed
-        dups = store.duplicates_of(ctx.conn, {i: decided[i] for i in canonical_items})
+        dups = store.duplicates_of(ctx.conn, {i: values[i] for i in canonical_items})
         store.mark_labeled(
             ctx.conn,
-            {dup: decided[canonical] for dup, canonical, _ in dups},
+            {dup: values[canonical] for dup, canonical, _ in dups},
             {dup: canonical for dup, canonical, _ in dups},
         )
         for dup, canonical, project in dups:
-            propagated = common_pb2.ConsensusLabel(
-                item_id=dup,
-                value=decided[canonical],
-                consensus_score=1.0,
-                method=common_pb2.CONSENSUS_METHOD_PROPAGATED,
-                status=common_pb2.CONSENSUS_STATUS_ACCEPTED,
-                project=project,
-                propagated_from_item_id=canonical,
-            )
+            propagated = propagated_copy(decided[canonical], dup, project)
             routing = common_pb2.RoutingMetadata(source_service="sampler", project=project)
-            model = model_labels.get(canonical)
-            if model is not None:
+            if canonical in model_labels:
                 # A model label stays marked as one on the copies it propagates to.
-                propagated.consensus_score = model.consensus_score
-                propagated.votes.extend(model.votes)
                 routing.attributes["auto_accept"] = "model"
-            propagated.decided_at.GetCurrentTime()
             ctx.publish(
                 LABELS_CONSENSUS.name,
                 dup,
