@@ -128,6 +128,11 @@ def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> N
         rows = (out / project / "labels.jsonl").read_text().splitlines()
         studio = json.loads((out / project / "labels.label-studio.json").read_text())
         assert decided > 0 and len(rows) == len(studio) == decided
+        # Every row says what the item is: its own id and content, as imported.
+        records = [json.loads(r) for r in rows]
+        assert all(r["external_id"].startswith("digit-") for r in records)
+        assert all(len(r["data"]["features"]) == 64 for r in records)
+        assert all(len(t["data"]["features"]) == 64 and t["data"]["external_id"] for t in studio)
         assert campaign["crowd_accuracy"]["accepted_label_accuracy"] > 0.9
         assert (out / project / "quality_report.html").stat().st_size > 0
     counters = report["services"]["counters"]

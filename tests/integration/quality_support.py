@@ -81,6 +81,8 @@ def label_event(
     label_id: str | None = None,
     duration_ms: int = 1500,
     revision: int = 0,
+    active_ms: int = 0,
+    prelabel: common_pb2.PreLabel | None = None,
 ) -> OutgoingEvent:
     """A `labels.submitted` event as the gateway publishes it (revision n: the label's
     n-th change, with the same label id)."""
@@ -96,8 +98,10 @@ def label_event(
             value=value,
             ontology_version=version,
             duration_ms=duration_ms,
+            active_ms=active_ms,
             source=source,  # type: ignore[arg-type]
             project=project,
+            shown_prelabel=prelabel,
         ),
         gold=bool(gold_answer),
         gold_answer=gold_answer,

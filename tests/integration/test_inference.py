@@ -308,10 +308,20 @@ def test_poison_events_go_to_the_dead_letter_topic_and_the_stream_flows(
         nameless = events_pb2.ItemImported(
             item=common_pb2.Item(project=project, content=features(x[0]))
         )
+        # A duplicate is never handed out, so never scored.
+        copy = events_pb2.ItemImported(
+            item=common_pb2.Item(
+                item_id=f"{pool}copy",
+                project=project,
+                content=features(x[0]),
+                canonical_item_id=f"{pool}0",
+            )
+        )
         produce(
             infra.bootstrap,
             [
                 make_event(ITEMS_IMPORTED, "x", nameless),
+                make_event(ITEMS_IMPORTED, f"{pool}copy", copy),
                 *item_events(project, x[:20], pool),
                 # The same id under another project: not overwritten, dead-lettered.
                 *item_events(f"{project}-other", x[:1], pool),
@@ -324,6 +334,8 @@ def test_poison_events_go_to_the_dead_letter_topic_and_the_stream_flows(
             infra.bootstrap, PREDICTIONS, lambda m: m.prediction.project == project, 20, 60
         )
         assert len(preds) == 20
+        assert f"{pool}copy" not in {p.prediction.item_id for p in preds}
+        assert _items_stored(s, project) == 20
         info = s.admin.ModelInfo(inference_pb2.ModelInfoRequest(project=project))
         # Calibration was impossible without gold: said so, raw confidence flagged.
         assert not info.calibration.calibrated and "need at least 30" in info.calibration.note

@@ -14,6 +14,7 @@ from strata.common.events import make_event
 from strata.common.topics import (
     ANNOTATORS_STATUS,
     DEADLETTER,
+    ITEMS_IMPORTED,
     LABELS_CONSENSUS,
     PREDICTIONS,
     REVIEWS_REQUESTED,
@@ -515,6 +516,61 @@ def test_duplicates_labelled_from_their_original_join_the_dataset_as_copies(
         (v["annotator_id"], v["value"]) for v in rows[original]["votes"]
     ]
     assert item_state(stack, voted) == ("open", 1, None)
+
+
+def test_export_rows_carry_what_each_item_is_and_what_each_voter_saw(stack: Stack) -> None:
+    project = new_project(stack)
+    boot = stack.quality.config.kafka_bootstrap
+    item, gold = f"{project}-i", f"{project}-g"
+
+    def imported(item_id: str, text: str, answer: str = "") -> object:
+        msg = events_pb2.ItemImported(
+            routing=common_pb2.RoutingMetadata(project=project, source_service="sampler"),
+            item=common_pb2.Item(
+                item_id=item_id,
+                project=project,
+                external_id=f"ext-{text}",
+                content=common_pb2.ItemContent(text=text),
+                metadata={"source": "forum"},
+            ),
+            gold_answer=answer,
+        )
+        # One key for both: once the pool item is kept, the gold one was read.
+        return make_event(ITEMS_IMPORTED, item, msg)
+
+    def kept() -> list:
+        with stack.quality.db.transaction() as conn:
+            return conn.execute(
+                "SELECT item_id FROM item_data WHERE project = %s", (project,)
+            ).fetchall()
+
+    produce(boot, [imported(gold, "a dog barks", "dog"), imported(item, "a cat naps")])
+    wait_until(lambda: bool(kept()), 20, "the item's content to reach quality")
+    assert kept() == [(item,)], "a gold item's content was kept (gold is never exported)"
+    shown = common_pb2.PreLabel(value="dog", confidence=0.64, model_version="v7")
+    produce(
+        boot,
+        [
+            label_event(project, item, f"ann{i}", "cat", active_ms=900 + i, prelabel=shown)
+            for i in range(3)
+        ],
+    )
+    consensus_for(stack, item)
+    rows = [
+        json.loads(line)
+        for line in exported(stack, project, quality_pb2.EXPORT_FORMAT_JSONL).splitlines()
+    ]
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["item_id"], row["external_id"]) == (item, "ext-a cat naps")
+    assert row["data"] == {"text": "a cat naps", "metadata": {"source": "forum"}}
+    assert sorted(v["active_ms"] for v in row["votes"]) == [900, 901, 902]
+    assert all(
+        v["prelabel"] == {"value": "dog", "confidence": 0.64, "model_version": "v7"}
+        for v in row["votes"]
+    )
+    (task,) = json.loads(exported(stack, project, quality_pb2.EXPORT_FORMAT_LABEL_STUDIO))
+    assert task["data"]["text"] == "a cat naps" and task["data"]["external_id"] == "ext-a cat naps"
 
 
 def test_model_labels_are_marked_and_humans_overrule_them(stack: Stack) -> None:

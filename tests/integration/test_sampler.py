@@ -400,6 +400,19 @@ def test_duplicates_inherit_their_canonical_items_label(sampler: Sampler, infra:
         )
     batch = sampler.gateway.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=10))
     assert [i.item.item_id for i in batch.items] == [ids["orig"]]  # duplicates are never sent
+    # Every item is announced; a duplicate names its canonical item (training trains on
+    # its propagated label, quality exports it).
+    announced = {
+        m.item.external_id: m.item
+        for m in read_topic(infra.bootstrap, ITEMS_IMPORTED, lambda m: m.item.project == project, 3)
+    }
+    assert {k: v.canonical_item_id for k, v in announced.items()} == {
+        "orig": "",
+        "copy": ids["orig"],
+        "near": ids["orig"],
+    }
+    assert announced["near"].content.text == text + " again"
+    assert announced["copy"].item_id == ids["copy"] and announced["copy"].content_hash
     c = common_pb2.ConsensusLabel(
         item_id=ids["orig"],
         value="fruit",

@@ -43,8 +43,10 @@ def write_export(
     project: str,
     label_studio: bool,
     path: Path,
+    inline_images: bool = False,
 ) -> int:
-    """Accepted labels of a project to `path`; returns how many."""
+    """A project's decided items, with their content and provenance, to `path`;
+    returns how many."""
     fmt = (
         quality_pb2.EXPORT_FORMAT_LABEL_STUDIO if label_studio else quality_pb2.EXPORT_FORMAT_JSONL
     )
@@ -52,7 +54,9 @@ def write_export(
     records = 0
     with path.open("wb") as sink:
         for chunk in stub.ExportLabels(
-            quality_pb2.ExportLabelsRequest(project=project, format=fmt),
+            quality_pb2.ExportLabelsRequest(
+                project=project, format=fmt, inline_images=inline_images
+            ),
             metadata=metadata,
             timeout=600,
         ):
@@ -91,6 +95,7 @@ def cmd_export(args: argparse.Namespace, config: StackConfig) -> int:
                 args.project,
                 args.format == "label-studio",
                 path,
+                args.images == "base64",
             )
         except grpc.RpcError as exc:
             print(f"strata export: {exc.code().name}: {exc.details()}")
@@ -109,5 +114,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     export.add_argument("--project", required=True)
     export.add_argument("--format", choices=["jsonl", "label-studio"], default="jsonl")
     export.add_argument("--output", required=True, help="file to write")
+    export.add_argument(
+        "--images",
+        choices=["uri", "base64"],
+        default="uri",
+        help="images in `data` as a URI (a data: URI for stored PNGs) or as base64",
+    )
     export.add_argument("--quality", help="quality host:port (default: the running stack's)")
     export.set_defaults(func=cmd_export)

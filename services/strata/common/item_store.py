@@ -6,7 +6,7 @@ in its own schema; this is the one way rows get into it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -46,25 +46,38 @@ def save_items(conn: Conn, rows: Sequence[tuple[str, str, bytes, str | None]]) -
     return {str(k): str(v) for k, v in owners.items()}
 
 
-def on_items_imported(ctx: BatchContext, events: list[Event]) -> None:
+def items_imported(duplicates: bool) -> Callable[[BatchContext, list[Event]], None]:
     """The `strata.items.imported` handler (wrap in `Batched`): keep each item's content,
-    gold ones with their answer; an id another project owns is dead-lettered."""
-    rows = []
-    kept: dict[str, Event] = {}
-    for event in events:
-        msg = event.message
-        assert isinstance(msg, events_pb2.ItemImported)
-        item = msg.item
-        if not item.item_id or not item.project or item.content.WhichOneof("kind") is None:
-            ctx.reject(event, "an imported item needs item_id, project and content")
-            continue
-        kept[item.item_id] = event
-        rows.append(
-            (item.item_id, item.project, item.content.SerializeToString(), msg.gold_answer or None)
-        )
-    for item_id, owner in save_items(ctx.conn, rows).items():
-        ctx.reject(
-            kept[item_id],
-            f"item id {item_id!r} already belongs to project {owner!r}; "
-            "item ids are global, import it under a new id",
-        )
+    gold ones with their answer; an id another project owns is dead-lettered. A
+    duplicate (it names its canonical item) is kept only when `duplicates`: training
+    trains on a copy's propagated label; inference never scores one (never handed out)."""
+
+    def on_items_imported(ctx: BatchContext, events: list[Event]) -> None:
+        rows = []
+        kept: dict[str, Event] = {}
+        for event in events:
+            msg = event.message
+            assert isinstance(msg, events_pb2.ItemImported)
+            item = msg.item
+            if not item.item_id or not item.project or item.content.WhichOneof("kind") is None:
+                ctx.reject(event, "an imported item needs item_id, project and content")
+                continue
+            if item.canonical_item_id and not duplicates:
+                continue
+            kept[item.item_id] = event
+            rows.append(
+                (
+                    item.item_id,
+                    item.project,
+                    item.content.SerializeToString(),
+                    msg.gold_answer or None,
+                )
+            )
+        for item_id, owner in save_items(ctx.conn, rows).items():
+            ctx.reject(
+                kept[item_id],
+                f"item id {item_id!r} already belongs to project {owner!r}; "
+                "item ids are global, import it under a new id",
+            )
+
+    return on_items_imported

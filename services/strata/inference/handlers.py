@@ -11,7 +11,7 @@ from strata.common.consumer import Batched, HandlerContext, TopicHandler
 from strata.common.contract_store import contract_handler
 from strata.common.contracts import ContractCache
 from strata.common.events import Event
-from strata.common.item_store import on_items_imported
+from strata.common.item_store import items_imported
 from strata.common.topics import CONTRACTS, ITEMS_IMPORTED, MODELS_PUBLISHED
 from strata.inference import store
 from strata.inference.calibration import calibrate, calibrated
@@ -159,7 +159,7 @@ class InferenceHandlers:
     def routes(self) -> dict[str, TopicHandler]:
         return {
             CONTRACTS.name: contract_handler(self.contracts),
-            ITEMS_IMPORTED.name: Batched(on_items_imported),
+            ITEMS_IMPORTED.name: Batched(items_imported(duplicates=False)),
             MODELS_PUBLISHED.name: self.on_model,
         }
 

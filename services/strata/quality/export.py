@@ -1,11 +1,13 @@
-"""Accepted labels as export records: JSONL with full provenance, or Label Studio tasks."""
+"""Decided items as export records (docs/export.md): JSONL with full provenance, or
+Label Studio tasks."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from strata.quality.store import Decided
+from strata.quality.item_data import content_json
+from strata.quality.store import Decided, ExportVote
 from strata.v1 import common_pb2
 
 _STATUS = {
@@ -28,20 +30,32 @@ _SOURCE = {
 }
 
 
-def provenance(decided: Decided) -> dict[str, Any]:
-    """One accepted label: value, score, method, contract version, and every vote behind it."""
+def provenance(decided: Decided, inline_images: bool = False) -> dict[str, Any]:
+    """One decided item as an export row (schema: docs/export.md): what the item is, its
+    consensus, every vote behind it, and where a duplicate's label came from."""
     consensus = common_pb2.ConsensusLabel()
     consensus.ParseFromString(decided.consensus)
     weights = {v.label_id: v.weight for v in consensus.votes}
     votes = decided.votes or [
         # No vote stored here: a model label's one MODEL vote, or a duplicate's canonical
         # votes, travel in the consensus itself.
-        (v.label_id, v.annotator_id, v.value, _SOURCE.get(v.source, "human"), decided.decided_at, 0)
+        ExportVote(
+            v.label_id,
+            v.annotator_id,
+            v.value,
+            _SOURCE.get(v.source, "human"),
+            decided.decided_at,
+            0,
+        )
         for v in consensus.votes
     ]
+    data = content_json(decided.content, inline_images)
+    data["metadata"] = decided.metadata or {}
     return {
         "item_id": decided.item_id,
+        "external_id": decided.external_id,
         "project": consensus.project,
+        "data": data,
         "value": consensus.value,
         "consensus_score": consensus.consensus_score,
         "status": _STATUS.get(consensus.status, "unknown"),
@@ -53,15 +67,25 @@ def provenance(decided: Decided) -> dict[str, Any]:
         "propagated_from": consensus.propagated_from_item_id or None,
         "votes": [
             {
-                "label_id": label_id,
-                "annotator_id": annotator,
-                "value": value,
-                "source": source,
-                "submitted_at": submitted.isoformat(),
-                "duration_ms": duration,
-                "weight": weights.get(label_id),
+                "label_id": v.label_id,
+                "annotator_id": v.annotator_id,
+                "value": v.value,
+                "source": v.source,
+                "submitted_at": v.submitted_at.isoformat(),
+                "duration_ms": v.duration_ms,
+                "active_ms": v.active_ms,
+                "weight": weights.get(v.label_id),
+                "prelabel": (
+                    {
+                        "value": v.prelabel_value,
+                        "confidence": v.prelabel_confidence,
+                        "model_version": v.prelabel_model,
+                    }
+                    if v.prelabel_value
+                    else None
+                ),
             }
-            for label_id, annotator, value, source, submitted, duration in votes
+            for v in votes
         ],
     }
 
@@ -83,7 +107,13 @@ def label_studio_task(record: dict[str, Any]) -> dict[str, Any]:
             }
         ]
 
-    data = {"item_id": record["item_id"], "project": record["project"]}
+    # Label Studio shows `data` through the labeling config's variables ($text, $image).
+    data = {
+        **record["data"],
+        "item_id": record["item_id"],
+        "external_id": record["external_id"],
+        "project": record["project"],
+    }
     if record["model_label"]:
         # Label Studio's place for a model's label is a prediction, not an annotation.
         model = next((v["annotator_id"] for v in record["votes"]), "model")

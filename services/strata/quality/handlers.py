@@ -26,13 +26,14 @@ from strata.common.events import Event
 from strata.common.topics import (
     ANNOTATORS_STATUS,
     CONTRACTS,
+    ITEMS_IMPORTED,
     LABELS_CONSENSUS,
     LABELS_SUBMITTED,
     PREDICTIONS,
     REVIEWS_REQUESTED,
     TRAINING_FEEDBACK,
 )
-from strata.quality import amendments, propagated, store
+from strata.quality import amendments, item_data, propagated, store
 from strata.quality.consensus import (
     ACCEPTED,
     MORE,
@@ -308,6 +309,11 @@ class QualityHandlers:
             duration_ms=max(0, label.duration_ms),
             prelabel_value=label.shown_prelabel.value or None,
             prelabel_honeypot=msg.prelabel_honeypot,
+            active_ms=max(0, label.active_ms),
+            prelabel_confidence=(
+                label.shown_prelabel.confidence if label.shown_prelabel.value else None
+            ),
+            prelabel_model=label.shown_prelabel.model_version or None,
         )
         return _Fresh(event, msg, vote)
 
@@ -823,6 +829,20 @@ class QualityHandlers:
             rows.append(row)
         propagated.save(ctx.conn, rows)
 
+    def on_items(self, ctx: BatchContext, events: list[Event]) -> None:
+        """What each pool item is, kept for the export (module `item_data`)."""
+        rows = []
+        for event in events:
+            msg = event.message
+            assert isinstance(msg, events_pb2.ItemImported)
+            if not (msg.item.item_id and msg.item.project):
+                ctx.reject(event, "an imported item needs item_id and project")
+                continue
+            row = item_data.from_event(msg)
+            if row is not None:
+                rows.append(row)
+        item_data.save(ctx.conn, rows)
+
     def on_feedback(self, ctx: HandlerContext, event: Event) -> None:
         """Memorization flags are stored; the label-error audit sends the flagged labels
         back for review (RELABEL) once the flagging version is right enough on gold."""
@@ -853,6 +873,7 @@ class QualityHandlers:
             LABELS_SUBMITTED.name: Batched(self.on_labels),
             PREDICTIONS.name: Batched(self.on_predictions),
             LABELS_CONSENSUS.name: Batched(self.on_consensus),
+            ITEMS_IMPORTED.name: Batched(self.on_items),
             TRAINING_FEEDBACK.name: self.on_feedback,
             ANNOTATORS_STATUS.name: self.on_annotator_status,
         }

@@ -337,7 +337,7 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
             if not batch:
                 break
             after = batch[-1].item_id
-            records = [provenance(d) for d in batch]
+            records = [provenance(d, request.inline_images) for d in batch]
             if studio:
                 body = ",\n".join(json.dumps(label_studio_task(r), sort_keys=True) for r in records)
                 chunk = (body if first else ",\n" + body).encode()

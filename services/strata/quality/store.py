@@ -38,6 +38,9 @@ class NewVote:
     duration_ms: int
     prelabel_value: str | None
     prelabel_honeypot: bool = False
+    active_ms: int = 0
+    prelabel_confidence: float | None = None
+    prelabel_model: str | None = None
 
     @property
     def wrong_prelabel(self) -> bool:
@@ -54,10 +57,11 @@ def insert_votes(conn: Conn, votes: Sequence[NewVote]) -> set[str]:
     rows = conn.execute(
         "INSERT INTO votes (label_id, item_id, project, annotator_id, value, ontology_version, "
         "source, gold, gold_answer, submitted_at, duration_ms, prelabel_value, "
-        "prelabel_honeypot) "
+        "prelabel_honeypot, active_ms, prelabel_confidence, prelabel_model) "
         "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
         "%s::text[], %s::text[], %s::bool[], %s::text[], %s::timestamptz[], %s::bigint[], "
-        "%s::text[], %s::bool[]) ON CONFLICT (label_id) DO NOTHING RETURNING label_id",
+        "%s::text[], %s::bool[], %s::bigint[], %s::float8[], %s::text[]) "
+        "ON CONFLICT (label_id) DO NOTHING RETURNING label_id",
         (
             [v.label_id for v in votes],
             [v.item_id for v in votes],
@@ -72,6 +76,9 @@ def insert_votes(conn: Conn, votes: Sequence[NewVote]) -> set[str]:
             [v.duration_ms for v in votes],
             [v.prelabel_value for v in votes],
             [v.prelabel_honeypot for v in votes],
+            [v.active_ms for v in votes],
+            [v.prelabel_confidence for v in votes],
+            [v.prelabel_model for v in votes],
         ),
     ).fetchall()
     return {r[0] for r in rows}
@@ -716,24 +723,45 @@ def project_data(conn: Conn, contract: common_pb2.LabelingContract) -> ProjectDa
 
 
 @dataclass(frozen=True)
+class ExportVote:
+    label_id: str
+    annotator_id: str
+    value: str
+    source: str
+    submitted_at: datetime
+    duration_ms: int
+    active_ms: int = 0
+    prelabel_value: str | None = None
+    prelabel_confidence: float | None = None
+    prelabel_model: str | None = None
+
+
+@dataclass(frozen=True)
 class Decided:
     item_id: str
     consensus: bytes
     decided_at: datetime
-    votes: list[tuple[str, str, str, str, datetime, int]]  # label, annotator, value, source, ...
+    votes: list[ExportVote]
+    external_id: str = ""
+    content: bytes | None = None
+    metadata: dict[str, str] | None = None
 
 
 def decided_items(conn: Conn, project: str, after: str, limit: int) -> list[Decided]:
-    """Accepted and expert-decided items after item id `after`, with their votes."""
+    """Accepted and expert-decided items after item id `after`, with their votes and what
+    the item is (content, external id, metadata) when quality saw it imported."""
     rows = conn.execute(
         "SELECT i.item_id, i.consensus, i.decided_at, coalesce(array_agg(ARRAY[v.label_id, "
         "v.annotator_id, v.value, v.source, extract(epoch FROM v.submitted_at)::text, "
-        "v.duration_ms::text] "
-        "ORDER BY v.submitted_at, v.label_id) FILTER (WHERE v.label_id IS NOT NULL), '{}') "
+        "v.duration_ms::text, v.active_ms::text, v.prelabel_value, "
+        "v.prelabel_confidence::text, v.prelabel_model] "
+        "ORDER BY v.submitted_at, v.label_id) FILTER (WHERE v.label_id IS NOT NULL), '{}'), "
+        "d.external_id, d.content, d.metadata "
         "FROM items i LEFT JOIN votes v ON v.item_id = i.item_id "
+        "LEFT JOIN item_data d ON d.item_id = i.item_id "
         "WHERE i.project = %s AND i.state IN ('accepted', 'expert') AND i.gold_answer IS NULL "
         "AND i.consensus IS NOT NULL AND i.item_id > %s "
-        "GROUP BY i.item_id ORDER BY i.item_id LIMIT %s",
+        "GROUP BY i.item_id, d.item_id ORDER BY i.item_id LIMIT %s",
         (project, after, limit),
     ).fetchall()
     return [
@@ -742,9 +770,23 @@ def decided_items(conn: Conn, project: str, after: str, limit: int) -> list[Deci
             bytes(r[1]),
             r[2],
             [
-                (v[0], v[1], v[2], v[3], datetime.fromtimestamp(float(v[4]), UTC), int(v[5]))
+                ExportVote(
+                    v[0],
+                    v[1],
+                    v[2],
+                    v[3],
+                    datetime.fromtimestamp(float(v[4]), UTC),
+                    int(v[5]),
+                    int(v[6]),
+                    v[7],
+                    float(v[8]) if v[8] is not None else None,
+                    v[9],
+                )
                 for v in r[3]
             ],
+            r[4] or "",
+            bytes(r[5]) if r[5] is not None else None,
+            r[6],
         )
         for r in rows
     ]

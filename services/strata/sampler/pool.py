@@ -8,6 +8,7 @@ import os
 import queue
 import random
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
@@ -18,7 +19,7 @@ from numpy.typing import NDArray
 
 from strata.common import outbox, pgcopy, wire
 from strata.common.db import Database
-from strata.common.events import random_uuids
+from strata.common.events import make_event, random_uuids
 from strata.common.topics import ITEMS_IMPORTED
 from strata.sampler import store
 from strata.sampler.dedup import (
@@ -348,7 +349,13 @@ def _decide(
             if match is not None:
                 state, canonical = "duplicate", match[0]
                 dup_kind, similarity = "near", match[1]
-        if state != "duplicate":
+        if state == "duplicate":
+            # Announced too, marked as a copy: training trains on its propagated label,
+            # quality exports it; inference leaves it unscored (it is never handed out).
+            announcements.append(
+                duplicate_announcement(project, item_id, row, digest, content, canonical)
+            )
+        else:
             known[digest] = item_id
             announcements.append(announcement)
             if state == "pool":
@@ -527,6 +534,34 @@ def announcements(
             )
         )
     return encoded
+
+
+def duplicate_announcement(
+    project: str,
+    item_id: str,
+    row: sampler_pb2.ImportRow,
+    digest: str,
+    content: bytes,
+    canonical: str | None,
+) -> bytes:
+    """The outbox row announcing a duplicate: its ItemImported names its canonical item."""
+    item = common_pb2.Item(
+        item_id=item_id,
+        project=project,
+        content=common_pb2.ItemContent.FromString(content),
+        metadata=row.metadata,
+        content_hash=digest,
+        external_id=row.external_id,
+        canonical_item_id=canonical or "",
+    )
+    item.imported_at.GetCurrentTime()
+    msg = events_pb2.ItemImported(
+        routing=common_pb2.RoutingMetadata(
+            source_service="sampler", project=project, trace_id=uuid.uuid4().hex
+        ),
+        item=item,
+    )
+    return outbox.encode(make_event(ITEMS_IMPORTED, item_id, msg))
 
 
 _TRACE_ID_TAG = wire.tag(common_pb2.RoutingMetadata.TRACE_ID_FIELD_NUMBER)

@@ -9,7 +9,7 @@ from strata.common.consumer import BatchContext, Batched, HandlerContext, TopicH
 from strata.common.contract_store import contract_handler
 from strata.common.contracts import ContractCache
 from strata.common.events import Event
-from strata.common.item_store import on_items_imported
+from strata.common.item_store import items_imported
 from strata.common.topics import CONTRACTS, ITEMS_IMPORTED, LABELS_CONSENSUS, TRAINING_REQUESTED
 from strata.training import store
 from strata.training.config import TrainingConfig
@@ -119,7 +119,7 @@ class TrainingHandlers:
     def routes(self) -> dict[str, TopicHandler]:
         return {
             CONTRACTS.name: contract_handler(self.contracts),
-            ITEMS_IMPORTED.name: Batched(on_items_imported),
+            ITEMS_IMPORTED.name: Batched(items_imported(duplicates=True)),
             LABELS_CONSENSUS.name: Batched(self.on_consensus),
             TRAINING_REQUESTED.name: self.on_requested,
         }

@@ -175,12 +175,14 @@ class DatasetReportResponse(_message.Message):
     def __init__(self, report_json: _Optional[str] = ..., html: _Optional[str] = ...) -> None: ...
 
 class ExportLabelsRequest(_message.Message):
-    __slots__ = ("project", "format")
+    __slots__ = ("project", "format", "inline_images")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    INLINE_IMAGES_FIELD_NUMBER: _ClassVar[int]
     project: str
     format: ExportFormat
-    def __init__(self, project: _Optional[str] = ..., format: _Optional[_Union[ExportFormat, str]] = ...) -> None: ...
+    inline_images: bool
+    def __init__(self, project: _Optional[str] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., inline_images: _Optional[bool] = ...) -> None: ...
 
 class ExportLabelsResponse(_message.Message):
     __slots__ = ("chunk", "records")

@@ -1,0 +1,90 @@
+"""Export rows: what each item is (content, external id, metadata), its consensus, and
+what each voter saw; Label Studio tasks carry the content in `data`."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+from strata.quality.export import label_studio_task, provenance
+from strata.quality.item_data import content_json
+from strata.quality.store import Decided, ExportVote
+from strata.v1 import common_pb2
+
+AT = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+PNG = b"\x89PNG\r\n\x1a\n-not-really-"
+
+
+def test_content_as_a_row_shows_it() -> None:
+    text = common_pb2.ItemContent(text="a cat").SerializeToString()
+    assert content_json(text) == {"text": "a cat"}
+    vec = common_pb2.ItemContent(features=common_pb2.FeatureVector(values=[0.5, 2.0]))
+    assert content_json(vec.SerializeToString()) == {"features": [0.5, 2.0]}
+    img = common_pb2.ItemContent(image=common_pb2.Image(png=PNG, width=8, height=4))
+    raw = img.SerializeToString()
+    b64 = base64.b64encode(PNG).decode()
+    assert content_json(raw) == {"image": f"data:image/png;base64,{b64}", "width": 8, "height": 4}
+    assert content_json(raw, inline_images=True) == {
+        "image_base64": b64,
+        "image_mime": "image/png",
+        "width": 8,
+        "height": 4,
+    }
+    stored = common_pb2.ItemContent(image=common_pb2.Image(uri="s3://bucket/a.png"))
+    assert content_json(stored.SerializeToString(), inline_images=True) == {
+        "image": "s3://bucket/a.png"
+    }
+    assert content_json(None) == {}
+
+
+def decided(**over: object) -> Decided:
+    consensus = common_pb2.ConsensusLabel(
+        item_id="i1",
+        project="p",
+        value="cat",
+        consensus_score=0.93,
+        status=common_pb2.CONSENSUS_STATUS_ACCEPTED,
+        method=common_pb2.CONSENSUS_METHOD_DAWID_SKENE,
+        ontology_version="v2",
+        votes=[common_pb2.Vote(annotator_id="ann", value="cat", weight=0.8, label_id="l1")],
+    )
+    base: dict[str, object] = dict(
+        item_id="i1",
+        consensus=consensus.SerializeToString(),
+        decided_at=AT,
+        votes=[ExportVote("l1", "ann", "cat", "human", AT, 2100, 1800, "dog", 0.61, "v3")],
+        external_id="row-17",
+        content=common_pb2.ItemContent(text="a cat sleeps").SerializeToString(),
+        metadata={"source": "forum"},
+    )
+    base.update(over)
+    return Decided(**base)  # type: ignore[arg-type]
+
+
+def test_a_row_carries_the_item_its_consensus_and_what_each_voter_saw() -> None:
+    row = provenance(decided())
+    assert (row["item_id"], row["external_id"], row["project"]) == ("i1", "row-17", "p")
+    assert row["data"] == {"text": "a cat sleeps", "metadata": {"source": "forum"}}
+    assert (row["value"], row["consensus_score"], row["method"], row["status"]) == (
+        "cat",
+        0.93,
+        "dawid_skene",
+        "accepted",
+    )
+    assert row["ontology_version"] == "v2" and row["propagated_from"] is None
+    (vote,) = row["votes"]
+    assert vote["weight"] == 0.8 and vote["duration_ms"] == 2100 and vote["active_ms"] == 1800
+    assert vote["prelabel"] == {"value": "dog", "confidence": 0.61, "model_version": "v3"}
+
+
+def test_an_item_never_seen_imported_still_exports_with_empty_data() -> None:
+    row = provenance(decided(external_id="", content=None, metadata=None))
+    assert row["external_id"] == "" and row["data"] == {"metadata": {}}
+
+
+def test_label_studio_gets_the_content_in_data_and_each_vote_as_an_annotation() -> None:
+    task = label_studio_task(provenance(decided()))
+    assert task["data"]["text"] == "a cat sleeps" and task["data"]["external_id"] == "row-17"
+    kinds = [a["meta"]["kind"] for a in task["annotations"]]
+    assert kinds == ["consensus", "vote"]
+    assert task["annotations"][1]["lead_time"] == 2.1
