@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import psycopg
 from strata.common.topics import ALL_TOPICS
 
@@ -133,6 +134,8 @@ def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> N
         assert all(r["external_id"].startswith("digit-") for r in records)
         assert all(len(r["data"]["features"]) == 64 for r in records)
         assert all(len(t["data"]["features"]) == 64 and t["data"]["external_id"] for t in studio)
+        frame = pd.read_parquet(out / project / "labels.parquet")
+        assert list(frame["item_id"]) == [r["item_id"] for r in records]
         assert campaign["crowd_accuracy"]["accepted_label_accuracy"] > 0.9
         assert (out / project / "quality_report.html").stat().st_size > 0
     counters = report["services"]["counters"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
 import time
@@ -9,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import grpc
+import pandas as pd
 import pytest
 from strata.common.events import make_event
 from strata.common.topics import (
@@ -571,6 +574,19 @@ def test_export_rows_carry_what_each_item_is_and_what_each_voter_saw(stack: Stac
     )
     (task,) = json.loads(exported(stack, project, quality_pb2.EXPORT_FORMAT_LABEL_STUDIO))
     assert task["data"]["text"] == "a cat naps" and task["data"]["external_id"] == "ext-a cat naps"
+    (line,) = csv.DictReader(
+        io.StringIO(exported(stack, project, quality_pb2.EXPORT_FORMAT_CSV).decode())
+    )
+    assert (line["external_id"], line["text"], line["value"]) == (
+        "ext-a cat naps",
+        "a cat naps",
+        "cat",
+    )
+    frame = pd.read_parquet(io.BytesIO(exported(stack, project, quality_pb2.EXPORT_FORMAT_PARQUET)))
+    assert list(frame["external_id"]) == ["ext-a cat naps"] and len(frame["votes"][0]) == 3
+    with pytest.raises(grpc.RpcError) as refused:
+        exported(stack, project, 9)
+    assert refused.value.code() == Code.INVALID_ARGUMENT
 
 
 def test_model_labels_are_marked_and_humans_overrule_them(stack: Stack) -> None:

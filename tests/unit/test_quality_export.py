@@ -4,9 +4,21 @@ what each voter saw; Label Studio tasks carry the content in `data`."""
 from __future__ import annotations
 
 import base64
+import csv
+import io
+import json
 from datetime import UTC, datetime
 
+import pandas as pd
+import pyarrow.parquet as pq
 from strata.quality.export import label_studio_task, provenance
+from strata.quality.export_formats import (
+    CsvWriter,
+    ExportWriter,
+    JsonlWriter,
+    LabelStudioWriter,
+    ParquetWriter,
+)
 from strata.quality.item_data import content_json
 from strata.quality.store import Decided, ExportVote
 from strata.v1 import common_pb2
@@ -47,6 +59,10 @@ def decided(**over: object) -> Decided:
         method=common_pb2.CONSENSUS_METHOD_DAWID_SKENE,
         ontology_version="v2",
         votes=[common_pb2.Vote(annotator_id="ann", value="cat", weight=0.8, label_id="l1")],
+        posterior=[
+            common_pb2.ClassScore(class_label="cat", score=0.93),
+            common_pb2.ClassScore(class_label="dog", score=0.07),
+        ],
     )
     base: dict[str, object] = dict(
         item_id="i1",
@@ -88,3 +104,52 @@ def test_label_studio_gets_the_content_in_data_and_each_vote_as_an_annotation() 
     kinds = [a["meta"]["kind"] for a in task["annotations"]]
     assert kinds == ["consensus", "vote"]
     assert task["annotations"][1]["lead_time"] == 2.1
+
+
+def records(n: int) -> list[dict]:
+    return [
+        provenance(
+            decided(
+                item_id=f"i{k}",
+                external_id=f"row-{k}",
+                content=common_pb2.ItemContent(
+                    features=common_pb2.FeatureVector(values=[k, 0.5])
+                ).SerializeToString()
+                if k % 2
+                else common_pb2.ItemContent(text=f'text, with "quotes" {k}').SerializeToString(),
+            )
+        )
+        for k in range(n)
+    ]
+
+
+def written(writer: ExportWriter, chunks: list[list[dict]]) -> bytes:
+    return writer.begin() + b"".join(writer.rows(c) for c in chunks) + writer.end()
+
+
+def test_every_format_streams_chunks_into_one_readable_file() -> None:
+    rows = records(5)
+    chunks = [rows[:2], [], rows[2:]]
+    lines = written(JsonlWriter(), chunks).decode().splitlines()
+    assert [json.loads(line)["external_id"] for line in lines] == [f"row-{k}" for k in range(5)]
+    tasks = json.loads(written(LabelStudioWriter(), chunks))
+    assert [t["data"]["external_id"] for t in tasks] == [f"row-{k}" for k in range(5)]
+    assert json.loads(written(LabelStudioWriter(), [])) == []
+
+    table = list(csv.DictReader(io.StringIO(written(CsvWriter(), chunks).decode())))
+    assert [r["external_id"] for r in table] == [f"row-{k}" for k in range(5)]
+    assert table[0]["text"] == 'text, with "quotes" 0' and table[0]["features"] == ""
+    assert json.loads(table[1]["features"]) == [1.0, 0.5]
+    assert json.loads(table[0]["votes"])[0]["prelabel"]["model_version"] == "v3"
+
+    frame = pd.read_parquet(io.BytesIO(written(ParquetWriter(), chunks)))
+    assert list(frame["external_id"]) == [f"row-{k}" for k in range(5)]
+    assert frame["text"][0] == 'text, with "quotes" 0' and list(frame["features"][1]) == [1, 0.5]
+    vote = frame["votes"][0][0]
+    assert (vote["annotator_id"], vote["active_ms"], vote["prelabel_model"]) == ("ann", 1800, "v3")
+    assert {p["class_label"]: p["score"] for p in frame["posterior"][0]} == {
+        "cat": 0.93,
+        "dog": 0.07,
+    }
+    assert list(frame["metadata"][0]) == [{"key": "source", "value": "forum"}]
+    assert pq.ParquetFile(io.BytesIO(written(ParquetWriter(), chunks))).num_row_groups == 2

@@ -37,25 +37,30 @@ def write_report(
     return out / "quality_report.html"
 
 
+FORMATS = {
+    "jsonl": quality_pb2.EXPORT_FORMAT_JSONL,
+    "csv": quality_pb2.EXPORT_FORMAT_CSV,
+    "parquet": quality_pb2.EXPORT_FORMAT_PARQUET,
+    "label-studio": quality_pb2.EXPORT_FORMAT_LABEL_STUDIO,
+}
+
+
 def write_export(
     stub: quality_pb2_grpc.QualityStub,
     metadata: list[tuple[str, str]],
     project: str,
-    label_studio: bool,
+    fmt: str,
     path: Path,
     inline_images: bool = False,
 ) -> int:
     """A project's decided items, with their content and provenance, to `path`;
     returns how many."""
-    fmt = (
-        quality_pb2.EXPORT_FORMAT_LABEL_STUDIO if label_studio else quality_pb2.EXPORT_FORMAT_JSONL
-    )
     path.parent.mkdir(parents=True, exist_ok=True)
     records = 0
     with path.open("wb") as sink:
         for chunk in stub.ExportLabels(
             quality_pb2.ExportLabelsRequest(
-                project=project, format=fmt, inline_images=inline_images
+                project=project, format=FORMATS[fmt], inline_images=inline_images
             ),
             metadata=metadata,
             timeout=600,
@@ -93,7 +98,7 @@ def cmd_export(args: argparse.Namespace, config: StackConfig) -> int:
                 quality_pb2_grpc.QualityStub(channel),
                 quality.metadata,
                 args.project,
-                args.format == "label-studio",
+                args.format,
                 path,
                 args.images == "base64",
             )
@@ -112,7 +117,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     report.set_defaults(func=cmd_report)
     export = sub.add_parser("export", help="export a project's accepted labels")
     export.add_argument("--project", required=True)
-    export.add_argument("--format", choices=["jsonl", "label-studio"], default="jsonl")
+    export.add_argument("--format", choices=list(FORMATS), default="jsonl")
     export.add_argument("--output", required=True, help="file to write")
     export.add_argument(
         "--images",

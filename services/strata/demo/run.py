@@ -241,8 +241,11 @@ def gather(
         deadline = time.monotonic() + 20.0
         while True:
             write_report(quality, md, project, folder)
-            rows = write_export(quality, md, project, False, folder / "labels.jsonl")
-            tasks = write_export(quality, md, project, True, folder / "labels.label-studio.json")
+            rows = write_export(quality, md, project, "jsonl", folder / "labels.jsonl")
+            tasks = write_export(
+                quality, md, project, "label-studio", folder / "labels.label-studio.json"
+            )
+            write_export(quality, md, project, "parquet", folder / "labels.parquet")
             states = json.loads((folder / "quality_report.json").read_text())["items"]["by_state"]
             decided = states.get("accepted", 0) + states.get("expert", 0)
             if rows == tasks == decided or time.monotonic() > deadline:

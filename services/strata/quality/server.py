@@ -18,7 +18,14 @@ from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.grpcserver import abort
 from strata.quality import console_store, store
-from strata.quality.export import jsonl_line, label_studio_task, provenance
+from strata.quality.export import provenance
+from strata.quality.export_formats import (
+    CsvWriter,
+    ExportWriter,
+    JsonlWriter,
+    LabelStudioWriter,
+    ParquetWriter,
+)
 from strata.quality.handlers import (
     METHODS,
     SOURCE_ENUM,
@@ -36,6 +43,12 @@ from strata.v1 import common_pb2, quality_pb2, quality_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+WRITERS: dict[int, type[ExportWriter]] = {
+    quality_pb2.EXPORT_FORMAT_JSONL: JsonlWriter,
+    quality_pb2.EXPORT_FORMAT_LABEL_STUDIO: LabelStudioWriter,
+    quality_pb2.EXPORT_FORMAT_CSV: CsvWriter,
+    quality_pb2.EXPORT_FORMAT_PARQUET: ParquetWriter,
+}
 EXPORT_CHUNK = 500
 DEFAULT_PAIR_ANNOTATORS = 30
 # More would make a heatmap nobody reads and a reply past gRPC's default 4 MB.
@@ -326,11 +339,18 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
         self.guard.audit.record(
             action_entry("quality", "export_labels", request.project, format=request.format)
         )
-        studio = request.format == quality_pb2.EXPORT_FORMAT_LABEL_STUDIO
+        if request.format and request.format not in WRITERS:
+            abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"export format {request.format} is not one of jsonl (1), label studio (2), "
+                "csv (3), parquet (4)",
+            )
+        writer = WRITERS.get(request.format, JsonlWriter)()
+        head = writer.begin()
+        if head:
+            yield quality_pb2.ExportLabelsResponse(chunk=head)
         after = ""
-        first = True
-        if studio:
-            yield quality_pb2.ExportLabelsResponse(chunk=b"[\n")
         while True:
             with self.db.transaction() as conn:
                 batch = store.decided_items(conn, request.project, after, EXPORT_CHUNK)
@@ -338,15 +358,10 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
                 break
             after = batch[-1].item_id
             records = [provenance(d, request.inline_images) for d in batch]
-            if studio:
-                body = ",\n".join(json.dumps(label_studio_task(r), sort_keys=True) for r in records)
-                chunk = (body if first else ",\n" + body).encode()
-            else:
-                chunk = b"".join(jsonl_line(r) for r in records)
-            first = False
-            yield quality_pb2.ExportLabelsResponse(chunk=chunk, records=len(records))
-        if studio:
-            yield quality_pb2.ExportLabelsResponse(chunk=b"\n]\n")
+            yield quality_pb2.ExportLabelsResponse(chunk=writer.rows(records), records=len(records))
+        tail = writer.end()
+        if tail:
+            yield quality_pb2.ExportLabelsResponse(chunk=tail)
 
     def PairwiseAgreement(
         self, request: quality_pb2.PairwiseAgreementRequest, context: grpc.ServicerContext

@@ -16,9 +16,13 @@ class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXPORT_FORMAT_UNSPECIFIED: _ClassVar[ExportFormat]
     EXPORT_FORMAT_JSONL: _ClassVar[ExportFormat]
     EXPORT_FORMAT_LABEL_STUDIO: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_CSV: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_PARQUET: _ClassVar[ExportFormat]
 EXPORT_FORMAT_UNSPECIFIED: ExportFormat
 EXPORT_FORMAT_JSONL: ExportFormat
 EXPORT_FORMAT_LABEL_STUDIO: ExportFormat
+EXPORT_FORMAT_CSV: ExportFormat
+EXPORT_FORMAT_PARQUET: ExportFormat
 
 class ItemConsensusRequest(_message.Message):
     __slots__ = ("item_id",)
