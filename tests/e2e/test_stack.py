@@ -13,6 +13,7 @@ import httpx
 import pandas as pd
 import psycopg
 from strata.common.topics import ALL_TOPICS
+from strata.quality.gold import MIN_WRONG_PRELABELS
 
 from ..marks import ONE_RAY_AT_A_TIME
 from .support import STRATA, env_for, read_until, run_strata, start_up
@@ -108,6 +109,7 @@ def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> N
     # labelled.
     out = tmp_path / "demo-output"
     report = json.loads((out / "campaign.json").read_text())
+    caught = []
     for side, prefix in (("active", ""), ("baseline", "rnd-")):
         campaign = report[side]
         spammer, copycat = f"{prefix}spammer-1", f"{prefix}copycat-1"
@@ -117,9 +119,13 @@ def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> N
         assert campaign["learning_curve"] and campaign["final_test_accuracy"] > 0.6
         assert spammer in campaign["blocked"]
         # The copycat, who copies every pre-label shown, is caught through gold: on the
-        # honeypots and the model's own mistakes among gold's pre-labels.
-        assert copycat in campaign["blocked"], campaign["anchoring"]
+        # honeypots and the model's own mistakes among gold's pre-labels. It is judged
+        # once it has met MIN_WRONG_PRELABELS of them there; a short campaign can end
+        # (or a model arrive) too late for that, so one of the two campaigns must catch it.
         anchoring = {row["annotator_id"]: row for row in campaign["anchoring"]}
+        if anchoring[copycat]["wrong_prelabels_on_gold"] >= MIN_WRONG_PRELABELS:
+            assert copycat in campaign["blocked"], anchoring[copycat]
+        caught.append(copycat in campaign["blocked"])
         assert set(anchoring) == {prefix + a for a in report["crowd"]}
         # (None when gold caught it before any model, so before any pre-label.)
         assert anchoring[copycat]["observed_anchoring_rate"] in (None, 1.0)
@@ -138,6 +144,7 @@ def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> N
         assert list(frame["item_id"]) == [r["item_id"] for r in records]
         assert campaign["crowd_accuracy"]["accepted_label_accuracy"] > 0.9
         assert (out / project / "quality_report.html").stat().st_size > 0
+    assert any(caught), "neither campaign blocked its copycat"
     counters = report["services"]["counters"]
     assert not report["services"]["unreadable"]
     for service, counter in (

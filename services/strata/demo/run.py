@@ -66,10 +66,13 @@ def plan(fast: bool) -> Plan:
             # machine is busy (the e2e test runs beside other tests).
             pace=0.4,
             max_seconds=120.0,
-            # A short campaign: more gold, so that its copycat meets enough wrong gold
-            # pre-labels to be judged (the full campaign gathers them at 0.1); at 0.3 the
-            # random baseline's copycat met only 3 of the 4 needed in 1 CI run of 9.
+            # A short campaign: more gold, and more honeypots among gold's pre-labels, so
+            # that its copycat meets enough wrong gold pre-labels to be judged (the full
+            # campaign gathers them at 0.1 and 0.5); at 0.4 and 0.5 the active campaign's
+            # copycat still met only 3 of the 4 needed now and then (most gold tasks come
+            # before the first model, so show no pre-label at all).
             gold_rate=0.4,
+            honeypot_rate=0.8,
         )
         if fast
         else CampaignSettings()
