@@ -120,7 +120,13 @@ def test_blocked_in_one_project_keeps_working_in_another(stack: Stack, infra: In
             task = task_of(gw, md, a, wait_s=2)
         except grpc.RpcError as exc:
             return exc.code() == Code.PERMISSION_DENIED
-        submit(gw, md, task, "dog")
+        try:
+            submit(gw, md, task, "dog")
+        except grpc.RpcError as exc:
+            # The verdict can land between taking the task and answering it:
+            # blocking releases the task, and the next ask is refused.
+            assert exc.code() == Code.FAILED_PRECONDITION, exc.details()
+            assert "released" in (exc.details() or "")
         return False
 
     wait_until(blocked_in_a, 60, "quality's gold verdict to block them in A")
