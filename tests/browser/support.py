@@ -168,6 +168,30 @@ def make_project(
     return Project(name, tokens)
 
 
+def sign_in(page: Any, stack: Stack, token: str) -> None:
+    page.goto(f"{stack.web}/signin")
+    page.fill("#token", token)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{stack.web}/projects")
+
+
+def label(stack: Stack, project: Project, person: str, value: str) -> str:
+    """`person` labels the next task with `value` over gRPC; returns its item."""
+    gw = stack.gateway()
+    who = bearer(project.tokens[person])
+
+    def lease() -> gateway_pb2.Task | None:
+        reply = gw.NextTask(gateway_pb2.NextTaskRequest(project=project.name), metadata=who)
+        return reply.task if reply.HasField("task") else None
+
+    task = until(lease, 60, f"a task for {person}")
+    gw.SubmitLabel(
+        gateway_pb2.SubmitLabelRequest(task_id=task.task_id, value=value, duration_ms=1500),
+        metadata=who,
+    )
+    return str(task.item_id)
+
+
 def launch_browser(playwright: Any, user_data: Path) -> Any:
     """Debian's Chromium, headless, with a fresh profile (never `playwright install`)."""
     need_chromium()

@@ -11,7 +11,7 @@ import pytest
 from strata.v1 import common_pb2, gateway_pb2, quality_pb2
 
 from ..marks import ONE_RAY_AT_A_TIME
-from .support import Project, Stack, bearer, make_project, shoot, until
+from .support import Project, Stack, bearer, label, make_project, shoot, sign_in, until
 
 pytestmark = ONE_RAY_AT_A_TIME  # the stack's training service runs a local Ray
 
@@ -21,30 +21,6 @@ PEOPLE = {
     "rc-rev": common_pb2.ROLE_REVIEWER,
     "rc-mgr": common_pb2.ROLE_MANAGER,
 }
-
-
-def sign_in(page: Any, stack: Stack, token: str) -> None:
-    page.goto(f"{stack.web}/signin")
-    page.fill("#token", token)
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"{stack.web}/projects")
-
-
-def label(stack: Stack, project: Project, person: str, value: str) -> str:
-    """`person` labels the next task with `value` over gRPC; returns its item."""
-    gw = stack.gateway()
-    who = bearer(project.tokens[person])
-
-    def lease() -> gateway_pb2.Task | None:
-        reply = gw.NextTask(gateway_pb2.NextTaskRequest(project=project.name), metadata=who)
-        return reply.task if reply.HasField("task") else None
-
-    task = until(lease, 60, f"a task for {person}")
-    gw.SubmitLabel(
-        gateway_pb2.SubmitLabelRequest(task_id=task.task_id, value=value, duration_ms=1500),
-        metadata=who,
-    )
-    return str(task.item_id)
 
 
 @pytest.fixture(scope="module")

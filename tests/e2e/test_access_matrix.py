@@ -322,6 +322,19 @@ def requests(w: World, rpc: str, who: str) -> Any:
         "ModelInfo": inference_pb2.ModelInfoRequest(project=w.a),
         "RollbackModel": inference_pb2.RollbackModelRequest(project=w.a),
         "ListModels": inference_pb2.ListModelsRequest(project=w.a),
+        "ImportPredictions": iter(
+            [
+                inference_pb2.ImportPredictionsRequest(
+                    project=w.a,
+                    model=f"outside-{fresh}",
+                    rows=[
+                        inference_pb2.ImportedPrediction(
+                            line=1, item="t0", value="cat", confidence=0.8
+                        )
+                    ],
+                )
+            ]
+        ),
         "ItemConsensus": quality_pb2.ItemConsensusRequest(item_id=w.accepted),
         "AnnotatorScores": quality_pb2.AnnotatorScoresRequest(
             project=w.a, annotator_ids=[who or "a-ann"]
@@ -330,6 +343,18 @@ def requests(w: World, rpc: str, who: str) -> Any:
         "ResolveReview": quality_pb2.ResolveReviewRequest(item_id=w.in_review, value="cat"),
         "DatasetReport": quality_pb2.DatasetReportRequest(project=w.a),
         "ExportLabels": quality_pb2.ExportLabelsRequest(project=w.a),
+        "ImportVotes": iter(
+            [
+                quality_pb2.ImportVotesRequest(
+                    project=w.a,
+                    votes=[
+                        quality_pb2.ImportedVote(
+                            line=2, item="t0", annotator=f"crowd-{fresh}", value="cat"
+                        )
+                    ],
+                )
+            ]
+        ),
         "PairwiseAgreement": quality_pb2.PairwiseAgreementRequest(project=w.a),
         "PairDisagreements": quality_pb2.PairDisagreementsRequest(
             project=w.a, a="a-ann", b="a-rev"
@@ -345,6 +370,7 @@ def requests(w: World, rpc: str, who: str) -> Any:
         "QueryLedger": training_pb2.QueryLedgerRequest(project=w.a, limit=10),
         "ListRuns": training_pb2.ListRunsRequest(project=w.a),
         "ItemLineage": training_pb2.ItemLineageRequest(project=w.a, item_id=w.accepted),
+        "ItemDepths": training_pb2.ItemDepthsRequest(project=w.a, item_ids=[w.accepted]),
     }[rpc.rsplit("/", 1)[-1]]
 
 

@@ -138,6 +138,9 @@ def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> N
         # Every row says what the item is: its own id and content, as imported.
         records = [json.loads(r) for r in rows]
         assert all(r["external_id"].startswith("digit-") for r in records)
+        # Training says how deep each label reached in the newest run that used it.
+        trained = [r for r in records if r["influence_depth"] is not None]
+        assert trained and all(r["influence_depth"] >= 1 and r["influence_model"] for r in trained)
         assert all(len(r["data"]["features"]) == 64 for r in records)
         assert all(len(t["data"]["features"]) == 64 and t["data"]["external_id"] for t in studio)
         frame = pd.read_parquet(out / project / "labels.parquet")

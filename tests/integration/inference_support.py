@@ -59,13 +59,20 @@ def item_events(
     x: np.ndarray,
     prefix: str,
     answers: np.ndarray | None = None,  # type: ignore[type-arg]
+    external: str = "",
 ) -> list[OutgoingEvent]:
-    """`items.imported` events as the sampler publishes them (gold when answers are given)."""
+    """`items.imported` events as the sampler publishes them (gold when answers are given;
+    with external ids `{external}{i}` when `external` is given)."""
     out = []
     for i, row in enumerate(x):
         msg = events_pb2.ItemImported(
             routing=common_pb2.RoutingMetadata(project=project, source_service="sampler"),
-            item=common_pb2.Item(item_id=f"{prefix}{i}", project=project, content=features(row)),
+            item=common_pb2.Item(
+                item_id=f"{prefix}{i}",
+                project=project,
+                content=features(row),
+                external_id=f"{external}{i}" if external else "",
+            ),
             gold_answer=str(answers[i]) if answers is not None else "",
         )
         out.append(make_event(ITEMS_IMPORTED, msg.item.item_id, msg))

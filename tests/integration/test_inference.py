@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import threading
 import uuid
 from pathlib import Path
@@ -9,9 +12,13 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from strata.cli.import_predictions import cmd_import_predictions
+from strata.cli.stack import StackConfig
 from strata.common.events import make_event
 from strata.common.topics import DEADLETTER, ITEMS_IMPORTED, PREDICTIONS
-from strata.v1 import common_pb2, events_pb2, inference_pb2
+from strata.v1 import common_pb2, events_pb2, gateway_pb2, inference_pb2
+
+from tests import pki
 
 from .conftest import Infra, produce, read_topic, wait_until
 from .gateway_support import contract_doc
@@ -372,3 +379,166 @@ def test_a_version_just_published_answers_predict_before_the_replica_polls(
             timeout=10,
         )
         assert reply.model_version == "m1" and len(reply.predictions) == 1
+
+
+def _import_cli(s, home: Path, project: str, model: str, file: Path) -> int:  # type: ignore[no-untyped-def]
+    """`strata import predictions` against this stack's inference, as its admin."""
+    home.mkdir(exist_ok=True)
+    token = home / "admin.token"
+    token.write_text(s.gateway.admin_token)
+    state = {
+        "services": {"inference": {"grpc": f"127.0.0.1:{s.inference.endpoints.grpc_port}"}},
+        "tls_dir": str(pki.folder()),
+        "admin_token_file": str(token),
+    }
+    (home / "stack.json").write_text(json.dumps(state))
+    args = argparse.Namespace(project=project, model=model, file=str(file), inference=None)
+    return cmd_import_predictions(args, StackConfig(home=home))
+
+
+def _imported(s, project: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    with s.inference.db.transaction() as conn:
+        rows = conn.execute(
+            "SELECT item_id, predicted_class FROM imported_predictions WHERE project = %s",
+            (project,),
+        ).fetchall()
+    return dict(rows)
+
+
+def test_outside_predictions_are_imported_once_as_pre_labels_and_bad_lines_are_named(
+    infra: Infra,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    x, y = digits()
+    project = f"i{uuid.uuid4().hex[:8]}"
+    pool = f"{project}-p-"
+    model = "outside-resnet-v2"
+    for name in [k for k in os.environ if k.startswith("STRATA_TLS_") or k == "STRATA_TOKEN"]:
+        monkeypatch.delenv(name)
+    with inference_stack(infra) as s:
+        s.gateway.load_contract(contract(project))
+        produce(infra.bootstrap, item_events(project, x[:6], pool, external="ext-"))
+
+        def ready() -> bool:
+            with s.inference.db.transaction() as conn:
+                named = conn.execute(
+                    "SELECT count(*) FROM items WHERE project = %s AND external_id IS NOT NULL",
+                    (project,),
+                ).fetchone()
+                contract_rows = conn.execute(
+                    "SELECT count(*) FROM contracts WHERE project = %s", (project,)
+                ).fetchone()
+            return bool(named and named[0] == 6 and contract_rows and contract_rows[0])
+
+        wait_until(ready, 60, "items with external ids and the contract at inference")
+        lines = [
+            json.dumps({"item": "ext-0", "value": "3", "confidence": 0.91}),
+            json.dumps({"item": "ext-1", "probabilities": {"7": 0.6, "1": 0.3}}),
+            json.dumps({"item": f"{pool}2", "value": "2", "confidence": 0.5}),  # by item id
+            "{this is not json",
+            json.dumps({"item": "ext-404", "value": "3", "confidence": 0.5}),
+            json.dumps({"item": "ext-3", "value": "cat", "confidence": 0.5}),
+            json.dumps({"item": "ext-4", "value": "4", "confidence": 2.0}),
+            json.dumps({"item": "ext-5", "value": "5", "confidence": 0.8}),
+        ]
+        file = tmp_path / "predictions.jsonl"
+        file.write_text("\n".join(lines) + "\n")
+        capsys.readouterr()
+        assert _import_cli(s, tmp_path / "home", project, model, file) == 3
+        out = capsys.readouterr().out
+        assert "4 imported, 0 already imported, 4 rejected" in out, out
+        assert "line 4: invalid JSON" in out
+        assert f"line 5: no item with external id ext-404 in project {project}" in out
+        assert "line 6: class 'cat' is not in the contract" in out
+        assert "line 7: confidence 2.0 is outside [0, 1]" in out
+
+        def imported_events() -> list:
+            return read_topic(
+                infra.bootstrap,
+                PREDICTIONS,
+                lambda m: m.prediction.project == project and m.prediction.model_version == model,
+                4,
+                30,
+            )
+
+        events = imported_events()
+        by_item = {m.prediction.item_id: m for m in events}
+        assert len(events) == 4 and set(by_item) == {f"{pool}{i}" for i in (0, 1, 2, 5)}
+        # Nothing is stored for the bad lines.
+        assert _imported(s, project) == {
+            f"{pool}0": "3",
+            f"{pool}1": "7",
+            f"{pool}2": "2",
+            f"{pool}5": "5",
+        }
+        for m in events:
+            p = m.prediction
+            assert not p.auto_accept and not p.spot_check and not p.calibrated
+            assert m.routing.attributes["imported"] == "true"
+            assert list(p.classes) == [str(d) for d in range(10)]
+            assert sum(p.probabilities) == pytest.approx(1.0, abs=1e-5)
+        first = by_item[f"{pool}0"].prediction
+        assert first.predicted_class == "3" and first.confidence == pytest.approx(0.91)
+        assert first.probabilities[3] == pytest.approx(0.91)
+        assert first.probabilities[0] == pytest.approx(0.01, abs=1e-6)  # the rest, evenly
+        second = by_item[f"{pool}1"].prediction
+        assert (second.predicted_class, second.confidence) == ("7", pytest.approx(0.6))
+        assert second.probabilities[1] == pytest.approx(0.3)
+        assert second.probabilities[0] == pytest.approx(0.1 / 8)
+
+        # The same file again changes nothing and publishes nothing.
+        assert _import_cli(s, tmp_path / "home", project, model, file) == 3
+        assert "0 imported, 4 already imported, 4 rejected" in capsys.readouterr().out
+        assert len(imported_events()) == 4
+
+        # The gRPC call itself: a non-member is told the project does not exist (and
+        # the refusal is audited); an annotator of the project may not import.
+        request = inference_pb2.ImportPredictionsRequest(
+            project=project,
+            model=model,
+            rows=[inference_pb2.ImportedPrediction(line=1, item="ext-0", value="1", confidence=1)],
+        )
+        other = f"{project}-b"
+        s.gateway.load_contract(contract(other))
+        outsider = s.gateway.annotator(f"mgr-{other}", role=common_pb2.ROLE_MANAGER, project=other)
+        annotator = s.gateway.annotator(f"ann-{project}", project=project)
+        for md, code in ((outsider, Code.NOT_FOUND), (annotator, Code.PERMISSION_DENIED)):
+            with pytest.raises(grpc.RpcError) as err:
+                s.stub.ImportPredictions(iter([request]), metadata=md)
+            assert err.value.code() == code, err.value.details()
+        assert _imported(s, project)[f"{pool}0"] == "3"
+
+        def refusal_audited() -> bool:
+            entries = s.gateway.stub.ListAudit(
+                gateway_pb2.ListAuditRequest(actor=f"mgr-{other}", outcome="refused"),
+                metadata=s.gateway.admin,
+            ).entries
+            return any(
+                e.rpc.endswith("/ImportPredictions") and e.code == "NOT_FOUND" for e in entries
+            )
+
+        wait_until(refusal_audited, 30, "the refusal in the audit log")
+
+        # The serving model's own scoring comes later, so it is the newer pre-label; an
+        # outside model may not take a name training published.
+        uri = save_artifact(tmp_path, "m1", train_digits(x[300:800], y[300:800], steps=20))
+        produce(infra.bootstrap, [model_event(project, "m1", uri)])
+        scored = read_topic(
+            infra.bootstrap,
+            PREDICTIONS,
+            lambda m: m.prediction.project == project and m.prediction.model_version == "m1",
+            6,
+            60,
+        )
+        assert {m.prediction.item_id for m in scored} == {f"{pool}{i}" for i in range(6)}
+        newest_import = max(m.prediction.predicted_at.ToNanoseconds() for m in events)
+        assert all(m.prediction.predicted_at.ToNanoseconds() > newest_import for m in scored)
+        with pytest.raises(grpc.RpcError) as err:
+            s.admin.ImportPredictions(
+                iter([inference_pb2.ImportPredictionsRequest(project=project, model="m1")])
+            )
+        assert err.value.code() == Code.INVALID_ARGUMENT and "published" in (
+            err.value.details() or ""
+        )

@@ -544,12 +544,14 @@ def test_export_rows_carry_what_each_item_is_and_what_each_voter_saw(stack: Stac
     def kept() -> list:
         with stack.quality.db.transaction() as conn:
             return conn.execute(
-                "SELECT item_id FROM item_data WHERE project = %s", (project,)
+                "SELECT item_id, gold_answer FROM item_data WHERE project = %s ORDER BY 1",
+                (project,),
             ).fetchall()
 
     produce(boot, [imported(gold, "a dog barks", "dog"), imported(item, "a cat naps")])
-    wait_until(lambda: bool(kept()), 20, "the item's content to reach quality")
-    assert kept() == [(item,)], "a gold item's content was kept (gold is never exported)"
+    wait_until(lambda: len(kept()) == 2, 20, "the items' content to reach quality")
+    # A gold item is kept (an imported answer on it is scored), and never exported.
+    assert kept() == sorted([(gold, "dog"), (item, None)])
     shown = common_pb2.PreLabel(value="dog", confidence=0.64, model_version="v7")
     produce(
         boot,

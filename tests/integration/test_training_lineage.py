@@ -191,6 +191,17 @@ def test_list_runs_and_item_lineage_show_a_projects_history_newest_first(infra: 
         assert lineage("never-labelled") == []
         assert [t.label_id for t in lineage("x-2")] == ["L4"]
 
+        # Many items at once, as quality's export asks: the newest succeeded run's depth.
+        depths = reviewer.ItemDepths(
+            training_pb2.ItemDepthsRequest(project=project, item_ids=["x-1", "x-2", "nope"])
+        ).depths
+        assert sorted(
+            (d.item_id, d.run_id, d.model_version, d.influence_depth) for d in depths
+        ) == [
+            ("x-1", second, "v2", 3),
+            ("x-2", second, "v2", 1),
+        ]
+
         annotator = gw.annotator(f"ann-{project}", project=project)
         stub = training_pb2_grpc.TrainingStub(channel)
         refused = [
@@ -211,6 +222,11 @@ def test_list_runs_and_item_lineage_show_a_projects_history_newest_first(infra: 
             (stub.ListRuns, training_pb2.ListRunsRequest(project=project, limit=-1)),
             (stub.ItemLineage, training_pb2.ItemLineageRequest(item_id="x-1")),
             (stub.ItemLineage, training_pb2.ItemLineageRequest(project=project)),
+            (stub.ItemDepths, training_pb2.ItemDepthsRequest(item_ids=["x-1"])),
+            (
+                stub.ItemDepths,
+                training_pb2.ItemDepthsRequest(project=project, item_ids=["x"] * 5001),
+            ),
         ]
         for rpc, request in invalid:
             with pytest.raises(grpc.RpcError) as err:

@@ -91,6 +91,9 @@ def test_a_row_carries_the_item_its_consensus_and_what_each_voter_saw() -> None:
     (vote,) = row["votes"]
     assert vote["weight"] == 0.8 and vote["duration_ms"] == 2100 and vote["active_ms"] == 1800
     assert vote["prelabel"] == {"value": "dog", "confidence": 0.61, "model_version": "v3"}
+    assert (row["influence_depth"], row["influence_model"]) == (None, None)
+    trained = provenance(decided(), trained=(2, "v9"))
+    assert (trained["influence_depth"], trained["influence_model"]) == (2, "v9")
 
 
 def test_an_item_never_seen_imported_still_exports_with_empty_data() -> None:

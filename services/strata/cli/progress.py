@@ -91,3 +91,11 @@ class StatusLine:
             self.stream.write("\n")
             self.stream.flush()
             self._width = 0
+
+
+def report_refused(errors: list[tuple[int, str]], rejected: int, shown: int = 20) -> None:
+    """The first refused lines of an import, by line number, and how many more."""
+    for line, message in sorted(errors)[:shown]:
+        print(f"  line {line}: {message}")
+    if rejected > shown:
+        print(f"  ... and {rejected - shown} more")

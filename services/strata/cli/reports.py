@@ -11,6 +11,7 @@ import grpc
 
 from strata.cli.connect import Target, target
 from strata.cli.stack import StackConfig
+from strata.common.exports import EXPORT_FORMATS, export_labels
 from strata.v1 import quality_pb2, quality_pb2_grpc
 
 
@@ -37,12 +38,7 @@ def write_report(
     return out / "quality_report.html"
 
 
-FORMATS = {
-    "jsonl": quality_pb2.EXPORT_FORMAT_JSONL,
-    "csv": quality_pb2.EXPORT_FORMAT_CSV,
-    "parquet": quality_pb2.EXPORT_FORMAT_PARQUET,
-    "label-studio": quality_pb2.EXPORT_FORMAT_LABEL_STUDIO,
-}
+FORMATS = {name: f.proto for name, f in EXPORT_FORMATS.items()}
 
 
 def write_export(
@@ -58,12 +54,8 @@ def write_export(
     path.parent.mkdir(parents=True, exist_ok=True)
     records = 0
     with path.open("wb") as sink:
-        for chunk in stub.ExportLabels(
-            quality_pb2.ExportLabelsRequest(
-                project=project, format=FORMATS[fmt], inline_images=inline_images
-            ),
-            metadata=metadata,
-            timeout=600,
+        for chunk in export_labels(
+            stub, metadata, project, fmt, inline_images=inline_images, timeout=600
         ):
             sink.write(chunk.chunk)
             records += chunk.records

@@ -129,6 +129,9 @@ MATRIX: Mapping[str, Rule] = {
     _rpc("Inference", "ModelInfo"): Rule("reviewer", project=FROM_REQUEST),
     _rpc("Inference", "RollbackModel"): Rule("manager", project=FROM_REQUEST),
     _rpc("Inference", "ListModels"): Rule("reviewer", project=FROM_REQUEST),
+    _rpc("Inference", "ImportPredictions"): Rule(
+        "manager", project=FROM_STREAM, note="pre-labels only, never auto-accepted"
+    ),
     # -- quality ---------------------------------------------------------------------------
     _rpc("Quality", "ItemConsensus"): Rule(
         "reviewer", project=DERIVED, note="the item's project; gold: manager"
@@ -147,6 +150,7 @@ MATRIX: Mapping[str, Rule] = {
     _rpc("Quality", "PairDisagreements"): Rule("manager", project=FROM_REQUEST),
     _rpc("Quality", "ContestedItems"): Rule("reviewer", project=FROM_REQUEST),
     _rpc("Quality", "ProjectProgress"): Rule("reviewer", project=FROM_REQUEST),
+    _rpc("Quality", "ImportVotes"): Rule("manager", project=FROM_STREAM),
     # -- training --------------------------------------------------------------------------
     _rpc("Training", "StartRun"): Rule("manager", project=FROM_REQUEST),
     _rpc("Training", "GetRun"): Rule("reviewer", project=DERIVED, note="the run's project"),
@@ -159,6 +163,12 @@ MATRIX: Mapping[str, Rule] = {
     _rpc("Training", "QueryLedger"): Rule("reviewer", project=FROM_REQUEST),
     _rpc("Training", "ListRuns"): Rule("reviewer", project=FROM_REQUEST),
     _rpc("Training", "ItemLineage"): Rule("reviewer", project=FROM_REQUEST),
+    _rpc("Training", "ItemDepths"): Rule(
+        "reviewer",
+        services=("quality",),
+        project=FROM_REQUEST,
+        note="quality's export, as itself",
+    ),
 }
 
 

@@ -7,7 +7,7 @@ from datetime import UTC
 
 import numpy as np
 
-from strata.common.consumer import Batched, HandlerContext, TopicHandler
+from strata.common.consumer import BatchContext, Batched, HandlerContext, TopicHandler
 from strata.common.contract_store import contract_handler
 from strata.common.contracts import ContractCache
 from strata.common.events import Event
@@ -159,9 +159,23 @@ class InferenceHandlers:
     def routes(self) -> dict[str, TopicHandler]:
         return {
             CONTRACTS.name: contract_handler(self.contracts),
-            ITEMS_IMPORTED.name: Batched(items_imported(duplicates=False)),
+            ITEMS_IMPORTED.name: Batched(on_items_imported),
             MODELS_PUBLISHED.name: self.on_model,
         }
+
+
+def on_items_imported(ctx: BatchContext, events: list[Event]) -> None:
+    """Keep each pool and gold item (duplicates are never scored), with the external id
+    an import of predictions names it by."""
+    items_imported(duplicates=False)(ctx, events)
+    named = []
+    for event in events:
+        msg = event.message
+        assert isinstance(msg, events_pb2.ItemImported)
+        item = msg.item
+        if item.item_id and item.project and item.external_id and not item.canonical_item_id:
+            named.append((item.item_id, item.project, item.external_id))
+    store.record_external_ids(ctx.conn, named)
 
 
 def _replace(row: store.ModelRow, **changes: object) -> store.ModelRow:

@@ -11,7 +11,7 @@ class InferenceMetrics:
         r = registry
         self.predictions = Counter(
             f"{p}_predictions_total",
-            "Predictions made: published pool scores and Predict answers",
+            "Predictions made: published pool scores, Predict answers and imported ones",
             ["path"],
             registry=r,
         )
@@ -56,4 +56,10 @@ class InferenceMetrics:
         )
         self.score_errors = Counter(
             f"{p}_score_errors_total", "Pool items the serving model could not take", registry=r
+        )
+        self.imported = Counter(
+            f"{p}_predictions_imported_total",
+            "Rows of imported outside predictions, by outcome (imported, already, rejected)",
+            ["outcome"],
+            registry=r,
         )

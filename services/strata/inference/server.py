@@ -1,5 +1,5 @@
 """The Inference gRPC servicer: Predict (shared forward passes), ModelInfo, RollbackModel,
-ListModels."""
+ListModels, ImportPredictions."""
 
 from __future__ import annotations
 
@@ -7,19 +7,20 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf.message import DecodeError
 
-from strata.common.authz import Guard, action_entry
+from strata.common.authz import Guard, action_entry, current_caller
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.grpcserver import abort
 from strata.inference import store
 from strata.inference.calibration import gold_accuracy
 from strata.inference.config import InferenceConfig
+from strata.inference.imports import PredictionImport
 from strata.inference.metrics import InferenceMetrics
 from strata.inference.pool import gate_for
 from strata.inference.registry import Registry
@@ -30,6 +31,7 @@ from strata.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 log = logging.getLogger(__name__)
 
 MAX_MC_SAMPLES = 100
+MAX_MODEL_NAME = 200
 
 
 @dataclass
@@ -365,6 +367,100 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         )
         self.registry.refresh()
         return inference_pb2.RollbackModelResponse(model_version=row.previous_version or "")
+
+    def ImportPredictions(
+        self,
+        request_iterator: Iterator[inference_pb2.ImportPredictionsRequest],
+        context: grpc.ServicerContext,
+    ) -> inference_pb2.ImportPredictionsResponse:
+        run: PredictionImport | None = None
+        try:
+            for request in request_iterator:
+                if run is None:
+                    run = self._start_import(request, context)
+                elif request.project != run.project or request.model not in ("", run.model):
+                    abort(
+                        context,
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"one import is for one project and model: got {request.project!r} "
+                        f"and {request.model!r} after {run.project!r} and {run.model!r}",
+                    )
+                run.add(request.rows)
+        finally:
+            if run is not None:
+                self._record_import(run)
+        if run is None:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+        assert run is not None
+        summary = run.summary
+        return inference_pb2.ImportPredictionsResponse(
+            received=summary.received,
+            imported=summary.imported,
+            already=summary.already,
+            rejected=summary.rejected,
+            errors=[
+                inference_pb2.ImportPredictionError(line=line, message=message)
+                for line, message in summary.errors
+            ],
+        )
+
+    def _start_import(
+        self, request: inference_pb2.ImportPredictionsRequest, context: grpc.ServicerContext
+    ) -> PredictionImport:
+        project, model = request.project, request.model
+        if not project:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+        if not model.strip() or len(model) > MAX_MODEL_NAME:
+            abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"model is required: the outside model's version name "
+                f"(at most {MAX_MODEL_NAME} characters)",
+            )
+        contract = self.contracts.current(project)
+        if contract is None or not contract.classes:
+            abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"inference has no contract for project {project!r} yet: load one, and "
+                "import predictions once it has arrived",
+            )
+        assert contract is not None
+        with self.db.transaction() as conn:
+            published = store.model(conn, project, model)
+        if published is not None:
+            abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{model} is a model version training published for project {project!r}; "
+                "give the outside model a name of its own",
+            )
+        return PredictionImport(
+            self.db, project, model, [c.name for c in contract.classes], current_caller().name
+        )
+
+    def _record_import(self, run: PredictionImport) -> None:
+        summary = run.summary
+        for outcome, n in (
+            ("imported", summary.imported),
+            ("already", summary.already),
+            ("rejected", summary.rejected),
+        ):
+            if n:
+                self.metrics.imported.labels(outcome=outcome).inc(n)
+        self.metrics.predictions.labels(path="import").inc(summary.imported)
+        self.guard.audit.record(
+            action_entry(
+                "inference",
+                "import_predictions",
+                run.model,
+                run.project,
+                received=summary.received,
+                imported=summary.imported,
+                already=summary.already,
+                rejected=summary.rejected,
+            )
+        )
 
 
 def model_version_info(row: store.ModelRow, serving: bool) -> inference_pb2.ModelVersionInfo:

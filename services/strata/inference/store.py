@@ -90,6 +90,81 @@ def gold_items(conn: Conn, project: str) -> list[tuple[str, bytes, str]]:
     ]
 
 
+def record_external_ids(conn: Conn, rows: Sequence[tuple[str, str, str]]) -> None:
+    """(item, project, external id): what imports of predictions name the items by. An
+    item another project owns is left alone."""
+    if rows:
+        conn.execute(
+            "UPDATE items SET external_id = u.e "
+            "FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(i, p, e) "
+            "WHERE items.item_id = u.i AND items.project = u.p "
+            "AND items.external_id IS DISTINCT FROM u.e",
+            ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
+        )
+
+
+def items_named(
+    conn: Conn, project: str, names: Sequence[str]
+) -> tuple[dict[str, list[str]], set[str]]:
+    """The project's items that `names` name: (external id -> item ids with it, the
+    names that are item ids). Gold items are found too (their pre-labels must follow
+    the pool's), duplicates are not (inference never keeps them)."""
+    external: dict[str, list[str]] = {}
+    ids: set[str] = set()
+    rows = conn.execute(
+        "SELECT u.name, i.item_id, true FROM unnest(%s::text[]) AS u(name) "
+        "JOIN items i ON i.project = %s AND i.external_id = u.name "
+        "UNION ALL SELECT item_id, item_id, false FROM items "
+        "WHERE project = %s AND item_id = ANY(%s)",
+        (list(names), project, project, list(names)),
+    ).fetchall()
+    for name, item_id, by_external in rows:
+        if by_external:
+            external.setdefault(name, []).append(item_id)
+        else:
+            ids.add(name)
+    return external, ids
+
+
+def save_imported_predictions(
+    conn: Conn,
+    project: str,
+    model_version: str,
+    classes: Sequence[str],
+    rows: Sequence[tuple[str, str, float, Sequence[float]]],
+    imported_by: str,
+) -> set[str]:
+    """(item, class, confidence, probabilities in `classes` order) of one outside model;
+    returns the items whose prediction is new or changed (an exact repeat is not)."""
+    if not rows:
+        return set()
+    cur = conn.execute(
+        "INSERT INTO imported_predictions AS p (item_id, model_version, project, "
+        "predicted_class, confidence, classes, probabilities, imported_by) "
+        "SELECT u.i, %s, %s, u.v, u.c, %s::text[], string_to_array(u.p, ',')::float8[], %s "
+        "FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[]) AS u(i, v, c, p) "
+        "ON CONFLICT (item_id, model_version) DO UPDATE SET "
+        "predicted_class = EXCLUDED.predicted_class, confidence = EXCLUDED.confidence, "
+        "classes = EXCLUDED.classes, probabilities = EXCLUDED.probabilities, "
+        "imported_by = EXCLUDED.imported_by, imported_at = now() "
+        "WHERE (p.predicted_class, p.confidence, p.classes, p.probabilities) IS DISTINCT FROM "
+        "(EXCLUDED.predicted_class, EXCLUDED.confidence, EXCLUDED.classes, EXCLUDED.probabilities) "
+        "RETURNING item_id",
+        (
+            model_version,
+            project,
+            list(classes),
+            imported_by,
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            # repr round-trips a float exactly, so a repeat compares equal
+            [",".join(repr(float(p)) for p in r[3]) for r in rows],
+        ),
+    )
+    return {str(r[0]) for r in cur.fetchall()}
+
+
 # -- models -----------------------------------------------------------------------------------
 
 

@@ -17,9 +17,11 @@ from strata.quality import store
 from strata.quality.background import Estimator, Gauges, LabelErrorAuditor, every
 from strata.quality.config import QualityConfig
 from strata.quality.handlers import EstimateCache, QualityHandlers
+from strata.quality.imports import VoteImporter
+from strata.quality.lineage import TrainedDepths
 from strata.quality.metrics import QualityMetrics
 from strata.quality.server import QualityServicer
-from strata.v1 import gateway_pb2_grpc, quality_pb2_grpc
+from strata.v1 import gateway_pb2_grpc, quality_pb2_grpc, training_pb2_grpc
 
 log = logging.getLogger("strata.quality")
 
@@ -46,12 +48,6 @@ def build(config: ServiceConfig, quality: QualityConfig | None = None) -> Servic
     if q.gateway_address:
         gateway = gateway_pb2_grpc.AnnotationGatewayStub(rt.channel(q.gateway_address))
     rt.set_directory(RemoteDirectory(gateway, q.auth_cache_s))
-    servicer = QualityServicer(rt.db, rt.guard, contracts)
-    rt.add_servicer(
-        ServicerBinding(
-            quality_pb2_grpc.add_QualityServicer_to_server, servicer, "strata.v1.Quality"
-        )
-    )
 
     def redecide(project: str) -> None:
         with rt.db.transaction() as conn:
@@ -68,6 +64,20 @@ def build(config: ServiceConfig, quality: QualityConfig | None = None) -> Servic
         prior_strength=q.prior_strength,
         prior_accuracy=q.prior_accuracy,
         on_estimated=redecide,
+    )
+    importer = VoteImporter(
+        rt.db, contracts, handlers, estimator.estimate, item_wait_s=q.import_item_wait_s
+    )
+    trained = (
+        TrainedDepths(training_pb2_grpc.TrainingStub(rt.channel(q.training_address)))
+        if q.training_address
+        else None
+    )
+    servicer = QualityServicer(rt.db, rt.guard, contracts, importer, trained)
+    rt.add_servicer(
+        ServicerBinding(
+            quality_pb2_grpc.add_QualityServicer_to_server, servicer, "strata.v1.Quality"
+        )
     )
     auditor = LabelErrorAuditor(
         rt.db,

@@ -80,7 +80,7 @@ class Estimator:
                 "SELECT pg_try_advisory_xact_lock(hashtext('strata-quality-estimate:' || %s))",
                 (project,),
             ).fetchone()
-            if not locked or not locked[0]:
+            if not locked or not locked[0] or store.importing(conn, project):
                 return False
             total, seen = store.votes_seen(conn, project)
             if total == seen and not force:

@@ -18,6 +18,13 @@ class QualityConfig:
         "gateway gRPC host:port that checks callers' bearer tokens (unset: RPCs that "
         "need a reviewer or admin are refused)",
     )
+    training_address: str = setting(
+        "STRATA_TRAINING_ADDRESS",
+        parse_address,
+        "",
+        "training gRPC host:port, asked how deep each exported item's label reached in "
+        "the newest run (unset: exports leave influence_depth empty)",
+    )
     estimate_interval_s: float = setting(
         "STRATA_QUALITY_ESTIMATE_INTERVAL_S",
         parse_float(0.2, 3600),
@@ -93,4 +100,11 @@ class QualityConfig:
         parse_float(0, 300),
         5.0,
         "how long a caller's token check is cached",
+    )
+    import_item_wait_s: float = setting(
+        "STRATA_QUALITY_IMPORT_ITEM_WAIT_S",
+        parse_float(0, 600),
+        15.0,
+        "how long an import of answers waits for items it does not know yet (imported "
+        "moments before, still on their way to quality) before reporting them unknown",
     )

@@ -30,9 +30,13 @@ _SOURCE = {
 }
 
 
-def provenance(decided: Decided, inline_images: bool = False) -> dict[str, Any]:
+def provenance(
+    decided: Decided, inline_images: bool = False, trained: tuple[int, str] | None = None
+) -> dict[str, Any]:
     """One decided item as an export row (schema: docs/export.md): what the item is, its
-    consensus, every vote behind it, and where a duplicate's label came from."""
+    consensus, every vote behind it, where a duplicate's label came from, and (`trained`:
+    influence depth, model version) how deep its label reached in the newest run that
+    trained on it."""
     consensus = common_pb2.ConsensusLabel()
     consensus.ParseFromString(decided.consensus)
     weights = {v.label_id: v.weight for v in consensus.votes}
@@ -65,6 +69,8 @@ def provenance(decided: Decided, inline_images: bool = False) -> dict[str, Any]:
         "decided_at": decided.decided_at.isoformat(),
         "posterior": {c.class_label: c.score for c in consensus.posterior},
         "propagated_from": consensus.propagated_from_item_id or None,
+        "influence_depth": trained[0] if trained else None,
+        "influence_model": trained[1] if trained else None,
         "votes": [
             {
                 "label_id": v.label_id,

@@ -67,6 +67,8 @@ SCALARS = (
     "ontology_version",
     "decided_at",
     "propagated_from",
+    "influence_depth",
+    "influence_model",
 )
 
 
@@ -146,6 +148,8 @@ PARQUET_SCHEMA = pa.schema(
         ("ontology_version", pa.string()),
         ("decided_at", pa.string()),
         ("propagated_from", pa.string()),
+        ("influence_depth", pa.int32()),
+        ("influence_model", pa.string()),
         ("text", pa.string()),
         ("features", pa.list_(pa.float32())),
         ("image", pa.string()),

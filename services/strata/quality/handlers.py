@@ -48,6 +48,9 @@ from strata.v1 import common_pb2, events_pb2
 
 log = logging.getLogger(__name__)
 
+# The prefix of annotators whose answers were imported (module `imports`).
+EXTERNAL = "ext:"
+
 SOURCES = {
     common_pb2.LABEL_SOURCE_HUMAN: "human",
     common_pb2.LABEL_SOURCE_MODEL: "model",
@@ -332,7 +335,7 @@ class QualityHandlers:
         for f in fresh:
             self.metrics.labels_consumed.labels(project=f.vote.project, source=f.vote.source).inc()
         if fresh:
-            self._score_gold(ctx, [f for f in fresh if f.vote.gold])
+            self.score_gold(ctx, [(f.vote, f.event.trace_id) for f in fresh if f.vote.gold])
             self._decide(ctx, fresh)
         if changes:
             self._apply_changes(ctx, changes)
@@ -351,13 +354,14 @@ class QualityHandlers:
                 "answer was refused), so there is nothing to change",
             )
         deltas: dict[tuple[str, str], store.GoldDelta] = {}
-        traces: dict[tuple[str, str], _Fresh] = {}
+        traces: dict[tuple[str, str], tuple[str, str]] = {}
         for change in applied:
             delta = amendments.gold_delta(change)
             if delta is not None:
                 key = (change.vote.project, change.vote.annotator_id)
                 deltas[key] = deltas.get(key, store.GoldDelta()) + delta
-                traces[key] = by_label[change.vote.label_id]
+                f = by_label[change.vote.label_id]
+                traces[key] = (f.vote.ontology_version, f.event.trace_id)
             log.info(
                 "%s changed label %s on %s from %r to %r",
                 change.vote.annotator_id,
@@ -395,34 +399,36 @@ class QualityHandlers:
                     self.metrics,
                 )
 
-    def _score_gold(self, ctx: BatchContext, gold: list[_Fresh]) -> None:
+    def score_gold(self, ctx: BatchContext, gold: list[tuple[store.NewVote, str]]) -> None:
+        """Add new answers on gold items (with their trace ids) to their annotators'
+        records, and publish the verdicts that change."""
         deltas: dict[tuple[str, str], store.GoldDelta] = {}
-        traces: dict[tuple[str, str], _Fresh] = {}
-        for f in gold:
-            if f.vote.source != "human" or not f.vote.gold_answer:
+        traces: dict[tuple[str, str], tuple[str, str]] = {}
+        for vote, trace in gold:
+            if vote.source != "human" or not vote.gold_answer:
                 continue
-            key = (f.vote.project, f.vote.annotator_id)
-            wrong = f.vote.wrong_prelabel
+            key = (vote.project, vote.annotator_id)
+            wrong = vote.wrong_prelabel
             deltas[key] = deltas.get(key, store.GoldDelta()) + store.GoldDelta(
                 answered=1,
-                correct=int(f.vote.value == f.vote.gold_answer),
+                correct=int(vote.value == vote.gold_answer),
                 wrong_prelabels_shown=int(wrong),
-                wrong_prelabels_followed=int(wrong and f.vote.value == f.vote.prelabel_value),
+                wrong_prelabels_followed=int(wrong and vote.value == vote.prelabel_value),
             )
-            traces[key] = f
+            traces[key] = (vote.ontology_version, trace)
         self._judge_gold(ctx, deltas, traces)
 
     def _judge_gold(
         self,
         ctx: BatchContext,
         deltas: dict[tuple[str, str], store.GoldDelta],
-        traces: dict[tuple[str, str], _Fresh],
+        traces: dict[tuple[str, str], tuple[str, str]],
     ) -> None:
         """Add gold deltas to the annotators' records and publish changed verdicts."""
         for totals in store.add_gold(ctx.conn, deltas):
             key = (totals.project, totals.annotator_id)
-            f = traces[key]
-            contract = self.contracts.version(totals.project, f.vote.ontology_version)
+            version, trace = traces[key]
+            contract = self.contracts.version(totals.project, version)
             assert contract is not None
             verdict = gold_verdict(
                 totals.correct,
@@ -442,15 +448,17 @@ class QualityHandlers:
                 project=totals.project, status=verdict.status
             ).inc()
             log.info("annotator %s in %s: %s (%s)", key[1], key[0], verdict.status, verdict.reason)
+            if totals.annotator_id.startswith(EXTERNAL):
+                continue  # imported answers: no account at the gateway to act on
             ctx.publish(
                 ANNOTATORS_STATUS.name,
                 totals.annotator_id,
                 events_pb2.AnnotatorStatusChanged(
                     routing=routing(
                         totals.project,
-                        f.vote.ontology_version,
+                        version,
                         common_pb2.ROUTING_REASON_GOLD,
-                        f.event.trace_id,
+                        trace,
                     ),
                     annotator_id=totals.annotator_id,
                     project=totals.project,
@@ -460,7 +468,7 @@ class QualityHandlers:
                     gold_answered=totals.answered,
                     reason=verdict.reason,
                 ),
-                f.event.trace_id,
+                trace,
             )
 
     def _decide(self, ctx: BatchContext, fresh: list[_Fresh]) -> None:
@@ -830,7 +838,7 @@ class QualityHandlers:
         propagated.save(ctx.conn, rows)
 
     def on_items(self, ctx: BatchContext, events: list[Event]) -> None:
-        """What each pool item is, kept for the export (module `item_data`)."""
+        """What each item is, kept for the export and for imports (module `item_data`)."""
         rows = []
         for event in events:
             msg = event.message
@@ -838,9 +846,7 @@ class QualityHandlers:
             if not (msg.item.item_id and msg.item.project):
                 ctx.reject(event, "an imported item needs item_id and project")
                 continue
-            row = item_data.from_event(msg)
-            if row is not None:
-                rows.append(row)
+            rows.append(item_data.from_event(msg))
         item_data.save(ctx.conn, rows)
 
     def on_feedback(self, ctx: HandlerContext, event: Event) -> None:

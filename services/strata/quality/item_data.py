@@ -1,5 +1,6 @@
-"""What each pool item is, as imported: kept from `items.imported` so an export row can
-carry the item's content, external id and metadata (`content_json` is the pure part)."""
+"""What each item is, as imported: kept from `items.imported` so an export row can
+carry the item's content, external id and metadata (`content_json` is the pure part),
+and so an import of answers finds its items by external id (gold items included)."""
 
 from __future__ import annotations
 
@@ -23,13 +24,13 @@ class ItemData:
     metadata: dict[str, str]
     canonical_item_id: str | None
     imported_at: datetime | None
+    gold_answer: str | None = None
 
 
-def from_event(msg: events_pb2.ItemImported) -> ItemData | None:
-    """The row of an imported pool item; None for a gold item (never exported)."""
+def from_event(msg: events_pb2.ItemImported) -> ItemData:
+    """The row of an imported item (a gold item keeps its answer; it is never exported:
+    quality never accepts a gold item)."""
     item = msg.item
-    if msg.gold_answer:
-        return None
     return ItemData(
         item.item_id,
         item.project,
@@ -38,6 +39,7 @@ def from_event(msg: events_pb2.ItemImported) -> ItemData | None:
         dict(item.metadata),
         item.canonical_item_id or None,
         item.imported_at.ToDatetime(tzinfo=UTC) if item.HasField("imported_at") else None,
+        msg.gold_answer or None,
     )
 
 
@@ -47,9 +49,9 @@ def save(conn: Conn, rows: Sequence[ItemData]) -> None:
         return
     conn.execute(
         "INSERT INTO item_data (item_id, project, external_id, content, metadata, "
-        "canonical_item_id, imported_at) "
+        "canonical_item_id, imported_at, gold_answer) "
         "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::jsonb[], "
-        "%s::text[], %s::timestamptz[]) ON CONFLICT (item_id) DO NOTHING",
+        "%s::text[], %s::timestamptz[], %s::text[]) ON CONFLICT (item_id) DO NOTHING",
         (
             [r.item_id for r in rows],
             [r.project for r in rows],
@@ -58,6 +60,7 @@ def save(conn: Conn, rows: Sequence[ItemData]) -> None:
             [json.dumps(r.metadata) for r in rows],
             [r.canonical_item_id for r in rows],
             [r.imported_at for r in rows],
+            [r.gold_answer for r in rows],
         ),
     )
 

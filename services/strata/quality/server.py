@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC
 from typing import Any
@@ -34,6 +35,7 @@ from strata.quality.handlers import (
     class_names,
     decide_by_expert,
 )
+from strata.quality.imports import ImportSummary, VoteImporter
 from strata.quality.pairwise import code_labels, pair_agreements
 from strata.quality.progress import progress_grid
 from strata.quality.render import plots, to_html
@@ -70,10 +72,19 @@ def no_votes(item_id: str) -> str:
 
 
 class QualityServicer(quality_pb2_grpc.QualityServicer):
-    def __init__(self, db: Database, guard: Guard, contracts: ContractCache) -> None:
+    def __init__(
+        self,
+        db: Database,
+        guard: Guard,
+        contracts: ContractCache,
+        importer: VoteImporter | None = None,
+        trained: Callable[[str, list[str]], dict[str, tuple[int, str]]] | None = None,
+    ) -> None:
+        self.trained = trained
         self.db = db
         self.guard = guard
         self.contracts = contracts
+        self.importer = importer
 
     # -- helpers ---------------------------------------------------------------
 
@@ -357,11 +368,63 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
             if not batch:
                 break
             after = batch[-1].item_id
-            records = [provenance(d, request.inline_images) for d in batch]
+            trained = (
+                self.trained(request.project, [d.item_id for d in batch]) if self.trained else {}
+            )
+            records = [provenance(d, request.inline_images, trained.get(d.item_id)) for d in batch]
             yield quality_pb2.ExportLabelsResponse(chunk=writer.rows(records), records=len(records))
         tail = writer.end()
         if tail:
             yield quality_pb2.ExportLabelsResponse(chunk=tail)
+
+    def ImportVotes(
+        self,
+        request_iterator: Iterator[quality_pb2.ImportVotesRequest],
+        context: grpc.ServicerContext,
+    ) -> quality_pb2.ImportVotesResponse:
+        if self.importer is None:
+            abort(context, grpc.StatusCode.UNIMPLEMENTED, "this quality replica takes no imports")
+        summary = ImportSummary()
+        first = next(request_iterator, None)
+        if first is None:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "an import needs its project")
+        project = first.project
+        self._contract(context, project)
+        with self.importer.running(project):
+            for request in itertools.chain([first], request_iterator):
+                if request.project != project:
+                    abort(
+                        context,
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"one import is for one project: got {request.project!r} after {project!r}",
+                    )
+                self.importer.chunk(project, request.votes, summary)
+        accepted = self.importer.finish(project, summary)
+        self.guard.audit.record(
+            action_entry(
+                "quality",
+                "import_votes",
+                project,
+                project,
+                received=summary.received,
+                imported=summary.imported,
+                already=summary.already,
+                rejected=summary.rejected,
+            )
+        )
+        return quality_pb2.ImportVotesResponse(
+            received=summary.received,
+            imported=summary.imported,
+            already=summary.already,
+            gold=summary.gold,
+            rejected=summary.rejected,
+            errors=[
+                quality_pb2.ImportLineError(line=line, message=message)
+                for line, message in sorted(summary.errors)
+            ],
+            items=len(summary.items),
+            accepted=accepted,
+        )
 
     def PairwiseAgreement(
         self, request: quality_pb2.PairwiseAgreementRequest, context: grpc.ServicerContext

@@ -366,6 +366,18 @@ def estimate_stamp(conn: Conn, project: str) -> datetime | None:
     return row[0] if row else None
 
 
+IMPORT_LOCK = "SELECT {}(hashtext('strata-quality-import:' || %s))"
+
+
+def importing(conn: Conn, project: str) -> bool:
+    """An import of answers into `project` is running (it holds the project's import
+    lock): its items wait to be decided until all its answers are in."""
+    row = conn.execute(
+        IMPORT_LOCK.format("pg_try_advisory_xact_lock_shared"), (project,)
+    ).fetchone()
+    return not (row and row[0])
+
+
 def votes_seen(conn: Conn, project: str) -> tuple[int, int]:
     """(votes in the project, votes the last estimate used)."""
     row = conn.execute(
@@ -757,12 +769,14 @@ def decided_items(conn: Conn, project: str, after: str, limit: int) -> list[Deci
         "v.prelabel_confidence::text, v.prelabel_model] "
         "ORDER BY v.submitted_at, v.label_id) FILTER (WHERE v.label_id IS NOT NULL), '{}'), "
         "d.external_id, d.content, d.metadata "
-        "FROM items i LEFT JOIN votes v ON v.item_id = i.item_id "
-        "LEFT JOIN item_data d ON d.item_id = i.item_id "
-        "WHERE i.project = %s AND i.state IN ('accepted', 'expert') AND i.gold_answer IS NULL "
-        "AND i.consensus IS NOT NULL AND i.item_id > %s "
-        "GROUP BY i.item_id, d.item_id ORDER BY i.item_id LIMIT %s",
-        (project, after, limit),
+        # `item_id > after` on the joined tables too: Postgres does not carry it over the
+        # join, so their merge-join scans would start at the first item, every page.
+        "FROM items i LEFT JOIN votes v ON v.item_id = i.item_id AND v.item_id > %(after)s "
+        "LEFT JOIN item_data d ON d.item_id = i.item_id AND d.item_id > %(after)s "
+        "WHERE i.project = %(project)s AND i.state IN ('accepted', 'expert') "
+        "AND i.gold_answer IS NULL AND i.consensus IS NOT NULL AND i.item_id > %(after)s "
+        "GROUP BY i.item_id, d.item_id ORDER BY i.item_id LIMIT %(limit)s",
+        {"project": project, "after": after, "limit": limit},
     ).fetchall()
     return [
         Decided(

@@ -36,6 +36,7 @@ STATES = {
 
 DEFAULT_RUNS = 200
 MAX_RUNS = 1000
+MAX_DEPTH_ITEMS = 5000
 
 
 class TrainingServicer(training_pb2_grpc.TrainingServicer):
@@ -154,6 +155,28 @@ class TrainingServicer(training_pb2_grpc.TrainingServicer):
         with self.db.transaction() as conn:
             traces = store.item_traces(conn, request.project, request.item_id)
         return training_pb2.ItemLineageResponse(runs=[run_trace(t) for t in traces])
+
+    def ItemDepths(
+        self, request: training_pb2.ItemDepthsRequest, context: grpc.ServicerContext
+    ) -> training_pb2.ItemDepthsResponse:
+        if not request.project:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
+        if len(request.item_ids) > MAX_DEPTH_ITEMS:
+            abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"ask for at most {MAX_DEPTH_ITEMS} items at a time, not {len(request.item_ids)}",
+            )
+        with self.db.transaction() as conn:
+            found = store.latest_depths(conn, request.project, request.item_ids)
+        return training_pb2.ItemDepthsResponse(
+            depths=[
+                training_pb2.ItemDepth(
+                    item_id=item, run_id=run, model_version=version, influence_depth=depth
+                )
+                for item, run, version, depth in found
+            ]
+        )
 
     def _model(self, context: grpc.ServicerContext, project: str, version: str) -> store.ModelRow:
         if not project:

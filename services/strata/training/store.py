@@ -574,3 +574,18 @@ def item_traces(conn: Conn, project: str, item_id: str) -> list[ItemTrace]:
         (item_id, project),
     ).fetchall()
     return [ItemTrace(str(r[0]), *r[1:]) for r in rows]
+
+
+def latest_depths(
+    conn: Conn, project: str, item_ids: Sequence[str]
+) -> list[tuple[str, str, str, int]]:
+    """(item, run, model version, influence depth) in the newest succeeded run of the
+    project that trained on each item; items no such run used are left out."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (l.item_id) l.item_id, l.run_id, coalesce(r.model_version, ''), "
+        "l.influence_depth FROM ledger l JOIN runs r USING (run_id) "
+        "WHERE l.item_id = ANY(%s) AND r.project = %s AND r.state = 'succeeded' "
+        "ORDER BY l.item_id, r.finished_at DESC NULLS LAST, r.requested_at DESC",
+        (list(item_ids), project),
+    ).fetchall()
+    return [(r[0], str(r[1]), r[2], int(r[3])) for r in rows]

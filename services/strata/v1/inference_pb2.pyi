@@ -153,3 +153,56 @@ class ListModelsResponse(_message.Message):
     MODELS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelVersionInfo]
     def __init__(self, models: _Optional[_Iterable[_Union[ModelVersionInfo, _Mapping]]] = ...) -> None: ...
+
+class ImportedPrediction(_message.Message):
+    __slots__ = ("line", "item", "value", "confidence", "probabilities")
+    class ProbabilitiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    line: int
+    item: str
+    value: str
+    confidence: float
+    probabilities: _containers.ScalarMap[str, float]
+    def __init__(self, line: _Optional[int] = ..., item: _Optional[str] = ..., value: _Optional[str] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class ImportPredictionsRequest(_message.Message):
+    __slots__ = ("project", "model", "rows")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    model: str
+    rows: _containers.RepeatedCompositeFieldContainer[ImportedPrediction]
+    def __init__(self, project: _Optional[str] = ..., model: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[ImportedPrediction, _Mapping]]] = ...) -> None: ...
+
+class ImportPredictionError(_message.Message):
+    __slots__ = ("line", "message")
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    line: int
+    message: str
+    def __init__(self, line: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ImportPredictionsResponse(_message.Message):
+    __slots__ = ("received", "imported", "already", "rejected", "errors")
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    IMPORTED_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    received: int
+    imported: int
+    already: int
+    rejected: int
+    errors: _containers.RepeatedCompositeFieldContainer[ImportPredictionError]
+    def __init__(self, received: _Optional[int] = ..., imported: _Optional[int] = ..., already: _Optional[int] = ..., rejected: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[ImportPredictionError, _Mapping]]] = ...) -> None: ...

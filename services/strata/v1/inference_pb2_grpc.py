@@ -54,6 +54,11 @@ class InferenceStub:
                 request_serializer=strata_dot_v1_dot_inference__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=strata_dot_v1_dot_inference__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.ImportPredictions = channel.stream_unary(
+                '/strata.v1.Inference/ImportPredictions',
+                request_serializer=strata_dot_v1_dot_inference__pb2.ImportPredictionsRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_inference__pb2.ImportPredictionsResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServicer:
@@ -86,6 +91,15 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportPredictions(self, request_iterator, context):
+        """An outside model's predictions, published as pre-labels under the model's name
+        (never auto-accepted). Idempotent: a prediction imported before for the same item
+        and model counts in `already` and publishes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -108,6 +122,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=strata_dot_v1_dot_inference__pb2.ListModelsRequest.FromString,
                     response_serializer=strata_dot_v1_dot_inference__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ImportPredictions': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportPredictions,
+                    request_deserializer=strata_dot_v1_dot_inference__pb2.ImportPredictionsRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_inference__pb2.ImportPredictionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -218,6 +237,33 @@ class Inference:
             '/strata.v1.Inference/ListModels',
             strata_dot_v1_dot_inference__pb2.ListModelsRequest.SerializeToString,
             strata_dot_v1_dot_inference__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportPredictions(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/strata.v1.Inference/ImportPredictions',
+            strata_dot_v1_dot_inference__pb2.ImportPredictionsRequest.SerializeToString,
+            strata_dot_v1_dot_inference__pb2.ImportPredictionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

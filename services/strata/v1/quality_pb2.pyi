@@ -336,3 +336,55 @@ class ContestedItemsResponse(_message.Message):
     items: _containers.RepeatedCompositeFieldContainer[ContestedItem]
     total: int
     def __init__(self, items: _Optional[_Iterable[_Union[ContestedItem, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class ImportedVote(_message.Message):
+    __slots__ = ("line", "item", "annotator", "value", "duration_ms", "submitted_at")
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_AT_FIELD_NUMBER: _ClassVar[int]
+    line: int
+    item: str
+    annotator: str
+    value: str
+    duration_ms: int
+    submitted_at: _timestamp_pb2.Timestamp
+    def __init__(self, line: _Optional[int] = ..., item: _Optional[str] = ..., annotator: _Optional[str] = ..., value: _Optional[str] = ..., duration_ms: _Optional[int] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ImportVotesRequest(_message.Message):
+    __slots__ = ("project", "votes")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    VOTES_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    votes: _containers.RepeatedCompositeFieldContainer[ImportedVote]
+    def __init__(self, project: _Optional[str] = ..., votes: _Optional[_Iterable[_Union[ImportedVote, _Mapping]]] = ...) -> None: ...
+
+class ImportLineError(_message.Message):
+    __slots__ = ("line", "message")
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    line: int
+    message: str
+    def __init__(self, line: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ImportVotesResponse(_message.Message):
+    __slots__ = ("received", "imported", "already", "gold", "rejected", "errors", "items", "accepted")
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    IMPORTED_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_FIELD_NUMBER: _ClassVar[int]
+    GOLD_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    received: int
+    imported: int
+    already: int
+    gold: int
+    rejected: int
+    errors: _containers.RepeatedCompositeFieldContainer[ImportLineError]
+    items: int
+    accepted: int
+    def __init__(self, received: _Optional[int] = ..., imported: _Optional[int] = ..., already: _Optional[int] = ..., gold: _Optional[int] = ..., rejected: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[ImportLineError, _Mapping]]] = ..., items: _Optional[int] = ..., accepted: _Optional[int] = ...) -> None: ...

@@ -84,6 +84,11 @@ class QualityStub:
                 request_serializer=strata_dot_v1_dot_quality__pb2.ProjectProgressRequest.SerializeToString,
                 response_deserializer=strata_dot_v1_dot_quality__pb2.ProjectProgressResponse.FromString,
                 _registered_method=True)
+        self.ImportVotes = channel.stream_unary(
+                '/strata.v1.Quality/ImportVotes',
+                request_serializer=strata_dot_v1_dot_quality__pb2.ImportVotesRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_quality__pb2.ImportVotesResponse.FromString,
+                _registered_method=True)
 
 
 class QualityServicer:
@@ -158,6 +163,17 @@ class QualityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportVotes(self, request_iterator, context):
+        """Answers gathered elsewhere (a crowd's CSV, a Label Studio export) as the votes of
+        named external annotators ("ext:<name>"). Idempotent: an answer imported before
+        counts in `already` and changes nothing. Gold scoring applies to them. When the
+        stream ends, the project's crowd is estimated again (Dawid-Skene over all its
+        votes) and its undecided items are decided.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QualityServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -210,6 +226,11 @@ def add_QualityServicer_to_server(servicer, server):
                     servicer.ProjectProgress,
                     request_deserializer=strata_dot_v1_dot_quality__pb2.ProjectProgressRequest.FromString,
                     response_serializer=strata_dot_v1_dot_quality__pb2.ProjectProgressResponse.SerializeToString,
+            ),
+            'ImportVotes': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportVotes,
+                    request_deserializer=strata_dot_v1_dot_quality__pb2.ImportVotesRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_quality__pb2.ImportVotesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -482,6 +503,33 @@ class Quality:
             '/strata.v1.Quality/ProjectProgress',
             strata_dot_v1_dot_quality__pb2.ProjectProgressRequest.SerializeToString,
             strata_dot_v1_dot_quality__pb2.ProjectProgressResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportVotes(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/strata.v1.Quality/ImportVotes',
+            strata_dot_v1_dot_quality__pb2.ImportVotesRequest.SerializeToString,
+            strata_dot_v1_dot_quality__pb2.ImportVotesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -261,3 +261,29 @@ class ItemLineageResponse(_message.Message):
     RUNS_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[RunTrace]
     def __init__(self, runs: _Optional[_Iterable[_Union[RunTrace, _Mapping]]] = ...) -> None: ...
+
+class ItemDepthsRequest(_message.Message):
+    __slots__ = ("project", "item_ids")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    item_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, project: _Optional[str] = ..., item_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ItemDepth(_message.Message):
+    __slots__ = ("item_id", "run_id", "model_version", "influence_depth")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INFLUENCE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    run_id: str
+    model_version: str
+    influence_depth: int
+    def __init__(self, item_id: _Optional[str] = ..., run_id: _Optional[str] = ..., model_version: _Optional[str] = ..., influence_depth: _Optional[int] = ...) -> None: ...
+
+class ItemDepthsResponse(_message.Message):
+    __slots__ = ("depths",)
+    DEPTHS_FIELD_NUMBER: _ClassVar[int]
+    depths: _containers.RepeatedCompositeFieldContainer[ItemDepth]
+    def __init__(self, depths: _Optional[_Iterable[_Union[ItemDepth, _Mapping]]] = ...) -> None: ...

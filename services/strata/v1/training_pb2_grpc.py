@@ -69,6 +69,11 @@ class TrainingStub:
                 request_serializer=strata_dot_v1_dot_training__pb2.ItemLineageRequest.SerializeToString,
                 response_deserializer=strata_dot_v1_dot_training__pb2.ItemLineageResponse.FromString,
                 _registered_method=True)
+        self.ItemDepths = channel.unary_unary(
+                '/strata.v1.Training/ItemDepths',
+                request_serializer=strata_dot_v1_dot_training__pb2.ItemDepthsRequest.SerializeToString,
+                response_deserializer=strata_dot_v1_dot_training__pb2.ItemDepthsResponse.FromString,
+                _registered_method=True)
 
 
 class TrainingServicer:
@@ -120,6 +125,14 @@ class TrainingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ItemDepths(self, request, context):
+        """For many items at once: how deep each one's label reached in the newest finished
+        run that trained on it (quality's export asks, a chunk of items at a time).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainingServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +170,11 @@ def add_TrainingServicer_to_server(servicer, server):
                     servicer.ItemLineage,
                     request_deserializer=strata_dot_v1_dot_training__pb2.ItemLineageRequest.FromString,
                     response_serializer=strata_dot_v1_dot_training__pb2.ItemLineageResponse.SerializeToString,
+            ),
+            'ItemDepths': grpc.unary_unary_rpc_method_handler(
+                    servicer.ItemDepths,
+                    request_deserializer=strata_dot_v1_dot_training__pb2.ItemDepthsRequest.FromString,
+                    response_serializer=strata_dot_v1_dot_training__pb2.ItemDepthsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -348,6 +366,33 @@ class Training:
             '/strata.v1.Training/ItemLineage',
             strata_dot_v1_dot_training__pb2.ItemLineageRequest.SerializeToString,
             strata_dot_v1_dot_training__pb2.ItemLineageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ItemDepths(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strata.v1.Training/ItemDepths',
+            strata_dot_v1_dot_training__pb2.ItemDepthsRequest.SerializeToString,
+            strata_dot_v1_dot_training__pb2.ItemDepthsResponse.FromString,
             options,
             channel_credentials,
             insecure,

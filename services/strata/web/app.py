@@ -20,6 +20,7 @@ from strata.web.api import build_router, looks_like_token
 from strata.web.backends import BackendError, Backends
 from strata.web.console_api import build_console_router
 from strata.web.console_pages import build_console_pages
+from strata.web.datasets import build_dataset_router
 from strata.web.manage import build_manage_router
 from strata.web.metrics import WebMetrics
 from strata.web.pages import build_pages, error_page
@@ -114,6 +115,7 @@ def create_app(
     )
     app.include_router(build_manage_router(backends))
     app.include_router(build_console_router(backends))
+    app.include_router(build_dataset_router(backends))
     app.include_router(build_pages(backends))
     app.include_router(build_console_pages(backends))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

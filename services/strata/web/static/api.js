@@ -12,21 +12,12 @@ export function csrfToken() {
   return meta ? meta.content : "";
 }
 
-export async function api(method, path, body) {
-  const headers = { "Accept": "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
+async function send(path, init, offline) {
   let response;
   try {
-    response = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "same-origin",
-      cache: "no-store",
-    });
+    response = await fetch(path, { ...init, credentials: "same-origin", cache: "no-store" });
   } catch (err) {
-    throw new ApiError(0, "the network is down: your work is kept and sent when it is back");
+    throw new ApiError(0, offline);
   }
   if (response.status === 204) return null;
   let data = null;
@@ -39,4 +30,24 @@ export async function api(method, path, body) {
     throw new ApiError(response.status, message, data && data.code);
   }
   return data;
+}
+
+export async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
+  return send(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  }, "the network is down: your work is kept and sent when it is back");
+}
+
+// A file (in a FormData) posted as multipart/form-data; the browser sets the boundary.
+export async function upload(path, form) {
+  return send(path, {
+    method: "POST",
+    headers: { "Accept": "application/json", "X-CSRF-Token": csrfToken() },
+    body: form,
+  }, "the network is down: the file was not sent; try again when it is back");
 }
