@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e '.[dev,ml]'
+	$(PIP) install --quiet --no-deps 'label-studio-sdk==2.1.2'
 	touch $(STAMP)
 
 install: $(STAMP)

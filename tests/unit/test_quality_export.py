@@ -8,6 +8,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -156,3 +157,28 @@ def test_every_format_streams_chunks_into_one_readable_file() -> None:
     }
     assert list(frame["metadata"][0]) == [{"key": "source", "value": "forum"}]
     assert pq.ParquetFile(io.BytesIO(written(ParquetWriter(), chunks))).num_row_groups == 2
+
+
+def test_label_studios_own_converter_reads_the_export(tmp_path: Path) -> None:
+    """Label Studio's converter (label-studio-sdk) reads the export as one of its own:
+    each task's text, and every annotation's choice and lead time."""
+    from label_studio_sdk.converter.converter import Converter
+
+    rows = [r for r in records(4) if "text" in r["data"]]
+    (tmp_path / "export.json").write_bytes(written(LabelStudioWriter(), [rows[:1], rows[1:]]))
+    config = (
+        '<View><Text name="item" value="$text"/><Choices name="label" toName="item">'
+        '<Choice value="cat"/><Choice value="dog"/></Choices></View>'
+    )
+    converter = Converter(config=config, project_dir=str(tmp_path))
+    converter.convert(
+        str(tmp_path / "export.json"), str(tmp_path / "min"), "JSON_MIN", is_dir=False
+    )
+    (out,) = (tmp_path / "min").iterdir()
+    read = json.loads(out.read_text())
+    # One entry per annotation: the consensus and the vote of each task.
+    assert sorted((r["id"], r["text"], r["label"]) for r in read) == sorted(
+        (n, row["data"]["text"], "cat") for n, row in enumerate(rows, start=1) for _ in range(2)
+    )
+    assert sorted(r["lead_time"] for r in read if r["lead_time"] is not None) == [2.1] * len(rows)
+    assert {r["annotation_id"] for r in read} == set(range(1, 2 * len(rows) + 1))

@@ -140,6 +140,7 @@ def label_studio_task(record: dict[str, Any]) -> dict[str, Any]:
             {
                 "result": result(record["value"]),
                 "ground_truth": record["status"] == "expert",
+                "created_at": record["decided_at"],
                 "lead_time": None,
                 "meta": {
                     "kind": "consensus",
@@ -153,6 +154,7 @@ def label_studio_task(record: dict[str, Any]) -> dict[str, Any]:
                 {
                     "result": result(v["value"]),
                     "ground_truth": False,
+                    "created_at": v["submitted_at"],
                     "lead_time": v["duration_ms"] / 1000,
                     "meta": {"kind": "vote", **v},
                 }

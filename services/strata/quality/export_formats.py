@@ -34,18 +34,31 @@ class JsonlWriter:
 
 
 class LabelStudioWriter:
-    """One JSON array of Label Studio tasks, written element by element."""
+    """One JSON array of Label Studio tasks, written element by element. Tasks and their
+    annotations are numbered as Label Studio's own exports number them (1, 2, ... in
+    export order): its converter reads a task by its `id`."""
 
     def __init__(self) -> None:
         self._first = True
+        self._tasks = 0
+        self._annotations = 0
 
     def begin(self) -> bytes:
         return b"[\n"
 
+    def _numbered(self, record: dict[str, Any]) -> dict[str, Any]:
+        task = label_studio_task(record)
+        self._tasks += 1
+        task["id"] = self._tasks
+        for annotation in task["annotations"]:
+            self._annotations += 1
+            annotation["id"] = self._annotations
+        return task
+
     def rows(self, records: Sequence[dict[str, Any]]) -> bytes:
         if not records:
             return b""
-        body = ",\n".join(json.dumps(label_studio_task(r), sort_keys=True) for r in records)
+        body = ",\n".join(json.dumps(self._numbered(r), sort_keys=True) for r in records)
         out = body if self._first else ",\n" + body
         self._first = False
         return out.encode()

@@ -52,6 +52,7 @@ WRITERS: dict[int, type[ExportWriter]] = {
     quality_pb2.EXPORT_FORMAT_PARQUET: ParquetWriter,
 }
 EXPORT_CHUNK = 500
+EXPORT_MESSAGE_BYTES = 1 << 20
 DEFAULT_PAIR_ANNOTATORS = 30
 # More would make a heatmap nobody reads and a reply past gRPC's default 4 MB.
 MAX_PAIR_ANNOTATORS = 100
@@ -64,6 +65,17 @@ def list_limit(context: grpc.ServicerContext, asked: int) -> int:
     if asked < 0:
         abort(context, grpc.StatusCode.INVALID_ARGUMENT, "limit cannot be negative")
     return min(asked or DEFAULT_DISAGREEMENTS, MAX_DISAGREEMENTS)
+
+
+def export_messages(chunk: bytes, records: int) -> Iterator[quality_pb2.ExportLabelsResponse]:
+    """A writer's chunk as messages of at most EXPORT_MESSAGE_BYTES, its record count on the
+    last; none for an empty chunk of no records. A Parquet footer grows with the row groups
+    (7 MB at 1M items) and inline images with the rows: past gRPC's 4 MB a client refuses."""
+    for start in range(0, len(chunk) or (1 if records else 0), EXPORT_MESSAGE_BYTES):
+        last = start + EXPORT_MESSAGE_BYTES >= len(chunk)
+        yield quality_pb2.ExportLabelsResponse(
+            chunk=chunk[start : start + EXPORT_MESSAGE_BYTES], records=records if last else 0
+        )
 
 
 def no_votes(item_id: str) -> str:
@@ -358,9 +370,7 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
                 "csv (3), parquet (4)",
             )
         writer = WRITERS.get(request.format, JsonlWriter)()
-        head = writer.begin()
-        if head:
-            yield quality_pb2.ExportLabelsResponse(chunk=head)
+        yield from export_messages(writer.begin(), 0)
         after = ""
         while True:
             with self.db.transaction() as conn:
@@ -372,10 +382,8 @@ class QualityServicer(quality_pb2_grpc.QualityServicer):
                 self.trained(request.project, [d.item_id for d in batch]) if self.trained else {}
             )
             records = [provenance(d, request.inline_images, trained.get(d.item_id)) for d in batch]
-            yield quality_pb2.ExportLabelsResponse(chunk=writer.rows(records), records=len(records))
-        tail = writer.end()
-        if tail:
-            yield quality_pb2.ExportLabelsResponse(chunk=tail)
+            yield from export_messages(writer.rows(records), len(records))
+        yield from export_messages(writer.end(), 0)
 
     def ImportVotes(
         self,
