@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
+from strata.quality import export_formats
 from strata.quality.export import label_studio_task, provenance
 from strata.quality.export_formats import (
     CsvWriter,
@@ -131,7 +133,9 @@ def written(writer: ExportWriter, chunks: list[list[dict]]) -> bytes:
     return writer.begin() + b"".join(writer.rows(c) for c in chunks) + writer.end()
 
 
-def test_every_format_streams_chunks_into_one_readable_file() -> None:
+def test_every_format_streams_chunks_into_one_readable_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     rows = records(5)
     chunks = [rows[:2], [], rows[2:]]
     lines = written(JsonlWriter(), chunks).decode().splitlines()
@@ -156,6 +160,9 @@ def test_every_format_streams_chunks_into_one_readable_file() -> None:
         "dog": 0.07,
     }
     assert list(frame["metadata"][0]) == [{"key": "source", "value": "forum"}]
+    # Small chunks share a row group; one is written once the chunks reach its size.
+    assert pq.ParquetFile(io.BytesIO(written(ParquetWriter(), chunks))).num_row_groups == 1
+    monkeypatch.setattr(export_formats, "PARQUET_ROW_GROUP_BYTES", 1)
     assert pq.ParquetFile(io.BytesIO(written(ParquetWriter(), chunks))).num_row_groups == 2
 
 

@@ -39,6 +39,8 @@ def write_report(
 
 
 FORMATS = {name: f.proto for name, f in EXPORT_FORMATS.items()}
+# A million items take about two minutes; tens of millions, the better part of an hour.
+EXPORT_TIMEOUT_S = 6 * 3600.0
 
 
 def write_export(
@@ -55,7 +57,7 @@ def write_export(
     records = 0
     with path.open("wb") as sink:
         for chunk in export_labels(
-            stub, metadata, project, fmt, inline_images=inline_images, timeout=600
+            stub, metadata, project, fmt, inline_images=inline_images, timeout=EXPORT_TIMEOUT_S
         ):
             sink.write(chunk.chunk)
             records += chunk.records

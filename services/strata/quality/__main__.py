@@ -90,7 +90,8 @@ def build(config: ServiceConfig, quality: QualityConfig | None = None) -> Servic
     rt.add_background(
         "label-errors", every(q.label_error_interval_s, auditor.run_once, "label-error audit")
     )
-    rt.add_background("gauges", every(5.0, Gauges(rt.db, contracts, metrics).run_once, "gauges"))
+    gauges = Gauges(rt.db, contracts, metrics, recent_votes=q.gauge_recent_votes)
+    rt.add_background("gauges", every(q.gauge_interval_s, gauges.run_once, "gauges"))
     return rt
 
 

@@ -283,14 +283,23 @@ class LabelErrorAuditor:
 
 
 class Gauges:
-    """Refreshes the review backlog, agreement and gold-accuracy gauges."""
+    """Refreshes the review backlog, agreement and gold-accuracy gauges. Agreement is
+    over each project's newest `recent_votes` votes: the gauge says how people agree now,
+    at a cost that does not grow with the project (the report measures all of it)."""
 
     MAX_ANNOTATOR_SERIES = 50
 
-    def __init__(self, db: Database, contracts: ContractCache, metrics: QualityMetrics) -> None:
+    def __init__(
+        self,
+        db: Database,
+        contracts: ContractCache,
+        metrics: QualityMetrics,
+        recent_votes: int = 20_000,
+    ) -> None:
         self.db = db
         self.contracts = contracts
         self.metrics = metrics
+        self.recent_votes = recent_votes
 
     def run_once(self) -> None:
         with self.db.transaction() as conn:
@@ -304,7 +313,7 @@ class Gauges:
             if contract is None:
                 continue
             with self.db.transaction() as conn:
-                data = store.project_data(conn, contract)
+                data = store.gauge_data(conn, contract, self.recent_votes)
             self.metrics.agreement_threshold.labels(
                 project=project, metric=data.agreement_metric
             ).set(data.agreement_threshold)

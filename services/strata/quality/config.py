@@ -108,3 +108,16 @@ class QualityConfig:
         "how long an import of answers waits for items it does not know yet (imported "
         "moments before, still on their way to quality) before reporting them unknown",
     )
+    gauge_interval_s: float = setting(
+        "STRATA_QUALITY_GAUGE_INTERVAL_S",
+        parse_float(0.5, 3600),
+        15.0,
+        "how often the agreement, gold-accuracy and review-backlog gauges are refreshed",
+    )
+    gauge_recent_votes: int = setting(
+        "STRATA_QUALITY_GAUGE_RECENT_VOTES",
+        parse_int(100, 10_000_000),
+        20_000,
+        "the agreement gauge measures each project's newest this many votes (its cost "
+        "stays flat as a project grows; the dataset report measures every vote)",
+    )

@@ -665,6 +665,49 @@ def gold_predictions(conn: Conn, project: str, model_version: str) -> list[tuple
 # -- reports and export -------------------------------------------------------------------
 
 
+def gauge_data(conn: Conn, contract: common_pb2.LabelingContract, recent_votes: int) -> ProjectData:
+    """What the metric gauges need, bounded whatever the project's size: its newest
+    `recent_votes` human votes (agreement now), and each annotator's gold record. The
+    rest of ProjectData is left empty (the report reads `project_data`)."""
+    project = contract.project
+    votes = conn.execute(
+        "SELECT item_id, annotator_id, value, extract(epoch FROM submitted_at)::float8 "
+        "FROM votes WHERE project = %s AND source = 'human' "
+        "ORDER BY submitted_at DESC, label_id DESC LIMIT %s",
+        (project, recent_votes),
+    ).fetchall()[::-1]
+    annotators = conn.execute(
+        "SELECT annotator_id, gold_answered, gold_correct FROM annotators "
+        "WHERE project = %s AND gold_answered > 0",
+        (project,),
+    ).fetchall()
+    return ProjectData(
+        project=project,
+        classes=[c.name for c in contract.classes],
+        agreement_metric=contract.agreement.metric or "krippendorff_alpha",
+        agreement_threshold=contract.agreement.threshold,
+        gold_threshold=contract.gold_accuracy_threshold,
+        vote_item=[v[0] for v in votes],
+        vote_annotator=[v[1] for v in votes],
+        vote_value=[v[2] for v in votes],
+        vote_time=[float(v[3]) for v in votes],
+        vote_duration_ms=[0] * len(votes),
+        vote_gold_answer=[None] * len(votes),
+        item_state={},
+        item_value={},
+        gold={a[0]: (a[1], a[2]) for a in annotators},
+        status={},
+        confusions={},
+        class_priors=None,
+        open_reviews={},
+        review_items=[],
+        predictions=0,
+        model_labels=0,
+        spot_checks=[],
+        anchoring={},
+    )
+
+
 def project_data(conn: Conn, contract: common_pb2.LabelingContract) -> ProjectData:
     """Everything the dataset report is computed from."""
     project = contract.project
