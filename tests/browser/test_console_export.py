@@ -113,8 +113,9 @@ def test_a_manager_imports_items_and_is_shown_each_refused_line_by_number(
         30,
         "the imported gold item in the sampler's counts",
     )
-    imported = sum(after.get(s, 0) for s in ("pool", "inflight", "labeled"))
-    assert imported == sum(before.get(s, 0) for s in ("pool", "inflight", "labeled")) + 3
+    stages = ("pool", "inflight", "review", "labeled")
+    imported = sum(after.get(s, 0) for s in stages)
+    assert imported == sum(before.get(s, 0) for s in stages) + 3
 
 
 def test_a_manager_imports_answers_and_predictions_from_elsewhere(

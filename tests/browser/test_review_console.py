@@ -109,6 +109,8 @@ def test_the_console_shows_qualitys_numbers_and_a_block_is_enforced(
         metadata=bearer(project.tokens["rc-mgr"]),
     )
     assert page.locator("#q-labels").inner_text() == str(queue.labels_total)
+    labelled = queue.items_by_state.get("labelled", 0)
+    assert page.locator("#q-labelled").inner_text() == str(labelled)
 
     page.get_by_role("button", name="Block rc-ann-b").click()
     page.wait_for_selector('tr[data-annotator="rc-ann-b"] .status-blocked')

@@ -75,8 +75,10 @@ class ScriptedSampler(sampler_pb2_grpc.SamplerServicer):
 
 
 @contextmanager
-def scripted_sampler(tls: bool = True) -> Iterator[tuple[ScriptedSampler, str]]:
-    servicer = ScriptedSampler()
+def scripted_sampler(
+    tls: bool = True, servicer: ScriptedSampler | None = None
+) -> Iterator[tuple[ScriptedSampler, str]]:
+    servicer = servicer or ScriptedSampler()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     sampler_pb2_grpc.add_SamplerServicer_to_server(servicer, server)
     if tls:

@@ -161,6 +161,11 @@ def test_import_finds_exact_and_near_duplicates_and_reports_bad_rows(sampler: Sa
     )
     reply = import_rows(sampler.stub, project, request_rows)
     assert reply.received == 10_002
+    with sampler.runtime.db.transaction() as conn:
+        counted = conn.execute(
+            "SELECT reltuples FROM pg_class WHERE oid = 'items'::regclass"
+        ).fetchone()
+    assert counted == (10_000,), "a bulk import brings the planner's statistics up to date"
     assert [(e.line, e.message) for e in reply.errors] == [
         (10_001, "no content: give text, features or an image"),
         (10_002, "text is empty"),
@@ -292,6 +297,8 @@ def test_cold_start_then_predictions_drive_the_ranking_and_state_survives_restar
     assert reasons.count(common_pb2.ROUTING_REASON_RANDOM_QA) == 4
     assert all(i.routing.score > 0 for i in batch.items[:17])
     assert batch.items[0].routing.attributes["strategy"] == "margin"
+    # Ranked by the newest model: no version behind.
+    assert {i.routing.attributes["versions_behind"] for i in batch.items} == {"0"}
 
     # Restart: a new process on the same schema resumes where the old one was.
     before = sampler.stub.PoolStats(sampler_pb2.PoolStatsRequest(project=project))
@@ -500,9 +507,9 @@ def test_duplicates_inherit_their_canonical_items_label(sampler: Sampler, infra:
 def test_an_item_withdrawn_for_review_waits_for_the_reviewer_not_the_crowd(
     sampler: Sampler, infra: Infra
 ) -> None:
-    """Quality withdraws an accepted label for review (RELABEL): the item loses its value
-    and is not handed out again (quality waits for the reviewer and would only record
-    crowd labels); the reviewer's decision gives it its value back."""
+    """Quality withdraws an accepted label for review (RELABEL): the item loses its value,
+    waits in review and is not handed out again (quality waits for the reviewer and would
+    only record crowd labels); the reviewer's decision labels it again."""
     project = f"s{uuid.uuid4().hex[:8]}"
     rows = [
         sampler_pb2.ImportRow(
@@ -540,7 +547,7 @@ def test_an_item_withdrawn_for_review_waits_for_the_reviewer_not_the_crowd(
     consensus(common_pb2.CONSENSUS_STATUS_ACCEPTED, "cat")
     wait_until(lambda: stored() == ("labeled", "cat"), 20, "the item labeled")
     consensus(common_pb2.CONSENSUS_STATUS_NEEDS_REVIEW, "cat", common_pb2.ROUTING_REASON_RELABEL)
-    wait_until(lambda: stored() == ("labeled", None), 20, "the label withdrawn")
+    wait_until(lambda: stored() == ("review", None), 20, "the label withdrawn")
     rest = sampler.gateway.NextBatch(sampler_pb2.NextBatchRequest(project=project, size=10))
     assert len(rest.items) == 5 and item not in {i.item.item_id for i in rest.items}
     consensus(common_pb2.CONSENSUS_STATUS_EXPERT, "dog")

@@ -14,12 +14,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from PIL import Image
 from strata.common import outbox, wire
 from strata.common.topics import ITEMS_IMPORTED
-from strata.sampler.dedup import MinHasher, image_vector, normalize_text
+from strata.sampler.dedup import MinHasher, NearDuplicateIndex, image_vector, normalize_text
 from strata.sampler.pool import (
     Importer,
     ImportPipeline,
     ImportSummary,
     PreparedChunk,
+    _decide,
     announcements,
     prepare_chunk,
 )
@@ -128,7 +129,7 @@ def test_prepare_reports_bad_rows_by_line_and_keeps_the_good() -> None:
     ]
     assert chunk.kinds == ["text", "text", "features", "image"]
     assert chunk.signatures.shape == (2, 64) and chunk.band_keys.shape == (2, 16)
-    assert list(chunk.vectors) == [2] and chunk.vectors[2].keys.shape == (8,)
+    assert list(chunk.vectors) == [2] and chunk.vectors[2].shape == (64,)
     assert len(set(chunk.item_ids)) == 4 and len(chunk.announcements) == 4
 
 
@@ -262,8 +263,7 @@ def test_prepare_rejects_an_undecodable_png_and_keys_the_good_ones() -> None:
     assert [line for line, _ in chunk.errors] == [3]
     assert chunk.errors[0][1].startswith("image does not decode")
     assert list(chunk.thumbnails) == [0]  # the flat one and the uri one: exact only
-    vector, keys = chunk.thumbnails[0]
-    assert vector.shape == (256,) and keys.shape == (8,)
+    assert chunk.thumbnails[0].shape == (256,)
 
 
 def test_the_importer_reports_to_the_activity_the_relay_gives_way_to() -> None:
@@ -275,3 +275,25 @@ def test_the_importer_reports_to_the_activity_the_relay_gives_way_to() -> None:
     with importer.activity.running():
         assert activity
     assert not activity
+
+
+def test_feature_vectors_of_two_lengths_are_deduplicated_each_among_their_own() -> None:
+    """A chunk mixing vector lengths imports (it used to fail); a rescaled, slightly
+    noisy copy is linked to its original of the same length."""
+    rng = np.random.default_rng(2)
+    originals = [*rng.normal(size=(20, 8)), *rng.normal(size=(20, 32))]
+    copies = [v * 2 + rng.normal(scale=0.01, size=v.shape) for v in originals[::5]]
+    rows = [
+        sampler_pb2.ImportRow(
+            line=line,
+            content=common_pb2.ItemContent(features=common_pb2.FeatureVector(values=v.tolist())),
+        )
+        for line, v in enumerate([*originals, *copies], start=1)
+    ]
+    index, summary = NearDuplicateIndex(), ImportSummary()
+    chunk = prepare_chunk("p", rows, index.hasher, index.bands)
+    stored = list(_decide(chunk, index, {}, [], summary))
+    assert (summary.imported, summary.near_duplicates) == (40, 8)
+    ids = [item.item_id for item in stored]
+    assert [item.canonical_item_id for item in stored[40:]] == ids[:40:5]
+    assert len(index.features(8)) == len(index.features(32)) == 20

@@ -12,7 +12,6 @@ from strata.sampler.dedup import (
     NearDuplicateIndex,
     content_hash,
     jaccard_estimate,
-    projection_keys,
 )
 from strata.sampler.pool import choose
 from strata.sampler.store import Candidate
@@ -107,13 +106,16 @@ def test_vector_index_matches_by_cosine() -> None:
     rng = np.random.default_rng(1)
     v = rng.normal(size=(3, 64)).astype(np.float32)
     near = v[0] + rng.normal(scale=0.01, size=64).astype(np.float32)
-    keys = projection_keys(np.vstack([v, near[None, :]]))
     index = NearDuplicateIndex(vector_threshold=0.98)
+    vectors = index.features(64)
+    batch = vectors.prepare(v)
     for i in range(3):
-        index.vectors.add(str(i), v[i], keys[i])
-    match = index.vectors.match(near, keys[3])
+        vectors.add(batch, i, str(i))
+    vectors.commit(batch)
+    batch = vectors.prepare(np.stack([near, -v[0]]))
+    match = vectors.match(batch, 0)
     assert match is not None and match[0] == "0" and match[1] > 0.99
-    assert index.vectors.match(-v[0], projection_keys(-v[:1])[0]) is None
+    assert vectors.match(batch, 1) is None
 
 
 def test_text_index_finds_near_duplicates_across_chunks_and_merges() -> None:

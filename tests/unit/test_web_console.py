@@ -57,6 +57,15 @@ def test_the_queue_says_how_old_the_oldest_lease_is() -> None:
     assert view["oldest_lease_seconds"] == 150 and view["labels_last_hour"] == 30
     none = insight.queue_view(gateway_pb2.QueueStatsResponse(), datetime.now(UTC))
     assert none["oldest_lease_seconds"] is None and none["oldest_lease_annotator"] is None
+    assert none["labelled"] == 0 and none["items_by_state"] == {}
+
+
+def test_the_queue_says_how_many_items_wait_for_consensus() -> None:
+    q = gateway_pb2.QueueStatsResponse(
+        completed=4, items_by_state={"queued": 2, "labelled": 3, "review": 1, "completed": 4}
+    )
+    view = insight.queue_view(q, datetime.now(UTC))
+    assert view["labelled"] == 3 and view["items_by_state"]["review"] == 1
 
 
 def test_the_burndown_counts_every_stage_and_accumulates_its_buckets() -> None:
@@ -72,9 +81,17 @@ def test_the_burndown_counts_every_stage_and_accumulates_its_buckets() -> None:
         )
         b.start.FromSeconds(1_800_000_000 + i * 1800)
     pool = sampler_pb2.PoolStatsResponse(
-        items_by_state={"pool": 20, "inflight": 4, "labeled": 6, "gold": 5, "duplicate": 1}
+        items_by_state={
+            "pool": 18,
+            "inflight": 4,
+            "review": 2,
+            "labeled": 6,
+            "gold": 5,
+            "duplicate": 1,
+        }
     )
     view = insight.progress_view(progress, pool)
+    # Imported: every item the pool took, waiting, handed out, in review or labeled.
     assert view["counts"] == {
         "imported": 30,
         "queued": 4,

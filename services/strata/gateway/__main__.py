@@ -60,6 +60,9 @@ def build(config: ServiceConfig, gateway: GatewayConfig | None = None) -> Servic
         batch_size=gw.refill_batch,
         sampler_lease_s=gw.sampler_lease_s,
         interval_s=gw.refill_interval_s,
+        ahead_s=gw.refill_ahead_s,
+        demand_window_s=gw.refill_demand_window_s,
+        max_slots=gw.refill_max_slots,
         on_sampler_state=lambda up: sampler_up.set(1 if up else 0),
     )
     servicer = GatewayServicer(

@@ -52,13 +52,33 @@ class GatewayConfig:
         "STRATA_GATEWAY_REFILL_LOW_WATER",
         parse_int(0, 1_000_000),
         200,
-        "pull a batch from the sampler when fewer open task slots than this remain",
+        "with no demand measured, pull a batch from the sampler when fewer open task slots "
+        "than this remain (a contract's active_learning.batch_size lowers it)",
     )
     refill_batch: int = setting(
         "STRATA_GATEWAY_REFILL_BATCH", parse_int(1, 10_000), 100, "items per sampler batch"
     )
     refill_interval_s: float = setting(
         "STRATA_GATEWAY_REFILL_INTERVAL_S", parse_float(0.05, 60), 0.5, "refill check period"
+    )
+    refill_ahead_s: float = setting(
+        "STRATA_GATEWAY_REFILL_AHEAD_S",
+        parse_float(0, 600),
+        3.0,
+        "seconds of measured demand the ready queue holds on top of the time a refill "
+        "takes: the low-water mark follows the hand-out rate",
+    )
+    refill_demand_window_s: float = setting(
+        "STRATA_GATEWAY_REFILL_DEMAND_WINDOW_S",
+        parse_float(1, 3600),
+        10.0,
+        "how far back label tasks handed out (by every replica) are counted to measure demand",
+    )
+    refill_max_slots: int = setting(
+        "STRATA_GATEWAY_REFILL_MAX_SLOTS",
+        parse_int(1, 1_000_000),
+        2_000,
+        "the highest the demand-driven low-water mark goes, in open task slots",
     )
     sampler_lease_s: int = setting(
         "STRATA_GATEWAY_SAMPLER_LEASE_S",

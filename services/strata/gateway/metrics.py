@@ -65,3 +65,22 @@ class GatewayMetrics:
         self.sampler_items = Counter(
             f"{p}_sampler_items_total", "Items queued from sampler batches", ["project"], registry=r
         )
+        self.demand = Gauge(
+            f"{p}_task_demand_per_second",
+            "Label tasks asked for per second (handed out by every replica, plus the "
+            "NextTask calls that found nothing here), over the refill's demand window",
+            ["project"],
+            registry=r,
+        )
+        self.low_water = Gauge(
+            f"{p}_refill_low_water_slots",
+            "Open label slots below which the gateway asks the sampler for a batch",
+            ["project"],
+            registry=r,
+        )
+        self.refill_seconds = Histogram(
+            f"{p}_refill_seconds",
+            "From asking the sampler for a batch to having it queued",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )

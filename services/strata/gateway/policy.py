@@ -6,6 +6,7 @@ functions decide what an annotator gets and whether a label is accepted.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,18 +84,36 @@ class Candidate:
 def refill_plan(
     contract: common_pb2.LabelingContract, low_water: int, batch: int
 ) -> tuple[int, int]:
-    """(open slots to keep, items per sampler batch) for a project.
+    """(open slots to keep when nobody is asking, items per sampler batch) for a project.
 
     Items wait in the ready queue ranked by the model that was serving when they were
     pulled. A deep queue means annotators label what an old model (or the cold start)
-    chose, which undoes active learning; so the queue holds about one active-learning
-    batch (`overlap.min` x `active_learning.batch_size` slots), never more than the
-    configured low-water mark, and pulls at most one such batch at a time.
+    chose, which undoes active learning; so at rest the queue holds about one
+    active-learning batch (`overlap.min` x `active_learning.batch_size` slots), never
+    more than the configured low-water mark, and pulls at most one such batch at a time.
+    Under demand `low_water_mark` raises the mark to a few seconds of work.
     """
     al_batch = contract.active_learning.batch_size
     size = min(batch, al_batch) if al_batch > 0 else batch
     keep = min(low_water, max(1, contract.overlap.min) * size)
     return keep, size
+
+
+def low_water_mark(
+    at_rest: int, demand_per_s: float, cover_s: float, most: int, sampler_lease_s: float
+) -> int:
+    """Open slots below which the gateway asks the sampler for more: the slots annotators
+    take in `cover_s` seconds at the measured demand (the time a refill takes and then
+    some), never less than the mark at rest, never more than `most`, and never more than
+    half a sampler lease of demand: an item still queued when the sampler's lease on it
+    runs out goes back to the pool and could be handed out twice. The queue then holds
+    seconds of work, so what annotators label was ranked seconds ago, however fast they
+    go."""
+    if demand_per_s <= 0:
+        return at_rest
+    wanted = math.ceil(demand_per_s * cover_s)
+    bound = min(most, math.floor(demand_per_s * sampler_lease_s / 2))
+    return max(at_rest, min(wanted, bound))
 
 
 def gold_rate_for(contract: common_pb2.LabelingContract, tasks_taken: int) -> float:

@@ -2,13 +2,23 @@
 
 The gateway queues items exactly in the order the sampler ranked them; it
 never re-ranks. One replica at a time refills a project (advisory lock).
+
+Refills are pipelined: the mark follows the measured demand (label tasks handed out
+per second by every replica, plus the NextTask calls that found nothing here) times
+the time a refill takes plus `ahead_s`, so the next batch is asked for while the
+queue still holds that much work. A background thread does the asking; NextTask only
+tells it when its own hand-outs took the queue below the mark (`taken`) or found it
+empty (`kick`), and never waits for a refill.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -16,12 +26,25 @@ from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.gateway import store
 from strata.gateway.metrics import GatewayMetrics
-from strata.gateway.policy import refill_plan
+from strata.gateway.policy import low_water_mark, refill_plan
 from strata.v1 import sampler_pb2, sampler_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-MAX_BATCHES_PER_ROUND = 10
+# Batches one round pulls for a project before it looks at the others; a project still
+# short after them is refilled again at once.
+MAX_BATCHES_PER_ROUND = 32
+# How fast the measured refill time follows a new measurement.
+REFILL_TIME_WEIGHT = 0.2
+
+
+@dataclass
+class QueueWatch:
+    """What this replica knows of a project's queue between two counts."""
+
+    mark: int = 0  # the low-water mark last computed
+    ready: int = 0  # open slots at the last count, less what this replica handed out since
+    misses: deque[float] = field(default_factory=deque)  # when NextTask found nothing here
 
 
 class Refiller:
@@ -37,7 +60,11 @@ class Refiller:
         batch_size: int,
         sampler_lease_s: int,
         interval_s: float,
+        ahead_s: float = 3.0,
+        demand_window_s: float = 10.0,
+        max_slots: int = 2_000,
         on_sampler_state: Callable[[bool], None] = lambda up: None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
         self.contracts = contracts
@@ -48,12 +75,78 @@ class Refiller:
         self.batch_size = batch_size
         self.sampler_lease_s = sampler_lease_s
         self.interval_s = interval_s
+        self.ahead_s = ahead_s
+        self.demand_window_s = demand_window_s
+        self.max_slots = max_slots
         self.on_sampler_state = on_sampler_state
+        self.clock = clock
+        # Seconds from asking the sampler for a batch to having it queued (moving average).
+        self.refill_s = 0.0
         self._kick = threading.Event()
+        self._lock = threading.Lock()
+        self._watch: dict[str, QueueWatch] = {}
 
-    def kick(self) -> None:
-        """Refill now (NextTask found nothing)."""
+    def kick(self, project: str = "") -> None:
+        """Refill now: NextTask found nothing (for `project`, counted as unmet demand)."""
+        if project:
+            with self._lock:
+                self._watch_of(project).misses.append(self.clock())
         self._kick.set()
+
+    def taken(self, project: str) -> None:
+        """NextTask handed out one of `project`'s label slots: refill in the background
+        as soon as the queue is below its mark, before it runs dry."""
+        with self._lock:
+            watch = self._watch.get(project)
+            if watch is None:
+                return  # not counted yet: the next round does
+            watch.ready -= 1
+            # Once, as the queue crosses the mark: a sampler with nothing left to give is
+            # not asked again at every hand-out, only at the next round.
+            crossed = watch.ready == watch.mark - 1
+        if crossed:
+            self._kick.set()
+
+    def _watch_of(self, project: str) -> QueueWatch:
+        watch = self._watch.get(project)
+        if watch is None:
+            watch = self._watch[project] = QueueWatch()
+        return watch
+
+    def mark(self, project: str) -> int:
+        """The low-water mark last computed for `project` (0 before its first round)."""
+        with self._lock:
+            watch = self._watch.get(project)
+            return watch.mark if watch else 0
+
+    def _measure(self, project: str, at_rest: int) -> int:
+        """The low-water mark for `project` now, from the demand measured in Postgres (every
+        replica's hand-outs) and the misses seen here."""
+        with self.db.transaction() as conn:
+            served = store.label_demand(conn, project, self.demand_window_s)
+        now = self.clock()
+        with self._lock:
+            misses = self._watch_of(project).misses
+            while misses and misses[0] < now - self.demand_window_s:
+                misses.popleft()
+            unmet = len(misses) / self.demand_window_s
+        demand = served + unmet
+        mark = low_water_mark(
+            at_rest,
+            demand,
+            self.ahead_s + self.interval_s + self.refill_s,
+            max(self.max_slots, at_rest),
+            self.sampler_lease_s,
+        )
+        self.metrics.demand.labels(project=project).set(demand)
+        self.metrics.low_water.labels(project=project).set(mark)
+        return mark
+
+    def _counted(self, project: str, ready: int, mark: int) -> None:
+        self.metrics.queue_ready.labels(project=project).set(ready)
+        with self._lock:
+            watch = self._watch_of(project)
+            watch.ready, watch.mark = ready, mark
 
     def refill_once(self, project: str) -> int:
         """Pull batches until the ready queue reaches the low-water mark; items queued."""
@@ -62,7 +155,8 @@ class Refiller:
         contract = self.contracts.current(project)
         if contract is None:
             return 0
-        low_water, batch_size = refill_plan(contract, self.low_water, self.batch_size)
+        at_rest, batch_size = refill_plan(contract, self.low_water, self.batch_size)
+        low_water = self._measure(project, at_rest)
         queued = 0
         for _ in range(MAX_BATCHES_PER_ROUND):
             with self.db.transaction() as conn:
@@ -73,9 +167,10 @@ class Refiller:
                 if not locked or not locked[0]:
                     return queued
                 ready = store.open_slots(conn, project)
-                self.metrics.queue_ready.labels(project=project).set(ready)
+                self._counted(project, ready, low_water)
                 if ready >= low_water:
                     return queued
+                started = self.clock()
                 try:
                     response = self.sampler.NextBatch(
                         sampler_pb2.NextBatchRequest(
@@ -109,9 +204,15 @@ class Refiller:
                     ],
                     contract.overlap.min,
                 )
+            took = self.clock() - started
+            self.refill_s += REFILL_TIME_WEIGHT * (took - self.refill_s) if self.refill_s else took
+            self.metrics.refill_seconds.observe(took)
             self.metrics.sampler_batches.labels(project=project, outcome="ok").inc()
             self.metrics.sampler_items.labels(project=project).inc(added)
             queued += added
+            if not added:
+                return queued  # nothing new came: no use asking again this round
+        self._kick.set()  # still short after a full round: go again at once
         return queued
 
     def run(self, stop: threading.Event) -> None:

@@ -196,7 +196,9 @@ class GatewayServicer(PeopleRpcs, SessionRpcs, gateway_pb2_grpc.AnnotationGatewa
                     show,
                 )
         if regular is None:
-            self.refiller.kick()
+            self.refiller.kick(request.project)
+        elif leased is not None and chosen is not None and chosen.kind == "label":
+            self.refiller.taken(request.project)
         if chosen is None or leased is None:
             return gateway_pb2.NextTaskResponse(retry_after_ms=self.retry_after_ms)
         self.metrics.tasks_assigned.labels(project=request.project, kind=chosen.kind).inc()
@@ -451,6 +453,7 @@ class GatewayServicer(PeopleRpcs, SessionRpcs, gateway_pb2_grpc.AnnotationGatewa
             labels_total=counts.labels_total,
             labels_last_hour=counts.labels_last_hour,
             oldest_lease_annotator=counts.oldest_lease_annotator,
+            items_by_state=counts.items_by_state,
         )
         if counts.oldest_lease_at is not None:
             reply.oldest_lease_at.FromDatetime(counts.oldest_lease_at)

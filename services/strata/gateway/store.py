@@ -200,6 +200,17 @@ def open_slots(conn: Conn, project: str) -> int:
     return int(row[0]) if row else 0
 
 
+def label_demand(conn: Conn, project: str, window_s: float) -> float:
+    """Label tasks handed out per second over the last `window_s` seconds, by every
+    replica (the tasks_recent_pool index: reads the window's tasks, not the project's)."""
+    row = conn.execute(
+        "SELECT count(*) FROM tasks WHERE project = %s AND kind = 'label' "
+        "AND leased_at > now() - make_interval(secs => %s)",
+        (project, window_s),
+    ).fetchone()
+    return int(row[0]) / window_s if row else 0.0
+
+
 _NOT_SEEN = "NOT EXISTS (SELECT 1 FROM tasks t WHERE t.item_id = u.item_id AND t.annotator_id = %s)"
 
 

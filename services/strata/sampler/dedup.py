@@ -1,6 +1,7 @@
-"""Deduplication before anyone labels: exact content hashes, MinHash/LSH for text,
-random-projection LSH with a cosine check for feature vectors and for images (by a
-small mean-centred grey thumbnail); pure and vectorised.
+"""Deduplication before anyone labels: exact content hashes, MinHash/LSH for text, and
+for feature vectors and images (by a small mean-centred grey thumbnail) the centred
+random-hyperplane LSH of `strata.sampler.vectors` with an exact cosine check; pure and
+vectorised.
 
 An index keeps, per project, the LSH buckets of every canonical item; a new
 item whose bucket-mates pass the similarity threshold is a near-duplicate of
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from strata.sampler.vectors import VectorIndex
 from strata.v1 import common_pb2
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -192,22 +194,6 @@ def band_keys(signatures: NDArray[np.uint64], bands: int) -> NDArray[np.uint64]:
     return acc if signatures.ndim == 2 else acc[0]
 
 
-def projection_keys(
-    vectors: NDArray[np.float32], tables: int = 8, bits: int = 12, seed: int = 7
-) -> NDArray[np.int64]:
-    """[n, tables] random-hyperplane LSH keys (SimHash): close angles share keys."""
-    x = np.asarray(vectors, dtype=np.float32)
-    rng = np.random.default_rng(seed + x.shape[1])
-    planes = rng.normal(size=(tables, bits, x.shape[1])).astype(np.float32)
-    signs = (np.einsum("tbd,nd->ntb", planes, x) > 0).astype(np.int64)
-    return (signs << np.arange(bits)).sum(2) + (np.arange(tables) << bits)
-
-
-def cosine(a: NDArray[np.float32], b: NDArray[np.float32]) -> float:
-    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(a @ b) / denom if denom > 0 else 0.0
-
-
 @dataclass
 class TextBatch:
     """A chunk's signatures prepared against the index: their bucket keys, the indexed
@@ -341,41 +327,6 @@ class TextIndex:
             self._runs[-2:] = [(keys[order], rows[order])]
 
 
-class VectorIndex:
-    """Random-projection LSH buckets of canonical vectors, checked by cosine."""
-
-    def __init__(self, threshold: float) -> None:
-        self.threshold = threshold
-        self._by_key: dict[int, list[str]] = {}
-        self._vectors: dict[str, NDArray[np.float32]] = {}
-
-    def __len__(self) -> int:
-        return len(self._vectors)
-
-    def add(self, item_id: str, vector: NDArray[np.float32], keys: NDArray[np.int64]) -> None:
-        if item_id in self._vectors:
-            return
-        self._vectors[item_id] = vector
-        for key in keys.tolist():
-            self._by_key.setdefault(key, []).append(item_id)
-
-    def match(
-        self, vector: NDArray[np.float32], keys: NDArray[np.int64]
-    ) -> tuple[str, float] | None:
-        """The most similar indexed vector at or above the threshold, if any."""
-        best: tuple[str, float] | None = None
-        seen: set[str] = set()
-        for key in keys.tolist():
-            for other in self._by_key.get(key, ()):
-                if other in seen:
-                    continue
-                seen.add(other)
-                sim = cosine(vector, self._vectors[other])
-                if sim >= self.threshold and (best is None or sim > best[1]):
-                    best = (other, sim)
-        return best
-
-
 @dataclass
 class NearDuplicateIndex:
     """LSH buckets of a project's canonical items: texts, feature vectors and images
@@ -391,11 +342,18 @@ class NearDuplicateIndex:
         if self.bands <= 0:
             self.bands = max(1, self.hasher.num_perm // 4)
         self.text = TextIndex(self.hasher.num_perm, self.bands, self.text_threshold)
-        self.vectors = VectorIndex(self.vector_threshold)
+        self.vectors: dict[int, VectorIndex] = {}  # feature vectors by their length
         self.images = VectorIndex(self.image_threshold)
 
     def __len__(self) -> int:
-        return len(self.text) + len(self.vectors) + len(self.images)
+        return len(self.text) + sum(map(len, self.vectors.values())) + len(self.images)
+
+    def features(self, length: int) -> VectorIndex:
+        """The index of feature vectors of `length` values (compared only with each other)."""
+        found = self.vectors.get(length)
+        if found is None:
+            found = self.vectors[length] = VectorIndex(self.vector_threshold)
+        return found
 
     def add_text(self, item_id: str, signature: NDArray[np.uint64]) -> None:
         """Index one canonical text (a chunk goes through `text.prepare`, `text.add` and

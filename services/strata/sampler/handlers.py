@@ -15,6 +15,7 @@ from strata.common.topics import (
     CONTRACTS,
     LABELS_CONSENSUS,
     PREDICTIONS,
+    REVIEWS_REQUESTED,
     TRAINING_FEEDBACK,
     TRAINING_REQUESTED,
 )
@@ -58,6 +59,7 @@ class SamplerHandlers:
 
     def on_predictions(self, ctx: BatchContext, events: list[Event]) -> None:
         scored: list[store.Scored] = []
+        versions: set[tuple[str, str]] = set()
         for event in events:
             msg = event.message
             assert isinstance(msg, events_pb2.PredictionMade)
@@ -71,6 +73,8 @@ class SamplerHandlers:
             contract = self.contracts.current(p.project) if p.project else None
             strategy = contract.active_learning.strategy if contract else ""
             probs = list(p.probabilities)
+            if p.project:
+                versions.add((p.project, p.model_version))
             scored.append(
                 store.Scored(
                     item_id=p.item_id,
@@ -83,12 +87,18 @@ class SamplerHandlers:
                 )
             )
         changed = store.save_scores(ctx.conn, scored)
+        if changed:
+            # Numbered as they arrive, so a batch can tell how stale its ranking is.
+            store.note_model_versions(ctx.conn, versions)
         self.metrics.predictions.inc(changed)
 
     def on_consensus(self, ctx: BatchContext, events: list[Event]) -> None:
         decided: dict[str, common_pb2.ConsensusLabel] = {}
         model_labels: set[str] = set()
+        # A withdrawal applies before the batch's decisions, unless it came after the
+        # item's decision in this batch (the decision, then its withdrawal).
         withdrawn: list[str] = []
+        withdrawn_after: set[str] = set()
         for event in events:
             msg = event.message
             assert isinstance(msg, events_pb2.ConsensusUpdated)
@@ -97,12 +107,16 @@ class SamplerHandlers:
                 continue  # our own propagation coming back
             if c.status in DECIDED and c.value:
                 decided[c.item_id] = c
+                withdrawn_after.discard(c.item_id)
                 if c.method == common_pb2.CONSENSUS_METHOD_MODEL_AUTO_ACCEPT:
                     model_labels.add(c.item_id)
                 else:
                     model_labels.discard(c.item_id)
             elif msg.routing.reason == common_pb2.ROUTING_REASON_RELABEL:
-                withdrawn.append(c.item_id)
+                if c.item_id in decided:
+                    withdrawn_after.add(c.item_id)
+                else:
+                    withdrawn.append(c.item_id)
         if withdrawn:
             store.withdraw_for_review(ctx.conn, withdrawn)
         values = {item: c.value for item, c in decided.items()}
@@ -131,12 +145,28 @@ class SamplerHandlers:
                 events_pb2.ConsensusUpdated(routing=routing, consensus=propagated),
                 "",
             )
+        if withdrawn_after:
+            store.withdraw_for_review(ctx.conn, sorted(withdrawn_after))
         self.metrics.propagated.inc(len(dups))
         per_project: dict[str, int] = {}
         for _, project in labeled:
             per_project[project] = per_project.get(project, 0) + 1
         for project, n in per_project.items():
             self._maybe_request_training(ctx, project, n)
+
+    def on_reviews(self, ctx: BatchContext, events: list[Event]) -> None:
+        """Items quality sends to an expert wait in review (not in flight, where a lease
+        running out would put them back in the pool) until the decision labels them.
+        A RELABEL review withdraws a label: that comes on labels.consensus, in order with
+        the item's decisions, and is applied there."""
+        waiting = []
+        for event in events:
+            msg = event.message
+            assert isinstance(msg, events_pb2.ReviewRequested)
+            if msg.kind != events_pb2.REVIEW_KIND_RELABEL and msg.item_id:
+                waiting.append(msg.item_id)
+        if waiting:
+            store.await_review(ctx.conn, waiting)
 
     def _maybe_request_training(self, ctx: BatchContext, project: str, n: int) -> None:
         since = store.count_consensus(ctx.conn, project, n)
@@ -181,5 +211,6 @@ class SamplerHandlers:
             CONTRACTS.name: contract_handler(self.contracts),
             PREDICTIONS.name: Batched(self.on_predictions),
             LABELS_CONSENSUS.name: Batched(self.on_consensus),
+            REVIEWS_REQUESTED.name: Batched(self.on_reviews),
             TRAINING_FEEDBACK.name: self.on_feedback,
         }

@@ -42,3 +42,10 @@ class SamplerMetrics:
         self.trainings_requested = Counter(
             f"{p}_trainings_requested_total", "training.requested events published", registry=r
         )
+        self.versions_behind = Histogram(
+            f"{p}_ranking_versions_behind",
+            "Per ranked batch: model versions newer than the oldest one whose scores chose "
+            "an item of it (0: ranked by the newest model)",
+            buckets=(0, 1, 2, 3, 5, 10),
+            registry=r,
+        )

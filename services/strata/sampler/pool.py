@@ -1,4 +1,4 @@
-"""The pool's two jobs: import (validate, deduplicate, store, announce) and hand-out (rank)."""
+"""The pool's import: validate, deduplicate, store, announce. (Hand-out: `handout`.)"""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import logging
 import math
 import os
 import queue
-import random
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -29,9 +27,10 @@ from strata.sampler.dedup import (
     content_hash,
     image_vector,
     normalize_text,
-    projection_keys,
 )
-from strata.sampler.strategies import class_boost, select_batch
+from strata.sampler.handout import Choice as Choice  # re-exported: callers import them here
+from strata.sampler.handout import choose as choose
+from strata.sampler.vectors import VectorBatch, VectorIndex
 from strata.v1 import common_pb2, events_pb2, sampler_pb2
 
 log = logging.getLogger(__name__)
@@ -77,26 +76,11 @@ class ImportSummary:
     errors: list[tuple[int, str]] = field(default_factory=list)
 
 
-class Keyed(NamedTuple):
-    """A vector-like near-duplicate key and its random-projection bucket keys."""
-
-    values: NDArray[np.float32]
-    keys: NDArray[np.int64]
-
-
-def _keyed(vectors: dict[int, NDArray[np.float32]]) -> dict[int, Keyed]:
-    """Bucket keys for vectors of one kind (one dimension), all at once."""
-    if not vectors:
-        return {}
-    keys = projection_keys(np.stack(list(vectors.values())))
-    return {i: Keyed(v, k) for (i, v), k in zip(vectors.items(), keys, strict=True)}
-
-
 @dataclass
 class PreparedChunk:
     """One chunk after all the work that needs neither the index nor the database: rows
-    checked, content hashed, texts signed, vectors and image thumbnails keyed, ids drawn
-    and announcements built (those of rows that turn out to be duplicates are dropped)."""
+    checked, content hashed, texts signed, image thumbnails made, ids drawn and
+    announcements built (those of rows that turn out to be duplicates are dropped)."""
 
     project: str
     received: int
@@ -108,9 +92,10 @@ class PreparedChunk:
     signatures: NDArray[np.uint64]  # one per text row, in order
     band_keys: NDArray[np.uint64]  # the signatures' LSH bucket keys
     # good row -> its feature vector, or its image's thumbnail (PNG bytes that are not one
-    # flat colour; an image given by uri is deduplicated exactly only), with bucket keys
-    vectors: dict[int, Keyed]
-    thumbnails: dict[int, Keyed]
+    # flat colour; an image given by uri is deduplicated exactly only); they are hashed
+    # against the index, whose centre they need
+    vectors: dict[int, NDArray[np.float32]]
+    thumbnails: dict[int, NDArray[np.float32]]
     announcements: list[bytes]  # ItemImported outbox rows, one per good row
     errors: list[tuple[int, str]]
 
@@ -167,8 +152,8 @@ def prepare_chunk(
         contents=contents,
         signatures=signatures,
         band_keys=band_keys(signatures, bands),
-        vectors=_keyed(vectors),
-        thumbnails=_keyed(thumbnails),
+        vectors=vectors,
+        thumbnails=thumbnails,
         announcements=announcements(project, item_ids, good, digests, contents),
         errors=errors,
     )
@@ -245,11 +230,17 @@ class Importer:
             for i, (item_id, _) in enumerate(texts):
                 idx.index.text.add(batch, i, item_id)
             idx.index.text.commit(batch)
-        for item_id, _, vector, thumbnail, _ in material:
-            for values, target in ((vector, idx.index.vectors), (thumbnail, idx.index.images)):
-                if values is not None:
-                    v = np.asarray(values, dtype=np.float32)
-                    target.add(item_id, v, projection_keys(v[None, :])[0])
+        stored: dict[VectorIndex, list[tuple[str, list[float], int]]] = {}
+        for item_id, _, vector, thumbnail, seq in material:
+            if vector is not None:
+                stored.setdefault(idx.index.features(len(vector)), []).append(
+                    (item_id, vector, seq)
+                )
+            if thumbnail is not None:
+                stored.setdefault(idx.index.images, []).append((item_id, thumbnail, seq))
+        for target, rows in stored.items():
+            ids, values, seqs = zip(*rows, strict=True)
+            target.load(ids, np.asarray(values, dtype=np.float32), seqs)
         if material:
             idx.watermark = max(idx.watermark, material[-1][4])
 
@@ -260,6 +251,16 @@ class Importer:
         """A stream of rows into `summary`, stored `chunk_rows` at a time, the next chunk
         prepared while one is stored."""
         return ImportPipeline(self, summary, self.chunk_rows)
+
+    def refresh_statistics(self, summary: ImportSummary) -> None:
+        """After an import: the planner's statistics, if it stored a tenth of the table or
+        more (a bulk import leaves them describing a pool a fraction of its new size)."""
+        stored = summary.imported + summary.gold + summary.exact_duplicates
+        stored += summary.near_duplicates
+        if stored:
+            with self.db.transaction() as conn:
+                if store.refresh_statistics(conn, stored):
+                    log.info("statistics refreshed after an import of %d rows", stored)
 
     def store(self, chunk: PreparedChunk, summary: ImportSummary) -> None:
         """Deduplicate and store a prepared chunk in one transaction; `summary` counts it
@@ -309,6 +310,7 @@ def _decide(
     their announcements go to `announcements`. Counts go to `summary`."""
     project = chunk.project
     batch = index.text.prepare(chunk.signatures, chunk.band_keys)
+    near_batches, prepared = _near_batches(chunk, index)
     width = 4 * index.hasher.num_perm
     signature_bytes = batch.signatures.tobytes()
     text_row = -1
@@ -324,10 +326,8 @@ def _decide(
         )
     ):
         signature = None
-        vector = chunk.vectors.get(position)
-        thumbnail = chunk.thumbnails.get(position)
-        # A vector-like key with its bucket keys, and the index it goes to.
-        near, near_index = (vector, index.vectors) if vector else (thumbnail, index.images)
+        # A vector-like key's index, its chunk's batch there and its place in that batch.
+        near = near_batches.get(position)
         if kind == "text":
             text_row += 1
             signature = signature_bytes[text_row * width : (text_row + 1) * width]
@@ -345,7 +345,7 @@ def _decide(
             if signature is not None:
                 match = index.text.match(batch, text_row)
             elif near is not None:
-                match = near_index.match(near.values, near.keys)
+                match = near[0].match(near[1], near[2])
             if match is not None:
                 state, canonical = "duplicate", match[0]
                 dup_kind, similarity = "near", match[1]
@@ -362,7 +362,7 @@ def _decide(
                 if signature is not None:
                     index.text.add(batch, text_row, item_id)
                 if near is not None:
-                    near_index.add(item_id, near.values, near.keys)
+                    near[0].add(near[1], near[2], item_id)
         if dup_kind == "exact":
             summary.exact_duplicates += 1
         elif dup_kind == "near":
@@ -384,10 +384,31 @@ def _decide(
             similarity,
             row.gold_answer or None,
             signature,
-            vector.values if vector else None,
-            thumbnail.values if thumbnail else None,
+            chunk.vectors.get(position),
+            chunk.thumbnails.get(position),
         )
     index.text.commit(batch)
+    for target, near_batch in prepared:
+        target.commit(near_batch)
+
+
+def _near_batches(
+    chunk: PreparedChunk, index: NearDuplicateIndex
+) -> tuple[dict[int, tuple[VectorIndex, VectorBatch, int]], list[tuple[VectorIndex, VectorBatch]]]:
+    """Each feature vector's and thumbnail's index (feature vectors by their length),
+    the chunk's batch prepared there and its place in that batch; and every batch."""
+    groups: dict[VectorIndex, tuple[dict[int, NDArray[np.float32]], list[int]]] = {}
+    for position, values in chunk.vectors.items():
+        groups.setdefault(index.features(len(values)), (chunk.vectors, []))[1].append(position)
+    if chunk.thumbnails:
+        groups[index.images] = (chunk.thumbnails, list(chunk.thumbnails))
+    found = {}
+    prepared = []
+    for target, (source, positions) in groups.items():
+        batch = target.prepare(np.stack([source[p] for p in positions]))
+        found.update({p: (target, batch, j) for j, p in enumerate(positions)})
+        prepared.append((target, batch))
+    return found, prepared
 
 
 class ImportPipeline:
@@ -572,91 +593,3 @@ _ITEM_TAG = wire.tag(events_pb2.ItemImported.ITEM_FIELD_NUMBER)
 _CONTENT_HASH = common_pb2.Item.CONTENT_HASH_FIELD_NUMBER
 _EXTERNAL_ID = common_pb2.Item.EXTERNAL_ID_FIELD_NUMBER
 _GOLD_ANSWER = events_pb2.ItemImported.GOLD_ANSWER_FIELD_NUMBER
-
-
-# -- hand-out -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Choice:
-    item_id: str
-    score: float
-    reason: common_pb2.RoutingReason
-    spot_check: bool = False
-
-
-def choose(
-    candidates: Sequence[store.Candidate],
-    explore: Sequence[store.Candidate],
-    size: int,
-    *,
-    cold: bool,
-    n_classes: int,
-    confused: dict[int, float],
-    rng: random.Random,
-    explore_fraction: float = 0.1,
-    boost_weight: float = 1.0,
-    uniform: bool = False,
-) -> list[Choice]:
-    """Pick `size` items: diverse and uncertain (or diverse at cold start), plus exploration.
-
-    `uniform` is the contract's `random` strategy, the baseline active learning is
-    measured against: every item is drawn at random from `explore`, from the first
-    batch on, with no model, boost or diversity in the choice. Auto-accept's spot
-    checks still go first, whatever the strategy.
-    """
-    picked: list[Choice] = []
-    taken: set[str] = set()
-    if cold or uniform:
-        main = size
-    else:
-        main = size - min(len(explore), max(0, round(size * explore_fraction)))
-    if cold and not uniform:
-        pool = [c for c in explore]
-        vectors = [c.vector for c in pool]
-        emb = np.asarray(vectors, dtype=np.float32) if all(v for v in vectors) and pool else None
-        scores = np.asarray([rng.random() for _ in pool])
-        for i in select_batch(scores, emb, main):
-            picked.append(Choice(pool[i].item_id, 0.0, common_pb2.ROUTING_REASON_DIVERSITY))
-        return picked
-    # Auto-accept's spot checks keep its precision honest: up to half of the batch.
-    spot = [c for c in candidates if c.spot_check]
-    for c in spot[: (main + 1) // 2]:
-        picked.append(
-            Choice(c.item_id, c.uncertainty or 0.0, common_pb2.ROUTING_REASON_RANDOM_QA, True)
-        )
-        taken.add(c.item_id)
-    scored = [c for c in candidates if c.item_id not in taken and c.uncertainty is not None]
-    if scored and len(picked) < main and not uniform:
-        unc = np.asarray([c.uncertainty for c in scored], dtype=float)
-        predicted = np.asarray([c.predicted_class or 0 for c in scored], dtype=np.int64)
-        rare = 1.0 + boost_weight * (
-            class_boost(predicted, max(n_classes, int(predicted.max()) + 1)) - 1.0
-        )
-        depth = np.asarray([1.0 + boost_weight * confused.get(int(p), 0.0) for p in predicted])
-        final = unc * rare * depth
-        have_emb = all(c.embedding for c in scored)
-        emb = np.asarray([c.embedding for c in scored], dtype=np.float32) if have_emb else None
-        for i in select_batch(final, emb, main - len(picked)):
-            if depth[i] > 1.05 and depth[i] >= rare[i]:
-                reason = common_pb2.ROUTING_REASON_DEPTH_FEEDBACK
-            elif rare[i] > 1.25:
-                reason = common_pb2.ROUTING_REASON_RARE_CLASS
-            elif emb is not None:
-                reason = common_pb2.ROUTING_REASON_UNCERTAINTY
-            else:
-                reason = common_pb2.ROUTING_REASON_UNCERTAINTY
-            picked.append(Choice(scored[i].item_id, float(final[i]), reason))
-            taken.add(scored[i].item_id)
-    extra = [c for c in explore if c.item_id not in taken]
-    rng.shuffle(extra)
-    for c in extra[: size - len(picked)]:
-        picked.append(
-            Choice(
-                c.item_id,
-                float(c.uncertainty or 0.0),
-                common_pb2.ROUTING_REASON_RANDOM_QA,
-                c.spot_check,
-            )
-        )
-    return picked

@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Iterator
 
 import grpc
-import numpy as np
 
 from strata.common.authz import Guard, action_entry
 from strata.common.contracts import ContractCache
@@ -17,8 +16,9 @@ from strata.common.db import Database
 from strata.common.grpcserver import abort
 from strata.sampler import store
 from strata.sampler.config import SamplerConfig
+from strata.sampler.handout import next_batch
 from strata.sampler.metrics import SamplerMetrics
-from strata.sampler.pool import Importer, ImportSummary, choose
+from strata.sampler.pool import Importer, ImportSummary
 from strata.v1 import common_pb2, sampler_pb2, sampler_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
         summary = ImportSummary()
         with self.importer.activity.running():
             project = self._import_stream(request_iterator, summary, context)
+            self.importer.refresh_statistics(summary)
         for outcome, n in (
             ("pool", summary.imported),
             ("gold", summary.gold),
@@ -127,54 +128,32 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
         lease_s = request.lease_seconds or self.config.lease_s
         requester = request.requester or context.peer()
         contract = self.contracts.current(request.project)
-        classes = [c.name for c in contract.classes] if contract else []
         started = time.perf_counter()
         batch_id = str(uuid.uuid4())
         with self.db.transaction() as conn:
-            # One hand-out per project at a time: no item goes to two callers.
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext('strata-sampler-batch:' || %s))",
-                (request.project,),
-            )
-            store.expire_leases(conn, request.project)
-            version = store.has_scores(conn, request.project)
-            cold = version is None
-            size = request.size
-            # The random strategy needs only spot checks from the ranking (they come
-            # first in it), and a wider random slice to draw from.
-            uniform = contract is not None and contract.active_learning.strategy == "random"
-            ranked = size if uniform else max(20 * size, 2000)
-            candidates = [] if cold else store.ranked_candidates(conn, request.project, ranked)
-            explore = store.random_candidates(
-                conn, request.project, uuid.uuid4().hex, (20 if cold or uniform else 1) * size
-            )
-            confused_names, _, _ = store.project_state(conn, request.project)
-            confused = {classes.index(c): w for c, w in confused_names.items() if c in classes}
-            choices = choose(
-                candidates,
-                explore,
-                size,
-                cold=cold,
-                n_classes=len(classes)
-                or int(np.max([c.predicted_class or 0 for c in candidates] or [1])) + 1,
-                confused=confused,
+            batch = next_batch(
+                conn,
+                request.project,
+                request.size,
+                requester,
+                lease_s,
+                contract,
+                batch_id=batch_id,
                 rng=self.rng,
                 explore_fraction=self.config.explore_fraction,
                 boost_weight=self.config.boost_weight,
-                uniform=uniform,
             )
-            rows = store.hand_out(conn, [c.item_id for c in choices], requester, lease_s)
-            store.record_batch(conn, batch_id, request.project, requester, len(rows), cold)
         self.metrics.rank_seconds.observe(time.perf_counter() - started)
-        mode = "random" if uniform else "cold_start" if cold else "ranked"
+        mode = "random" if batch.uniform else "cold_start" if batch.cold else "ranked"
         self.metrics.batches.labels(mode=mode).inc()
-        by_id = {r[0]: r for r in rows}
+        if not batch.cold:
+            self.metrics.versions_behind.observe(batch.versions_behind)
+        strategy = (contract.active_learning.strategy if contract else "") or "margin"
         items = []
-        for choice in choices:
-            row = by_id.get(choice.item_id)
-            if row is None:
-                continue
-            item_id, project, content_bytes, metadata, digest, external_id = row
+        for choice in batch.choices:
+            item_id, project, content_bytes, metadata, digest, external_id = batch.leased[
+                choice.item_id
+            ]
             content = common_pb2.ItemContent()
             content.ParseFromString(bytes(content_bytes))
             self.metrics.batch_items.labels(reason=REASON_NAMES[choice.reason]).inc()
@@ -197,16 +176,19 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
                         score=choice.score,
                         attributes={
                             "batch_id": batch_id,
-                            "strategy": (contract.active_learning.strategy if contract else "")
-                            or "margin",
-                            "model_version": version or "",
+                            "strategy": strategy,
+                            "model_version": batch.model_version,
+                            "versions_behind": str(batch.versions_behind),
                             **({"spot_check": "true"} if choice.spot_check else {}),
                         },
                     ),
                 )
             )
         return sampler_pb2.NextBatchResponse(
-            items=items, batch_id=batch_id, cold_start=cold, model_version=version or ""
+            items=items,
+            batch_id=batch_id,
+            cold_start=batch.cold,
+            model_version=batch.model_version,
         )
 
     def PoolStats(
@@ -223,29 +205,36 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
             _, since, _ = store.project_state(conn, request.project)
         contract = self.contracts.current(request.project)
         classes = [c.name for c in contract.classes] if contract else []
-        scores = np.asarray(stats["scores"], dtype=float)
-        bounds = np.linspace(0, max(1.0, float(scores.max()) if scores.size else 1.0), 11)[1:]
-        counts = (
-            np.histogram(scores, bins=np.concatenate([[0.0], bounds]))[0]
-            if scores.size
-            else np.zeros(10)
-        )
-        total = sum(stats["classes"].values()) or 1
-        for state, n in stats["states"].items():
-            self.metrics.pool_items.labels(project=request.project, state=state).set(n)
+        bounds, counts = score_histogram(stats.score_bins)
+        total = sum(stats.classes.values()) or 1
+        for state in POOL_STATES:
+            self.metrics.pool_items.labels(project=request.project, state=state).set(
+                stats.states.get(state, 0)
+            )
         return sampler_pb2.PoolStatsResponse(
-            items_by_state=stats["states"],
-            exact_duplicates=stats["duplicates"].get("exact", 0),
-            near_duplicates=stats["duplicates"].get("near", 0),
-            score_distribution=sampler_pb2.ScoreHistogram(
-                upper_bounds=bounds.tolist(), counts=[int(c) for c in counts]
-            ),
+            items_by_state=stats.states,
+            exact_duplicates=stats.duplicates.get("exact", 0),
+            near_duplicates=stats.duplicates.get("near", 0),
+            score_distribution=sampler_pb2.ScoreHistogram(upper_bounds=bounds, counts=counts),
             class_estimates=[
                 common_pb2.ClassScore(
                     class_label=classes[c] if 0 <= c < len(classes) else str(c), score=n / total
                 )
-                for c, n in sorted(stats["classes"].items())
+                for c, n in sorted(stats.classes.items())
             ],
-            model_version=stats["model_version"],
+            model_version=stats.model_version,
             consensus_since_training=since,
         )
+
+
+# Where an item can be: waiting in the pool, handed out (in flight), waiting for an
+# expert's decision (review), labeled, a duplicate of another, or gold.
+POOL_STATES = ("pool", "inflight", "review", "labeled", "duplicate", "gold")
+
+
+def score_histogram(bins: dict[int, int]) -> tuple[list[float], list[int]]:
+    """(upper bounds, counts) of pool items by uncertainty, in bins of 0.1 from 0 to 1, and
+    on past 1 as far as a score reaches (entropy and BALD can): bin i holds the scores in
+    (i/10, (i+1)/10], 0 and below in the first."""
+    n = max(10, max(bins, default=0) + 1)
+    return [round((i + 1) / 10, 1) for i in range(n)], [bins.get(i, 0) for i in range(n)]

@@ -127,6 +127,20 @@ def index_material(
     ).fetchall()
 
 
+def refresh_statistics(conn: Conn, stored: int) -> bool:
+    """ANALYZE the items table after an import that stored at least a tenth of it (as
+    the planner last counted it), so the very next hand-out is planned on the pool as it
+    now is rather than waiting for autovacuum; returns whether it did."""
+    if stored <= 0:
+        return False
+    row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = 'items'::regclass").fetchone()
+    counted = float(row[0]) if row else -1.0
+    if counted > 0 and stored < 0.1 * counted:
+        return False
+    conn.execute("ANALYZE items")
+    return True
+
+
 # -- predictions ---------------------------------------------------------------------
 
 
@@ -181,11 +195,14 @@ def mark_labeled(
         if source
         else ("('pool', 'inflight', 'duplicate')")
     )
+    # An item waiting for an expert is labeled by the decision; one that was labeled
+    # before its review (a withdrawn label) takes its new value in `relabel_decided`.
     return conn.execute(
         "UPDATE items SET state = 'labeled', consensus_value = u.v, labeled_at = now(), "
         "leased_by = NULL, lease_until = NULL, "
         "propagated_from = u.f FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(i, v, f) "
-        f"WHERE items.item_id = u.i AND items.state IN {states} "
+        f"WHERE items.item_id = u.i AND (items.state IN {states} "
+        "OR (items.state = 'review' AND items.labeled_at IS NULL)) "
         "RETURNING items.item_id, items.project",
         (ids, [decided[i] for i in ids], [source.get(i) for i in ids]),
     ).fetchall()
@@ -193,14 +210,17 @@ def mark_labeled(
 
 def relabel_decided(conn: Conn, decided: dict[str, str]) -> list[str]:
     """Labeled items whose decided value changed (an expert review, a human overruling a
-    model's label): store the new value; returns those items."""
+    model's label), and labeled items withdrawn for review that the reviewer decided:
+    store the new value (the item's own from now on, a copy's too); returns those items."""
     if not decided:
         return []
     ids = sorted(decided)
     rows = conn.execute(
-        "UPDATE items SET consensus_value = u.v, labeled_at = now() "
-        "FROM unnest(%s::text[], %s::text[]) AS u(i, v) "
-        "WHERE items.item_id = u.i AND items.state = 'labeled' AND items.propagated_from IS NULL "
+        "UPDATE items SET state = 'labeled', consensus_value = u.v, labeled_at = now(), "
+        "propagated_from = NULL FROM unnest(%s::text[], %s::text[]) AS u(i, v) "
+        "WHERE items.item_id = u.i AND items.labeled_at IS NOT NULL "
+        "AND ((items.state = 'labeled' AND items.propagated_from IS NULL) "
+        "OR items.state = 'review') "
         "AND items.consensus_value IS DISTINCT FROM u.v RETURNING items.item_id",
         (ids, [decided[i] for i in ids]),
     ).fetchall()
@@ -222,11 +242,24 @@ def duplicates_of(conn: Conn, values: dict[str, str]) -> list[tuple[str, str, st
 
 def withdraw_for_review(conn: Conn, item_ids: Sequence[str]) -> int:
     """Quality withdrew these items' labels for a reviewer's decision (RELABEL): they
-    keep out of the pool, with no value, until the decision comes (`relabel_decided`).
-    The crowd is not asked again: quality waits for the review and would only record
-    their labels, not use them."""
+    wait in review, out of the pool, with no value, until the decision comes
+    (`relabel_decided`). The crowd is not asked again: quality waits for the review and
+    would only record their labels, not use them."""
     cur = conn.execute(
-        "UPDATE items SET consensus_value = NULL WHERE item_id = ANY(%s) AND state = 'labeled'",
+        "UPDATE items SET state = 'review', consensus_value = NULL "
+        "WHERE item_id = ANY(%s) AND state = 'labeled'",
+        (list(item_ids),),
+    )
+    return cur.rowcount
+
+
+def await_review(conn: Conn, item_ids: Sequence[str]) -> int:
+    """Quality sent these items to an expert (their votes did not settle them): they wait
+    in review, neither in the pool nor in flight, until the decision labels them. An item
+    already decided stays so (the decision may be read before the request)."""
+    cur = conn.execute(
+        "UPDATE items SET state = 'review', leased_by = NULL, lease_until = NULL "
+        "WHERE item_id = ANY(%s) AND state IN ('pool', 'inflight')",
         (list(item_ids),),
     )
     return cur.rowcount
@@ -298,13 +331,18 @@ class Candidate:
     embedding: list[float] | None
     vector: list[float] | None
     spot_check: bool = False
+    model_version: str | None = None
 
 
-_CANDIDATE_COLUMNS = "item_id, uncertainty, predicted_class, embedding, vector, spot_check"
+_CANDIDATE_COLUMNS = (
+    "item_id, uncertainty, predicted_class, embedding, vector, spot_check, model_version"
+)
 
 
 def ranked_candidates(conn: Conn, project: str, limit: int) -> list[Candidate]:
-    """The most uncertain scored pool items (spot checks first)."""
+    """The most uncertain scored pool items (spot checks first), read in the order of the
+    items_ranked index: `limit` rows whatever the pool's size, no sort; none at a cold
+    start."""
     rows = conn.execute(
         f"SELECT {_CANDIDATE_COLUMNS} FROM items WHERE project = %s AND state = 'pool' "
         "AND uncertainty IS NOT NULL "
@@ -315,7 +353,8 @@ def ranked_candidates(conn: Conn, project: str, limit: int) -> list[Candidate]:
 
 
 def random_candidates(conn: Conn, project: str, start: str, limit: int) -> list[Candidate]:
-    """Pool items from a random point of the (random, uuid) id order: a cheap random sample."""
+    """Pool items from a random point of the (random, 128-bit) id order: a cheap random
+    sample, `limit` rows read from the items_pool_by_id index in its order."""
     query = (
         f"SELECT {_CANDIDATE_COLUMNS} FROM items WHERE project = %s AND state = 'pool' "
         "AND item_id {op} %s ORDER BY item_id {order} LIMIT %s"
@@ -328,14 +367,31 @@ def random_candidates(conn: Conn, project: str, start: str, limit: int) -> list[
     return [Candidate(*r) for r in rows]
 
 
-def has_scores(conn: Conn, project: str) -> str | None:
-    """The newest model version that scored any pool item, or None (cold start)."""
+def note_model_versions(conn: Conn, versions: Iterable[tuple[str, str]]) -> None:
+    """Number the (project, model version) pairs whose predictions reached the pool, in
+    the order each first did (a version seen before keeps its number)."""
+    pairs = sorted(set(versions))
+    if pairs:
+        conn.execute(
+            "INSERT INTO model_versions (project, model_version) "
+            "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING",
+            ([p for p, _ in pairs], [v for _, v in pairs]),
+        )
+
+
+def ranking_age(conn: Conn, project: str, chosen: Sequence[str]) -> tuple[str | None, int]:
+    """(the newest model version that scored the project's pool, how many versions came
+    after the oldest of `chosen`): 0 when the batch was ranked by the newest model."""
     row = conn.execute(
-        "SELECT model_version FROM items WHERE project = %s AND state = 'pool' "
-        "AND uncertainty IS NOT NULL LIMIT 1",
-        (project,),
+        "SELECT (SELECT model_version FROM model_versions WHERE project = %(p)s "
+        "        ORDER BY seq DESC LIMIT 1), "
+        "       (SELECT count(*) FROM model_versions WHERE project = %(p)s AND seq > "
+        "        (SELECT min(seq) FROM model_versions WHERE project = %(p)s "
+        "         AND model_version = ANY(%(v)s)))",
+        {"p": project, "v": sorted(set(chosen))},
     ).fetchone()
-    return row[0] if row else None
+    assert row is not None
+    return row[0], int(row[1])
 
 
 def hand_out(
@@ -365,48 +421,48 @@ def record_batch(
 # -- stats ---------------------------------------------------------------------------------------
 
 
+# Every figure here is read from `pool_counters` and `projects.latest_model_version`,
+# which triggers on `items` keep exact in the transaction of each change (migration
+# 0006): a read costs the same at a thousand items and at millions.
+
+
 def pool_counts(conn: Conn, project: str) -> dict[str, int]:
-    """The project's items by state."""
-    return dict(
-        conn.execute(
-            "SELECT state, count(*) FROM items WHERE project = %s GROUP BY 1", (project,)
-        ).fetchall()
-    )
-
-
-def pool_stats(conn: Conn, project: str) -> dict[str, Any]:
-    states = pool_counts(conn, project)
-    dups = dict(
-        conn.execute(
-            "SELECT duplicate_kind, count(*) FROM items WHERE project = %s "
-            "AND duplicate_kind IS NOT NULL GROUP BY 1",
-            (project,),
-        ).fetchall()
-    )
-    scores = [
-        r[0]
-        for r in conn.execute(
-            "SELECT uncertainty FROM items WHERE project = %s AND state = 'pool' "
-            "AND uncertainty IS NOT NULL",
-            (project,),
-        )
-    ]
-    classes = dict(
-        conn.execute(
-            "SELECT predicted_class, count(*) FROM items WHERE project = %s "
-            "AND predicted_class IS NOT NULL AND state IN ('pool', 'inflight') GROUP BY 1",
-            (project,),
-        ).fetchall()
-    )
-    version = conn.execute(
-        "SELECT model_version FROM items WHERE project = %s AND model_version IS NOT NULL "
-        "ORDER BY model_version DESC LIMIT 1",
+    """The project's items by state (states with none are left out)."""
+    rows = conn.execute(
+        "SELECT value, sum(n) FROM pool_counters WHERE project = %s AND kind = 'state' "
+        "GROUP BY value HAVING sum(n) <> 0",
         (project,),
+    ).fetchall()
+    return {state: int(n) for state, n in rows}
+
+
+@dataclass(frozen=True)
+class PoolCounts:
+    """A project's pool in figures."""
+
+    states: dict[str, int]
+    duplicates: dict[str, int]  # by kind: exact, near
+    classes: dict[int, int]  # pool and in-flight items by predicted class
+    score_bins: dict[int, int]  # pool items by uncertainty: bin b holds (b/10, (b+1)/10]
+    model_version: str  # the newest that scored any item ("" before any did)
+
+
+def pool_stats(conn: Conn, project: str) -> PoolCounts:
+    rows = conn.execute(
+        "SELECT kind, value, sum(n) FROM pool_counters WHERE project = %s "
+        "GROUP BY kind, value HAVING sum(n) <> 0",
+        (project,),
+    ).fetchall()
+    by_kind: dict[str, dict[str, int]] = {}
+    for kind, value, n in rows:
+        by_kind.setdefault(kind, {})[value] = int(n)
+    version = conn.execute(
+        "SELECT latest_model_version FROM projects WHERE project = %s", (project,)
     ).fetchone()
-    return {
-        "states": states,
-        "duplicates": dups,
-        "scores": scores,
-        "classes": classes,
-        "model_version": version[0] if version else "",
-    }
+    return PoolCounts(
+        states=by_kind.get("state", {}),
+        duplicates=by_kind.get("duplicate", {}),
+        classes={int(c): n for c, n in by_kind.get("class", {}).items()},
+        score_bins={int(b): n for b, n in by_kind.get("score", {}).items()},
+        model_version=(version[0] if version else None) or "",
+    )

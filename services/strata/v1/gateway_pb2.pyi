@@ -233,7 +233,14 @@ class QueueStatsRequest(_message.Message):
     def __init__(self, project: _Optional[str] = ...) -> None: ...
 
 class QueueStatsResponse(_message.Message):
-    __slots__ = ("ready", "leased", "completed", "gold_tasks", "review_tasks", "labels_total", "labels_last_hour", "oldest_lease_at", "oldest_lease_annotator")
+    __slots__ = ("ready", "leased", "completed", "gold_tasks", "review_tasks", "labels_total", "labels_last_hour", "oldest_lease_at", "oldest_lease_annotator", "items_by_state")
+    class ItemsByStateEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     READY_FIELD_NUMBER: _ClassVar[int]
     LEASED_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
@@ -243,6 +250,7 @@ class QueueStatsResponse(_message.Message):
     LABELS_LAST_HOUR_FIELD_NUMBER: _ClassVar[int]
     OLDEST_LEASE_AT_FIELD_NUMBER: _ClassVar[int]
     OLDEST_LEASE_ANNOTATOR_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_BY_STATE_FIELD_NUMBER: _ClassVar[int]
     ready: int
     leased: int
     completed: int
@@ -252,7 +260,8 @@ class QueueStatsResponse(_message.Message):
     labels_last_hour: int
     oldest_lease_at: _timestamp_pb2.Timestamp
     oldest_lease_annotator: str
-    def __init__(self, ready: _Optional[int] = ..., leased: _Optional[int] = ..., completed: _Optional[int] = ..., gold_tasks: _Optional[int] = ..., review_tasks: _Optional[int] = ..., labels_total: _Optional[int] = ..., labels_last_hour: _Optional[int] = ..., oldest_lease_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., oldest_lease_annotator: _Optional[str] = ...) -> None: ...
+    items_by_state: _containers.ScalarMap[str, int]
+    def __init__(self, ready: _Optional[int] = ..., leased: _Optional[int] = ..., completed: _Optional[int] = ..., gold_tasks: _Optional[int] = ..., review_tasks: _Optional[int] = ..., labels_total: _Optional[int] = ..., labels_last_hour: _Optional[int] = ..., oldest_lease_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., oldest_lease_annotator: _Optional[str] = ..., items_by_state: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class WhoAmIRequest(_message.Message):
     __slots__ = ("project",)

@@ -49,6 +49,9 @@ def queue_view(q: gateway_pb2.QueueStatsResponse, now: datetime) -> dict[str, An
         "leased": q.leased,
         "completed": q.completed,
         "review_tasks": q.review_tasks,
+        # Every vote asked for is in, and quality has not decided yet.
+        "labelled": q.items_by_state.get("labelled", 0),
+        "items_by_state": dict(q.items_by_state),
         "labels_total": q.labels_total,
         "labels_last_hour": q.labels_last_hour,
         "oldest_lease_at": oldest,
@@ -64,7 +67,7 @@ def progress_view(
     imported items still undecided, over time."""
     sampler = dict(pool.items_by_state)
     quality = {s: int(progress.items_by_state.get(s, 0)) for s in QUALITY_STATES}
-    imported = sum(sampler.get(s, 0) for s in ("pool", "inflight", "labeled"))
+    imported = sum(sampler.get(s, 0) for s in ("pool", "inflight", "review", "labeled"))
     decided = quality["accepted"] + quality["expert"]
     labels = decided_cum = 0
     labelled: list[tuple[float, float]] = []

@@ -85,6 +85,11 @@ class QueueOut(BaseModel):
     leased: int
     completed: int
     review_tasks: int
+    labelled: int = Field(description="items whose votes are all in, waiting for consensus")
+    items_by_state: dict[str, int] = Field(
+        description="items handed out for labeling by where each is: queued, leased, "
+        "labelled, review, completed"
+    )
     labels_total: int
     labels_last_hour: int
     oldest_lease_at: str | None
@@ -147,7 +152,8 @@ def build_manage_router(backends: Backends) -> APIRouter:
 
     @api.get("/projects/{project}/queue", response_model=QueueOut, tags=["console"])
     def project_queue(project: str, me: Me) -> dict[str, Any]:
-        """The project's task queue: ready, leased, completed, in review, labels."""
+        """The project's task queue: ready, leased, labelled (waiting for consensus),
+        completed, in review, labels; its items by where each is."""
         return queue(backends, project, me)
 
     @api.get("/projects/{project}/annotators", response_model=list[AnnotatorOut], tags=["console"])

@@ -1,0 +1,446 @@
+"""Vendor scale: a big pool and many annotators through the whole stack, over gRPC.
+
+As an operator with a big pool runs it: `strata up` (every service, mutual TLS, active
+learning on), one project with the demo's classes but overlap 1 and no gold, items
+imported through the sampler's `ImportItems`, then N clients looping `NextTask` ->
+`SubmitLabel` with no think time, while a manager polls `PoolStats` and `QueueStats`
+as the console does. For each pool size and item kind (texts; non-negative feature
+vectors), and each client count:
+
+- import items/s;
+- labels/s, the share of `NextTask` calls that found no task;
+- p50/p95/p99 of `NextTask`, `SubmitLabel`, `PoolStats`, `QueueStats`;
+- the sampler's own figures from its /metrics: hand-out time per batch, ranking
+  staleness (model versions behind), where the stack exports them.
+
+    .venv/bin/python bench/scale.py                       # 10k, 100k, 1M; texts, vectors; 50, 200
+    .venv/bin/python bench/scale.py --sizes 10000 --clients 50 --seconds 20
+
+Writes bench/results/scale.json and bench/results/scale.png (each figure against pool
+size). Targets (issue "vendor scale"), on 2 cores at 1M items and 200 clients: >= 300
+labels/s; < 1% empty NextTask; NextTask and SubmitLabel p95 <= 50 ms; PoolStats and
+QueueStats p95 <= 20 ms; import >= 30k items/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+from strata.cli.progress import ProgressBar  # noqa: E402
+from strata.common.tls import TlsConfig, open_channel  # noqa: E402
+from strata.v1 import (  # noqa: E402
+    common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    sampler_pb2,
+)
+
+from tests.browser.support import CONTRACT, Stack, bearer, run_stack  # noqa: E402
+
+PCTS = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+THREADS_PER_PROCESS = 50
+IMPORT_CHUNK = 2000
+VECTOR_DIM = 64
+WORDS = [f"w{n}" for n in range(20_000)]
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def tls_of(stack: Stack) -> TlsConfig:
+    d = stack.tls_dir
+    return TlsConfig("mutual", str(d / "cli.crt"), str(d / "cli.key"), str(d / "ca.crt"))
+
+
+# -- the pool -----------------------------------------------------------------------------------
+
+
+def rows(kind: str, n: int, seed: int) -> Iterator[sampler_pb2.ImportRow]:
+    """`n` items, none a near copy of another: texts of random words, or non-negative
+    vectors (ReLU-like: a few active dimensions of a clustered mixture)."""
+    rng = random.Random(seed)
+    gen = np.random.default_rng(seed)
+    centres = gen.gamma(1.0, 1.0, size=(16, VECTOR_DIM)).astype(np.float32)
+    for i in range(n):
+        if kind == "text":
+            text = " ".join(rng.choice(WORDS) for _ in range(14))
+            content = common_pb2.ItemContent(text=f"{'cat' if i % 2 else 'dog'} {text}")
+        else:
+            base = centres[i % len(centres)]
+            values = np.maximum(0.0, base + gen.normal(0, 1.0, VECTOR_DIM)).astype(np.float32)
+            content = common_pb2.ItemContent(
+                features=common_pb2.FeatureVector(values=values.tolist())
+            )
+        yield sampler_pb2.ImportRow(line=i + 1, external_id=f"s{i}", content=content)
+
+
+def import_pool(stack: Stack, admin: list, project: str, kind: str, n: int) -> dict[str, Any]:
+    bar = ProgressBar(f"importing {n} {kind} items", n)
+    sent = 0
+
+    def requests() -> Iterator[sampler_pb2.ImportItemsRequest]:
+        nonlocal sent
+        chunk: list[sampler_pb2.ImportRow] = []
+        for row in rows(kind, n, seed=n):
+            chunk.append(row)
+            if len(chunk) == IMPORT_CHUNK:
+                sent += len(chunk)
+                bar.update(sent)
+                yield sampler_pb2.ImportItemsRequest(project=project, rows=chunk)
+                chunk = []
+        if chunk:
+            yield sampler_pb2.ImportItemsRequest(project=project, rows=chunk)
+
+    started = time.perf_counter()
+    reply = stack.sampler().ImportItems(requests(), metadata=admin, timeout=7200)
+    took = time.perf_counter() - started
+    bar.close()
+    return {
+        "items": n,
+        "seconds": round(took, 1),
+        "items_per_s": round(reply.imported / took),
+        "imported": reply.imported,
+        "near_duplicates": reply.near_duplicates,
+        "exact_duplicates": reply.exact_duplicates,
+    }
+
+
+def make_people(stack: Stack, project: str, n: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """A project (demo classes, overlap 1, no gold), its manager's metadata, n annotators."""
+    gw = stack.gateway()
+    admin = bearer(stack.admin_token)
+    gw.LoadContract(
+        gateway_pb2.LoadContractRequest(
+            document=CONTRACT.format(project=project, overlap=1, threshold=0.5)
+        ),
+        metadata=admin,
+    )
+    tokens = []
+    for i in range(n + 1):
+        person = f"{'boss' if i == n else 'w'}{i:03d}-{project}"
+        role = common_pb2.ROLE_MANAGER if i == n else common_pb2.ROLE_ANNOTATOR
+        gw.CreateAnnotator(
+            gateway_pb2.CreateAnnotatorRequest(annotator_id=person, role=role, project=project),
+            metadata=admin,
+        )
+        tokens.append(
+            gw.IssueToken(gateway_pb2.IssueTokenRequest(annotator_id=person), metadata=admin).token
+        )
+    return tokens[:-1], bearer(tokens[-1])
+
+
+# -- the load -----------------------------------------------------------------------------------
+
+
+def client_process(  # type: ignore[no-untyped-def]
+    address: str,
+    tls: TlsConfig,
+    project: str,
+    tokens: list[str],
+    start_at: float,
+    end_at: float,
+    out,
+) -> None:
+    """One thread per annotator: NextTask, then SubmitLabel, with no think time."""
+    lock = threading.Lock()
+    got: dict[str, list[float]] = {"next": [], "submit": [], "labels_at": []}
+    counts = {"empty": 0, "calls": 0, "errors": 0}
+
+    def annotator(token: str) -> None:
+        md = bearer(token)
+        mine: dict[str, list[float]] = {"next": [], "submit": [], "labels_at": []}
+        empty = calls = errors = 0
+        with open_channel(address, tls) as channel:
+            stub = gateway_pb2_grpc.AnnotationGatewayStub(channel)
+            while time.time() < start_at:
+                time.sleep(0.005)
+            while time.time() < end_at:
+                t0 = time.perf_counter()
+                try:
+                    reply = stub.NextTask(
+                        gateway_pb2.NextTaskRequest(project=project), metadata=md, timeout=30
+                    )
+                except grpc.RpcError:
+                    errors += 1
+                    time.sleep(0.2)
+                    continue
+                mine["next"].append(time.perf_counter() - t0)
+                calls += 1
+                if not reply.HasField("task"):
+                    empty += 1
+                    time.sleep(min(1.0, max(0.05, reply.retry_after_ms / 1000)))
+                    continue
+                task = reply.task
+                t0 = time.perf_counter()
+                try:
+                    stub.SubmitLabel(
+                        gateway_pb2.SubmitLabelRequest(
+                            task_id=task.task_id,
+                            value=task.classes[hash(task.item_id) % len(task.classes)],
+                            duration_ms=1200,
+                            client_label_id=uuid.uuid4().hex,
+                        ),
+                        metadata=md,
+                        timeout=30,
+                    )
+                except grpc.RpcError:
+                    errors += 1
+                    continue
+                mine["submit"].append(time.perf_counter() - t0)
+                mine["labels_at"].append(time.time())
+        with lock:
+            for k, v in mine.items():
+                got[k].extend(v)
+            counts["empty"] += empty
+            counts["calls"] += calls
+            counts["errors"] += errors
+
+    threads = [threading.Thread(target=annotator, args=(t,)) for t in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put((got, counts))
+
+
+def poll_stats(stack: Stack, manager: list, project: str, stop: threading.Event, out: dict) -> None:
+    sampler, gateway = stack.sampler(), stack.gateway()
+    while not stop.is_set():
+        for name, call in (
+            (
+                "pool_stats",
+                lambda: sampler.PoolStats(
+                    sampler_pb2.PoolStatsRequest(project=project), metadata=manager, timeout=30
+                ),
+            ),
+            (
+                "queue_stats",
+                lambda: gateway.QueueStats(
+                    gateway_pb2.QueueStatsRequest(project=project), metadata=manager, timeout=30
+                ),
+            ),
+        ):
+            t0 = time.perf_counter()
+            try:
+                call()
+                out[name].append(time.perf_counter() - t0)
+            except grpc.RpcError:
+                out["stats_errors"].append(1.0)
+        time.sleep(0.5)
+
+
+def load(
+    stack: Stack, tokens: list[str], manager: list, project: str, warmup_s: float, seconds: float
+) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    start_at = time.time() + 3.0
+    measure_from = start_at + warmup_s
+    end_at = measure_from + seconds
+    groups = [
+        tokens[i : i + THREADS_PER_PROCESS] for i in range(0, len(tokens), THREADS_PER_PROCESS)
+    ]
+    procs = [
+        ctx.Process(
+            target=client_process,
+            args=(stack.grpc["gateway"], tls_of(stack), project, g, start_at, end_at, queue),
+        )
+        for g in groups
+    ]
+    for p in procs:
+        p.start()
+    stats: dict[str, list[float]] = {"pool_stats": [], "queue_stats": [], "stats_errors": []}
+    stop = threading.Event()
+    poller = threading.Thread(target=poll_stats, args=(stack, manager, project, stop, stats))
+    poller.start()
+    bar = ProgressBar(f"{len(tokens)} clients", int(end_at - time.time()))
+    while time.time() < end_at:
+        time.sleep(1.0)
+        bar.update(int(bar.total - (end_at - time.time())))
+    bar.close()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    stop.set()
+    poller.join()
+    got: dict[str, list[float]] = {"next": [], "submit": [], "labels_at": []}
+    counts = {"empty": 0, "calls": 0, "errors": 0}
+    for g, c in results:
+        for k, v in g.items():
+            got[k].extend(v)
+        for k, v in c.items():
+            counts[k] += v
+    labels = [t for t in got["labels_at"] if measure_from <= t <= end_at]
+    return {
+        "clients": len(tokens),
+        "labels_per_s": round(len(labels) / seconds, 1),
+        "empty_next_task_share": round(counts["empty"] / max(1, counts["calls"]), 3),
+        "errors": counts["errors"] + len(stats["stats_errors"]),
+        **{f"next_task_{q}_ms": pct(got["next"], v) for q, v in PCTS},
+        **{f"submit_label_{q}_ms": pct(got["submit"], v) for q, v in PCTS},
+        **{f"pool_stats_{q}_ms": pct(stats["pool_stats"], v) for q, v in PCTS},
+        **{f"queue_stats_{q}_ms": pct(stats["queue_stats"], v) for q, v in PCTS},
+    }
+
+
+def sampler_metrics(stack: Stack) -> dict[str, float]:
+    """The sampler's own figures (hand-out time, ranking staleness) from its /metrics."""
+    import urllib.request
+
+    state = json.loads((stack.home / ".strata" / "stack.json").read_text())
+    url = state["services"]["sampler"].get("metrics")
+    if not url:
+        return {}
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    wanted = ("rank_seconds_sum", "rank_seconds_count", "staleness")
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not any(w in line for w in wanted):
+            continue
+        name, _, value = line.rpartition(" ")
+        found[name] = found.get(name, 0.0) + float(value)
+    return found
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = [
+        ("labels_per_s", "labels/s", 300),
+        ("empty_next_task_share", "share of empty NextTask", 0.01),
+        ("next_task_p95_ms", "NextTask p95 (ms)", 50),
+        ("submit_label_p95_ms", "SubmitLabel p95 (ms)", 50),
+        ("pool_stats_p95_ms", "PoolStats p95 (ms)", 20),
+        ("queue_stats_p95_ms", "QueueStats p95 (ms)", 20),
+        ("import_items_per_s", "import items/s", 30_000),
+    ]
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    for ax, (key, title, target) in zip(axes.flat, figures, strict=False):
+        series: dict[str, list[tuple[int, float]]] = {}
+        for r in runs:
+            if r.get(key) is not None:
+                series.setdefault(f"{r['kind']}, {r['clients']} clients", []).append(
+                    (r["items"], r[key])
+                )
+        for label, points in sorted(series.items()):
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label="target")
+        ax.set_xscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("pool size (items)")
+    axes.flat[-1].axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    axes.flat[-1].legend(handles, labels, loc="center")
+    fig.suptitle("Strata at scale: one project, overlap 1, on " + machine())
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--kinds", default="text,vector")
+    parser.add_argument("--clients", default="50,200")
+    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    kinds = args.kinds.split(",")
+    clients = [int(c) for c in args.clients.split(",")]
+    runs: list[dict[str, Any]] = []
+    for kind in kinds:
+        for size in sizes:
+            with tempfile.TemporaryDirectory() as home:
+                gen = run_stack(Path(home))
+                stack = next(gen)
+                try:
+                    for n in clients:
+                        project = f"scale-{kind[0]}{size}-{n}-{uuid.uuid4().hex[:4]}"
+                        tokens, manager = make_people(stack, project, n)
+                        imported = import_pool(stack, manager, project, kind, size)
+                        print(f"{kind} x {size}: imported at {imported['items_per_s']} items/s")
+                        measured = load(stack, tokens, manager, project, args.warmup, args.seconds)
+                        run = {
+                            "kind": kind,
+                            "items": size,
+                            "import_items_per_s": imported["items_per_s"],
+                            "import": imported,
+                            **measured,
+                            "sampler_metrics": sampler_metrics(stack),
+                        }
+                        runs.append(run)
+                        print(json.dumps({k: v for k, v in run.items() if k != "import"}))
+                finally:
+                    gen.close()
+    summary = {
+        "machine": machine(),
+        "seconds": args.seconds,
+        "runs": runs,
+        "targets": {
+            "labels_per_s": 300,
+            "empty_next_task_share": 0.01,
+            "next_task_p95_ms": 50,
+            "submit_label_p95_ms": 50,
+            "pool_stats_p95_ms": 20,
+            "queue_stats_p95_ms": 20,
+            "import_items_per_s": 30_000,
+        },
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scale.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot(runs, RESULTS / "scale.png")
+    cols = (
+        "kind",
+        "items",
+        "clients",
+        "import_items_per_s",
+        "labels_per_s",
+        "empty_next_task_share",
+        "next_task_p95_ms",
+        "submit_label_p95_ms",
+        "pool_stats_p95_ms",
+        "queue_stats_p95_ms",
+    )
+    print("  ".join(cols))
+    for r in runs:
+        print("  ".join(str(r.get(c)) for c in cols))
+    print(f"-> {(RESULTS / 'scale.json').relative_to(ROOT)}, scale.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
