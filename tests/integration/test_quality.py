@@ -491,6 +491,9 @@ def test_duplicates_labelled_from_their_original_join_the_dataset_as_copies(
     produce(boot, [label_event(project, original, f"ann{i}", "cat") for i in range(3)])
     produce(boot, [label_event(project, voted, "ann0", "dog")])
     decided = consensus_for(stack, original)[0].consensus
+    # The vote and the propagations travel under different keys (so partitions): the
+    # propagation must not be read before the vote it is meant to lose against.
+    wait_until(lambda: item_state(stack, voted) == ("open", 1, None), 20, "the vote")
 
     def propagate(to: str) -> object:
         # One key for both: the copy is stored after the other was read.
