@@ -280,9 +280,9 @@ def quality_texts(n: int, threshold: float, num_perm: int = 64) -> dict[str, obj
     items, source = texts(n)
     hasher = MinHasher(num_perm=num_perm)
     started = time.perf_counter()
-    normalized = [normalize_text(t) for t in items]
-    signatures = hasher.signatures_of_normalized(normalized)
-    linked = _decisions(lambda ix: ix.text, lambda a, b: (signatures[a:b],), n, hasher)
+    keys = hasher.keys_of_normalized([normalize_text(t) for t in items])
+    signatures = keys.signatures
+    linked = _decisions(lambda ix: ix.text, lambda a, b: (keys.slice(a, b),), n, hasher)
     seconds = time.perf_counter() - started
     # Exact Jaccard of the shingle sets, every pair: a sparse item x shingle matrix.
     sets = [np.unique(np.asarray(shingles(t), dtype=np.int64)) for t in items]
@@ -305,11 +305,11 @@ def quality_texts(n: int, threshold: float, num_perm: int = 64) -> dict[str, obj
     np.maximum.at(best, canonical[i], exact)
     scores = _score(linked, jaccard, best, threshold, source)
     passing = exact >= threshold
-    # A miss the LSH caused (no bucket shared with any earlier canonical text above the
-    # threshold) or the estimate (a bucket shared, the estimated Jaccard under it).
-    keys = band_keys(signatures, max(1, num_perm // 4))
+    # A miss the LSH caused: no bucket shared with any earlier canonical text above the
+    # threshold (a candidate is then decided by the exact Jaccard of the shingle sets).
+    buckets = band_keys(signatures, max(1, num_perm // 4))
     a, b = canonical[i[passing]], canonical[j[passing]]
-    candidate = (keys[a] == keys[b]).any(axis=1)
+    candidate = (buckets[a] == buckets[b]).any(axis=1)
     unseen = len(set(a.tolist()) - set(a[candidate].tolist()))
     return {
         **scores,
@@ -360,9 +360,9 @@ def dedup_speed(kind: str, n: int) -> dict[str, object]:
     for start, part in _chunks(kind, n):
         began = np.array([time.perf_counter(), time.process_time()])
         if kind == "texts":
-            signatures = index.hasher.signatures_of_normalized([normalize_text(t) for t in part])
+            keys = index.hasher.keys_of_normalized([normalize_text(t) for t in part])
             target: object = index.text
-            batch = index.text.prepare(signatures, band_keys(signatures, index.bands))
+            batch = index.text.prepare(keys, band_keys(keys.signatures, index.bands))
         else:
             target = index.features(DIM)
             batch = index.features(DIM).prepare(np.asarray(part))

@@ -25,6 +25,7 @@ QueueStats p95 <= 20 ms; import >= 30k items/s.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -276,6 +277,9 @@ def load(
     stop = threading.Event()
     poller = threading.Thread(target=poll_stats, args=(stack, manager, project, stop, stats))
     poller.start()
+    scoring: list[tuple[float, str | None, float | None]] = []
+    watcher = threading.Thread(target=watch_scoring, args=(stack, project, stop, scoring))
+    watcher.start()
     bar = ProgressBar(f"{len(tokens)} clients", int(end_at - time.time()))
     while time.time() < end_at:
         time.sleep(1.0)
@@ -286,6 +290,7 @@ def load(
         p.join(timeout=60)
     stop.set()
     poller.join()
+    watcher.join()
     got: dict[str, list[float]] = {"next": [], "submit": [], "labels_at": []}
     counts = {"empty": 0, "calls": 0, "errors": 0}
     for g, c in results:
@@ -303,18 +308,82 @@ def load(
         **{f"submit_label_{q}_ms": pct(got["submit"], v) for q, v in PCTS},
         **{f"pool_stats_{q}_ms": pct(stats["pool_stats"], v) for q, v in PCTS},
         **{f"queue_stats_{q}_ms": pct(stats["queue_stats"], v) for q, v in PCTS},
+        "rescoring": rescoring(scoring),
     }
+
+
+def metrics_text(stack: Stack, service: str) -> str:
+    """A service's /metrics page ("" when it exports none)."""
+    import urllib.request
+
+    state = json.loads((stack.home / ".strata" / "stack.json").read_text())
+    url = state["services"][service].get("metrics")
+    if not url:
+        return ""
+    return urllib.request.urlopen(url, timeout=10).read().decode()
+
+
+def watch_scoring(stack: Stack, project: str, stop: threading.Event, out: list) -> None:
+    """Every 2 s: (time, the model version serving `project`, its scoring backlog), from
+    inference's /metrics."""
+    while not stop.is_set():
+        try:
+            text = metrics_text(stack, "inference")
+        except OSError:
+            text = ""
+        version, backlog = None, None
+        for line in text.splitlines():
+            if f'project="{project}"' not in line or line.startswith("#"):
+                continue
+            name, _, value = line.rpartition(" ")
+            if "_model_serving{" in name and float(value) == 1.0:
+                version = name.split('version="')[1].split('"')[0]
+            elif "_scoring_backlog{" in name:
+                backlog = float(value)
+        out.append((time.time(), version, backlog))
+        stop.wait(2.0)
+
+
+def rescoring(samples: list[tuple[float, str | None, float | None]]) -> dict[str, Any]:
+    """Each model version that began serving while watched: its backlog at the start,
+    what was left at the end, the seconds it took to drain (None: not within the
+    window) and the items scored per second meanwhile."""
+    versions: list[dict[str, Any]] = []
+    start = (samples[0][0], None, None) if samples else (0.0, None, None)
+    for (_, before, _), (t, version, backlog) in itertools.pairwise([start, *samples]):
+        if version and version != before:
+            # A version serving when the watch began started scoring earlier than `t`.
+            first = t == start[0]
+            versions.append({"version": version, "began": t, "serving_already": first, "trace": []})
+        if versions and version == versions[-1]["version"] and backlog is not None:
+            versions[-1]["trace"].append((t, backlog))
+    out = []
+    for v in versions:
+        trace = v.pop("trace")
+        peak = max((b for _, b in trace), default=0.0)
+        drained = next((t for t, b in trace if b == 0), None)
+        last_t, last_b = trace[-1] if trace else (v["began"], peak)
+        took = (drained or last_t) - v["began"]
+        out.append(
+            {
+                "version": v["version"],
+                "serving_when_watch_began": v["serving_already"],
+                "backlog_at_start": peak,
+                "left_at_end": 0.0 if drained else last_b,
+                "seconds_to_drain": round(drained - v["began"], 1) if drained else None,
+                "items_scored_per_s": round((peak - (0 if drained else last_b)) / took)
+                if took > 0
+                else None,
+            }
+        )
+    return {"versions": out}
 
 
 def sampler_metrics(stack: Stack) -> dict[str, float]:
     """The sampler's own figures (hand-out time, ranking staleness) from its /metrics."""
-    import urllib.request
-
-    state = json.loads((stack.home / ".strata" / "stack.json").read_text())
-    url = state["services"]["sampler"].get("metrics")
-    if not url:
+    text = metrics_text(stack, "sampler")
+    if not text:
         return {}
-    text = urllib.request.urlopen(url, timeout=10).read().decode()
     wanted = ("rank_seconds_sum", "rank_seconds_count", "staleness")
     found: dict[str, float] = {}
     for line in text.splitlines():

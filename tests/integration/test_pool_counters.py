@@ -76,6 +76,7 @@ def pool_reference(conn: Any, project: str) -> dict[str, Any]:
             ).fetchall()
         ),
         "scores": np.asarray(scores, dtype=float),
+        # The newest is the last to reach the pool; the tests send versions in name order.
         "model_version": max(versions, key=lambda v: (len(v), v), default=""),
     }
 
@@ -160,24 +161,22 @@ def test_pool_counters_equal_a_full_count_after_a_mixed_workload(infra: Infra) -
             }
         canonical = [ids[f"t{i}"] for i in range(10)]
 
-        # Two model versions score most of the pool (v10 after v9: the newer, though not in
-        # text order).
+        # Two model versions score most of the pool, "v10" reaching it after "v9": the
+        # newer, though not in text order (the newest is the last to reach the pool).
         scored = [ids[f"t{i}"] for i in range(200)]
-        produce(
-            infra.bootstrap,
-            predictions(project, scored[:100], "v9", rng)
-            + predictions(project, scored[100:], "v10", rng),
-        )
 
-        def all_scored() -> bool:
+        def scored_count() -> int:
             with db.transaction() as conn:
                 row = conn.execute(
                     "SELECT count(*) FROM items WHERE project = %s AND uncertainty IS NOT NULL",
                     (project,),
                 ).fetchone()
-            return bool(row and row[0] == 200)
+            return int(row[0]) if row else 0
 
-        wait_until(all_scored, 30, "predictions applied")
+        produce(infra.bootstrap, predictions(project, scored[:100], "v9", rng))
+        wait_until(lambda: scored_count() == 100, 30, "v9's predictions applied")
+        produce(infra.bootstrap, predictions(project, scored[100:], "v10", rng))
+        wait_until(lambda: scored_count() == 200, 30, "v10's predictions applied")
 
         # Hand-outs: three long leases, one that runs out.
         handed: list[str] = []

@@ -17,6 +17,7 @@ import psycopg
 from strata.common.db import load_migrations, migrate
 from strata.common.events import make_event
 from strata.common.topics import LABELS_CONSENSUS, REVIEWS_REQUESTED
+from strata.gateway import inbound as gateway_inbound
 from strata.gateway import stats as gateway_stats
 from strata.gateway import store as gateway_store
 from strata.sampler import store as sampler_store
@@ -191,10 +192,10 @@ def test_queue_counters_equal_a_full_count_after_a_mixed_workload(infra: Infra) 
             rolled_back(
                 db.transaction,
                 lambda conn: (
-                    gateway_store.apply_consensus(
+                    gateway_inbound.apply_consensus(
                         conn, labelled[8], common_pb2.CONSENSUS_STATUS_ACCEPTED, 2, "cat"
                     ),
-                    gateway_store.open_review(conn, labelled[9], project, b"", 1),
+                    gateway_inbound.open_review(conn, labelled[9], project, b"", 1),
                     gateway_store.release_leases(conn, f"a0-{project}", project),
                     conn.execute("DELETE FROM labels WHERE project = %s", (project,)),
                 ),

@@ -174,7 +174,9 @@ def test_a_restarted_importer_rebuilds_the_same_index_from_the_stored_rows(
         known: dict[str, str] = {}
         for item in _decide(chunk, live._index("p").index, known, [], summary):
             if item.canonical_item_id is None:
-                stored.append((item.item_id, None, item.vector.tolist(), None, seq))
+                stored.append(
+                    store.IndexRow(item.item_id, None, None, None, item.vector.tolist(), None, seq)
+                )
     monkeypatch.setattr(store, "index_material", lambda conn, project, after: stored)
     restarted = Importer(None)  # type: ignore[arg-type]
     index = restarted._index("p")

@@ -14,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from PIL import Image
 from strata.common import outbox, wire
 from strata.common.topics import ITEMS_IMPORTED
+from strata.sampler.announce import announcements
 from strata.sampler.dedup import MinHasher, NearDuplicateIndex, image_vector, normalize_text
 from strata.sampler.pool import (
     Importer,
@@ -21,7 +22,6 @@ from strata.sampler.pool import (
     ImportSummary,
     PreparedChunk,
     _decide,
-    announcements,
     prepare_chunk,
 )
 from strata.v1 import common_pb2, events_pb2, sampler_pb2
@@ -128,7 +128,8 @@ def test_prepare_reports_bad_rows_by_line_and_keeps_the_good() -> None:
         (10, "no content: give text, features or an image"),
     ]
     assert chunk.kinds == ["text", "text", "features", "image"]
-    assert chunk.signatures.shape == (2, 64) and chunk.band_keys.shape == (2, 16)
+    assert chunk.texts.signatures.shape == (2, 64) and chunk.band_keys.shape == (2, 16)
+    assert len(chunk.texts.shingles) == 2
     assert list(chunk.vectors) == [2] and chunk.vectors[2].shape == (64,)
     assert len(set(chunk.item_ids)) == 4 and len(chunk.announcements) == 4
 

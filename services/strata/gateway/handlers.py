@@ -15,7 +15,7 @@ from strata.common.topics import (
     PREDICTIONS,
     REVIEWS_REQUESTED,
 )
-from strata.gateway import people, store
+from strata.gateway import inbound, people, store
 from strata.gateway.auth import Authenticator
 from strata.gateway.policy import STATUSES
 from strata.v1 import common_pb2, events_pb2
@@ -53,12 +53,12 @@ class GatewayHandlers:
             assert isinstance(msg, events_pb2.PredictionMade)
             if msg.prediction.item_id and msg.prediction.predicted_class:
                 predictions.append(msg.prediction)
-        store.save_prelabels(ctx.conn, predictions)
+        inbound.save_prelabels(ctx.conn, predictions)
 
     def on_consensus(self, ctx: HandlerContext, event: Event) -> None:
         msg = event.message
         assert isinstance(msg, events_pb2.ConsensusUpdated)
-        outcome = store.apply_consensus(
+        outcome = inbound.apply_consensus(
             ctx.conn,
             msg.consensus.item_id,
             msg.consensus.status,
@@ -73,7 +73,7 @@ class GatewayHandlers:
         routing = common_pb2.RoutingMetadata()
         routing.CopyFrom(msg.routing)
         routing.reason = common_pb2.ROUTING_REASON_REVIEW
-        outcome = store.open_review(
+        outcome = inbound.open_review(
             ctx.conn, msg.item_id, msg.project, routing.SerializeToString(), msg.kind
         )
         if outcome == "unknown":

@@ -22,7 +22,7 @@ class SamplerConfig:
         "STRATA_SAMPLER_TEXT_DUP_THRESHOLD",
         parse_float(0.1, 1.0),
         0.8,
-        "estimated Jaccard similarity (word 3-grams) from which a text is a near-duplicate",
+        "Jaccard similarity (word 3-grams) from which a text is a near-duplicate",
     )
     vector_threshold: float = setting(
         "STRATA_SAMPLER_VECTOR_DUP_THRESHOLD",

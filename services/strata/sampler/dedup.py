@@ -1,7 +1,7 @@
-"""Deduplication before anyone labels: exact content hashes, MinHash/LSH for text, and
-for feature vectors and images (by a small mean-centred grey thumbnail) the centred
-random-hyperplane LSH of `strata.sampler.vectors` with an exact cosine check; pure and
-vectorised.
+"""Deduplication before anyone labels: exact content hashes; MinHash/LSH for text, its
+candidates checked by the exact Jaccard of their shingle sets; and for feature vectors
+and images (by a small mean-centred grey thumbnail) the centred random-hyperplane LSH
+of `strata.sampler.vectors` with an exact cosine check. Pure and vectorised.
 
 An index keeps, per project, the LSH buckets of every canonical item; a new
 item whose bucket-mates pass the similarity threshold is a near-duplicate of
@@ -117,11 +117,110 @@ def _shingle_hashes(
     for j in range(1, size):
         inside = pos + j < ends[owner]
         following = hashes[np.minimum(pos + j, hashes.size - 1)]
-        acc = _mix(acc ^ np.where(inside, following, _SENTINEL))
+        # acc * odd constant: the order of the words counts ("a b c" is not "b a c").
+        with np.errstate(over="ignore"):
+            acc = _mix((acc * _SENTINEL) ^ np.where(inside, following, _SENTINEL))
     first = pos == (ends - lengths)[owner]
     keep = (pos + size <= ends[owner]) | (first & (lengths[owner] < size))
     counts = np.maximum(lengths - size + 1, 1)
     return acc[keep] >> np.uint64(32), counts.tolist()
+
+
+@dataclass(frozen=True)
+class Shingles:
+    """Several texts' shingle sets end to end: each text's distinct 32-bit shingle
+    hashes, sorted, at `values[offsets[i]:offsets[i + 1]]`."""
+
+    values: NDArray[np.uint32]
+    offsets: NDArray[np.int64]  # len(texts) + 1
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def of(self, i: int) -> NDArray[np.uint32]:
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+    def sizes(self) -> NDArray[np.int64]:
+        return np.diff(self.offsets)
+
+    def take(self, rows: NDArray[np.int64] | Sequence[int]) -> Shingles:
+        """The sets of `rows`, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = self.offsets[rows]
+        sizes = self.offsets[rows + 1] - starts
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        at = np.repeat(starts - offsets[:-1], sizes) + np.arange(offsets[-1])
+        return Shingles(self.values[at], offsets)
+
+    def tobytes(self, i: int) -> bytes:
+        return self.of(i).astype("<u4").tobytes()
+
+    @staticmethod
+    def from_bytes(stored: Sequence[bytes]) -> Shingles:
+        """The sets `tobytes` gave, in order."""
+        offsets = np.zeros(len(stored) + 1, dtype=np.int64)
+        np.cumsum([len(b) // 4 for b in stored], out=offsets[1:])
+        values = np.frombuffer(b"".join(stored), dtype="<u4").astype(np.uint32)
+        return Shingles(values, offsets)
+
+    @staticmethod
+    def concat(parts: Sequence[Shingles]) -> Shingles:
+        if not parts:
+            return Shingles(np.empty(0, np.uint32), np.zeros(1, np.int64))
+        shifts = np.cumsum([0] + [p.offsets[-1] for p in parts[:-1]])
+        offsets = np.concatenate(
+            [[0]] + [p.offsets[1:] + shift for p, shift in zip(parts, shifts, strict=True)]
+        )
+        return Shingles(np.concatenate([p.values for p in parts]), offsets.astype(np.int64))
+
+
+def shingle_sets(flat: NDArray[np.uint64], counts: Sequence[int]) -> Shingles:
+    """Each text's distinct shingle hashes, sorted (`flat`, `counts`: `_shingle_hashes`,
+    whose hashes are 32-bit)."""
+    per = np.asarray(counts, dtype=np.int64)
+    owner = np.repeat(np.arange(len(per), dtype=np.uint64), per)
+    # One sort of (text, hash) packed in 64 bits: by text, then by hash.
+    keyed = np.sort((owner << np.uint64(32)) | flat)
+    keep = np.ones(keyed.size, dtype=bool)
+    keep[1:] = keyed[1:] != keyed[:-1]
+    kept = keyed[keep]
+    offsets = np.zeros(len(per) + 1, dtype=np.int64)
+    np.cumsum(
+        np.bincount((kept >> np.uint64(32)).astype(np.int64), minlength=len(per)), out=offsets[1:]
+    )
+    return Shingles((kept & np.uint64(0xFFFFFFFF)).astype(np.uint32), offsets)
+
+
+def jaccard(query: NDArray[np.uint32], others: Shingles) -> NDArray[np.float64]:
+    """The exact Jaccard similarity of one sorted shingle set to each of `others`."""
+    sizes = others.sizes()
+    if query.size == 0 or others.values.size == 0:
+        return np.zeros(len(others))
+    at = np.minimum(np.searchsorted(query, others.values), query.size - 1)
+    shared_each = (query[at] == others.values).astype(np.float64)
+    owner = np.repeat(np.arange(len(others)), sizes)
+    shared = np.bincount(owner, weights=shared_each, minlength=len(others))
+    return shared / (query.size + sizes - shared)
+
+
+@dataclass(frozen=True)
+class TextKeys:
+    """What the index needs of a run of texts: MinHash signatures (for the LSH
+    buckets) and shingle sets (for the exact check of the candidates)."""
+
+    signatures: NDArray[np.uint64]  # [n, num_perm]
+    shingles: Shingles
+
+    def __len__(self) -> int:
+        return len(self.signatures)
+
+    def take(self, rows: NDArray[np.int64] | Sequence[int]) -> TextKeys:
+        rows = np.asarray(rows, dtype=np.int64)
+        return TextKeys(self.signatures[rows], self.shingles.take(rows))
+
+    def slice(self, start: int, stop: int) -> TextKeys:
+        return self.take(np.arange(start, stop))
 
 
 @dataclass(frozen=True)
@@ -144,20 +243,34 @@ class MinHasher:
         return self.signatures_of_normalized([normalize_text(t) for t in texts])
 
     def signatures_of_normalized(self, normalized: Sequence[str]) -> NDArray[np.uint64]:
-        """Signatures of texts already through `normalize_text`.
+        """Signatures of texts already through `normalize_text`."""
+        flat, per_text = _shingle_hashes(normalized)
+        return self._sign(flat, per_text)
+
+    def keys(self, texts: Sequence[str]) -> TextKeys:
+        """Signatures and shingle sets of many texts."""
+        return self.keys_of_normalized([normalize_text(t) for t in texts])
+
+    def keys_of_normalized(self, normalized: Sequence[str]) -> TextKeys:
+        """Signatures and shingle sets of texts already through `normalize_text`."""
+        flat, per_text = _shingle_hashes(normalized)
+        return TextKeys(self._sign(flat, per_text), shingle_sets(flat, per_text))
+
+    def _sign(self, flat: NDArray[np.uint64], per_text: list[int]) -> NDArray[np.uint64]:
+        """Signatures from every text's shingle hashes (`_shingle_hashes`).
 
         Shingles are hashed for all texts at once; the permutations run over blocks
         of `block` texts so that the [shingles, num_perm] working set stays in cache.
         """
         a, b = self.params()
-        flat, per_text = _shingle_hashes(normalized)
+        n = len(per_text)
         counts = np.asarray(per_text, dtype=np.int64)
         ends = np.cumsum(counts)
         starts = ends - counts
-        out = np.empty((len(normalized), self.num_perm), dtype=np.uint64)
+        out = np.empty((n, self.num_perm), dtype=np.uint64)
         work = np.empty((0, self.num_perm), dtype=np.uint64)
-        for first in range(0, len(normalized), self.block):
-            last = min(len(normalized), first + self.block)
+        for first in range(0, n, self.block):
+            last = min(n, first + self.block)
             lo, hi = int(starts[first]), int(ends[last - 1])
             if work.shape[0] < hi - lo:
                 work = np.empty((hi - lo, self.num_perm), dtype=np.uint64)
@@ -196,34 +309,39 @@ def band_keys(signatures: NDArray[np.uint64], bands: int) -> NDArray[np.uint64]:
 
 @dataclass
 class TextBatch:
-    """A chunk's signatures prepared against the index: their bucket keys, the indexed
-    rows sharing a bucket with each, the buckets each shares with others of the chunk
-    (both kept only for the few that have any), and what the chunk has added so far."""
+    """A chunk's keys prepared against the index: their bucket keys, the indexed rows
+    sharing a bucket with each, the buckets each shares with others of the chunk (both
+    kept only for the few that have any), and what the chunk has added so far."""
 
     signatures: NDArray[np.uint32]
+    shingles: Shingles
     keys: NDArray[np.uint64]  # [n, bands]
-    indexed: dict[int, set[int]]  # signature -> index rows sharing a bucket
-    shared: dict[int, list[int]]  # signature -> buckets it shares within the chunk
-    added: dict[int, str] = field(default_factory=dict)  # signature -> its item id
-    added_to: dict[int, list[int]] = field(default_factory=dict)  # bucket -> added signatures
+    indexed: dict[int, set[int]]  # text -> index rows sharing a bucket
+    shared: dict[int, list[int]]  # text -> buckets it shares within the chunk
+    added: dict[int, str] = field(default_factory=dict)  # text -> its item id
+    added_to: dict[int, list[int]] = field(default_factory=dict)  # bucket -> added texts
 
 
 class TextIndex:
     """MinHash/LSH buckets of canonical texts, compact enough for millions of items.
 
-    Signatures live in one uint32 matrix (row per item); bucket keys in a few sorted
-    runs, merged as they grow (sizes halve from run to run, so there are about
-    log2(n / chunk) of them). A chunk is looked up all at once (`prepare`: sorted
-    searches, and the chunk's own collisions by sorting its keys), decided signature by
-    signature (`match`, `add`: no work for the many that share no bucket) and indexed
-    all at once (`commit`). About 450 bytes per item in all.
+    Bucket keys live in a few sorted runs, merged as they grow (sizes halve from run to
+    run, so there are about log2(n / chunk) of them); each text's shingle set lives end
+    to end with the others'. A chunk is looked up all at once (`prepare`: sorted
+    searches, and the chunk's own collisions by sorting its keys), decided text by
+    text (`match`: the exact Jaccard of the few that share a bucket, no work for the
+    many that share none; `add`) and indexed all at once (`commit`). The MinHash
+    estimate only finds candidates: it errs by about 0.05 at 64 permutations, which
+    near the threshold would miss copies and merge distinct texts. About 300 bytes
+    per item in all.
     """
 
     def __init__(self, num_perm: int, bands: int, threshold: float) -> None:
         self.num_perm = num_perm
         self.bands = bands
         self.threshold = threshold
-        self._sig = np.empty((1024, num_perm), dtype=np.uint32)
+        self._values = np.empty(16_384, dtype=np.uint32)
+        self._offsets = np.zeros(1025, dtype=np.int64)
         self._ids: list[str] = []
         self._rows: dict[str, int] = {}
         self._runs: list[tuple[NDArray[np.uint64], NDArray[np.int64]]] = []  # (keys, rows)
@@ -234,13 +352,15 @@ class TextIndex:
     def __contains__(self, item_id: str) -> bool:
         return item_id in self._rows
 
-    def prepare(
-        self, signatures: NDArray[np.uint64], keys: NDArray[np.uint64] | None = None
-    ) -> TextBatch:
-        """Bucket keys of a chunk's signatures and, per signature, the indexed rows and
-        earlier signatures of the chunk sharing a bucket (`keys`: the signatures'
-        `band_keys`, when the caller made them already)."""
-        sig = np.atleast_2d(signatures)
+    def _stored(self) -> Shingles:
+        n = len(self._ids)
+        return Shingles(self._values[: self._offsets[n]], self._offsets[: n + 1])
+
+    def prepare(self, texts: TextKeys, keys: NDArray[np.uint64] | None = None) -> TextBatch:
+        """Bucket keys of a chunk's texts and, per text, the indexed rows and earlier
+        texts of the chunk sharing a bucket (`keys`: the signatures' `band_keys`, when
+        the caller made them already)."""
+        sig = np.atleast_2d(texts.signatures)
         if keys is None:
             keys = band_keys(sig, self.bands)
         keys = np.atleast_2d(keys)
@@ -266,11 +386,12 @@ class TextIndex:
                 (order[crowded] // self.bands).tolist(), bucket[crowded].tolist(), strict=True
             ):
                 shared.setdefault(position, []).append(b)
-        return TextBatch(sig.astype(np.uint32), keys, indexed, shared)
+        return TextBatch(sig.astype(np.uint32), texts.shingles, keys, indexed, shared)
 
     def match(self, batch: TextBatch, i: int) -> tuple[str, float] | None:
-        """The most similar text to the batch's i-th, among those indexed and those the
-        batch added before it, at or above the threshold."""
+        """The most similar text to the batch's i-th (exact Jaccard of their shingle
+        sets), among those indexed and those the batch added before it, at or above
+        the threshold."""
         rows = batch.indexed.get(i)
         mates = {j for b in batch.shared.get(i, ()) for j in batch.added_to.get(b, ())}
         if not rows and not mates:
@@ -280,19 +401,20 @@ class TextIndex:
         if rows:
             candidates = np.fromiter(rows, dtype=np.int64, count=len(rows))
             ids.extend(self._ids[r] for r in candidates.tolist())
-            others.append(self._sig[candidates])
+            others.append(self._stored().take(candidates))
         if mates:
             earlier = sorted(mates)
             ids.extend(batch.added[j] for j in earlier)
-            others.append(batch.signatures[earlier])
-        similarity = (np.concatenate(others) == batch.signatures[i]).mean(axis=1)
+            others.append(batch.shingles.take(earlier))
+        sets = others[0] if len(others) == 1 else Shingles.concat(others)
+        similarity = jaccard(batch.shingles.of(i), sets)
         best = int(np.argmax(similarity))
         if similarity[best] < self.threshold:
             return None
         return ids[best], float(similarity[best])
 
     def add(self, batch: TextBatch, i: int, item_id: str) -> None:
-        """Make the batch's i-th signature canonical item `item_id`: a candidate for the
+        """Make the batch's i-th text canonical item `item_id`: a candidate for the
         rest of the batch now, indexed for later batches at `commit`."""
         if item_id not in self._rows:
             batch.added[i] = item_id
@@ -305,13 +427,9 @@ class TextIndex:
         if not added:
             return
         picked = np.fromiter((i for i, _ in added), dtype=np.int64, count=len(added))
+        self._append(batch.shingles.take(picked))
         start = len(self._ids)
         stop = start + len(added)
-        if stop > self._sig.shape[0]:
-            grown = np.empty((max(stop, 2 * self._sig.shape[0]), self.num_perm), np.uint32)
-            grown[:start] = self._sig[:start]
-            self._sig = grown
-        self._sig[start:stop] = batch.signatures[picked]
         for row, (_, item_id) in enumerate(added, start):
             self._ids.append(item_id)
             self._rows[item_id] = row
@@ -325,6 +443,22 @@ class TextIndex:
             keys, rows = np.concatenate([k1, k2]), np.concatenate([r1, r2])
             order = np.argsort(keys, kind="stable")
             self._runs[-2:] = [(keys[order], rows[order])]
+
+    def _append(self, sets: Shingles) -> None:
+        """Store the shingle sets of the rows about to be indexed (grown by doubling)."""
+        n = len(self._ids)
+        used = int(self._offsets[n])
+        need_values, need_rows = used + sets.values.size, n + len(sets) + 1
+        if need_values > self._values.size:
+            grown = np.empty(max(need_values, 2 * self._values.size), dtype=np.uint32)
+            grown[:used] = self._values[:used]
+            self._values = grown
+        if need_rows > self._offsets.size:
+            offsets = np.zeros(max(need_rows, 2 * self._offsets.size), dtype=np.int64)
+            offsets[: n + 1] = self._offsets[: n + 1]
+            self._offsets = offsets
+        self._values[used:need_values] = sets.values
+        self._offsets[n + 1 : need_rows] = used + sets.offsets[1:]
 
 
 @dataclass
@@ -355,16 +489,16 @@ class NearDuplicateIndex:
             found = self.vectors[length] = VectorIndex(self.vector_threshold)
         return found
 
-    def add_text(self, item_id: str, signature: NDArray[np.uint64]) -> None:
-        """Index one canonical text (a chunk goes through `text.prepare`, `text.add` and
-        `text.commit`)."""
-        batch = self.text.prepare(signature)
+    def add_text(self, item_id: str, text: TextKeys) -> None:
+        """Index one canonical text (`text`: its keys; a chunk goes through
+        `text.prepare`, `text.add` and `text.commit`)."""
+        batch = self.text.prepare(text)
         self.text.add(batch, 0, item_id)
         self.text.commit(batch)
 
-    def match_text(self, signature: NDArray[np.uint64]) -> tuple[str, float] | None:
+    def match_text(self, text: TextKeys) -> tuple[str, float] | None:
         """The most similar indexed text at or above the threshold, if any."""
-        return self.text.match(self.text.prepare(signature), 0)
+        return self.text.match(self.text.prepare(text), 0)
 
 
 THUMBNAIL_SIDE = 16

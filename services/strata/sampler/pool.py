@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import logging
-import math
-import os
 import queue
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
 
-from strata.common import outbox, pgcopy, wire
+from strata.common import outbox
 from strata.common.db import Database
-from strata.common.events import make_event, random_uuids
-from strata.common.topics import ITEMS_IMPORTED
 from strata.sampler import store
+from strata.sampler.announce import announcements, duplicate_announcement, random_ids
 from strata.sampler.dedup import (
     MinHasher,
     NearDuplicateIndex,
+    Shingles,
+    TextKeys,
     band_keys,
     content_hash,
     image_vector,
@@ -31,7 +28,7 @@ from strata.sampler.dedup import (
 from strata.sampler.handout import Choice as Choice  # re-exported: callers import them here
 from strata.sampler.handout import choose as choose
 from strata.sampler.vectors import VectorBatch, VectorIndex
-from strata.v1 import common_pb2, events_pb2, sampler_pb2
+from strata.v1 import common_pb2, sampler_pb2
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +36,11 @@ MAX_TEXT_CHARS = 100_000
 MAX_FEATURES = 65_536
 
 
-def check_row(row: sampler_pb2.ImportRow) -> str | None:
-    """Why a row cannot be imported, or None."""
+def check_row(
+    row: sampler_pb2.ImportRow, features: NDArray[np.float32] | None = None
+) -> str | None:
+    """Why a row cannot be imported, or None (`features`: the row's feature values as
+    an array, when the caller has made it already)."""
     kind = row.content.WhichOneof("kind")
     if kind is None:
         return "no content: give text, features or an image"
@@ -53,7 +53,9 @@ def check_row(row: sampler_pb2.ImportRow) -> str | None:
         values = row.content.features.values
         if not values or len(values) > MAX_FEATURES:
             return f"features must have 1 to {MAX_FEATURES} values, got {len(values)}"
-        if not all(math.isfinite(v) for v in values):
+        if features is None:
+            features = np.asarray(values, dtype=np.float32)
+        if not np.isfinite(features).all():
             return "features contain NaN or infinity"
     if kind == "image" and not (row.content.image.png or row.content.image.uri):
         return "image needs PNG bytes or a uri"
@@ -89,7 +91,7 @@ class PreparedChunk:
     kinds: list[str]
     digests: list[str]
     contents: list[bytes]  # serialised ItemContent
-    signatures: NDArray[np.uint64]  # one per text row, in order
+    texts: TextKeys  # one per text row, in order
     band_keys: NDArray[np.uint64]  # the signatures' LSH bucket keys
     # good row -> its feature vector, or its image's thumbnail (PNG bytes that are not one
     # flat colour; an image given by uri is deduplicated exactly only); they are hashed
@@ -113,8 +115,9 @@ def prepare_chunk(
     thumbnails: dict[int, NDArray[np.float32]] = {}
     errors: list[tuple[int, str]] = []
     for row in rows:
-        problem = check_row(row)
         kind = row.content.WhichOneof("kind")
+        values = np.asarray(row.content.features.values, np.float32) if kind == "features" else None
+        problem = check_row(row, values)
         if not problem and kind == "image" and row.content.image.png:
             try:
                 thumbnail = image_vector(row.content.image.png)
@@ -133,13 +136,9 @@ def prepare_chunk(
             digests.append(content_hash(row.content, texts[-1]))
         else:
             digests.append(content_hash(row.content))
-            if kind == "features":
-                vectors[len(good) - 1] = np.asarray(row.content.features.values, np.float32)
-    signatures = (
-        hasher.signatures_of_normalized(texts)
-        if texts
-        else np.empty((0, hasher.num_perm), dtype=np.uint64)
-    )
+            if values is not None:
+                vectors[len(good) - 1] = values
+    keys = hasher.keys_of_normalized(texts)
     item_ids = random_ids(len(good))
     contents = [row.content.SerializeToString() for row in good]
     return PreparedChunk(
@@ -150,8 +149,8 @@ def prepare_chunk(
         kinds=kinds,
         digests=digests,
         contents=contents,
-        signatures=signatures,
-        band_keys=band_keys(signatures, bands),
+        texts=keys,
+        band_keys=band_keys(keys.signatures, bands),
         vectors=vectors,
         thumbnails=thumbnails,
         announcements=announcements(project, item_ids, good, digests, contents),
@@ -165,12 +164,6 @@ class _Index:
     # The newest import number the index has caught up with (-1: nothing yet).
     watermark: int = -1
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def random_ids(n: int) -> list[str]:
-    """`n` random 128-bit ids as 32 hex digits (one urandom call, not n uuid4 calls)."""
-    raw = os.urandom(16 * n).hex()
-    return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
 class Importer:
@@ -219,19 +212,15 @@ class Importer:
     def _refresh(self, conn: store.Conn, project: str, idx: _Index) -> None:
         """Bring the index up to date with what other imports stored."""
         material = store.index_material(conn, project, idx.watermark)
-        width = 4 * idx.index.hasher.num_perm  # 32-bit values; rows of other widths predate
-        texts = [  # this hash family and are left to exact deduplication
-            (i, np.frombuffer(sig, dtype=np.uint32).astype(np.uint64))
-            for i, sig, _, _, _ in material
-            if sig and len(sig) == width
-        ]
+        texts = [r for r in material if r.shingles is not None or r.text is not None]
         if texts:
-            batch = idx.index.text.prepare(np.stack([sig for _, sig in texts]))
-            for i, (item_id, _) in enumerate(texts):
-                idx.index.text.add(batch, i, item_id)
+            keys = stored_text_keys(texts, idx.index.hasher)
+            batch = idx.index.text.prepare(keys)
+            for i, row in enumerate(texts):
+                idx.index.text.add(batch, i, row.item_id)
             idx.index.text.commit(batch)
         stored: dict[VectorIndex, list[tuple[str, list[float], int]]] = {}
-        for item_id, _, vector, thumbnail, seq in material:
+        for item_id, _, _, _, vector, thumbnail, seq in material:
             if vector is not None:
                 stored.setdefault(idx.index.features(len(vector)), []).append(
                     (item_id, vector, seq)
@@ -242,7 +231,7 @@ class Importer:
             ids, values, seqs = zip(*rows, strict=True)
             target.load(ids, np.asarray(values, dtype=np.float32), seqs)
         if material:
-            idx.watermark = max(idx.watermark, material[-1][4])
+            idx.watermark = max(idx.watermark, material[-1].import_seq)
 
     def prepare(self, project: str, rows: Sequence[sampler_pb2.ImportRow]) -> PreparedChunk:
         return prepare_chunk(project, rows, self.hasher, self._bands)
@@ -298,6 +287,28 @@ class Importer:
         return seq
 
 
+def stored_text_keys(rows: Sequence[store.IndexRow], hasher: MinHasher) -> TextKeys:
+    """The index's keys of stored canonical texts: their stored signatures and shingle
+    sets; a row stored before shingle sets were kept (its signature from an older,
+    order-blind shingle hash) is keyed afresh from its content."""
+    signatures = [
+        np.frombuffer(r.signature or b"", dtype=np.uint32).astype(np.uint64) for r in rows
+    ]
+    sets = [r.shingles or b"" for r in rows]
+    older = [i for i, r in enumerate(rows) if r.shingles is None]
+    if older:
+        fresh = hasher.keys_of_normalized(
+            [
+                normalize_text(common_pb2.ItemContent.FromString(rows[i].text or b"").text)
+                for i in older
+            ]
+        )
+        for k, i in enumerate(older):
+            signatures[i] = fresh.signatures[k]
+            sets[i] = fresh.shingles.tobytes(k)
+    return TextKeys(np.stack(signatures), Shingles.from_bytes(sets))
+
+
 def _decide(
     chunk: PreparedChunk,
     index: NearDuplicateIndex,
@@ -309,7 +320,7 @@ def _decide(
     `known`; near: the index finds it); canonical items join `known` and the index, and
     their announcements go to `announcements`. Counts go to `summary`."""
     project = chunk.project
-    batch = index.text.prepare(chunk.signatures, chunk.band_keys)
+    batch = index.text.prepare(chunk.texts, chunk.band_keys)
     near_batches, prepared = _near_batches(chunk, index)
     width = 4 * index.hasher.num_perm
     signature_bytes = batch.signatures.tobytes()
@@ -325,12 +336,13 @@ def _decide(
             strict=True,
         )
     ):
-        signature = None
+        signature = shingles = None
         # A vector-like key's index, its chunk's batch there and its place in that batch.
         near = near_batches.get(position)
         if kind == "text":
             text_row += 1
             signature = signature_bytes[text_row * width : (text_row + 1) * width]
+            shingles = batch.shingles.tobytes(text_row)
         state, canonical, dup_kind, similarity = "pool", None, None, None
         if row.gold_answer:
             state = "gold"
@@ -386,6 +398,8 @@ def _decide(
             signature,
             chunk.vectors.get(position),
             chunk.thumbnails.get(position),
+            # Only a canonical text is ever compared with: a copy's set would be dead weight.
+            shingles if state == "pool" else None,
         )
     index.text.commit(batch)
     for target, near_batch in prepared:
@@ -472,124 +486,3 @@ class ImportPipeline:
             self._thread.join()
         if exc_type is None:
             self._raise_failure()
-
-
-def announcements(
-    project: str,
-    item_ids: Sequence[str],
-    rows: Sequence[sampler_pb2.ImportRow],
-    digests: Sequence[str],
-    contents: Sequence[bytes],
-) -> list[bytes]:
-    """Outbox rows announcing items (ItemImported on strata.items.imported, keyed by the
-    item id), each starting its own trace.
-
-    An import announces tens of thousands of items a second, so the payloads are not
-    built message by message: the fields every item shares are serialised once and
-    each item's own fields (ids, serialised content, hash) spliced in
-    (`strata.common.wire`); the tests parse them against the protobuf API's message.
-    """
-    imported_at = Timestamp()
-    imported_at.GetCurrentTime()
-    shared_routing = common_pb2.RoutingMetadata(
-        source_service="sampler", project=project
-    ).SerializeToString()
-    gold_routing = common_pb2.RoutingMetadata(
-        reason=common_pb2.ROUTING_REASON_GOLD
-    ).SerializeToString()
-    shared_item = common_pb2.Item(project=project, imported_at=imported_at).SerializeToString()
-    topic = pgcopy.text(ITEMS_IMPORTED.name)
-    event_type = pgcopy.text(ITEMS_IMPORTED.event_type)
-    schema = pgcopy.text(ITEMS_IMPORTED.schema)
-    field, size = wire.length_delimited, wire.varint
-    encoded = []
-    for item_id, row, digest, content, trace_id, event_id in zip(
-        item_ids,
-        rows,
-        digests,
-        contents,
-        random_ids(len(item_ids)),
-        random_uuids(len(item_ids)),
-        strict=True,
-    ):
-        key = item_id.encode()
-        trace = trace_id.encode()
-        routing = _TRACE_ID_TAG + size(len(trace)) + trace + shared_routing
-        item = (
-            _ITEM_ID_TAG
-            + size(len(key))
-            + key
-            + shared_item
-            + _CONTENT_TAG
-            + size(len(content))
-            + content
-            + field(_CONTENT_HASH, digest.encode())
-            + field(_EXTERNAL_ID, row.external_id.encode())
-        )
-        if row.metadata:
-            item += common_pb2.Item(metadata=row.metadata).SerializeToString()
-        if row.gold_answer:
-            routing += gold_routing
-        payload = b"".join(
-            (
-                _ROUTING_TAG,
-                size(len(routing)),
-                routing,
-                _ITEM_TAG,
-                size(len(item)),
-                item,
-                field(_GOLD_ANSWER, row.gold_answer.encode()),
-            )
-        )
-        encoded.append(
-            outbox.encode_row(
-                (
-                    pgcopy.uuid(event_id),
-                    topic,
-                    pgcopy.bytea(key),
-                    event_type,
-                    schema,
-                    pgcopy.bytea(trace),  # the same bytes as its text
-                    pgcopy.bytea(payload),
-                )
-            )
-        )
-    return encoded
-
-
-def duplicate_announcement(
-    project: str,
-    item_id: str,
-    row: sampler_pb2.ImportRow,
-    digest: str,
-    content: bytes,
-    canonical: str | None,
-) -> bytes:
-    """The outbox row announcing a duplicate: its ItemImported names its canonical item."""
-    item = common_pb2.Item(
-        item_id=item_id,
-        project=project,
-        content=common_pb2.ItemContent.FromString(content),
-        metadata=row.metadata,
-        content_hash=digest,
-        external_id=row.external_id,
-        canonical_item_id=canonical or "",
-    )
-    item.imported_at.GetCurrentTime()
-    msg = events_pb2.ItemImported(
-        routing=common_pb2.RoutingMetadata(
-            source_service="sampler", project=project, trace_id=uuid.uuid4().hex
-        ),
-        item=item,
-    )
-    return outbox.encode(make_event(ITEMS_IMPORTED, item_id, msg))
-
-
-_TRACE_ID_TAG = wire.tag(common_pb2.RoutingMetadata.TRACE_ID_FIELD_NUMBER)
-_ITEM_ID_TAG = wire.tag(common_pb2.Item.ITEM_ID_FIELD_NUMBER)
-_CONTENT_TAG = wire.tag(common_pb2.Item.CONTENT_FIELD_NUMBER)
-_ROUTING_TAG = wire.tag(events_pb2.ItemImported.ROUTING_FIELD_NUMBER)
-_ITEM_TAG = wire.tag(events_pb2.ItemImported.ITEM_FIELD_NUMBER)
-_CONTENT_HASH = common_pb2.Item.CONTENT_HASH_FIELD_NUMBER
-_EXTERNAL_ID = common_pb2.Item.EXTERNAL_ID_FIELD_NUMBER
-_GOLD_ANSWER = events_pb2.ItemImported.GOLD_ANSWER_FIELD_NUMBER

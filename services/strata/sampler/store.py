@@ -40,6 +40,7 @@ class NewItem(NamedTuple):
     signature: bytes | None
     vector: NDArray[np.float32] | None
     thumbnail: NDArray[np.float32] | None
+    shingles: bytes | None = None
 
 
 _ITEM_COLUMNS = (
@@ -57,6 +58,7 @@ _ITEM_COLUMNS = (
     "signature",
     "vector",
     "thumbnail",
+    "shingles",
     "import_seq",
 )
 
@@ -78,6 +80,7 @@ def _item_row(i: NewItem, import_seq: bytes) -> bytes:
             pgcopy.bytea(i.signature),
             pgcopy.float4_array(i.vector),
             pgcopy.float4_array(i.thumbnail),
+            pgcopy.bytea(i.shingles),
             import_seq,
         )
     )
@@ -112,19 +115,38 @@ def existing_hashes(conn: Conn, project: str, hashes: Sequence[str]) -> dict[str
     return {r[0]: r[1] for r in rows}
 
 
-def index_material(
-    conn: Conn, project: str, after: int
-) -> list[tuple[str, bytes | None, list[float] | None, list[float] | None, int]]:
-    """(item, MinHash signature, vector, image thumbnail, import number) of canonical pool
-    items imported after import number `after`."""
-    return conn.execute(
-        "SELECT item_id, signature, vector, thumbnail, import_seq FROM items "
-        "WHERE project = %s "
-        "AND canonical_item_id IS NULL AND state <> 'gold' AND import_seq > %s "
-        "AND (signature IS NOT NULL OR vector IS NOT NULL OR thumbnail IS NOT NULL) "
-        "ORDER BY import_seq",
-        (project, after),
-    ).fetchall()
+class IndexRow(NamedTuple):
+    """What a replica's near-duplicate index keeps of one canonical pool item."""
+
+    item_id: str
+    signature: bytes | None  # a text's MinHash signature
+    shingles: bytes | None  # a text's shingle set
+    text: bytes | None  # the content, only for a text stored before its shingles were
+    vector: list[float] | None
+    thumbnail: list[float] | None
+    import_seq: int
+
+
+def index_material(conn: Conn, project: str, after: int) -> list[IndexRow]:
+    """What the index needs of the canonical pool items imported after import number
+    `after`, in import order."""
+    return [
+        IndexRow(r[0], _bytes(r[1]), _bytes(r[2]), _bytes(r[3]), r[4], r[5], int(r[6]))
+        for r in conn.execute(
+            "SELECT item_id, signature, shingles, "
+            "CASE WHEN signature IS NOT NULL AND shingles IS NULL THEN content END, "
+            "vector, thumbnail, import_seq FROM items "
+            "WHERE project = %s "
+            "AND canonical_item_id IS NULL AND state <> 'gold' AND import_seq > %s "
+            "AND (signature IS NOT NULL OR vector IS NOT NULL OR thumbnail IS NOT NULL) "
+            "ORDER BY import_seq",
+            (project, after),
+        )
+    ]
+
+
+def _bytes(value: object) -> bytes | None:
+    return None if value is None else bytes(value)  # type: ignore[call-overload]
 
 
 def refresh_statistics(conn: Conn, stored: int) -> bool:
@@ -379,12 +401,18 @@ def note_model_versions(conn: Conn, versions: Iterable[tuple[str, str]]) -> None
         )
 
 
+# The newest model version of a project: the last whose predictions first reached the
+# pool. PoolStats and a batch's staleness both go by it.
+NEWEST_VERSION = (
+    "SELECT model_version FROM model_versions WHERE project = %(p)s ORDER BY seq DESC LIMIT 1"
+)
+
+
 def ranking_age(conn: Conn, project: str, chosen: Sequence[str]) -> tuple[str | None, int]:
     """(the newest model version that scored the project's pool, how many versions came
     after the oldest of `chosen`): 0 when the batch was ranked by the newest model."""
     row = conn.execute(
-        "SELECT (SELECT model_version FROM model_versions WHERE project = %(p)s "
-        "        ORDER BY seq DESC LIMIT 1), "
+        f"SELECT ({NEWEST_VERSION}), "
         "       (SELECT count(*) FROM model_versions WHERE project = %(p)s AND seq > "
         "        (SELECT min(seq) FROM model_versions WHERE project = %(p)s "
         "         AND model_version = ANY(%(v)s)))",
@@ -421,9 +449,9 @@ def record_batch(
 # -- stats ---------------------------------------------------------------------------------------
 
 
-# Every figure here is read from `pool_counters` and `projects.latest_model_version`,
-# which triggers on `items` keep exact in the transaction of each change (migration
-# 0006): a read costs the same at a thousand items and at millions.
+# Every figure here is read from `pool_counters`, which triggers on `items` keep exact in
+# the transaction of each change (migration 0006), and from `model_versions`: a read
+# costs the same at a thousand items and at millions.
 
 
 def pool_counts(conn: Conn, project: str) -> dict[str, int]:
@@ -444,7 +472,7 @@ class PoolCounts:
     duplicates: dict[str, int]  # by kind: exact, near
     classes: dict[int, int]  # pool and in-flight items by predicted class
     score_bins: dict[int, int]  # pool items by uncertainty: bin b holds (b/10, (b+1)/10]
-    model_version: str  # the newest that scored any item ("" before any did)
+    model_version: str  # the newest to reach the pool ("" before any did)
 
 
 def pool_stats(conn: Conn, project: str) -> PoolCounts:
@@ -456,9 +484,7 @@ def pool_stats(conn: Conn, project: str) -> PoolCounts:
     by_kind: dict[str, dict[str, int]] = {}
     for kind, value, n in rows:
         by_kind.setdefault(kind, {})[value] = int(n)
-    version = conn.execute(
-        "SELECT latest_model_version FROM projects WHERE project = %s", (project,)
-    ).fetchone()
+    version = conn.execute(NEWEST_VERSION, {"p": project}).fetchone()
     return PoolCounts(
         states=by_kind.get("state", {}),
         duplicates=by_kind.get("duplicate", {}),
