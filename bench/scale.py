@@ -360,8 +360,11 @@ def rescoring(samples: list[tuple[float, str | None, float | None]]) -> dict[str
     out = []
     for v in versions:
         trace = v.pop("trace")
-        peak = max((b for _, b in trace), default=0.0)
-        drained = next((t for t, b in trace if b == 0), None)
+        # The gauge may still read 0 (the last version's) in the first sample: measure
+        # from the highest backlog to the first 0 after it.
+        top = max(range(len(trace)), key=lambda k: trace[k][1], default=0)
+        peak = trace[top][1] if trace else 0.0
+        drained = next((t for t, b in trace[top:] if b == 0), None)
         last_t, last_b = trace[-1] if trace else (v["began"], peak)
         took = (drained or last_t) - v["began"]
         out.append(

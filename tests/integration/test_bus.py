@@ -10,6 +10,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from strata.common import outbox
 from strata.common.bus import KafkaSettings
 from strata.common.consumer import HandlerContext
+from strata.common.db import migrate
 from strata.common.embedded import EmbeddedBroker, free_port
 from strata.common.events import Event, make_event
 from strata.common.topics import ALL_TOPICS, DEADLETTER, ITEMS_IMPORTED, LABELS_SUBMITTED, PROBE
@@ -259,3 +260,42 @@ def test_relay_reports_backlog_and_settings_are_fast_joining(runtime_factory) ->
         "the relay to publish",
     )
     wait_until(lambda: rt.metrics.outbox_backlog._value.get() == 0, 5, "backlog gauge at 0")
+
+
+def test_bulk_announcements_wait_behind_every_other_event(runtime_factory) -> None:
+    """An event enqueued after a large import's announcements goes out in the relay's
+    next batch, not after them; the announcements then follow in their order."""
+    rt = runtime_factory("lanes")
+    migrate(rt.config.pg_dsn, rt.config.schema, rt.migrations)
+    rt.db.open()
+    try:
+        key = rt.config.service
+        bulk = [
+            make_event(ITEMS_IMPORTED.name, key, events_pb2.ItemImported()) for _ in range(1200)
+        ]
+        urgent = make_event(LABELS_SUBMITTED.name, key, events_pb2.LabelSubmitted())
+        with rt.db.transaction() as conn:
+            outbox.enqueue_encoded(conn, [outbox.encode(e, bulk=True) for e in bulk])
+            outbox.enqueue(conn, urgent)
+            assert outbox.backlog(conn) == 1201
+
+        def published() -> list[str]:
+            with rt.db.transaction() as conn:
+                return [
+                    str(r[0])
+                    for r in conn.execute(
+                        "SELECT event_id FROM outbox WHERE published_at IS NOT NULL ORDER BY id"
+                    )
+                ]
+
+        assert rt.relay.run_once() == rt.relay.batch_size
+        first = published()
+        assert urgent.event_id in first
+        assert first[:-1] == [e.event_id for e in bulk[: rt.relay.batch_size - 1]]
+        while rt.relay.run_once():
+            pass
+        assert published() == [e.event_id for e in bulk] + [urgent.event_id]
+        with rt.db.transaction() as conn:
+            assert outbox.backlog(conn) == 0
+    finally:
+        rt.db.close()

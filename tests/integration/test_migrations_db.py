@@ -38,7 +38,9 @@ def test_migrations_applied_twice_change_nothing(infra) -> None:
     schema = unique_service("mig")
     wanted = [*kit_migrations(), *SERVICE_MIGRATIONS]
     first = migrate(infra.pg_dsn, schema, wanted)
-    assert [(m.component, m.version) for m in first] == [("kit", 1), ("svc", 1), ("svc", 2)]
+    kit = [("kit", m.version) for m in kit_migrations()]
+    assert len(kit) >= 2  # the outbox's bulk lane came second
+    assert [(m.component, m.version) for m in first] == [*kit, ("svc", 1), ("svc", 2)]
     before = _catalog(infra.pg_dsn, schema)
     assert migrate(infra.pg_dsn, schema, wanted) == []
     assert _catalog(infra.pg_dsn, schema) == before
@@ -63,7 +65,7 @@ def test_replicas_migrating_at_once_apply_each_migration_once(infra) -> None:
     for t in threads:
         t.join()
     assert not errors
-    assert sorted(applied) == [0, 0, 0, 3]
+    assert sorted(applied) == [0, 0, 0, len(kit_migrations()) + len(SERVICE_MIGRATIONS)]
 
 
 def test_a_migration_edited_after_it_ran_is_refused(infra) -> None:

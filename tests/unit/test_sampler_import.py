@@ -73,7 +73,8 @@ def test_announcements_are_the_messages_the_protobuf_api_builds() -> None:
     encoded = announcements("proj", ids, ROWS, digests, contents)
     traces = set()
     for row, item_id, digest, raw in zip(ROWS, ids, digests, encoded, strict=True):
-        event_id, topic, key, event_type, schema, trace_id, payload = _fields(raw)
+        event_id, topic, key, event_type, schema, trace_id, payload, bulk = _fields(raw)
+        assert bulk == b"\x01"  # published after every other waiting event
         assert uuid.UUID(bytes=event_id).version == 4
         assert topic == ITEMS_IMPORTED.name.encode()
         assert event_type == ITEMS_IMPORTED.event_type.encode()

@@ -54,11 +54,21 @@ def enqueue_many(conn: psycopg.Connection[Any], events: list[OutgoingEvent]) -> 
     enqueue_encoded(conn, [encode(e) for e in events])
 
 
-_OUTBOX_COLUMNS = ("event_id", "topic", "key", "event_type", "schema_name", "trace_id", "payload")
+_OUTBOX_COLUMNS = (
+    "event_id",
+    "topic",
+    "key",
+    "event_type",
+    "schema_name",
+    "trace_id",
+    "payload",
+    "bulk",
+)
 
 
-def encode(event: OutgoingEvent) -> bytes:
-    """The event as an outbox row for `enqueue_encoded` (bulk writers encode ahead)."""
+def encode(event: OutgoingEvent, *, bulk: bool = False) -> bytes:
+    """The event as an outbox row for `enqueue_encoded` (bulk writers encode ahead;
+    `bulk`: published after every other event waiting, see `OutboxRelay`)."""
     return encode_row(
         (
             pgcopy.uuid(event.event_id),
@@ -68,14 +78,17 @@ def encode(event: OutgoingEvent) -> bytes:
             pgcopy.text(event.schema),
             pgcopy.text(event.trace_id),
             pgcopy.bytea(event.payload),
-        )
+        ),
+        bulk=bulk,
     )
 
 
-def encode_row(fields: tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]) -> bytes:
+def encode_row(
+    fields: tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes], *, bulk: bool = False
+) -> bytes:
     """An outbox row from its `pgcopy`-encoded fields: event id, topic, key, event type,
     schema, trace id, payload (a bulk writer encodes the constant ones once)."""
-    return pgcopy.row(fields)
+    return pgcopy.row((*fields, pgcopy.boolean(bulk)))
 
 
 def enqueue_encoded(conn: psycopg.Connection[Any], rows: list[bytes]) -> None:
@@ -99,7 +112,10 @@ def publish(
 
 def backlog(conn: psycopg.Connection[Any]) -> int:
     """Events written but not yet published."""
-    row = conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL AND NOT bulk) "
+        "     + (SELECT count(*) FROM outbox WHERE published_at IS NULL AND bulk)"
+    ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -126,6 +142,12 @@ class Activity:
 
 class OutboxRelay:
     """Publishes the outbox of one schema; several replicas may run at once.
+
+    Bulk events (an import's item announcements) wait behind every other event: a
+    training request or a decision is published next, not after the million items
+    imported before it. Order holds within each lane, and a topic's events all go in
+    one lane (the import's announcements are the only bulk ones), so every key's
+    events keep their order.
 
     While `give_way_to` activity runs, the relay pauses `busy_pause_s` after each
     batch: a bulk import then keeps the process (and its GIL) and is acknowledged
@@ -155,6 +177,7 @@ class OutboxRelay:
         self._seen_incarnation: str | None = None
         self._last_cleanup = 0.0
         self._last_backlog = 0.0
+        self._backlog_every = 1.0
 
     def _republish_if_broker_was_reset(self, conn: psycopg.Connection[Any], current: str) -> None:
         if current == self._seen_incarnation:
@@ -181,12 +204,16 @@ class OutboxRelay:
         current = self.incarnation.current()
         with self.db.transaction() as conn:
             self._republish_if_broker_was_reset(conn, current)
-            rows = conn.execute(
-                "SELECT id, event_id, topic, key, event_type, schema_name, trace_id, payload "
-                "FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT %s "
-                "FOR UPDATE SKIP LOCKED",
-                (self.batch_size,),
-            ).fetchall()
+            rows: list[tuple[Any, ...]] = []
+            for lane in ("NOT bulk", "bulk"):  # each from its own partial index
+                rows += conn.execute(
+                    "SELECT id, event_id, topic, key, event_type, schema_name, trace_id, "
+                    f"payload FROM outbox WHERE published_at IS NULL AND {lane} "
+                    "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (self.batch_size - len(rows),),
+                ).fetchall()
+                if len(rows) >= self.batch_size:
+                    break
             if not rows:
                 return 0
             events = [
@@ -214,9 +241,12 @@ class OutboxRelay:
     def housekeeping(self) -> None:
         """Refresh the backlog gauge and drop events past retention."""
         now = time.monotonic()
-        if now - self._last_backlog >= 1.0:
+        if now - self._last_backlog >= self._backlog_every:
             with self.db.transaction() as conn:
                 self.metrics.outbox_backlog.set(backlog(conn))
+            # Counting a backlog of millions takes a while: count it less often then.
+            took = time.monotonic() - now
+            self._backlog_every = min(30.0, max(1.0, 100 * took))
             self._last_backlog = now
         if now - self._last_cleanup >= 60.0:
             with self.db.transaction() as conn:

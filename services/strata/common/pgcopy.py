@@ -57,6 +57,13 @@ def jsonb(value: Mapping[str, Any] | None) -> bytes:
     return _LEN(len(raw)) + raw
 
 
+def boolean(value: bool) -> bytes:
+    return _TRUE if value else _FALSE
+
+
+_TRUE, _FALSE = _LEN(1) + b"\x01", _LEN(1) + b"\x00"
+
+
 def float8(value: float | None) -> bytes:
     return NULL if value is None else _FLOAT8(8, value)
 

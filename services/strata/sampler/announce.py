@@ -97,7 +97,8 @@ def announcements(
                     schema,
                     pgcopy.bytea(trace),  # the same bytes as its text
                     pgcopy.bytea(payload),
-                )
+                ),
+                bulk=True,
             )
         )
     return encoded
@@ -128,7 +129,7 @@ def duplicate_announcement(
         ),
         item=item,
     )
-    return outbox.encode(make_event(ITEMS_IMPORTED, item_id, msg))
+    return outbox.encode(make_event(ITEMS_IMPORTED, item_id, msg), bulk=True)
 
 
 _TRACE_ID_TAG = wire.tag(common_pb2.RoutingMetadata.TRACE_ID_FIELD_NUMBER)
