@@ -449,6 +449,9 @@ def main() -> int:
     parser.add_argument("--clients", default="50,200")
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--out", default="scale", help="results name: bench/results/NAME.json and NAME.png"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     kinds = args.kinds.split(",")
@@ -493,8 +496,8 @@ def main() -> int:
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "scale.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot(runs, RESULTS / "scale.png")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot(runs, RESULTS / f"{args.out}.png")
     cols = (
         "kind",
         "items",
@@ -510,7 +513,7 @@ def main() -> int:
     print("  ".join(cols))
     for r in runs:
         print("  ".join(str(r.get(c)) for c in cols))
-    print(f"-> {(RESULTS / 'scale.json').relative_to(ROOT)}, scale.png")
+    print(f"-> bench/results/{args.out}.json, {args.out}.png")
     return 0
 
 
