@@ -237,21 +237,27 @@ def _best_earlier_cosine(units: Floats, linked: NDArray[np.int64]) -> NDArray[np
     return best
 
 
-def quality_vectors(n: int, threshold: float) -> dict[str, object]:
-    values, source = relu_features(n)
-    started = time.perf_counter()
-    linked = _decisions(lambda ix: ix.features(DIM), lambda a, b: (values[a:b],), n)
-    seconds = time.perf_counter() - started
-    units = unit_rows(values)
-    scores = _score(
+def _score_cosine(
+    linked: NDArray[np.int64], vectors: Floats, threshold: float, source: NDArray[np.int64]
+) -> dict[str, object]:
+    """`_score` of vector-like decisions by their exact cosine."""
+    units = unit_rows(vectors)
+    return _score(
         linked,
         lambda a, b: np.einsum("ij,ij->i", units[a].astype(float), units[b].astype(float)),
         _best_earlier_cosine(units, linked),
         threshold,
         source,
     )
+
+
+def quality_vectors(n: int, threshold: float) -> dict[str, object]:
+    values, source = relu_features(n)
+    started = time.perf_counter()
+    linked = _decisions(lambda ix: ix.features(DIM), lambda a, b: (values[a:b],), n)
+    seconds = time.perf_counter() - started
     return {
-        **scores,
+        **_score_cosine(linked, values, threshold, source),
         "items_per_s": round(n / seconds),
         "zeros_share": round(float((values == 0).mean()), 2),
     }
@@ -265,15 +271,10 @@ def quality_images(n: int, threshold: float) -> dict[str, object]:
     stacked = np.stack(thumbs)  # type: ignore[arg-type]
     linked = _decisions(lambda ix: ix.images, lambda a, b: (stacked[a:b],), n)
     seconds = time.perf_counter() - started
-    units = unit_rows(stacked)
-    scores = _score(
-        linked,
-        lambda a, b: np.einsum("ij,ij->i", units[a].astype(float), units[b].astype(float)),
-        _best_earlier_cosine(units, linked),
-        threshold,
-        source,
-    )
-    return {**scores, "items_per_s_with_png_decoding": round(n / seconds)}
+    return {
+        **_score_cosine(linked, stacked, threshold, source),
+        "items_per_s_with_png_decoding": round(n / seconds),
+    }
 
 
 def quality_texts(n: int, threshold: float, num_perm: int = 64) -> dict[str, object]:
