@@ -12,8 +12,13 @@ and is measured on a clean test split:
 - drop: labels scoring under DROP_BELOW (0.7) are left out, the rest at full depth
   (batches of 64 drawn in the same order from the labels kept);
 - weighted: each label's loss times its score (summed, over the batch size);
-- governed-rules: `default_governance()`'s depths (score >= 0.9: every layer group,
-  >= 0.7: two, else the head only) through `governed_step`.
+- governed-rules: `default_governance()`'s rules (score >= 0.9: every layer group,
+  >= 0.7: two, else the head only) through `governed_step`;
+- governed-learned: the learned policy (`strata.training.governance`, the default):
+  the trust curve (`strata.common.trust.fit`) is fitted on a gold sample, a random
+  GOLD_SHARE (10%, the contract's usual gold rate) of the training items whose truth
+  the simulation knows, as quality fits it on gold items' consensus; each label's
+  depth and per-group scale from its trust, through `governed_step`.
 
 An arm is one entry of ARMS: a function from the labels to a `Treatment` (which
 labels train, how deep each one's gradient reaches, how much it weighs).
@@ -76,10 +81,17 @@ from numpy.typing import NDArray
 from scipy import stats
 from sklearn.datasets import load_digits
 from strata.cli.progress import ProgressBar
+from strata.common import trust
+from strata.common.trust import TrustCurve
 from strata.gateway.contract import default_governance
 from strata.models.families import GroupedModel, ModelSpec, build, text_tokens
 from strata.quality.config import QualityConfig
-from strata.training.governance import SOURCE_NAMES, LabelTrust, influence_depths
+from strata.training.governance import (
+    SOURCE_NAMES,
+    LabelTrust,
+    influence_depths,
+    learned_treatment,
+)
 from strata.training.step import governed_step, plain_step
 from strata.v1 import common_pb2
 
@@ -102,30 +114,39 @@ class Treatment:
 
     keep: Bools | None = None  # the labels trained on; None: all
     depth: Ints | None = None  # layer groups from the head each reaches; None: all
-    # Multiplies the label's loss, so its gradient in every group it reaches: the seam
-    # for a per-label gradient magnitude. None: 1.
+    # Multiplies the label's loss, so its gradient in every group it reaches. None: 1.
     weight: Floats | None = None
+    # [labels, K] the label's gradient scale per layer group (`governed_step`'s). None: 1.
+    scale: NDArray[np.float32] | None = None
 
 
 @dataclass(frozen=True)
 class Arm:
     name: str
-    treat: Callable[[Labels, int], Treatment]  # (labels, the model's layer groups)
+    # (labels, the model's layer groups, the trust curve fitted from the gold sample)
+    treat: Callable[[Labels, int, TrustCurve], Treatment]
     governed: bool = False  # reported against the best other arm
 
 
-def _rules(labels: Labels, n_groups: int) -> Treatment:
+def _rules(labels: Labels, n_groups: int, curve: TrustCurve) -> Treatment:
     human = common_pb2.LABEL_SOURCE_HUMAN
     trust = [LabelTrust(float(s), human) for s in labels.score]
     return Treatment(depth=influence_depths(default_governance(), trust, n_groups))
 
 
+def _learned(labels: Labels, n_groups: int, curve: TrustCurve) -> Treatment:
+    governed = learned_treatment(curve(labels.score), K, n_groups)
+    return Treatment(depth=governed.depths, scale=governed.scales)
+
+
 ARMS = [
-    Arm("ungoverned", lambda labels, k: Treatment()),
-    Arm("drop", lambda labels, k: Treatment(keep=labels.score >= DROP_BELOW)),
-    Arm("weighted", lambda labels, k: Treatment(weight=labels.score)),
+    Arm("ungoverned", lambda labels, k, c: Treatment()),
+    Arm("drop", lambda labels, k, c: Treatment(keep=labels.score >= DROP_BELOW)),
+    Arm("weighted", lambda labels, k, c: Treatment(weight=labels.score)),
     Arm("governed-rules", _rules, governed=True),
+    Arm("governed-learned", _learned, governed=True),
 ]
+GOLD_SHARE = 0.1
 
 
 # -- tasks ----------------------------------------------------------------------------------
@@ -247,14 +268,16 @@ def step(
     targets: torch.Tensor,
     depth: torch.Tensor | None,
     weight: torch.Tensor | None,
+    scale: torch.Tensor | None = None,
 ) -> None:
     """One optimizer step: the product's steps where they apply (`plain_step`,
-    `governed_step`); with weights, the same routed step on the weighted loss."""
+    `governed_step`, with its per-group scales); with weights, the routed step on the
+    weighted loss."""
     if weight is None:
         if depth is None:
             plain_step(model, optimizer, inputs, targets)
         else:
-            governed_step(model, optimizer, inputs, targets, depth)
+            governed_step(model, optimizer, inputs, targets, depth, scale=scale)
         return
     optimizer.zero_grad(set_to_none=True)
     logits = model(*inputs, depth=depth)  # routed when depth is given
@@ -276,6 +299,7 @@ def train(task: Task, value: Ints, treatment: Treatment, seed: int, steps: int) 
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
     depth = None if treatment.depth is None else torch.from_numpy(treatment.depth)
     weight = None if treatment.weight is None else torch.from_numpy(treatment.weight).float()
+    scale = None if treatment.scale is None else torch.from_numpy(treatment.scale).float()
     targets = torch.from_numpy(value)
     model.train()
     for rows in batches(len(value), treatment.keep, seed, steps):
@@ -287,6 +311,7 @@ def train(task: Task, value: Ints, treatment: Treatment, seed: int, steps: int) 
             targets[index],
             None if depth is None else depth[index],
             None if weight is None else weight[index],
+            None if scale is None else scale[index],
         )
     model.eval()
     with torch.no_grad():
@@ -433,9 +458,11 @@ def main() -> None:
             for regime in args.regimes:
                 labels = REGIMES[regime](task.train_y, seed)
                 shares[regime].append(describe(labels, task.train_y))
+                gold = np.random.default_rng((seed, 7)).random(len(labels.value)) < GOLD_SHARE
+                curve = trust.fit(labels.score[gold], labels.value[gold] == task.train_y[gold])
                 for arm in arms:
                     accuracy = train(
-                        task, labels.value, arm.treat(labels, n_groups), seed, args.steps
+                        task, labels.value, arm.treat(labels, n_groups, curve), seed, args.steps
                     )
                     per_seed[family][regime][arm.name].append(accuracy)
                     done += 1
@@ -460,6 +487,7 @@ def main() -> None:
             "optimizer": f"AdamW lr={LR}",
             "torch_threads": torch.get_num_threads(),
             "drop_below": DROP_BELOW,
+            "gold_share_for_the_trust_curve": GOLD_SHARE,
             "governance": [
                 {"min_consensus_score": round(r.min_consensus_score, 4), "depth": r.influence_depth}
                 | ({"source": SOURCE_NAMES[r.source]} if r.source else {})

@@ -22,6 +22,7 @@ from strata.common.topics import (
     PREDICTIONS,
     REVIEWS_REQUESTED,
     TRAINING_FEEDBACK,
+    TRUST_CURVES,
 )
 from strata.sampler.handlers import propagated_copy
 from strata.v1 import common_pb2, events_pb2, quality_pb2
@@ -724,6 +725,19 @@ def test_report_export_and_label_errors(infra: Infra) -> None:
         assert {a["annotator_id"] for a in data["annotators"]} == {"good1", "good2", "good3"}
         assert data["coverage"] == {"cat": 10, "dog": 10, "bird": 10}
         assert report.html.startswith("<!doctype html>") and report.html.count("<img") >= 4
+        # The trust curve on the ten gold items (two votes each), in the report and to
+        # training (strata.quality.trust), monotone in the score.
+        curve = data["trust_curve"]
+        assert curve["gold_items"] == 10 and 0 < curve["gold_right"] <= 10
+        assert curve["right"] == sorted(curve["right"])
+
+        def on_all_gold() -> list[events_pb2.TrustCurveFitted]:
+            every = read_topic(boot, TRUST_CURVES, lambda m: m.curve.project == project, 99, 2)
+            return [m for m in every if m.curve.gold == 10]
+
+        wait_until(lambda: bool(on_all_gold()), 30, "a trust curve on all ten gold items")
+        sent = on_all_gold()[-1].curve
+        assert list(sent.right) == sorted(sent.right) and sent.HasField("fitted_at")
 
         jsonl = exported(stack, project, quality_pb2.EXPORT_FORMAT_JSONL)
         rows = [json.loads(line) for line in jsonl.splitlines()]

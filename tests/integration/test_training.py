@@ -86,7 +86,12 @@ def test_requested_run_trains_on_two_ray_workers_and_publishes_a_governed_model(
         for i in originals
     ]
     with training_stack(infra, tmp_path, num_workers=2, epochs=15) as s:
-        s.gateway.load_contract(contract(project))
+        # The default rules; borderline labels reach group 2 at half strength (magnitude).
+        rules = (
+            "{rules: [{source: expert, depth: all}, {min_consensus_score: 0.9, depth: all}, "
+            "{min_consensus_score: 0.7, depth: 2, scale: [1, 0.5]}, {depth: 1}]}"
+        )
+        s.gateway.load_contract(contract(project, governance=rules))
         produce(infra.bootstrap, item_events(project, x[:n], f"{project}-p-"))
         produce(infra.bootstrap, item_events(project, x[originals], f"{project}-dup-"))
         produce(infra.bootstrap, item_events(project, x[1500:1650], f"{project}-g-", y[1500:1650]))
@@ -108,6 +113,8 @@ def test_requested_run_trains_on_two_ray_workers_and_publishes_a_governed_model(
         assert (run.model_version, run.num_workers, run.epoch, run.epochs) == ("v1", 2, 15, 15)
         assert run.progress == 1.0 and run.samples_seen >= 15 * (n - 1)
         assert run.samples_per_second > 0 and not run.resumed_from_checkpoint
+        assert run.governance_mode == common_pb2.GOVERNANCE_MODE_RULES
+        assert not run.HasField("trust_curve") and not model.HasField("trust_curve")
         assert run.metrics.accuracy > 0.85 and run.metrics.n_eval == 150
 
         # The artifact is what inference will load; calibration inputs are the gold logits.
@@ -149,7 +156,10 @@ def test_requested_run_trains_on_two_ray_workers_and_publishes_a_governed_model(
         low = ledger(annotator_id="low-0")
         assert low and {e.layer_group for e in low} == {1}
         assert all(e.influence_depth == 1 and e.consensus_score == 0.5 for e in low)
-        assert {e.layer_group for e in ledger(annotator_id="mid-1")} == {1, 2}
+        mid = ledger(annotator_id="mid-1")
+        assert {e.layer_group for e in mid} == {1, 2}
+        assert {(e.layer_group, e.magnitude) for e in mid} == {(1, 1.0), (2, 0.5)}
+        assert {e.magnitude for e in low} == {1.0}
         deep = ledger(layer_group=3)
         assert len(deep) == int((tier == "high").sum()) and all(e.influence > 0 for e in deep)
         assert {e.value for e in ledger(class_label="7")} == {"7"}

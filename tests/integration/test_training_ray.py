@@ -44,9 +44,14 @@ def local_ray() -> Iterator[None]:
         ray.shutdown()
 
 
-def plan(depths: list[np.ndarray], optimizer: str = "adamw") -> StepPlan:  # type: ignore[type-arg]
+def plan(
+    depths: list[np.ndarray],  # type: ignore[type-arg]
+    optimizer: str = "adamw",
+    scaled: bool = False,
+) -> StepPlan:
     """Steps on digits batches with the given per-example depths (dropout off: the
-    shards of one batch must see what the single process sees)."""
+    shards of one batch must see what the single process sees); `scaled`: each
+    example's gradient also scaled per group (governance's magnitude), at random."""
     x, y = load_digits(return_X_y=True)
     x = (x / 16.0).astype(np.float32)
     spec = ModelSpec("mlp", [str(d) for d in range(10)], input_dim=64, dropout=0.0)
@@ -57,7 +62,11 @@ def plan(depths: list[np.ndarray], optimizer: str = "adamw") -> StepPlan:  # typ
     for depth in depths:
         pick = rng.choice(len(x), size=len(depth), replace=False)
         batches.append((x[pick], y[pick].astype(np.int64), depth.astype(np.int64)))
-    return StepPlan(spec.to_dict(), start, batches, lr=0.01, optimizer=optimizer)
+    scales = None
+    if scaled:
+        reach = [np.arange(1, 4)[None, :] <= d[:, None] for d in depths]
+        scales = [(rng.uniform(0.1, 2.0, r.shape) * r).astype(np.float32) for r in reach]
+    return StepPlan(spec.to_dict(), start, batches, lr=0.01, optimizer=optimizer, scales=scales)
 
 
 def on_two_workers(p: StepPlan, tmp_path: Path, name: str) -> torch.nn.Module:
@@ -83,9 +92,12 @@ def on_two_workers(p: StepPlan, tmp_path: Path, name: str) -> torch.nn.Module:
 def test_two_ray_workers_take_exactly_the_single_process_governed_steps(
     local_ray: None, tmp_path: Path
 ) -> None:
+    # Depths and per-group gradient scales (magnitude) differ in every example.
     rng = np.random.default_rng(0)
     p = plan(
-        [rng.integers(1, 4, size=64) for _ in range(4)] + [np.array([1, 2] * 16)], optimizer="sgd"
+        [rng.integers(1, 4, size=64) for _ in range(4)] + [np.array([1, 2] * 16)],
+        optimizer="sgd",
+        scaled=True,
     )
     single = run_steps(p, rank=0, world=1)
     distributed = on_two_workers(p, tmp_path, "mixed")

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from strata.demo.analysis import (
     annotator_ranking,
     crowd_accuracy,
+    influence_rank,
     labels_to_reach,
     majority,
     memorization_vs_corruption,
     observed_accuracy,
     savings_by_budget,
     trailing_mean,
+    twin_tracin,
+    wrong_label_sources,
 )
 from strata.demo.campaign import CampaignResult, CampaignSettings, CurvePoint, Submitted
 from strata.demo.run import comparison
@@ -103,6 +107,9 @@ def test_annotator_ranking_is_spearman_over_the_annotators_both_know() -> None:
     assert math.isnan(annotator_ranking({"a": 1.0}, {"a": 1.0})[0])
 
 
+KINDS = {"spam": "spammer", "ring1": "corruptor", "ring2": "corruptor", "good": "good"}
+
+
 def test_memorization_flags_are_scored_against_the_truth() -> None:
     truth = {"a": 0, "b": 1, "c": 2, "d": 0}
     trained = {"a": "0", "b": "0", "c": "1", "d": "0"}  # b and c are wrong
@@ -111,12 +118,112 @@ def test_memorization_flags_are_scored_against_the_truth() -> None:
         Submitted(0.0, "spam", "d", 1, 0),  # corrupted, but consensus got it right
         Submitted(0.0, "good", "c", 2, 2),
     ]
-    got = memorization_vs_corruption(["b", "a"], trained, truth, CLASSES, given, ["spam"])
+    got = memorization_vs_corruption(["b", "a"], trained, truth, CLASSES, given, KINDS)
     assert got["wrong_training_labels"] == 2 and got["flagged"] == 2
     assert got["precision"] == 0.5 and got["recall"] == 0.5
-    assert got["spammer_corrupted_labels"] == 2 and got["of_which_trained_on"] == 2
-    assert got["of_which_trained_with_the_wrong_class"] == 1 and got["of_which_flagged"] == 1
+    (spam,) = [k for k in got["corrupted_by_kind"] if k["kind"] == "spammer"]
+    assert spam["wrong_answers"] == 2 and spam["items"] == 2 and spam["trained_on"] == 2
+    assert spam["trained_with_their_wrong_class"] == 1 and spam["flagged"] == 1
     assert observed_accuracy(given) == {"spam": 0.0, "good": 1.0}
+    # No flags and no wrong labels: precision and recall are undefined, not zero.
+    clean = memorization_vs_corruption([], {"a": "0"}, truth, CLASSES, [], KINDS)
+    assert clean["precision"] is None and clean["recall"] is None
+
+
+def test_the_ring_s_labels_count_as_corrupted_and_twins_as_planted() -> None:
+    truth = {"r": 1, "s": 0, "t": 0, "h": 2, "u": 1, "ok": 0}
+    # r: the ring agreed on "2"; s: the ring answered "1" but consensus took the truth;
+    # t: a planted twin everyone misread as "1"; h: an honest mistake (a good annotator's
+    # "1"); u: trained on a value nobody here answered.
+    trained = {"r": "2", "s": "0", "t": "1", "h": "1", "u": "2", "ok": "0"}
+    given = [
+        Submitted(0.0, "ring1", "r", 2, 1),
+        Submitted(0.0, "ring2", "r", 2, 1),
+        Submitted(0.0, "ring1", "s", 1, 0),
+        Submitted(0.0, "good", "s", 0, 0),
+        Submitted(0.0, "ring2", "t", 1, 0),
+        Submitted(0.0, "good", "t", 1, 0),
+        Submitted(0.0, "good", "h", 1, 2),
+        Submitted(0.0, "spam", "h", 0, 2),  # wrong too, but not the value trained on
+        Submitted(0.0, "good", "u", 1, 1),
+    ]
+    wrong = {"r": "2", "t": "1", "h": "1", "u": "2"}
+    assert wrong_label_sources(wrong, given, CLASSES, KINDS, planted=["t"]) == {
+        "r": "corruptor",
+        "t": "planted twin",
+        "h": "honest mistake",
+        "u": "nobody answered it",
+    }
+    # An earlier run trained on s with the ring's "1" (an audit sent it to an expert since).
+    ever = {"r": ["2"], "s": ["0", "1"], "t": ["1"], "h": ["1"], "u": ["2"]}
+    got = memorization_vs_corruption(
+        ["r", "t", "ok"], trained, truth, CLASSES, given, KINDS, ["t"], ever
+    )
+    assert got["wrong_training_labels"] == 4 and got["wrong_labels_in_any_run"] == 5
+    assert got["flagged"] == 3
+    assert got["precision"] == pytest.approx(2 / 3) and got["recall"] == 0.5
+    sources = {row["source"]: row for row in got["wrong_by_source"]}
+    assert sources["corruptor"]["in_any_run"] == 2
+    assert sources["corruptor"]["wrong_training_labels"] == 1
+    assert sources["corruptor"]["flagged"] == 1 and sources["planted twin"]["recall"] == 1.0
+    assert sources["honest mistake"]["flagged"] == 0
+    ring = next(k for k in got["corrupted_by_kind"] if k["kind"] == "corruptor")
+    # The twin aside: three wrong answers, on r and s; some run trained on both with the
+    # ring's class, the final model on r only.
+    assert ring["wrong_answers"] == 3 and ring["items"] == 2 and ring["trained_on"] == 2
+    assert ring["in_any_run_with_their_wrong_class"] == 2
+    assert ring["trained_with_their_wrong_class"] == 1 and ring["flagged"] == 1
+    # Without the runs' lineage, the final model's labels alone.
+    alone = memorization_vs_corruption(["r"], trained, truth, CLASSES, given, KINDS, ["t"])
+    assert alone["wrong_labels_in_any_run"] == alone["wrong_training_labels"] == 4
+
+
+def trace(
+    twin: str, label: str | None, predicted: str | None, opposing: list[str]
+) -> dict[str, Any]:
+    return {
+        "original_item": f"orig-{twin}",
+        "twin_item": twin,
+        "true_class": "0",
+        "twin_label": label,
+        "predicted_class": predicted,
+        "opposing": opposing,
+        "supporting": [twin] if predicted == label else [],
+    }
+
+
+def test_twin_ranks_among_the_labels_opposing_the_original() -> None:
+    assert influence_rank("b", ["a", "b", "c"]) == 2 and influence_rank("x", ["a"]) is None
+    got = twin_tracin(
+        [
+            trace("t1", "1", "0", ["t1", "x"]),  # rank 1
+            trace("t2", "1", "0", ["x", "y", "z", "t2"]),  # rank 4
+            trace("t3", "1", "0", ["x"] * 7 + ["t3"]),  # rank 8: beyond the top 5
+            trace("t4", "1", "1", ["orig-t4"]),  # the model took the twin's class: supports
+            trace("t5", None, None, []),  # not trained on: not traced
+            trace("t6", "0", "0", ["x", "t6"]),  # labelled right after all: not measured
+        ],
+        near=5,
+        top_k=20,
+    )
+    assert got["planted"] == 6 and got["measured"] == 4
+    # Ranks 1, 4, 8 and beyond every opposing label: the median is between 4 and 8.
+    assert got["median_rank"] == 6.0
+    assert got["in_top_near"] == 0.5 and got["in_top_k"] == 0.75 and got["not_in_top_k"] == 1
+    assert got["original_predicted_as_twin"] == 1
+    sides = {r["twin_item"]: r["side"] for r in got["by_twin"]}
+    assert sides == {
+        "t1": "opposing",
+        "t2": "opposing",
+        "t3": "opposing",
+        "t4": "supporting",
+        "t5": "twin not trained on",
+        "t6": "opposing",
+    }
+    # Most twins not opposing at all: no finite median.
+    none = twin_tracin([trace("t4", "1", "1", []), trace("t1", "1", "0", ["t1"])])
+    assert none["median_rank"] is None and none["in_top_near"] == 0.5
+    assert twin_tracin([])["median_rank"] is None
 
 
 def campaign(strategy: str, points: list[tuple[int, float]], stopped: str) -> CampaignResult:
@@ -190,3 +297,35 @@ def test_the_anchoring_plot_takes_rates_at_the_edges() -> None:
     picture = anchoring_plot({"digits": rows, "digits-random": rows})
     assert picture and picture.startswith(b"\x89PNG")
     assert anchoring_plot({"digits": []}) is None
+
+
+def test_the_report_shows_the_wrong_labels_and_the_twins_ranks() -> None:
+    from strata.demo.report import wrong_labels_section
+    from strata.demo.run import wrong_labels_line
+
+    truth = {"r": 1, "t": 0, "ok": 0}
+    trained = {"r": "2", "t": "1", "ok": "0"}
+    given = [Submitted(0.0, "ring1", "r", 2, 1), Submitted(0.0, "ring2", "r", 2, 1)]
+    findings = {
+        "settings": {"project": "digits"},
+        "memorization": memorization_vs_corruption(
+            ["r"], trained, truth, CLASSES, given, KINDS, ["t"]
+        ),
+        "twins": twin_tracin([trace("t", "1", "0", ["t"])], near=5, top_k=20),
+    }
+    line = wrong_labels_line(findings)
+    assert line.startswith(
+        "2 wrong of the final model's 3 training labels (2 wrong in some run, 1 of them the "
+        "ring's); memorization flags 1, precision 1.00"
+    )
+    assert "recall 0.50" in line and "1 mislabeled twins at median 1" in line
+    assert "100% in the top 5" in line
+    page = "\n".join(wrong_labels_section(findings))
+    assert "planted twin" in page and "corruptor" in page and "opposing" in page
+    # Nothing flagged, nothing traced: said so, not shown as zero.
+    empty = {
+        "settings": {"project": "digits"},
+        "memorization": memorization_vs_corruption([], {}, {}, CLASSES, [], KINDS),
+        "twins": twin_tracin([]),
+    }
+    assert "precision undefined, recall undefined" in wrong_labels_line(empty)

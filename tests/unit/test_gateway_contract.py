@@ -65,6 +65,27 @@ def test_json_and_yaml_give_the_same_contract() -> None:
     assert from_json.gold_probation_tasks == 0  # no probation unless asked for
 
 
+def test_governance_is_learned_by_default_and_rules_take_a_scale() -> None:
+    base = "project: p\nversion: '1'\nclasses: [a, b]\n"
+    assert parse_contract(base).governance.mode == common_pb2.GOVERNANCE_MODE_LEARNED
+    ruled = parse_contract(
+        base + "governance: {rules: [{min_consensus_score: 0.7, depth: 2, scale: 0.5}, "
+        "{depth: all, scale: [1, 0.25]}, {depth: 1, scale: 0}]}"
+    ).governance
+    assert ruled.mode == common_pb2.GOVERNANCE_MODE_RULES  # rules given: they govern
+    first, second, third = ruled.rules
+    assert first.gradient_scale == 0.5 and not first.group_scales
+    assert list(second.group_scales) == [1.0, 0.25] and not second.HasField("gradient_scale")
+    assert third.HasField("gradient_scale") and third.gradient_scale == 0.0
+    assert (
+        not parse_contract(base + "governance: {rules: [{depth: 1}]}")
+        .governance.rules[0]
+        .HasField("gradient_scale")
+    )
+    kept = parse_contract(base + "governance: {mode: rules}").governance
+    assert kept.mode == common_pb2.GOVERNANCE_MODE_RULES and len(kept.rules) == 4
+
+
 @pytest.mark.parametrize(
     ("document", "field"),
     [
@@ -106,6 +127,17 @@ def test_json_and_yaml_give_the_same_contract() -> None:
         (
             "project: p\nversion: '1'\nclasses: [a, b]\ngovernance: {rules: [{depth: 0}]}",
             "governance.rules[0].depth",
+        ),
+        ("project: p\nversion: '1'\nclasses: [a, b]\ngovernance: {mode: wise}", "governance.mode"),
+        (
+            "project: p\nversion: '1'\nclasses: [a, b]\n"
+            "governance: {rules: [{depth: 2, scale: [1, 0]}]}",
+            "governance.rules[0].scale",
+        ),
+        (
+            "project: p\nversion: '1'\nclasses: [a, b]\n"
+            "governance: {rules: [{depth: 2, scale: -1}]}",
+            "governance.rules[0].scale",
         ),
         (
             "project: p\nversion: '1'\nclasses: [a, b]\n"

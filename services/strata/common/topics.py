@@ -62,6 +62,9 @@ TRAINING_FEEDBACK = TopicSpec(
     1,
     key="project",
 )
+TRUST_CURVES = TopicSpec(
+    "strata.quality.trust", events_pb2.TrustCurveFitted, "trust.fitted", 1, key="project"
+)
 CONTRACTS = TopicSpec(
     "strata.contracts", events_pb2.ContractLoaded, "contract.loaded", 1, key="project"
 )
@@ -82,6 +85,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     TRAINING_REQUESTED,
     MODELS_PUBLISHED,
     TRAINING_FEEDBACK,
+    TRUST_CURVES,
     CONTRACTS,
     AUDIT,
     DEADLETTER,

@@ -8,6 +8,7 @@ here talks to a service.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -154,35 +155,189 @@ def savings_by_budget(
     return [Saving(n, a, first_reach(smooth_active, a)) for n, a in trailing_mean(baseline, window)]
 
 
+# Annotators who give wrong labels on purpose or without looking, in the order a wrong
+# training label is put down to them when several answered its value; any other
+# annotator's wrong label is an honest mistake.
+CORRUPTING_KINDS = ("corruptor", "spammer", "copycat", "careless")
+PLANTED = "planted twin"
+HONEST = "honest mistake"
+UNVOTED = "nobody answered it"
+
+
+def wrong_label_sources(
+    wrong: Mapping[str, str],
+    submitted: Iterable[Submitted],
+    classes: Sequence[str],
+    kinds: Mapping[str, str],
+    planted: Iterable[str] = (),
+) -> dict[str, str]:
+    """Where each wrong training label (item -> the value trained on) came from: a planted
+    twin; else the first of CORRUPTING_KINDS among the annotators who answered that
+    value; else an honest mistake."""
+    twins = set(planted)
+    gave: dict[str, set[str]] = defaultdict(set)
+    for s in submitted:
+        if s.item_id in wrong and classes[s.answer] == wrong[s.item_id]:
+            gave[s.item_id].add(kinds.get(s.annotator_id, "?"))
+    sources = {}
+    for item in wrong:
+        if item in twins:
+            sources[item] = PLANTED
+        elif not gave[item]:
+            sources[item] = UNVOTED
+        else:
+            sources[item] = next((k for k in CORRUPTING_KINDS if k in gave[item]), HONEST)
+    return sources
+
+
 def memorization_vs_corruption(
     flagged_items: Iterable[str],
     trained: Mapping[str, str],
     truth: Mapping[str, int],
     classes: Sequence[str],
-    submitted: Iterable[Submitted],
-    spammers: Iterable[str],
+    submitted: Sequence[Submitted],
+    kinds: Mapping[str, str],
+    planted: Iterable[str] = (),
+    ever_trained: Mapping[str, Iterable[str]] | None = None,
 ) -> dict[str, Any]:
-    """Training's memorization flags against the truth: how many flagged training labels
-    are wrong (precision), how many wrong training labels were flagged (recall), and
-    how the labels a spammer corrupted fared (kept out by consensus, or trained on)."""
+    """Training's memorization flags against the truth: how many of the final model's
+    flagged training labels (`trained`: item -> value) are wrong (precision) and how
+    many of its wrong training labels were flagged (recall; both None when undefined);
+    the wrong labels by where they came from (`wrong_label_sources`), in the final
+    model and in any run (`ever_trained`: item -> every value some run trained on; the
+    final model's alone when not given), so that the ones caught before the final
+    model show; and how the wrong answers each corrupting kind gave fared, planted
+    twins aside (everyone misreads those)."""
+    twins = set(planted)
     flagged = {i for i in flagged_items if i in trained and i in truth}
-    wrong = {i for i, v in trained.items() if i in truth and v != classes[truth[i]]}
-    spam = set(spammers)
-    corrupted = {s.item_id for s in submitted if s.annotator_id in spam and s.answer != s.truth}
-    corrupted_trained = {i for i in corrupted if i in trained}
-    corrupted_wrong = corrupted_trained & wrong
+    wrong = {i: v for i, v in trained.items() if i in truth and v != classes[truth[i]]}
+    # Each item's wrong value in the final model, else the first wrong value a run used.
+    ever = {
+        i: next(v for v in sorted(values) if v != classes[truth[i]])
+        for i, values in (ever_trained or {}).items()
+        if i in truth and any(v != classes[truth[i]] for v in values)
+    } | wrong
+    sources = wrong_label_sources(ever, submitted, classes, kinds, twins)
+    ever_by_source = Counter(sources.values())
+    final_by_source = Counter(sources[i] for i in wrong)
+    caught = Counter(sources[i] for i in flagged if i in wrong)
+    corrupted = []
+    for kind in CORRUPTING_KINDS:
+        who = {a for a, k in kinds.items() if k == kind}
+        if not who:
+            continue
+        answers = [
+            s
+            for s in submitted
+            if s.annotator_id in who and s.answer != s.truth and s.item_id not in twins
+        ]
+        items = {s.item_id for s in answers}
+        in_any = {s.item_id for s in answers if ever.get(s.item_id) == classes[s.answer]}
+        in_final = {s.item_id for s in answers if wrong.get(s.item_id) == classes[s.answer]}
+        corrupted.append(
+            {
+                "kind": kind,
+                "wrong_answers": len(answers),
+                "items": len(items),
+                "trained_on": sum(1 for i in items if i in trained),
+                "in_any_run_with_their_wrong_class": len(in_any),
+                "trained_with_their_wrong_class": len(in_final),
+                "flagged": len(in_final & flagged),
+            }
+        )
+    hits = len(flagged & wrong.keys())
     return {
         "training_labels": sum(1 for i in trained if i in truth),
         "wrong_training_labels": len(wrong),
+        "wrong_labels_in_any_run": len(ever),
         "flagged": len(flagged),
-        "flagged_wrong": len(flagged & wrong),
-        "precision": len(flagged & wrong) / len(flagged) if flagged else 0.0,
-        "recall": len(flagged & wrong) / len(wrong) if wrong else 0.0,
-        "spammer_corrupted_labels": sum(
-            1 for s in submitted if s.annotator_id in spam and s.answer != s.truth
+        "flagged_wrong": hits,
+        "precision": hits / len(flagged) if flagged else None,
+        "recall": hits / len(wrong) if wrong else None,
+        "wrong_by_source": [
+            {
+                "source": source,
+                "in_any_run": n,
+                "wrong_training_labels": final_by_source[source],
+                "flagged": caught[source],
+                "recall": caught[source] / final_by_source[source]
+                if final_by_source[source]
+                else None,
+            }
+            for source, n in sorted(ever_by_source.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+        "corrupted_by_kind": corrupted,
+    }
+
+
+def influence_rank(item_id: str, ranked: Sequence[str]) -> int | None:
+    """1-based place of `item_id` in `ranked` (most influential first), None if absent."""
+    return next((n for n, i in enumerate(ranked, 1) if i == item_id), None)
+
+
+def _twin_side(trace: Mapping[str, Any], rank: int | None) -> str:
+    """Where the twin stands in its original's trace (or why there is no trace)."""
+    if trace.get("predicted_class") is None:
+        if trace["twin_label"] is None:
+            return "twin not trained on"
+        if trace.get("original_label") is None:
+            return "original not trained on"
+        return "not traced"
+    if rank is not None:
+        return "opposing"
+    if influence_rank(trace["twin_item"], trace["supporting"]) is not None:
+        return "supporting"
+    return "neither"
+
+
+def twin_tracin(
+    traces: Iterable[Mapping[str, Any]], near: int = 5, top_k: int = 20
+) -> dict[str, Any]:
+    """How TracIn finds each planted twin when its original is traced: the twin's rank
+    among the training labels opposing the model's prediction for the original (1: the
+    strongest). A trace holds the pair's item ids and classes, the values trained on
+    (None when not trained on), the prediction (None when not traced) and the opposing
+    and supporting item ids in rank order. Summed up over the twins traced with a wrong
+    label: the median rank (a twin that does not oppose counts as beyond every opposing
+    label; None when that is the median) and the shares within the top `near` and
+    `top_k`."""
+    rows = []
+    for t in traces:
+        traced = t.get("predicted_class") is not None
+        rank = influence_rank(t["twin_item"], t["opposing"]) if traced else None
+        rows.append(
+            {
+                "original_item": t["original_item"],
+                "twin_item": t["twin_item"],
+                "true_class": t["true_class"],
+                "twin_label": t["twin_label"],
+                "predicted_class": t.get("predicted_class"),
+                "opposing_labels": len(t["opposing"]) if traced else None,
+                "rank_among_opposing": rank,
+                "side": _twin_side(t, rank),
+                "error": t.get("error", ""),
+            }
+        )
+    measured = [
+        r
+        for r in rows
+        if r["predicted_class"] is not None
+        and r["twin_label"] is not None
+        and r["twin_label"] != r["true_class"]
+    ]
+    ranks = sorted(r["rank_among_opposing"] or math.inf for r in measured)
+    median = float(np.median(ranks)) if ranks else None
+    return {
+        "planted": len(rows),
+        "measured": len(measured),
+        "median_rank": median if median is not None and math.isfinite(median) else None,
+        "near": near,
+        "top_k": top_k,
+        "in_top_near": sum(r <= near for r in ranks) / len(ranks) if ranks else None,
+        "in_top_k": sum(r <= top_k for r in ranks) / len(ranks) if ranks else None,
+        "not_in_top_k": sum(r > top_k for r in ranks),
+        "original_predicted_as_twin": sum(
+            1 for r in measured if r["predicted_class"] == r["twin_label"]
         ),
-        "spammer_corrupted_items": len(corrupted),
-        "of_which_trained_on": len(corrupted_trained),
-        "of_which_trained_with_the_wrong_class": len(corrupted_wrong),
-        "of_which_flagged": len(corrupted_wrong & flagged),
+        "by_twin": rows,
     }

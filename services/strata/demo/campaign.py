@@ -10,13 +10,21 @@ trains on Ray and publishes; inference serves the new version and re-scores the
 pool; the sampler re-ranks. The campaign watches (labels, model versions, test
 accuracy on a split nobody labels, blocked annotators) and stops at the label
 budget or the target accuracy.
+
+Some wrong labels are meant to reach training, so that the report can measure what
+training says about them: the crowd's ring of corruptors wins consensus on some of
+the items it holds together, and a few planted twins (near-copies of pool images,
+apart enough that the sampler keeps both) are misread as their look-alike class by
+everyone. The twins and their originals come in a first import with gold, so that
+they are labelled before the rest of the pool arrives.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -25,7 +33,7 @@ from numpy.typing import NDArray
 
 from strata.common.channels import with_metadata
 from strata.common.tls import TlsConfig, open_channel
-from strata.demo.crowd import Annotator, digits_crowd
+from strata.demo.crowd import Annotator, digits_crowd, lookalike, ring_answer
 from strata.v1 import (
     common_pb2,
     gateway_pb2,
@@ -70,6 +78,11 @@ class CampaignSettings:
     max_seconds: float = 480.0
     seed: int = 0
     stop_at_target: bool = True  # a baseline spends its whole budget
+    # Planted mislabeled twins (each with its original, imported and labelled first).
+    twins: int = 12
+    # How long the crowd may take to be handed every twin and original before the rest of
+    # the pool is imported anyway.
+    pairs_wait_seconds: float = 30.0
 
 
 def contract_document(s: CampaignSettings) -> str:
@@ -87,29 +100,104 @@ def contract_document(s: CampaignSettings) -> str:
     )
 
 
+EMPTY = np.zeros(0, dtype=np.int64)
+# The sampler's default cosine from which two feature vectors are near-duplicates
+# (STRATA_SAMPLER_VECTOR_DUP_THRESHOLD): a twin stays below it, or it would be merged.
+NEAR_DUPLICATE_COSINE = 0.98
+# Pixel noise (pixels are 0..1) that puts a twin at a cosine of about 0.95 to its
+# original: below the threshold, and nearer to it than to any other digit (the median
+# digit's nearest neighbour is at 0.97, but not nearer than its original).
+TWIN_NOISE = 0.2
+
+
 @dataclass(frozen=True)
 class Split:
     x: NDArray[np.float32]
-    y: NDArray[np.int64]
-    pool: NDArray[np.int64]
+    y: NDArray[np.int64]  # a twin's is its original's class: the truth
+    pool: NDArray[np.int64]  # twins included
     gold: NDArray[np.int64]
     test: NDArray[np.int64]
+    # Pool images that have a planted twin, and their twins in the same order.
+    originals: NDArray[np.int64] = field(default_factory=lambda: EMPTY)
+    twins: NDArray[np.int64] = field(default_factory=lambda: EMPTY)
+
+    @property
+    def pairs(self) -> NDArray[np.int64]:
+        """The pool items imported first: the originals and their twins."""
+        return np.concatenate([self.originals, self.twins])
 
 
-def digits_split(pool: int, gold: int, seed: int) -> Split:
-    """Pool, gold and a test split nobody labels, from scikit-learn's bundled digits."""
+def _unit(rows: NDArray[np.float32]) -> NDArray[np.float64]:
+    rows64 = np.atleast_2d(rows).astype(np.float64)
+    return rows64 / np.maximum(np.linalg.norm(rows64, axis=1, keepdims=True), 1e-12)
+
+
+def plant_twins(
+    x: NDArray[np.float32],
+    candidates: NDArray[np.int64],
+    imported: NDArray[np.int64],
+    n: int,
+    seed: int,
+    threshold: float = NEAR_DUPLICATE_COSINE,
+    noise: float = TWIN_NOISE,
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Near-copies of `n` of the `candidates` (rows of `x`): each image plus pixel noise.
+    An original has no near-duplicate among the `imported` rows (the sampler would
+    merge it); its twin is below `threshold` to every imported row and to the other
+    twins, and nearer to its original than to any other. Returns (originals, twin rows)."""
+    rng = np.random.default_rng([seed, 1])
+    units = _unit(x[imported])
+    position = {int(i): p for p, i in enumerate(imported)}
+    originals: list[int] = []
+    rows: list[NDArray[np.float32]] = []
+    for i in rng.permutation(candidates):
+        if len(originals) == n:
+            break
+        own = units[position[int(i)]]
+        if np.sum(units @ own >= threshold) > 1:
+            continue  # a near-duplicate of another digit already
+        row = np.clip(x[i] + rng.normal(0.0, noise, x.shape[1]), 0.0, 1.0).astype(np.float32)
+        unit = _unit(row)[0]
+        sims = units @ unit
+        to_original = sims[position[int(i)]]
+        sims[position[int(i)]] = -1.0
+        planted = _unit(np.asarray(rows)) @ unit if rows else np.zeros(1)
+        # A margin below the threshold: the sampler compares in float32.
+        if to_original < threshold - 0.01 and max(sims.max(), planted.max()) < to_original:
+            originals.append(int(i))
+            rows.append(row)
+    if len(originals) < n:
+        raise ValueError(f"only {len(originals)} of {n} twins could be planted")
+    return np.asarray(originals, dtype=np.int64), np.asarray(rows, dtype=np.float32).reshape(
+        len(rows), x.shape[1]
+    )
+
+
+def digits_split(pool: int, gold: int, seed: int, twins: int = 0) -> Split:
+    """Pool, gold and a test split nobody labels, from scikit-learn's bundled digits;
+    with `twins` planted twins of pool images added to the pool (`plant_twins`)."""
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
     order = np.random.default_rng(seed).permutation(len(y))
     if pool + gold >= len(y) - 100:
         raise ValueError(f"digits has {len(y)} images: pool + gold must leave a test split")
+    images, classes = (x / 16.0).astype(np.float32), y.astype(np.int64)
+    pool_ix, gold_ix = order[:pool], order[pool : pool + gold]
+    originals, rows = (
+        plant_twins(images, pool_ix, order[: pool + gold], twins, seed)
+        if twins
+        else (EMPTY, np.zeros((0, images.shape[1]), dtype=np.float32))
+    )
+    twin_ix = np.arange(len(y), len(y) + len(originals), dtype=np.int64)
     return Split(
-        (x / 16.0).astype(np.float32),
-        y.astype(np.int64),
-        order[:pool],
-        order[pool : pool + gold],
+        np.concatenate([images, rows]),
+        np.concatenate([classes, classes[originals]]),
+        np.concatenate([pool_ix, twin_ix]),
+        gold_ix,
         order[pool + gold :],
+        originals,
+        twin_ix,
     )
 
 
@@ -140,6 +228,17 @@ class Submitted:
     prelabel: int | None = None  # the class the task's pre-label showed, if any
 
 
+@dataclass(frozen=True)
+class TwinPair:
+    """A planted twin and its original, by the item ids the sampler gave them ("" when
+    the crowd was never handed it)."""
+
+    original_item: str
+    twin_item: str
+    true_class: int
+    misread_as: int  # what every annotator takes the twin for
+
+
 @dataclass
 class CampaignResult:
     settings: CampaignSettings
@@ -151,6 +250,7 @@ class CampaignResult:
     seconds: float
     errors: list[str] = field(default_factory=list)
     submitted: list[Submitted] = field(default_factory=list)
+    twins: list[TwinPair] = field(default_factory=list)
 
     @property
     def human_labels(self) -> int:
@@ -177,7 +277,10 @@ class Tick:
     seconds: float
 
 
-def bearer(token: str) -> list[tuple[str, str]]:
+Metadata = list[tuple[str, str]]
+
+
+def bearer(token: str) -> Metadata:
     return [("authorization", f"Bearer {token}")]
 
 
@@ -208,10 +311,15 @@ class Campaign:
         self.inference = inference_pb2_grpc.InferenceStub(as_admin["inference"])
         self.training = training_pb2_grpc.TrainingStub(as_admin["training"])
         self.quality = quality_pb2_grpc.QualityStub(self._channels["quality"])
-        self.split = digits_split(settings.pool, settings.gold, settings.seed)
-        self._truth = {
-            self.split.x[i].tobytes(): int(self.split.y[i]) for i in range(len(self.split.y))
+        self.split = digits_split(settings.pool, settings.gold, settings.seed, settings.twins)
+        sp = self.split
+        self._truth = {sp.x[i].tobytes(): int(sp.y[i]) for i in range(len(sp.y))}
+        # Everyone takes a twin for its look-alike: its label comes out wrong.
+        self._misread = {
+            sp.x[t].tobytes(): lookalike(int(sp.y[t]), len(CLASSES)) for t in sp.twins.tolist()
         }
+        self._gold = {sp.x[i].tobytes() for i in sp.gold.tolist()}
+        self._item_ids: dict[bytes, str] = {}  # content -> item id, as tasks show them
         self._counts = {a.annotator_id: 0 for a in self.crowd}
         self._submitted: list[Submitted] = []
         self._lock = threading.Lock()
@@ -226,8 +334,9 @@ class Campaign:
     # -- set-up ---------------------------------------------------------------------------------
 
     def setup(self) -> tuple[dict[str, int], dict[str, str]]:
-        """Load the contract, enrol the crowd, import pool and gold; returns import counts
-        and each annotator's token."""
+        """Load the contract, enrol the crowd, import gold and the pool (only the twins and
+        their originals when there are twins: `import_rest` brings the others); returns
+        import counts and each annotator's token."""
         self.gateway.LoadContract(
             gateway_pb2.LoadContractRequest(document=contract_document(self.s)), metadata=self.admin
         )
@@ -258,6 +367,17 @@ class Campaign:
                 gateway_pb2.IssueTokenRequest(annotator_id=a.annotator_id), metadata=self.admin
             ).token
         sp = self.split
+        first = sp.pairs if sp.twins.size else sp.pool
+        return self._import(np.concatenate([first, sp.gold])), tokens
+
+    def import_rest(self) -> dict[str, int]:
+        """The pool items the first import left out (none without twins)."""
+        if not self.split.twins.size:
+            return {}
+        return self._import(np.setdiff1d(self.split.pool, self.split.pairs))
+
+    def _import(self, indices: NDArray[np.int64]) -> dict[str, int]:
+        sp = self.split
         gold = set(sp.gold.tolist())
         rows = [
             sampler_pb2.ImportRow(
@@ -266,12 +386,12 @@ class Campaign:
                 content=features(sp.x[i]),
                 gold_answer=str(sp.y[i]) if i in gold else "",
             )
-            for n, i in enumerate(np.concatenate([sp.pool, sp.gold]))
+            for n, i in enumerate(indices.tolist())
         ]
         reply = self.sampler.ImportItems(
             iter([sampler_pb2.ImportItemsRequest(project=self.s.project, rows=rows)]), timeout=300
         )
-        imported = {
+        return {
             "received": reply.received,
             "imported": reply.imported,
             "gold": reply.gold,
@@ -279,64 +399,171 @@ class Campaign:
             "near_duplicates": reply.near_duplicates,
             "rejected": reply.rejected,
         }
-        return imported, tokens
+
+    def _await_pairs(self, timeout_s: float) -> None:
+        """Until the crowd has been handed every twin and original (or `timeout_s` passed),
+        so that they are labelled whatever the sampler would rank first."""
+        wanted = {self.split.x[i].tobytes() for i in self.split.pairs.tolist()}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self._stop.is_set():
+            with self._lock:
+                if wanted <= self._item_ids.keys():
+                    return
+            self._stop.wait(0.5)
+
+    def twin_pairs(self) -> list[TwinPair]:
+        sp = self.split
+        with self._lock:
+            ids = dict(self._item_ids)
+        return [
+            TwinPair(
+                ids.get(sp.x[o].tobytes(), ""),
+                ids.get(sp.x[t].tobytes(), ""),
+                int(sp.y[o]),
+                self._misread[sp.x[t].tobytes()],
+            )
+            for o, t in zip(sp.originals.tolist(), sp.twins.tolist(), strict=True)
+        ]
 
     # -- the crowd --------------------------------------------------------------------------------
+
+    def _take(self, annotator_id: str, md: Metadata) -> tuple[gateway_pb2.Task | None, float]:
+        """The annotator's next task, or None and how long to wait (negative: stop, the
+        budget is spent; a task taken then is given back)."""
+        reply = self.gateway.NextTask(
+            gateway_pb2.NextTaskRequest(project=self.s.project), metadata=md, timeout=10
+        )
+        if not reply.HasField("task"):
+            if self.human_labels() >= self.s.label_budget:
+                return None, -1.0  # nothing to give back, nothing more to label
+            return None, max(0.05, reply.retry_after_ms / 1000.0)
+        if self.human_labels() >= self.s.label_budget:
+            self.gateway.SkipTask(
+                gateway_pb2.SkipTaskRequest(task_id=reply.task.task_id, reason="budget"),
+                metadata=md,
+            )
+            return None, -1.0
+        return reply.task, 0.0
+
+    def _read(self, task: gateway_pb2.Task) -> tuple[int, int, int | None, bool]:
+        """The task's true class, the class people see in it (a twin's look-alike), the
+        pre-label it shows and whether it is gold."""
+        content = np.asarray(task.content.features.values, dtype=np.float32).tobytes()
+        truth = self._truth[content]
+        with self._lock:
+            self._item_ids.setdefault(content, task.item_id)
+        shown = task.prelabel.value if task.HasField("prelabel") else ""
+        prelabel = CLASSES.index(shown) if shown in CLASSES else None
+        return truth, self._misread.get(content, truth), prelabel, content in self._gold
+
+    def _submit(
+        self,
+        annotator: Annotator,
+        md: Metadata,
+        task: gateway_pb2.Task,
+        answer: int,
+        truth: int,
+        prelabel: int | None,
+    ) -> None:
+        self.gateway.SubmitLabel(
+            gateway_pb2.SubmitLabelRequest(
+                task_id=task.task_id,
+                value=CLASSES[answer],
+                duration_ms=int(annotator.seconds_per_label * 1000),
+                client_label_id=f"{annotator.annotator_id}:{task.task_id}",
+            ),
+            metadata=md,
+            timeout=10,
+        )
+        with self._lock:
+            self._counts[annotator.annotator_id] += 1
+            self._submitted.append(
+                Submitted(
+                    time.time(), annotator.annotator_id, task.item_id, answer, truth, prelabel
+                )
+            )
+
+    def _goes_on(self, annotator_id: str, exc: grpc.RpcError) -> bool:
+        """False when the annotator was blocked (quality caught them); any other error but
+        a lease given away is recorded."""
+        if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+            return False
+        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # a lease given away
+            with self._lock:
+                self._errors.append(f"{annotator_id}: {exc.code().name}")
+        return True
 
     def _work(self, annotator: Annotator, token: str, seed: int) -> None:
         rng = np.random.default_rng(seed)
         md = bearer(token)
         while not self._stop.is_set():
             try:
-                reply = self.gateway.NextTask(
-                    gateway_pb2.NextTaskRequest(project=self.s.project), metadata=md, timeout=10
-                )
-                if not reply.HasField("task"):
-                    if self.human_labels() >= self.s.label_budget:
-                        return  # nothing to give back, nothing more to label
-                    self._stop.wait(max(0.05, reply.retry_after_ms / 1000.0))
+                task, wait = self._take(annotator.annotator_id, md)
+                if task is None:
+                    if wait < 0:
+                        return
+                    self._stop.wait(wait)
                     continue
-                if self.human_labels() >= self.s.label_budget:
-                    self.gateway.SkipTask(
-                        gateway_pb2.SkipTaskRequest(task_id=reply.task.task_id, reason="budget"),
-                        metadata=md,
-                    )
-                    return
-                content = np.asarray(reply.task.content.features.values, dtype=np.float32)
-                truth = self._truth[content.tobytes()]
-                shown = reply.task.prelabel.value if reply.task.HasField("prelabel") else ""
-                prelabel = CLASSES.index(shown) if shown in CLASSES else None
-                answer = annotator.answer(truth, rng, prelabel)
+                truth, seen, prelabel, _ = self._read(task)
+                answer = annotator.answer(seen, rng, prelabel)
                 self._stop.wait(annotator.seconds_per_label * self.s.pace)
-                self.gateway.SubmitLabel(
-                    gateway_pb2.SubmitLabelRequest(
-                        task_id=reply.task.task_id,
-                        value=CLASSES[answer],
-                        duration_ms=int(annotator.seconds_per_label * 1000),
-                        client_label_id=f"{annotator.annotator_id}:{reply.task.task_id}",
-                    ),
-                    metadata=md,
-                    timeout=10,
-                )
-                with self._lock:
-                    self._counts[annotator.annotator_id] += 1
-                    self._submitted.append(
-                        Submitted(
-                            time.time(),
-                            annotator.annotator_id,
-                            reply.task.item_id,
-                            answer,
-                            truth,
-                            prelabel,
-                        )
-                    )
+                self._submit(annotator, md, task, answer, truth, prelabel)
             except grpc.RpcError as exc:
-                if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
-                    return  # blocked: quality caught them
-                if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # a lease given away
-                    with self._lock:
-                        self._errors.append(f"{annotator.annotator_id}: {exc.code().name}")
+                if not self._goes_on(annotator.annotator_id, exc):
+                    return
                 self._stop.wait(0.5)
+
+    def _work_ring(self, ring: Sequence[Annotator], tokens: dict[str, str], seed: int) -> None:
+        """The ring takes its tasks together, each member right after the other, so that
+        two of them fill both slots of the item at the head of the queue; on the items
+        they hold together they answer alike (`ring_answer`), elsewhere honestly."""
+        rng = np.random.default_rng(seed)
+        members = list(ring)
+        while members and not self._stop.is_set():
+            held: list[tuple[Annotator, Metadata, gateway_pb2.Task]] = []
+            spent, wait = False, 0.5
+            for member in list(members):
+                md = bearer(tokens[member.annotator_id])
+                try:
+                    task, pause = self._take(member.annotator_id, md)
+                except grpc.RpcError as exc:
+                    if not self._goes_on(member.annotator_id, exc):
+                        members.remove(member)
+                    continue
+                if task is not None:
+                    held.append((member, md, task))
+                elif pause < 0:
+                    spent = True
+                else:
+                    wait = min(wait, pause)
+            if not held:
+                if spent:
+                    return
+                self._stop.wait(wait)
+                continue
+            together = Counter(task.item_id for _, _, task in held)
+            answers = []
+            for member, _, task in held:
+                truth, seen, prelabel, gold = self._read(task)
+                answer = ring_answer(
+                    member,
+                    truth,
+                    seen,
+                    rng,
+                    item_id=task.item_id,
+                    held_by_ring=together[task.item_id],
+                    gold=gold,
+                    k=len(CLASSES),
+                    prelabel=prelabel,
+                )
+                answers.append((answer, truth, prelabel))
+            self._stop.wait(max(m.seconds_per_label for m, _, _ in held) * self.s.pace)
+            for (member, md, task), (answer, truth, prelabel) in zip(held, answers, strict=True):
+                try:
+                    self._submit(member, md, task, answer, truth, prelabel)
+                except grpc.RpcError as exc:
+                    if not self._goes_on(member.annotator_id, exc):
+                        members.remove(member)
 
     def human_labels(self) -> int:
         with self._lock:
@@ -441,16 +668,31 @@ class Campaign:
     def run(self, on_tick: Callable[[Tick], None] = lambda tick: None) -> CampaignResult:
         began = time.monotonic()
         imported, tokens = self.setup()
+        seeds = {a.annotator_id: self.s.seed * 100 + i for i, a in enumerate(self.crowd)}
+        ring = [a for a in self.crowd if a.ring_share > 0]
         workers = [
             threading.Thread(
                 target=self._work,
-                args=(a, tokens[a.annotator_id], self.s.seed * 100 + i),
+                args=(a, tokens[a.annotator_id], seeds[a.annotator_id]),
                 daemon=True,
             )
-            for i, a in enumerate(self.crowd)
+            for a in self.crowd
+            if a.ring_share == 0
         ]
+        if ring:
+            workers.append(
+                threading.Thread(
+                    target=self._work_ring,
+                    args=(ring, tokens, seeds[ring[0].annotator_id]),
+                    daemon=True,
+                )
+            )
         for w in workers:
             w.start()
+        if self.split.twins.size:
+            self._await_pairs(self.s.pairs_wait_seconds)
+            rest = self.import_rest()
+            imported = {k: v + rest.get(k, 0) for k, v in imported.items()}
         curve: list[CurvePoint] = []
         stopped = "time limit"
         ticks = 0
@@ -492,6 +734,7 @@ class Campaign:
             seconds=time.monotonic() - began,
             errors=list(self._errors),
             submitted=list(self._submitted),
+            twins=self.twin_pairs(),
         )
 
     def _final_model(self, curve: list[CurvePoint], began: float, wait_s: float = 180.0) -> None:

@@ -23,6 +23,7 @@ KIND_COLOURS = {
     "careless": "tab:purple",
     "spammer": "tab:red",
     "copycat": "tab:brown",
+    "corruptor": "tab:pink",
 }
 
 
@@ -77,6 +78,7 @@ def summary(r: CampaignReport, crowd: list[Annotator]) -> dict[str, Any]:
                     "kind": a.kind,
                     "true_accuracy": round(a.accuracy, 3),
                     "seconds_per_label": a.seconds_per_label,
+                    "ring_share": a.ring_share,
                 }
                 for a in crowd
             },
@@ -234,6 +236,112 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def wrong_labels_section(*campaigns: dict[str, Any]) -> list[str]:
+    """Memorization flags against the labels known to be wrong, where those came from,
+    and TracIn's rank of each planted twin when its original is traced."""
+    parts = [
+        "<h2>Wrong labels in training: memorization flags and TracIn</h2><p>Wrong labels "
+        "reach training on purpose: a ring of corruptors, who answer gold honestly, takes "
+        "its tasks together and on a share of the items it holds alone answers the "
+        "look-alike class, which consensus accepts; and a few planted twins (near-copies "
+        "of pool images, below the sampler's near-duplicate threshold) are misread as "
+        "their look-alike by everyone. Quality's label-error audit and the memorization "
+        "flags send suspect accepted labels back to experts, so some wrong labels are "
+        "trained on only until then: counted in any run, and in the final model. Below, "
+        "the final model's training labels against the truth: how many training flagged "
+        "as memorized are wrong (precision) and how many wrong ones it flagged "
+        "(recall).</p>",
+        _table(
+            [{"project": d["settings"]["project"], **d.get("memorization", {})} for d in campaigns],
+            [
+                "project",
+                "training_labels",
+                "wrong_training_labels",
+                "wrong_labels_in_any_run",
+                "flagged",
+                "flagged_wrong",
+                "precision",
+                "recall",
+            ],
+        ),
+    ]
+    for d in campaigns:
+        mem = d.get("memorization", {})
+        parts.append(
+            f"<h3>{html.escape(d['settings']['project'])}: where the wrong training labels "
+            "came from</h3>"
+        )
+        parts.append(
+            _table(
+                mem.get("wrong_by_source", []),
+                ["source", "in_any_run", "wrong_training_labels", "flagged", "recall"],
+            )
+        )
+        parts.append(
+            "<p>Wrong answers of each kind of annotator who corrupts labels (on the "
+            "twins aside), and what became of them: the items, those the final model "
+            "trained on, those some run or the final model trained on with their wrong "
+            "class, and those flagged:</p>"
+        )
+        parts.append(
+            _table(
+                mem.get("corrupted_by_kind", []),
+                [
+                    "kind",
+                    "wrong_answers",
+                    "items",
+                    "trained_on",
+                    "in_any_run_with_their_wrong_class",
+                    "trained_with_their_wrong_class",
+                    "flagged",
+                ],
+            )
+        )
+    parts.append(
+        "<h3>Planted mislabeled twins, traced</h3><p>Each twin's original (labelled "
+        "right) is traced through the final model with TracIn; the twin's wrong label "
+        "should be among the training labels that most oppose the original's prediction "
+        "(rank 1: the strongest). A twin that does not oppose counts as beyond every "
+        "opposing label.</p>"
+    )
+    parts.append(
+        _table(
+            [{"project": d["settings"]["project"], **d.get("twins", {})} for d in campaigns],
+            [
+                "project",
+                "planted",
+                "measured",
+                "median_rank",
+                "in_top_near",
+                "near",
+                "in_top_k",
+                "top_k",
+                "not_in_top_k",
+                "original_predicted_as_twin",
+            ],
+        )
+    )
+    for d in campaigns:
+        parts.append(f"<p>{html.escape(d['settings']['project'])}:</p>")
+        parts.append(
+            _table(
+                d.get("twins", {}).get("by_twin", []),
+                [
+                    "original_item",
+                    "twin_item",
+                    "true_class",
+                    "twin_label",
+                    "predicted_class",
+                    "rank_among_opposing",
+                    "opposing_labels",
+                    "side",
+                    "error",
+                ],
+            )
+        )
+    return parts
+
+
 def to_html(data: dict[str, Any], images: dict[str, bytes]) -> str:
     a, b, c = data["active"], data["baseline"], data["comparison"]
     parts = [
@@ -302,24 +410,7 @@ def to_html(data: dict[str, Any], images: dict[str, bytes]) -> str:
                 ],
             )
         )
-    mem = a.get("memorization", {})
-    parts.append("<h2>Memorization flags vs corrupted labels</h2>")
-    parts.append(
-        _table(
-            [mem],
-            [
-                "training_labels",
-                "wrong_training_labels",
-                "flagged",
-                "flagged_wrong",
-                "precision",
-                "recall",
-                "spammer_corrupted_labels",
-                "of_which_trained_with_the_wrong_class",
-                "of_which_flagged",
-            ],
-        )
-    )
+    parts.extend(wrong_labels_section(a, b))
     parts.append("<h2>Depth profiles</h2>")
     if "depth_profiles.png" in images:
         parts.append(embedded_image("depth_profiles.png", images["depth_profiles.png"]))

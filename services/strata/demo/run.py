@@ -6,8 +6,10 @@ Two projects run at once: `digits` ranks the pool by margin, `digits-random` han
 out random items; each has its own crowd of the same skills (annotator ids are
 global, so the baseline's carry a prefix). When both stop, the services are asked
 for what they know (quality's report and export, training's depth profiles,
-memorization flags and traced influences, every service's metrics, the dead-letter
-topic) and the campaign report puts it next to the truth the simulation knows.
+memorization flags, ledger and traced influences, every service's metrics, the
+dead-letter topic) and the campaign report puts it next to the truth the simulation
+knows: among others, which of the labels the final model trained on are wrong, and
+where TracIn ranks each planted twin's wrong label when its original is traced.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from strata.cli.progress import StatusLine, bar
 from strata.cli.reports import write_export, write_report
 from strata.common.tls import TlsConfig, open_channel
@@ -31,6 +35,7 @@ from strata.demo.campaign import (
     CampaignResult,
     CampaignSettings,
     Tick,
+    TwinPair,
     bearer,
     features,
 )
@@ -43,6 +48,11 @@ BASELINE_PREFIX = "rnd-"
 # one model's test accuracy moves by up to 0.02 between versions (labels arrive,
 # training is seeded afresh), which the single-model verdict takes at face value.
 SMOOTHING = 3
+# A twin's original is traced for every training label that opposes its prediction
+# (the RPC's most), so that the twin's rank is exact; the report counts those in the
+# top TWIN_TOP_K.
+TWIN_TRACE_K = 1000
+TWIN_TOP_K = 20
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,8 @@ def plan(fast: bool) -> Plan:
             # machine is busy (the e2e test runs beside other tests).
             pace=0.4,
             max_seconds=120.0,
+            # Fewer twins: each is a wrong label among the short campaign's few hundred.
+            twins=4,
             # A short campaign: more gold, and more honeypots among gold's pre-labels, so
             # that its copycat meets enough wrong gold pre-labels to be judged (the full
             # campaign gathers them at 0.1 and 0.5); at 0.4 and 0.5 the active campaign's
@@ -226,14 +238,20 @@ class Gathered:
     label_studio_tasks: int
     depth: training_pb2.DepthProfileResponse | None
     traced: list[dict[str, Any]]
+    # item id -> the value the final model trained on (its ledger), empty without a model
+    trained: dict[str, str] = field(default_factory=dict)
+    # item id -> every value some run trained on, for the items someone answered wrong
+    ever_trained: dict[str, list[str]] = field(default_factory=dict)
+    twin_traces: list[dict[str, Any]] = field(default_factory=list)
 
 
 def gather(
     endpoints: Endpoints, result: CampaignResult, campaign_split: Any, out_dir: Path, traced: int
 ) -> Gathered:
     """Quality's report and exports (written under `out_dir/<project>/`), training's
-    depth profiles and memorization flags for the final version, and the labels that
-    most influenced a few test items."""
+    depth profiles, memorization flags and training labels for the final version, what
+    any run trained on for the items someone answered wrong, the labels that most
+    influenced a few test items, and each planted twin's original traced."""
     project = result.settings.project
     folder = out_dir / project
     md = bearer(endpoints.admin_token)
@@ -257,6 +275,9 @@ def gather(
     final = result.curve[-1].model_version if result.curve else ""
     depth = None
     influences: list[dict[str, Any]] = []
+    trained: dict[str, str] = {}
+    ever: dict[str, list[str]] = {}
+    twins: list[dict[str, Any]] = []
     if final:
         with open_channel(endpoints.grpc["training"], endpoints.tls) as channel:
             training = training_pb2_grpc.TrainingStub(channel)
@@ -285,6 +306,25 @@ def gather(
                         "opposing": [_influence(x) for x in reply.opposing],
                     }
                 )
+            ledger = training.QueryLedger(
+                training_pb2.QueryLedgerRequest(
+                    project=project, model_version=final, layer_group=1, limit=100_000
+                ),
+                metadata=md,
+                timeout=60,
+            )
+            trained = {e.item_id: e.value for e in ledger.entries}
+            # Only an item someone answered wrong can have been trained on a wrong value.
+            for item in sorted({x.item_id for x in result.submitted if x.answer != x.truth}):
+                lineage = training.ItemLineage(
+                    training_pb2.ItemLineageRequest(project=project, item_id=item),
+                    metadata=md,
+                    timeout=30,
+                )
+                ever[item] = sorted({run.value for run in lineage.runs})
+            twins = [
+                trace_twin(training, md, project, final, pair, trained) for pair in result.twins
+            ]
     return Gathered(
         project=project,
         quality_report=json.loads((folder / "quality_report.json").read_text()),
@@ -292,7 +332,54 @@ def gather(
         label_studio_tasks=tasks,
         depth=depth,
         traced=influences,
+        trained=trained,
+        ever_trained=ever,
+        twin_traces=twins,
     )
+
+
+def trace_twin(
+    training: training_pb2_grpc.TrainingStub,
+    md: list[tuple[str, str]],
+    project: str,
+    version: str,
+    pair: TwinPair,
+    trained: dict[str, str],
+) -> dict[str, Any]:
+    """A planted twin's original traced through `version` (when it trained on both):
+    the prediction and the item ids of the labels opposing and supporting it, in rank
+    order, for `analysis.twin_tracin`."""
+    trace: dict[str, Any] = {
+        "original_item": pair.original_item,
+        "twin_item": pair.twin_item,
+        "true_class": CLASSES[pair.true_class],
+        "misread_as": CLASSES[pair.misread_as],
+        "original_label": trained.get(pair.original_item),
+        "twin_label": trained.get(pair.twin_item),
+        "predicted_class": None,
+        "opposing": [],
+        "supporting": [],
+    }
+    if trace["original_label"] is None or trace["twin_label"] is None:
+        return trace
+    try:
+        reply = training.TraceInfluence(
+            training_pb2.TraceInfluenceRequest(
+                project=project,
+                model_version=version,
+                item_id=pair.original_item,
+                top_k=TWIN_TRACE_K,
+            ),
+            metadata=md,
+            timeout=60,
+        )
+    except grpc.RpcError as exc:  # shown with the twin; the other twins go on
+        trace["error"] = f"{exc.code().name}: {exc.details()}"
+        return trace
+    trace["predicted_class"] = reply.predicted_class
+    trace["opposing"] = [x.item_id for x in reply.opposing]
+    trace["supporting"] = [x.item_id for x in reply.supporting]
+    return trace
 
 
 def _influence(x: Any) -> dict[str, Any]:
@@ -324,8 +411,9 @@ def project_findings(
     observed = analysis.observed_accuracy(result.submitted)
     rho, order = analysis.annotator_ranking(estimated, observed)
     flags = [f.item_id for f in got.depth.memorization_flags] if got.depth else []
-    trained = {r["item_id"]: r["value"] for r in got.exported}
-    spammers = [a for a, kind in crowd_kinds.items() if kind == "spammer"]
+    # What the final model trained on; quality's accepted labels when there is no model.
+    trained = got.trained or {r["item_id"]: r["value"] for r in got.exported}
+    planted = [t.twin_item for t in result.twins if t.twin_item]
     return {
         "human_labels": result.human_labels,
         "final_model": result.curve[-1].model_version if result.curve else "",
@@ -348,9 +436,20 @@ def project_findings(
             ],
         },
         "anchoring": anchoring_rows(result, got, crowd_kinds),
-        "memorization": analysis.memorization_vs_corruption(
-            flags, trained, truth, CLASSES, result.submitted, spammers
-        ),
+        "memorization": {
+            "training_labels_of": "final model" if got.trained else "quality's export",
+            **analysis.memorization_vs_corruption(
+                flags,
+                trained,
+                truth,
+                CLASSES,
+                result.submitted,
+                crowd_kinds,
+                planted,
+                got.ever_trained if got.trained else None,
+            ),
+        },
+        "twins": analysis.twin_tracin(got.twin_traces, near=5, top_k=TWIN_TOP_K),
         "depth_profiles": {
             "layer_groups": list(got.depth.layer_groups) if got.depth else [],
             "entropy_by_class": {
@@ -449,6 +548,36 @@ def comparison(active: CampaignResult, baseline: CampaignResult) -> dict[str, An
     }
 
 
+def wrong_labels_line(findings: dict[str, Any]) -> str:
+    """What one project's final model made of the wrong labels it trained on, in a line."""
+    mem, twins = findings["memorization"], findings["twins"]
+
+    def share(x: float | None) -> str:
+        return "undefined" if x is None else f"{x:.2f}"
+
+    ring = next((r for r in mem["corrupted_by_kind"] if r["kind"] == "corruptor"), None)
+    line = (
+        f"{mem['wrong_training_labels']} wrong of the final model's {mem['training_labels']} "
+        f"training labels ({mem['wrong_labels_in_any_run']} wrong in some run"
+        + (
+            f", {ring['in_any_run_with_their_wrong_class']} of them the ring's"
+            if ring is not None
+            else ""
+        )
+        + f"); memorization flags {mem['flagged']}, precision {share(mem['precision'])}, "
+        f"recall {share(mem['recall'])}"
+    )
+    if twins["measured"]:
+        median = twins["median_rank"]
+        line += (
+            f"; TracIn ranks {twins['measured']} mislabeled twins at median "
+            f"{'beyond every opposing label' if median is None else f'{median:g}'} among the "
+            f"labels opposing their originals ({twins['in_top_near']:.0%} in the top "
+            f"{twins['near']}, {twins['in_top_k']:.0%} in the top {twins['top_k']})"
+        )
+    return line
+
+
 def service_counters(endpoints: Endpoints) -> tuple[dict[str, dict[str, float]], list[str]]:
     """Each service's counters, and the services whose metrics could not be read."""
     counters: dict[str, dict[str, float]] = {}
@@ -477,7 +606,8 @@ def demo(endpoints: Endpoints, p: Plan, out_dir: Path, status: StatusLine) -> in
     status.say("Gathering the quality reports, exports, depth profiles and traced influences...")
     findings = {}
     for result, prefix in ((active, ""), (baseline, BASELINE_PREFIX)):
-        split = digits_split(result.settings.pool, result.settings.gold, result.settings.seed)
+        s = result.settings
+        split = digits_split(s.pool, s.gold, s.seed, s.twins)
         got = gather(endpoints, result, split, out_dir, p.traced_items)
         kinds = {x.annotator_id: x.kind for x in digits_crowd(prefix=prefix)}
         findings[result.settings.project] = project_findings(result, got, kinds)
@@ -503,6 +633,8 @@ def demo(endpoints: Endpoints, p: Plan, out_dir: Path, status: StatusLine) -> in
         f"({active.stopped_because}); random baseline: {baseline.final_accuracy:.3f} after "
         f"{baseline.human_labels} ({baseline.stopped_because}). " + compared["verdict"]
     )
+    for project, f in findings.items():
+        status.say(f"  {project}: " + wrong_labels_line(f))
     blocked = sorted(set(active.blocked) | set(baseline.blocked))
     status.say(f"Blocked by quality: {', '.join(blocked) or 'none'}; dead letters: {len(dlq)}")
     status.say(f"Report: {page}  (campaign.json, plots, quality reports and exports beside it)")

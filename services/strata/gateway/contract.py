@@ -19,10 +19,12 @@ and `classes` has a default)::
     auto_accept: {enabled: false, confidence_threshold: 0.98, min_precision: 0.99,
                   spot_check_rate: 0.05}
     governance:
-      rules:
+      mode: learned          # the default: depth and scale from the trust curve on gold
+      rules:                 # mode: rules (the default once rules are given): the first
+                             # rule that matches a label decides
         - {source: expert, depth: all}
         - {min_consensus_score: 0.9, depth: all}
-        - {min_consensus_score: 0.7, depth: 2}
+        - {min_consensus_score: 0.7, depth: 2, scale: 0.5}   # or per group: [1, 0.3]
         - {depth: 1}
     prelabels: {show: true}
     lease_seconds: 600
@@ -193,46 +195,92 @@ def _depth(raw: Any, field: str) -> int:
     return int(raw)
 
 
+GOVERNANCE_MODES = {
+    "rules": common_pb2.GOVERNANCE_MODE_RULES,
+    "learned": common_pb2.GOVERNANCE_MODE_LEARNED,
+}
+
+
+def _scales(raw: Any, field: str) -> tuple[float | None, list[float]]:
+    """A rule's `scale`: one number for every group it reaches, or a list per group
+    from the head. (gradient_scale, group_scales)."""
+    if raw is None:
+        return None, []
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        if not 0.0 <= raw <= 1000.0:
+            raise ContractError(field, f"must be from 0 (no effect) to 1000, got {raw!r}")
+        return float(raw), []
+    if (
+        isinstance(raw, list)
+        and raw
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in raw)
+    ):
+        if not all(0.0 < v <= 1000.0 for v in raw):
+            raise ContractError(
+                field,
+                "per-group scales must be above 0 and at most 1000 (to reach fewer groups, "
+                f"lower the depth), got {raw!r}",
+            )
+        return None, [float(v) for v in raw]
+    raise ContractError(
+        field, f"must be a number or a list of numbers (one per group), got {raw!r}"
+    )
+
+
 def _governance(raw: Any) -> common_pb2.GovernancePolicy:
     section = _mapping(raw, "governance")
-    _known_keys(section, "governance", {"rules"})
+    _known_keys(section, "governance", {"rules", "mode"})
+    mode_name = _text(section, "mode", "governance", "").lower()
+    if mode_name and mode_name not in GOVERNANCE_MODES:
+        raise ContractError("governance.mode", f"must be one of {', '.join(GOVERNANCE_MODES)}")
     rules_raw = section.get("rules")
     if rules_raw is None:
         # Default: trusted labels reach every layer group; doubtful ones only the head.
-        return default_governance()
+        policy = default_governance()
+        if mode_name:
+            policy.mode = GOVERNANCE_MODES[mode_name]
+        return policy
     if not isinstance(rules_raw, list) or not rules_raw:
         raise ContractError("governance.rules", "must be a non-empty list of rules")
     rules = []
     for i, entry in enumerate(rules_raw):
         field = f"governance.rules[{i}]"
         rule = _mapping(entry, field)
-        _known_keys(rule, field, {"min_consensus_score", "source", "depth", "gold"})
+        _known_keys(rule, field, {"min_consensus_score", "source", "depth", "gold", "scale"})
         source = _text(rule, "source", field, "any").lower()
         if source not in SOURCES:
             raise ContractError(f"{field}.source", f"must be one of {', '.join(SOURCES)}")
         if "depth" not in rule:
             raise ContractError(f"{field}.depth", "is required ('all' or a number of groups)")
-        rules.append(
-            common_pb2.DepthRule(
-                min_consensus_score=_number(rule, "min_consensus_score", field, 0.0, 0.0, 1.0),
-                source=SOURCES[source],
-                influence_depth=_depth(rule["depth"], f"{field}.depth"),
-                gold=_bool(rule, "gold", field, False),
-            )
+        scale, group_scales = _scales(rule.get("scale"), f"{field}.scale")
+        parsed = common_pb2.DepthRule(
+            min_consensus_score=_number(rule, "min_consensus_score", field, 0.0, 0.0, 1.0),
+            source=SOURCES[source],
+            influence_depth=_depth(rule["depth"], f"{field}.depth"),
+            gold=_bool(rule, "gold", field, False),
+            group_scales=group_scales,
         )
-    return common_pb2.GovernancePolicy(rules=rules)
+        if scale is not None:
+            parsed.gradient_scale = scale
+        rules.append(parsed)
+    policy = common_pb2.GovernancePolicy(rules=rules)
+    policy.mode = GOVERNANCE_MODES[mode_name or "rules"]
+    return policy
 
 
 def default_governance() -> common_pb2.GovernancePolicy:
-    """Expert and high-consensus labels reach every group; the rest reach fewer."""
+    """The learned policy (each label's depth and scale from its trust on gold: see
+    `strata.training.governance`); its rules, for `mode: rules`: expert and
+    high-consensus labels reach every group, the rest fewer."""
     rule = common_pb2.DepthRule
     return common_pb2.GovernancePolicy(
+        mode=common_pb2.GOVERNANCE_MODE_LEARNED,
         rules=[
             rule(source=common_pb2.LABEL_SOURCE_EXPERT, influence_depth=0),
             rule(min_consensus_score=0.9, influence_depth=0),
             rule(min_consensus_score=0.7, influence_depth=2),
             rule(influence_depth=1),
-        ]
+        ],
     )
 
 

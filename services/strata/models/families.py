@@ -88,10 +88,24 @@ class _Route(torch.autograd.Function):
 
 
 def route(x: torch.Tensor, through: torch.Tensor) -> torch.Tensor:
-    """`x` unchanged; in backward, example i's gradient passes only if `through[i]`."""
-    if bool(through.all()):
+    """`x` unchanged; in backward, example i's gradient passes only if `through[i]`
+    (bool), or is multiplied by `through[i]` (float)."""
+    if through.dtype == torch.bool and bool(through.all()):
+        return x
+    if through.dtype != torch.bool and bool((through == 1).all()):
         return x
     return _Route.apply(x, through)  # type: ignore[no-any-return]
+
+
+def boundary_gains(scale: torch.Tensor) -> torch.Tensor:
+    """[batch, K-1]: for per-group gradient scales [batch, K] (group 1 = head first,
+    0 past each example's depth), the factor by which example i's gradient is
+    multiplied where it passes from group g into group g+1 (column g-1), so that
+    group g's parameters see it scaled by scale[i, g-1] once the loss is scaled by
+    scale[i, 0]. 0 where the deeper group is not reached."""
+    outer, inner = scale[:, :-1], scale[:, 1:]
+    safe = torch.where(outer > 0, outer, torch.ones_like(outer))
+    return torch.where(outer > 0, inner / safe, torch.zeros_like(inner))
 
 
 class GroupedModel(nn.Module):
@@ -102,11 +116,16 @@ class GroupedModel(nn.Module):
     def features(self, *inputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, *inputs: torch.Tensor, depth: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        *inputs: torch.Tensor,
+        depth: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The logits; with `depth`, routed (see `forward_routed`), so that wrappers
         that call forward (DistributedDataParallel) can route too."""
         if depth is not None:
-            return self.forward_routed(*inputs, depth=depth)
+            return self.forward_routed(*inputs, depth=depth, scale=scale)
         return self.head(self.features(*inputs))
 
     def layer_groups(self) -> list[nn.Module]:
@@ -125,15 +144,26 @@ class GroupedModel(nn.Module):
         """The inputs of example i alone, as a batch of one."""
         return tuple(t[i : i + 1] for t in inputs)
 
-    def forward_routed(self, *inputs: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    def forward_routed(
+        self, *inputs: torch.Tensor, depth: torch.Tensor, scale: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The logits of `forward`, with example i's gradient reaching groups
-        1..depth[i] only: where its path enters a deeper group, it is stopped."""
+        1..depth[i] only: where its path enters a deeper group, it is stopped.
+
+        With `scale` ([batch, K], 0 past each depth), example i's gradient is also
+        rescaled at each boundary (`boundary_gains`), so that, once the caller
+        multiplies its loss by scale[i, 0], group g's parameters get its gradient
+        times scale[i, g-1]."""
         stages = self.stages()
         k = len(stages)
+        gains = None if scale is None else boundary_gains(scale)
         h = stages[0](*inputs)
         for i in range(1, k):
             # `h` came out of group k - i + 1: examples routed no deeper than k - i stop here.
-            h = route(h, depth > k - i)
+            through = depth > k - i
+            if gains is not None:
+                through = gains[:, k - i - 1] * through
+            h = route(h, through)
             h = stages[i](h)
         return h  # type: ignore[no-any-return]
 

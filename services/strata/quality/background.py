@@ -8,20 +8,23 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from strata.common import outbox
+from strata.common import outbox, trust
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.stats import wilson_interval
+from strata.common.topics import TRUST_CURVES
 from strata.quality import store
 from strata.quality.aggregation import dawid_skene
 from strata.quality.handlers import class_names, request_relabel
 from strata.quality.label_errors import find_label_issues
 from strata.quality.metrics import QualityMetrics
-from strata.quality.report import agreement, code_votes
+from strata.quality.report import agreement, code_votes, gold_trust_observations
+from strata.v1 import common_pb2, events_pb2
 
 log = logging.getLogger(__name__)
 
@@ -106,18 +109,20 @@ class Estimator:
                 known_items=list(gold),
                 known_classes=list(gold.values()),
             )
+            confusions = {str(a): result.confusions[j] for j, a in enumerate(annotators)}
             store.save_estimate(
                 conn,
                 project,
                 classes,
                 result.class_priors,
-                {str(a): result.confusions[j] for j, a in enumerate(annotators)},
+                confusions,
                 labels_used=len(votes),
                 items_used=len(items),
                 iterations=result.iterations,
                 converged=result.converged,
                 votes_seen=total,
             )
+            self.publish_trust(conn, project, contract.version, votes, classes, confusions, result)
         took = time.perf_counter() - started
         self.metrics.estimate_seconds.observe(took)
         log.info(
@@ -131,6 +136,39 @@ class Estimator:
         )
         self.on_estimated(project)
         return True
+
+    def publish_trust(
+        self,
+        conn: Any,
+        project: str,
+        contract_version: str,
+        votes: list[Any],
+        classes: list[str],
+        confusions: dict[str, Any],
+        result: Any,
+    ) -> None:
+        """The trust curve fitted on gold under this estimate, to training (outbox)."""
+        scores, right = gold_trust_observations(
+            [v[0] for v in votes],
+            [v[1] for v in votes],
+            [v[2] for v in votes],
+            [v[3] for v in votes],
+            classes,
+            confusions,
+            result.class_priors,
+        )
+        curve = trust.to_message(trust.fit(scores, right), project, datetime.now(UTC))
+        outbox.publish(
+            conn,
+            TRUST_CURVES.name,
+            project,
+            events_pb2.TrustCurveFitted(
+                routing=common_pb2.RoutingMetadata(
+                    source_service="quality", project=project, ontology_version=contract_version
+                ),
+                curve=curve,
+            ),
+        )
 
 
 class LabelErrorAuditor:

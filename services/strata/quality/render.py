@@ -70,6 +70,19 @@ def plots(report: dict[str, Any]) -> dict[str, bytes]:
     ax.set_title("Coverage per class")
     out["coverage.png"] = png(fig)
 
+    curve = report.get("trust_curve")
+    if curve:
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        ax.plot([0, 1], [0, 1], color="#999999", ls=":", label="the score at its word")
+        ax.plot(curve["scores"], curve["right"], marker="o", color="#4c72b0", label="fitted")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("consensus score")
+        ax.set_ylabel("P(label right), from gold")
+        ax.set_title(f"Trust curve ({curve['gold_items']} gold items, learned governance)")
+        ax.legend(loc="lower right")
+        out["trust_curve.png"] = png(fig)
+
     windows = [s for s in slices if s["dimension"] == "window"]
     if len(windows) > 1:
         fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -122,6 +135,15 @@ def to_html(report: dict[str, Any], images: dict[str, bytes]) -> str:
         f"{fmt(crowd['majority_vote_accuracy'])} of the time and Dawid-Skene "
         f"{fmt(crowd['dawid_skene_accuracy'])}.</p>"
     )
+    trust = report.get("trust_curve")
+    if trust:
+        parts.append(
+            f"<p><b>Trust curve</b>: on {trust['gold_items']} gold items with two votes or "
+            f"more, the consensus their votes alone gave was right {trust['gold_right']} "
+            "times. The curve (isotonic, shrunk toward that rate while gold is scarce) says "
+            "how often a label with a given consensus score is right; training's learned "
+            "governance sets each label's depth and gradient scale from it.</p>"
+        )
     parts.extend(embedded_image(name, data) for name, data in images.items())
     parts.append(
         "<h2>Annotators</h2><p>Anchoring: of the wrong pre-labels an annotator was shown on "

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from strata.common import trust
 from strata.quality.agreement import (
     AgreementError,
     counts_from_votes,
@@ -265,33 +266,88 @@ def annotator_scores(data: ProjectData) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
-def gold_crowd_accuracy(data: ProjectData) -> dict[str, Any]:
-    """On gold items: how often majority vote and Dawid-Skene recover the known answer."""
-    index = {c: i for i, c in enumerate(data.classes)}
-    k = len(data.classes)
-    by_item: dict[str, tuple[str, list[int], list[str]]] = {}
-    for item, annotator, value, gold in zip(
-        data.vote_item, data.vote_annotator, data.vote_value, data.vote_gold_answer, strict=True
-    ):
+def _gold_items(
+    items: Sequence[str],
+    annotators: Sequence[str],
+    values: Sequence[str],
+    gold_answers: Sequence[str | None],
+    classes: Sequence[str],
+) -> list[tuple[int, list[int], list[str]]]:
+    """(true class, labels, annotators) of every gold item with two votes or more."""
+    index = {c: i for i, c in enumerate(classes)}
+    by_item: dict[str, tuple[int, list[int], list[str]]] = {}
+    for item, annotator, value, gold in zip(items, annotators, values, gold_answers, strict=True):
         if gold is None or gold not in index or value not in index:
             continue
-        entry = by_item.setdefault(item, (gold, [], []))
+        entry = by_item.setdefault(item, (index[gold], [], []))
         entry[1].append(index[value])
         entry[2].append(annotator)
+    return [entry for entry in by_item.values() if len(entry[1]) >= 2]
+
+
+def gold_trust_observations(
+    items: Sequence[str],
+    annotators: Sequence[str],
+    values: Sequence[str],
+    gold_answers: Sequence[str | None],
+    classes: Sequence[str],
+    confusions: dict[str, NDArray[np.float64]],
+    class_priors: NDArray[np.float64] | None,
+) -> tuple[list[float], list[bool]]:
+    """The trust curve's evidence: for every gold item with two votes or more, the
+    consensus its votes alone give (scored as any item is, `score_item`, its answer
+    unknown): (score, whether the consensus value is the gold answer)."""
+    k = len(classes)
+    priors = class_priors if class_priors is not None else np.full(k, 1.0 / k)
+    prior = prior_confusion(k)
+    scores: list[float] = []
+    right: list[bool] = []
+    for truth, labels, voters in _gold_items(items, annotators, values, gold_answers, classes):
+        posterior = score_item(labels, voters, confusions, priors, prior).posterior
+        scores.append(float(np.max(posterior)))
+        right.append(int(np.argmax(posterior)) == truth)
+    return scores, right
+
+
+def gold_crowd_accuracy(data: ProjectData) -> dict[str, Any]:
+    """On gold items: how often majority vote and Dawid-Skene recover the known answer."""
+    k = len(data.classes)
     priors = data.class_priors if data.class_priors is not None else np.full(k, 1.0 / k)
     prior = prior_confusion(k)
     mv_right = ds_right = n = 0
-    for truth, labels, annotators in by_item.values():
-        if len(labels) < 2:
-            continue
+    for truth, labels, annotators in _gold_items(
+        data.vote_item, data.vote_annotator, data.vote_value, data.vote_gold_answer, data.classes
+    ):
         scored = score_item(labels, annotators, data.confusions, priors, prior)
         n += 1
-        mv_right += int(scored.majority == index[truth])
-        ds_right += int(int(np.argmax(scored.posterior)) == index[truth])
+        mv_right += int(scored.majority == truth)
+        ds_right += int(int(np.argmax(scored.posterior)) == truth)
     return {
         "items": n,
         "majority_vote_accuracy": mv_right / n if n else None,
         "dawid_skene_accuracy": ds_right / n if n else None,
+    }
+
+
+def trust_curve(data: ProjectData) -> dict[str, Any]:
+    """The trust curve fitted on the project's gold, as training's learned governance
+    applies it: P(right | consensus score) at its knots."""
+    scores, right = gold_trust_observations(
+        data.vote_item,
+        data.vote_annotator,
+        data.vote_value,
+        data.vote_gold_answer,
+        data.classes,
+        data.confusions,
+        data.class_priors,
+    )
+    curve = trust.fit(scores, right)
+    return {
+        "gold_items": curve.gold,
+        "gold_right": int(sum(right)),
+        "prior_strength": curve.prior_strength,
+        "scores": list(curve.scores),
+        "right": list(curve.right),
     }
 
 
@@ -398,6 +454,7 @@ def build_report(data: ProjectData, window_s: float = 3600) -> dict[str, Any]:
         "error_taxonomy": error_taxonomy(data),
         "annotators": scores,
         "gold_crowd_accuracy": gold_crowd_accuracy(data),
+        "trust_curve": trust_curve(data),
         "gold_threshold": data.gold_threshold,
         "limitations": limitations(data, scores, overall),
     }

@@ -20,6 +20,7 @@ from strata.common.topics import (
     TRAINING_REQUESTED,
 )
 from strata.sampler import store
+from strata.sampler.feedback import confusion_weights
 from strata.sampler.metrics import SamplerMetrics
 from strata.sampler.strategies import STRATEGIES, bald
 from strata.v1 import common_pb2, events_pb2
@@ -190,20 +191,15 @@ class SamplerHandlers:
         )
 
     def on_feedback(self, ctx: HandlerContext, event: Event) -> None:
-        """Classes whose representation is confused get a ranking boost (0..1 each)."""
+        """Classes whose representation is confused get a ranking boost (0..1 each, the
+        rule in `strata.sampler.feedback`)."""
         msg = event.message
         assert isinstance(msg, events_pb2.TrainingFeedback)
-        entropy = {
-            p.class_label: float(np.mean(p.entropy_by_group))
-            for p in msg.depth_profiles
-            if len(p.entropy_by_group)
-        }
-        if not entropy:
+        weights = confusion_weights(
+            {p.class_label: list(p.entropy_by_group) for p in msg.depth_profiles}
+        )
+        if not weights:
             return
-        top = max(entropy.values()) or 1.0
-        low = min(entropy.values())
-        span = max(top - low, 1e-9)
-        weights = {c: (e - low) / span for c, e in entropy.items()}
         store.save_confusion(ctx.conn, msg.project, weights, msg.model_version)
 
     def routes(self) -> dict[str, TopicHandler]:

@@ -48,6 +48,8 @@ class StepPlan:
     batches: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # type: ignore[type-arg]
     lr: float = 0.01
     optimizer: str = "adamw"
+    # Per batch, [batch, K] gradient scales (governance's magnitude); None: 1
+    scales: list[np.ndarray] | None = None  # type: ignore[type-arg]
 
 
 def state_bytes(model: torch.nn.Module) -> bytes:
@@ -96,9 +98,10 @@ def run_steps(plan: StepPlan, rank: int, world: int, wrap: Any = None) -> Groupe
     model.train()
     wrapped = wrap(model) if wrap is not None else None
     optimizer = make_optimizer(plan.optimizer, model, plan.lr)
-    for x, y, depth in plan.batches:
+    for b, (x, y, depth) in enumerate(plan.batches):
         part = shard(len(y), rank, world)
         local_depth = torch.from_numpy(depth[part])
+        scale = None if plan.scales is None else torch.from_numpy(plan.scales[b][part]).float()
         deepest = global_deepest(int(local_depth.max()) if len(local_depth) else 0)
         governed_step(
             model,
@@ -109,6 +112,7 @@ def run_steps(plan: StepPlan, rank: int, world: int, wrap: Any = None) -> Groupe
             deepest=deepest,
             normalizer=len(y) / world,
             forward=wrapped,
+            scale=scale,
         )
     return model
 
@@ -152,6 +156,8 @@ class TrainPlan:
     targets: np.ndarray  # type: ignore[type-arg]
     depths: np.ndarray  # type: ignore[type-arg]
     epochs: int
+    # [n, K] per-label gradient scale per layer group (governance); None: 1 where reached
+    scales: np.ndarray | None = None  # type: ignore[type-arg]
     batch_size: int = 64
     lr: float = 3e-3
     optimizer: str = "adamw"
@@ -297,6 +303,7 @@ def train_run(plan: TrainPlan, session: RunSession, wrap: Any = None) -> None:
     wrapped = wrap(model) if wrap is not None else None
     inputs_of = batcher(spec, model, plan.contents)
     targets, depths = torch.from_numpy(plan.targets), torch.from_numpy(plan.depths)
+    scales = None if plan.scales is None else torch.from_numpy(plan.scales).float()
     since, seen, loss_sum, reported = time.monotonic(), 0, 0.0, start
     for epoch in range(start, plan.epochs):
         if plan.crash_at_epoch == epoch + 1 and not resumed and rank == world - 1:
@@ -312,6 +319,7 @@ def train_run(plan: TrainPlan, session: RunSession, wrap: Any = None) -> None:
                 continue
             mine = batch[shard(len(batch), rank, world)]
             inputs, y, d = inputs_of(mine), targets[mine], depths[mine]
+            s = None if scales is None else scales[torch.from_numpy(mine)]
             deepest = global_deepest(int(d.max()))
             normalizer = len(batch) / world
             with GradientTap(model) as tap:
@@ -324,10 +332,12 @@ def train_run(plan: TrainPlan, session: RunSession, wrap: Any = None) -> None:
                     deepest=deepest,
                     normalizer=normalizer,
                     forward=wrapped,
+                    scale=s,
                 )
             if average is not None:
                 average.update(model)
-            ledger[mine] += plan.lr * step_norms(tap, model, inputs, y, d, normalizer).numpy()
+            norms = step_norms(tap, model, inputs, y, d, normalizer, s)
+            ledger[mine] += plan.lr * norms.numpy()
             correct[epoch, mine] = result.correct.numpy()
             seen += len(mine)
             loss_sum += float(result.per_example_loss.sum())

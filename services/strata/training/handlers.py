@@ -10,7 +10,14 @@ from strata.common.contract_store import contract_handler
 from strata.common.contracts import ContractCache
 from strata.common.events import Event
 from strata.common.item_store import items_imported
-from strata.common.topics import CONTRACTS, ITEMS_IMPORTED, LABELS_CONSENSUS, TRAINING_REQUESTED
+from strata.common.topics import (
+    CONTRACTS,
+    ITEMS_IMPORTED,
+    LABELS_CONSENSUS,
+    TRAINING_REQUESTED,
+    TRUST_CURVES,
+)
+from strata.common.trust import from_message
 from strata.training import store
 from strata.training.config import TrainingConfig
 from strata.training.metrics import TrainingMetrics
@@ -116,12 +123,26 @@ class TrainingHandlers:
         )
         log.info("%s: training requested; run %s queued", msg.project, run_id)
 
+    def on_trust(self, ctx: HandlerContext, event: Event) -> None:
+        """Quality fitted a project's trust curve: keep it if newer (runs in learned
+        governance apply the newest). A malformed curve is a poison event."""
+        msg = event.message
+        assert isinstance(msg, events_pb2.TrustCurveFitted)
+        if not msg.curve.project:
+            raise ValueError("a trust curve needs a project")
+        from_message(msg.curve)  # ValueError: not a curve
+        if store.save_trust_curve(ctx.conn, msg.curve):
+            log.info(
+                "%s: trust curve fitted on %d gold answers kept", msg.curve.project, msg.curve.gold
+            )
+
     def routes(self) -> dict[str, TopicHandler]:
         return {
             CONTRACTS.name: contract_handler(self.contracts),
             ITEMS_IMPORTED.name: Batched(items_imported(duplicates=True)),
             LABELS_CONSENSUS.name: Batched(self.on_consensus),
             TRAINING_REQUESTED.name: self.on_requested,
+            TRUST_CURVES.name: self.on_trust,
         }
 
 

@@ -1,8 +1,9 @@
 """The influence ledger's measure: each label's gradient norm per layer group (pure).
 
 For a training step with learning rate `lr`, label i's influence on group g is
-`lr * ||grad_g loss_i||` when the label reaches g (g <= depth[i]) and 0 otherwise;
-a run's ledger is the sum over its steps.
+`lr * s_ig * ||grad_g loss_i||` when the label reaches g (g <= depth[i]) and 0
+otherwise, s_ig being the gradient scale governance gave it there (1 unless the
+policy scales); a run's ledger is the sum over its steps.
 
 Two ways to measure it:
 - `GradientTap` reads it off the training step's own backward pass for groups
@@ -203,12 +204,17 @@ def step_norms(
     targets: torch.Tensor,
     depth: torch.Tensor,
     normalizer: float,
+    scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """[batch, K] per-example group norms of a step the tap watched: read off the
-    step where the tap could, computed with `torch.func` for the other groups."""
+    """[batch, K] per-example group norms of a step the tap watched, each example's
+    gradient as the step applied it (times its `scale`): read off the step where the
+    tap could (the scale is in that backward already), computed with `torch.func`
+    for the other groups."""
     norms = tap.norms(normalizer)
     missing = torch.isnan(norms).any(0)
     if bool(missing.any()):
         computed = per_example_group_norms(model, inputs, targets, depth)
+        if scale is not None:
+            computed = computed * scale
         norms[:, missing] = computed[:, missing]
     return norms

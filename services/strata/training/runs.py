@@ -31,11 +31,12 @@ import numpy as np
 import psycopg
 import torch
 
-from strata.common import outbox
+from strata.common import outbox, trust
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.events import make_event
 from strata.common.topics import MODELS_PUBLISHED, TRAINING_FEEDBACK
+from strata.common.trust import TrustCurve
 from strata.models import artifact
 from strata.models.families import (
     MODALITY,
@@ -48,7 +49,7 @@ from strata.models.families import (
 from strata.training import analysis, store
 from strata.training.config import TrainingConfig
 from strata.training.distributed import RunOutputs, TrainPlan, read_outputs, train_loop
-from strata.training.governance import LabelTrust, PolicyError, influence_depths
+from strata.training.governance import LEARNED, NO_GOLD, LabelTrust, PolicyError, govern
 from strata.training.messages import flag_messages, profile_messages
 from strata.training.metrics import TrainingMetrics
 from strata.training.warm import CheckpointStore, start_warm_trainer, train_warm
@@ -76,6 +77,9 @@ class Dataset:
     targets: np.ndarray  # type: ignore[type-arg]
     depths: np.ndarray  # type: ignore[type-arg]
     dropped: int  # labels whose class the contract no longer has
+    # [n, K] each label's gradient scale per layer group (0 past its depth)
+    scales: np.ndarray | None = None  # type: ignore[type-arg]
+    curve: TrustCurve | None = None  # the trust curve learned governance applied
 
 
 def prepare(
@@ -83,6 +87,7 @@ def prepare(
     contract: common_pb2.LabelingContract,
     family: str,
     min_labels: int,
+    curve: TrustCurve | None = None,
 ) -> Dataset:
     """What a run trains on, or RunRejected saying why there is nothing to train (pure)."""
     classes = [c.name for c in contract.classes]
@@ -117,12 +122,23 @@ def prepare(
     if modality == "features" and {len(c.features.values) for c in contents} != {input_dim}:
         raise RunRejected("the labelled feature vectors differ in length")
     trusts = [LabelTrust(r.label.consensus_score, r.label.source, r.gold) for r in kept]
+    learned = contract.governance.mode == LEARNED
     try:
-        depths = influence_depths(contract.governance, trusts, len(model.layer_groups()))
+        governed = govern(
+            contract.governance, trusts, len(model.layer_groups()), len(classes), curve
+        )
     except PolicyError as exc:
         raise RunRejected(f"contract {contract.version}: {exc}") from None
     targets = np.asarray([index[r.label.value] for r in kept], dtype=np.int64)
-    return Dataset(spec, kept, targets, depths, len(rows) - len(kept))
+    return Dataset(
+        spec,
+        kept,
+        targets,
+        governed.depths,
+        len(rows) - len(kept),
+        governed.scales,
+        (curve or NO_GOLD) if learned else None,
+    )
 
 
 class Progress:
@@ -345,7 +361,8 @@ class RunExecutor:
         with self.db.transaction() as conn:
             rows = store.training_set(conn, run.project)
             gold = store.gold_set(conn, run.project)
-        data = prepare(rows, contract, run.family, self.config.min_labels)
+            curve = store.trust_curve(conn, run.project)
+        data = prepare(rows, contract, run.family, self.config.min_labels, curve)
         epochs = epochs_for(
             run.epochs, len(data.rows), self.config.batch_size, self.config.min_steps
         )
@@ -357,6 +374,7 @@ class RunExecutor:
             contents=[r.content for r in data.rows],
             targets=data.targets,
             depths=data.depths,
+            scales=data.scales,
             epochs=epochs,
             batch_size=self.config.batch_size,
             lr=self.config.lr,
@@ -520,6 +538,7 @@ class RunExecutor:
                 r.label.value,
                 r.label.consensus_score,
                 list(r.label.annotator_ids),
+                1.0 if data.scales is None else float(data.scales[i, g - 1]),
             )
             for i, r in enumerate(data.rows)
             for g in range(1, int(data.depths[i]) + 1)
@@ -560,7 +579,19 @@ class RunExecutor:
             store.write_profiles(conn, run.run_id, profiles)
             store.write_flags(conn, run.run_id, flag_rows)
             store.write_checkpoints(conn, run.run_id, saved)
-            store.succeed_run(conn, run.run_id, version, metrics.SerializeToString())
+            curve = (
+                None
+                if data.curve is None
+                else trust.to_message(data.curve, run.project, data.curve.fitted_at or now)
+            )
+            store.succeed_run(
+                conn,
+                run.run_id,
+                version,
+                metrics.SerializeToString(),
+                int(contract.governance.mode),
+                None if curve is None else curve.SerializeToString(),
+            )
             routing = common_pb2.RoutingMetadata(
                 source_service="training",
                 project=run.project,
@@ -576,6 +607,7 @@ class RunExecutor:
                 metrics=metrics,
                 classes=spec.classes,
                 run_id=run.run_id,
+                trust_curve=curve,
                 calibration_inputs=[
                     events_pb2.GoldLogits(
                         item_id=item_id,

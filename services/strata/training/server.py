@@ -242,6 +242,7 @@ class TrainingServicer(training_pb2_grpc.TrainingServicer):
                     influence=r.influence,
                     influence_depth=r.influence_depth,
                     value=r.value,
+                    magnitude=r.magnitude,
                 )
                 for r in rows
             ]
@@ -360,7 +361,10 @@ def run_message(row: store.RunRow) -> training_pb2.Run:
         samples_per_second=row.samples_per_second,
         resumed_from_checkpoint=row.resumed,
         num_workers=row.num_workers,
+        governance_mode=row.governance_mode,  # type: ignore[arg-type]
     )
+    if row.trust_curve:
+        run.trust_curve.ParseFromString(row.trust_curve)
     if row.metrics:
         run.metrics.ParseFromString(row.metrics)
     if row.started_at:
@@ -382,6 +386,7 @@ def run_trace(t: store.ItemTrace) -> training_pb2.RunTrace:
         influence_depth=t.influence_depth,
         influence_by_group=by_group(t.groups, t.influences, len(t.layer_groups)),
         layer_groups=t.layer_groups,
+        magnitude_by_group=by_group(t.groups, t.magnitudes, len(t.layer_groups)),
     )
     if t.finished_at:
         trace.finished_at.FromDatetime(t.finished_at)

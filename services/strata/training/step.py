@@ -6,6 +6,11 @@ allowed to reach it. A group that no example of the (global) batch reaches gets
 no gradient at all (None, not zeros), so the optimizer leaves it untouched:
 no momentum drift, no weight decay. Under data parallelism the caller passes
 the deepest depth of the global batch, so every worker skips the same groups.
+
+With `scale` (per example and group, from `strata.training.governance.govern`), each
+example's loss is multiplied by its head scale and its gradient rescaled where it
+enters each deeper group, so group g's update is that of the examples' losses each
+times its scale in g: one backward pass still.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ def governed_step(
     deepest: int | None = None,
     normalizer: float | None = None,
     forward: torch.nn.Module | None = None,
+    scale: torch.Tensor | None = None,
 ) -> StepResult:
     """Step `optimizer` on the batch, each example reaching groups 1..depth[i].
 
@@ -43,15 +49,18 @@ def governed_step(
     DistributedDataParallel, which averages gradients over W workers, a worker
     passes global batch / W, so the step is the one a single process would take on
     the global batch. `forward` is the wrapper to call for the logits
-    (DistributedDataParallel), with `depth` as a keyword.
+    (DistributedDataParallel), with `depth` (and `scale`) as keywords. `scale`
+    ([batch, K], 0 past each depth): example i's gradient in group g is scaled by
+    scale[i, g-1]; None: 1 everywhere it reaches.
     """
     optimizer.zero_grad(set_to_none=True)
     if forward is not None:
-        logits = forward(*inputs, depth=depth)
+        logits = forward(*inputs, depth=depth, scale=scale)
     else:
-        logits = model.forward_routed(*inputs, depth=depth)
+        logits = model.forward_routed(*inputs, depth=depth, scale=scale)
     losses = F.cross_entropy(logits, targets, reduction="none")
-    (losses.sum() / (normalizer or len(targets))).backward()
+    scaled = losses if scale is None else losses * scale[:, 0]
+    (scaled.sum() / (normalizer or len(targets))).backward()
     reach = int(depth.max()) if deepest is None else deepest
     for number, group in enumerate(model.layer_groups(), start=1):
         if number > reach:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from strata.common.contract_store import load_contract, projects, save_contract
 from strata.common.item_store import save_items
+from strata.common.trust import TrustCurve
+from strata.common.trust import from_message as curve_of
+from strata.v1 import common_pb2
 
 __all__ = ["load_contract", "projects", "save_contract", "save_items"]
 
@@ -141,7 +144,7 @@ def is_gold(conn: Conn, project: str, item_id: str = "", content: bytes = b"") -
 RUN_COLUMNS = (
     "run_id, project, state, family, num_workers, epochs, epoch, reason, requested_at, "
     "started_at, finished_at, n_labels, samples_seen, samples_per_second, resumed, "
-    "model_version, metrics, error, crash_at_epoch"
+    "model_version, metrics, error, crash_at_epoch, governance_mode, trust_curve"
 )
 
 
@@ -166,13 +169,16 @@ class RunRow:
     metrics: bytes | None
     error: str | None
     crash_at_epoch: int
+    governance_mode: int = 0
+    trust_curve: bytes | None = None  # common_pb2.TrustCurve the run applied (learned)
 
 
 def _run(row: Sequence[Any]) -> RunRow:
     values = list(row)
     values[0] = str(values[0])
-    if values[16] is not None:
-        values[16] = bytes(values[16])
+    for at in (16, 20):
+        if values[at] is not None:
+            values[at] = bytes(values[at])
     return RunRow(*values)
 
 
@@ -302,12 +308,44 @@ def fail_run(conn: Conn, run_id: str, error: str) -> None:
     )
 
 
-def succeed_run(conn: Conn, run_id: str, model_version: str, metrics: bytes) -> None:
+def succeed_run(
+    conn: Conn,
+    run_id: str,
+    model_version: str,
+    metrics: bytes,
+    governance_mode: int = 0,
+    trust_curve: bytes | None = None,
+) -> None:
     conn.execute(
         "UPDATE runs SET state = 'succeeded', model_version = %s, metrics = %s, "
-        "finished_at = now() WHERE run_id = %s",
-        (model_version, metrics, run_id),
+        "governance_mode = %s, trust_curve = %s, finished_at = now() WHERE run_id = %s",
+        (model_version, metrics, governance_mode, trust_curve, run_id),
     )
+
+
+# -- trust curves -----------------------------------------------------------------------------
+
+
+def save_trust_curve(conn: Conn, curve: common_pb2.TrustCurve) -> bool:
+    """Keep the project's curve if it is newer than the one kept (events may arrive
+    out of order after a redelivery); True when kept."""
+    fitted = curve.fitted_at.ToDatetime(tzinfo=UTC)
+    row = conn.execute(
+        "INSERT INTO trust_curves (project, fitted_at, curve) VALUES (%s, %s, %s) "
+        "ON CONFLICT (project) DO UPDATE SET fitted_at = EXCLUDED.fitted_at, "
+        "curve = EXCLUDED.curve WHERE trust_curves.fitted_at < EXCLUDED.fitted_at "
+        "RETURNING 1",
+        (curve.project, fitted, curve.SerializeToString()),
+    ).fetchone()
+    return row is not None
+
+
+def trust_curve(conn: Conn, project: str) -> TrustCurve | None:
+    """The newest trust curve quality fitted for the project (None: none yet)."""
+    row = conn.execute("SELECT curve FROM trust_curves WHERE project = %s", (project,)).fetchone()
+    if row is None:
+        return None
+    return curve_of(common_pb2.TrustCurve.FromString(bytes(row[0])))
 
 
 # -- models, ledger, profiles, flags, checkpoints ---------------------------------------------
@@ -389,13 +427,14 @@ class LedgerRow:
     value: str
     consensus_score: float
     annotator_ids: list[str]
+    magnitude: float = 1.0  # the label's gradient scale in this group
 
 
 def write_ledger(conn: Conn, run_id: str, rows: Sequence[LedgerRow]) -> int:
     """A run's ledger in one COPY (rows for groups a label never reached are not written)."""
     with conn.cursor().copy(
         "COPY ledger (run_id, label_id, item_id, layer_group, influence, influence_depth, "
-        "value, consensus_score, annotator_ids) FROM STDIN"
+        "value, consensus_score, annotator_ids, magnitude) FROM STDIN"
     ) as copy:
         for r in rows:
             copy.write_row(
@@ -409,6 +448,7 @@ def write_ledger(conn: Conn, run_id: str, rows: Sequence[LedgerRow]) -> int:
                     r.value,
                     r.consensus_score,
                     r.annotator_ids,
+                    r.magnitude,
                 )
             )
     return len(rows)
@@ -435,7 +475,7 @@ def query_ledger(
         args.append(str(layer_group))
     rows = conn.execute(
         "SELECT label_id, item_id, layer_group, influence, influence_depth, value, "
-        f"consensus_score, annotator_ids FROM ledger WHERE {' AND '.join(where)} "
+        f"consensus_score, annotator_ids, magnitude FROM ledger WHERE {' AND '.join(where)} "
         "ORDER BY influence DESC, label_id, layer_group LIMIT %s",
         (*args, limit),
     ).fetchall()
@@ -554,6 +594,7 @@ class ItemTrace:
     groups: list[int]
     influences: list[float]
     layer_groups: list[str]
+    magnitudes: list[float]  # the label's gradient scale in each of `groups`
 
 
 def item_traces(conn: Conn, project: str, item_id: str) -> list[ItemTrace]:
@@ -564,7 +605,8 @@ def item_traces(conn: Conn, project: str, item_id: str) -> list[ItemTrace]:
         "l.consensus_score, l.annotator_ids, l.influence_depth, "
         "array_agg(l.layer_group ORDER BY l.layer_group), "
         "array_agg(l.influence ORDER BY l.layer_group), "
-        "coalesce(m.layer_groups, '{}') "
+        "coalesce(m.layer_groups, '{}'), "
+        "array_agg(l.magnitude ORDER BY l.layer_group) "
         "FROM ledger l JOIN runs r USING (run_id) "
         "LEFT JOIN models m ON m.project = r.project AND m.version = r.model_version "
         "WHERE l.item_id = %s AND r.project = %s "

@@ -61,6 +61,12 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_REVIEWER: _ClassVar[Role]
     ROLE_ADMIN: _ClassVar[Role]
     ROLE_MANAGER: _ClassVar[Role]
+
+class GovernanceMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GOVERNANCE_MODE_UNSPECIFIED: _ClassVar[GovernanceMode]
+    GOVERNANCE_MODE_RULES: _ClassVar[GovernanceMode]
+    GOVERNANCE_MODE_LEARNED: _ClassVar[GovernanceMode]
 ROUTING_REASON_UNSPECIFIED: RoutingReason
 ROUTING_REASON_UNCERTAINTY: RoutingReason
 ROUTING_REASON_DIVERSITY: RoutingReason
@@ -95,6 +101,9 @@ ROLE_ANNOTATOR: Role
 ROLE_REVIEWER: Role
 ROLE_ADMIN: Role
 ROLE_MANAGER: Role
+GOVERNANCE_MODE_UNSPECIFIED: GovernanceMode
+GOVERNANCE_MODE_RULES: GovernanceMode
+GOVERNANCE_MODE_LEARNED: GovernanceMode
 
 class RoutingMetadata(_message.Message):
     __slots__ = ("trace_id", "source_service", "reason", "priority", "project", "ontology_version", "attributes", "score")
@@ -409,22 +418,44 @@ class AutoAcceptPolicy(_message.Message):
     def __init__(self, confidence_threshold: _Optional[float] = ..., min_precision: _Optional[float] = ..., spot_check_rate: _Optional[float] = ..., enabled: _Optional[bool] = ...) -> None: ...
 
 class DepthRule(_message.Message):
-    __slots__ = ("min_consensus_score", "source", "influence_depth", "gold")
+    __slots__ = ("min_consensus_score", "source", "influence_depth", "gold", "gradient_scale", "group_scales")
     MIN_CONSENSUS_SCORE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     INFLUENCE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     GOLD_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_SCALE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SCALES_FIELD_NUMBER: _ClassVar[int]
     min_consensus_score: float
     source: LabelSource
     influence_depth: int
     gold: bool
-    def __init__(self, min_consensus_score: _Optional[float] = ..., source: _Optional[_Union[LabelSource, str]] = ..., influence_depth: _Optional[int] = ..., gold: _Optional[bool] = ...) -> None: ...
+    gradient_scale: float
+    group_scales: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, min_consensus_score: _Optional[float] = ..., source: _Optional[_Union[LabelSource, str]] = ..., influence_depth: _Optional[int] = ..., gold: _Optional[bool] = ..., gradient_scale: _Optional[float] = ..., group_scales: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class GovernancePolicy(_message.Message):
-    __slots__ = ("rules",)
+    __slots__ = ("rules", "mode")
     RULES_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     rules: _containers.RepeatedCompositeFieldContainer[DepthRule]
-    def __init__(self, rules: _Optional[_Iterable[_Union[DepthRule, _Mapping]]] = ...) -> None: ...
+    mode: GovernanceMode
+    def __init__(self, rules: _Optional[_Iterable[_Union[DepthRule, _Mapping]]] = ..., mode: _Optional[_Union[GovernanceMode, str]] = ...) -> None: ...
+
+class TrustCurve(_message.Message):
+    __slots__ = ("project", "scores", "right", "gold", "prior_strength", "fitted_at")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_FIELD_NUMBER: _ClassVar[int]
+    GOLD_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    FITTED_AT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    right: _containers.RepeatedScalarFieldContainer[float]
+    gold: int
+    prior_strength: float
+    fitted_at: _timestamp_pb2.Timestamp
+    def __init__(self, project: _Optional[str] = ..., scores: _Optional[_Iterable[float]] = ..., right: _Optional[_Iterable[float]] = ..., gold: _Optional[int] = ..., prior_strength: _Optional[float] = ..., fitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CampaignBudget(_message.Message):
     __slots__ = ("label_budget", "target_accuracy")

@@ -125,7 +125,7 @@ class GoldLogits(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., logits: _Optional[_Iterable[float]] = ..., gold_answer: _Optional[str] = ...) -> None: ...
 
 class ModelPublished(_message.Message):
-    __slots__ = ("routing", "project", "model_version", "artifact_uri", "family", "metrics", "classes", "run_id", "published_at", "calibration_inputs")
+    __slots__ = ("routing", "project", "model_version", "artifact_uri", "family", "metrics", "classes", "run_id", "published_at", "calibration_inputs", "trust_curve")
     ROUTING_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +136,7 @@ class ModelPublished(_message.Message):
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_AT_FIELD_NUMBER: _ClassVar[int]
     CALIBRATION_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    TRUST_CURVE_FIELD_NUMBER: _ClassVar[int]
     routing: _common_pb2.RoutingMetadata
     project: str
     model_version: str
@@ -146,7 +147,16 @@ class ModelPublished(_message.Message):
     run_id: str
     published_at: _timestamp_pb2.Timestamp
     calibration_inputs: _containers.RepeatedCompositeFieldContainer[GoldLogits]
-    def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., project: _Optional[str] = ..., model_version: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., family: _Optional[str] = ..., metrics: _Optional[_Union[_common_pb2.ModelMetrics, _Mapping]] = ..., classes: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., calibration_inputs: _Optional[_Iterable[_Union[GoldLogits, _Mapping]]] = ...) -> None: ...
+    trust_curve: _common_pb2.TrustCurve
+    def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., project: _Optional[str] = ..., model_version: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., family: _Optional[str] = ..., metrics: _Optional[_Union[_common_pb2.ModelMetrics, _Mapping]] = ..., classes: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., calibration_inputs: _Optional[_Iterable[_Union[GoldLogits, _Mapping]]] = ..., trust_curve: _Optional[_Union[_common_pb2.TrustCurve, _Mapping]] = ...) -> None: ...
+
+class TrustCurveFitted(_message.Message):
+    __slots__ = ("routing", "curve")
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
+    CURVE_FIELD_NUMBER: _ClassVar[int]
+    routing: _common_pb2.RoutingMetadata
+    curve: _common_pb2.TrustCurve
+    def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., curve: _Optional[_Union[_common_pb2.TrustCurve, _Mapping]] = ...) -> None: ...
 
 class TrainingFeedback(_message.Message):
     __slots__ = ("routing", "project", "model_version", "run_id", "layer_groups", "depth_profiles", "memorization_flags")

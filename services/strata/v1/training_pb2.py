@@ -26,59 +26,59 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from strata.v1 import common_pb2 as strata_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18strata/v1/training.proto\x12\tstrata.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16strata/v1/common.proto\"g\n\x0fStartRunRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x13\n\x0bnum_workers\x18\x03 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\"Z\n\x10StartRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.strata.v1.RunState\x12\x12\n\nruns_ahead\x18\x03 \x01(\x05\"\x94\x03\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.strata.v1.RunState\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\r\n\x05\x65poch\x18\x05 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x06 \x01(\x05\x12(\n\x07metrics\x18\x07 \x01(\x0b\x32\x17.strata.v1.ModelMetrics\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12\r\n\x05\x65rror\x18\t \x01(\t\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0csamples_seen\x18\x0c \x01(\x03\x12\x1a\n\x12samples_per_second\x18\r \x01(\x01\x12\x1f\n\x17resumed_from_checkpoint\x18\x0e \x01(\x08\x12\x13\n\x0bnum_workers\x18\x0f \x01(\x05\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"-\n\x0eGetRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.strata.v1.Run\"\x8e\x01\n\tInfluence\x12\x10\n\x08label_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x15\n\rannotator_ids\x18\x03 \x03(\t\x12\r\n\x05value\x18\x04 \x01(\t\x12\x17\n\x0f\x63onsensus_score\x18\x05 \x01(\x01\x12\r\n\x05score\x18\x06 \x01(\x01\x12\x10\n\x08\x62y_group\x18\x07 \x03(\x01\"\x96\x01\n\x15TraceInfluenceRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x11\n\x07item_id\x18\x03 \x01(\tH\x00\x12)\n\x07\x63ontent\x18\x04 \x01(\x0b\x32\x16.strata.v1.ItemContentH\x00\x12\r\n\x05top_k\x18\x05 \x01(\x05\x42\x08\n\x06target\"\x9a\x01\n\x16TraceInfluenceResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x17\n\x0fpredicted_class\x18\x02 \x01(\t\x12(\n\nsupporting\x18\x03 \x03(\x0b\x32\x14.strata.v1.Influence\x12&\n\x08opposing\x18\x04 \x03(\x0b\x32\x14.strata.v1.Influence\"=\n\x13\x44\x65pthProfileRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\xa7\x01\n\x14\x44\x65pthProfileResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x14\n\x0clayer_groups\x18\x02 \x03(\t\x12)\n\x08profiles\x18\x03 \x03(\x0b\x32\x17.strata.v1.DepthProfile\x12\x37\n\x12memorization_flags\x18\x04 \x03(\x0b\x32\x1b.strata.v1.MemorizationFlag\"\xb0\x01\n\x0bLedgerEntry\x12\x10\n\x08label_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x15\n\rannotator_ids\x18\x03 \x03(\t\x12\x17\n\x0f\x63onsensus_score\x18\x04 \x01(\x01\x12\x13\n\x0blayer_group\x18\x05 \x01(\x05\x12\x11\n\tinfluence\x18\x06 \x01(\x01\x12\x17\n\x0finfluence_depth\x18\x07 \x01(\x05\x12\r\n\x05value\x18\x08 \x01(\t\"\x8b\x01\n\x12QueryLedgerRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x14\n\x0c\x61nnotator_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63lass_label\x18\x04 \x01(\t\x12\x13\n\x0blayer_group\x18\x05 \x01(\x05\x12\r\n\x05limit\x18\x06 \x01(\x05\">\n\x13QueryLedgerResponse\x12\'\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x16.strata.v1.LedgerEntry\"1\n\x0fListRunsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"K\n\nRunSummary\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.strata.v1.Run\x12\x10\n\x08n_labels\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"7\n\x10ListRunsResponse\x12#\n\x04runs\x18\x01 \x03(\x0b\x32\x15.strata.v1.RunSummary\"6\n\x12ItemLineageRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\"\xfe\x01\n\x08RunTrace\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12/\n\x0b\x66inished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08label_id\x18\x04 \x01(\t\x12\r\n\x05value\x18\x05 \x01(\t\x12\x17\n\x0f\x63onsensus_score\x18\x06 \x01(\x01\x12\x15\n\rannotator_ids\x18\x07 \x03(\t\x12\x17\n\x0finfluence_depth\x18\x08 \x01(\x05\x12\x1a\n\x12influence_by_group\x18\t \x03(\x01\x12\x14\n\x0clayer_groups\x18\n \x03(\t\"8\n\x13ItemLineageResponse\x12!\n\x04runs\x18\x01 \x03(\x0b\x32\x13.strata.v1.RunTrace\"6\n\x11ItemDepthsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x10\n\x08item_ids\x18\x02 \x03(\t\"\\\n\tItemDepth\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x17\n\x0finfluence_depth\x18\x04 \x01(\x05\":\n\x12ItemDepthsResponse\x12$\n\x06\x64\x65pths\x18\x01 \x03(\x0b\x32\x14.strata.v1.ItemDepth*\x81\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10RUN_STATE_QUEUED\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10RUN_STATE_FAILED\x10\x04\x32\xe2\x04\n\x08Training\x12\x43\n\x08StartRun\x12\x1a.strata.v1.StartRunRequest\x1a\x1b.strata.v1.StartRunResponse\x12=\n\x06GetRun\x12\x18.strata.v1.GetRunRequest\x1a\x19.strata.v1.GetRunResponse\x12U\n\x0eTraceInfluence\x12 .strata.v1.TraceInfluenceRequest\x1a!.strata.v1.TraceInfluenceResponse\x12O\n\x0c\x44\x65pthProfile\x12\x1e.strata.v1.DepthProfileRequest\x1a\x1f.strata.v1.DepthProfileResponse\x12L\n\x0bQueryLedger\x12\x1d.strata.v1.QueryLedgerRequest\x1a\x1e.strata.v1.QueryLedgerResponse\x12\x43\n\x08ListRuns\x12\x1a.strata.v1.ListRunsRequest\x1a\x1b.strata.v1.ListRunsResponse\x12L\n\x0bItemLineage\x12\x1d.strata.v1.ItemLineageRequest\x1a\x1e.strata.v1.ItemLineageResponse\x12I\n\nItemDepths\x12\x1c.strata.v1.ItemDepthsRequest\x1a\x1d.strata.v1.ItemDepthsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18strata/v1/training.proto\x12\tstrata.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16strata/v1/common.proto\"g\n\x0fStartRunRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x13\n\x0bnum_workers\x18\x03 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\"Z\n\x10StartRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\"\n\x05state\x18\x02 \x01(\x0e\x32\x13.strata.v1.RunState\x12\x12\n\nruns_ahead\x18\x03 \x01(\x05\"\xf4\x03\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.strata.v1.RunState\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\r\n\x05\x65poch\x18\x05 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x06 \x01(\x05\x12(\n\x07metrics\x18\x07 \x01(\x0b\x32\x17.strata.v1.ModelMetrics\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12\r\n\x05\x65rror\x18\t \x01(\t\x12.\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0csamples_seen\x18\x0c \x01(\x03\x12\x1a\n\x12samples_per_second\x18\r \x01(\x01\x12\x1f\n\x17resumed_from_checkpoint\x18\x0e \x01(\x08\x12\x13\n\x0bnum_workers\x18\x0f \x01(\x05\x12\x32\n\x0fgovernance_mode\x18\x10 \x01(\x0e\x32\x19.strata.v1.GovernanceMode\x12*\n\x0btrust_curve\x18\x11 \x01(\x0b\x32\x15.strata.v1.TrustCurve\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"-\n\x0eGetRunResponse\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.strata.v1.Run\"\x8e\x01\n\tInfluence\x12\x10\n\x08label_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x15\n\rannotator_ids\x18\x03 \x03(\t\x12\r\n\x05value\x18\x04 \x01(\t\x12\x17\n\x0f\x63onsensus_score\x18\x05 \x01(\x01\x12\r\n\x05score\x18\x06 \x01(\x01\x12\x10\n\x08\x62y_group\x18\x07 \x03(\x01\"\x96\x01\n\x15TraceInfluenceRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x11\n\x07item_id\x18\x03 \x01(\tH\x00\x12)\n\x07\x63ontent\x18\x04 \x01(\x0b\x32\x16.strata.v1.ItemContentH\x00\x12\r\n\x05top_k\x18\x05 \x01(\x05\x42\x08\n\x06target\"\x9a\x01\n\x16TraceInfluenceResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x17\n\x0fpredicted_class\x18\x02 \x01(\t\x12(\n\nsupporting\x18\x03 \x03(\x0b\x32\x14.strata.v1.Influence\x12&\n\x08opposing\x18\x04 \x03(\x0b\x32\x14.strata.v1.Influence\"=\n\x13\x44\x65pthProfileRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\xa7\x01\n\x14\x44\x65pthProfileResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x14\n\x0clayer_groups\x18\x02 \x03(\t\x12)\n\x08profiles\x18\x03 \x03(\x0b\x32\x17.strata.v1.DepthProfile\x12\x37\n\x12memorization_flags\x18\x04 \x03(\x0b\x32\x1b.strata.v1.MemorizationFlag\"\xc3\x01\n\x0bLedgerEntry\x12\x10\n\x08label_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x15\n\rannotator_ids\x18\x03 \x03(\t\x12\x17\n\x0f\x63onsensus_score\x18\x04 \x01(\x01\x12\x13\n\x0blayer_group\x18\x05 \x01(\x05\x12\x11\n\tinfluence\x18\x06 \x01(\x01\x12\x17\n\x0finfluence_depth\x18\x07 \x01(\x05\x12\r\n\x05value\x18\x08 \x01(\t\x12\x11\n\tmagnitude\x18\t \x01(\x01\"\x8b\x01\n\x12QueryLedgerRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x14\n\x0c\x61nnotator_id\x18\x03 \x01(\t\x12\x13\n\x0b\x63lass_label\x18\x04 \x01(\t\x12\x13\n\x0blayer_group\x18\x05 \x01(\x05\x12\r\n\x05limit\x18\x06 \x01(\x05\">\n\x13QueryLedgerResponse\x12\'\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x16.strata.v1.LedgerEntry\"1\n\x0fListRunsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"K\n\nRunSummary\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.strata.v1.Run\x12\x10\n\x08n_labels\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"7\n\x10ListRunsResponse\x12#\n\x04runs\x18\x01 \x03(\x0b\x32\x15.strata.v1.RunSummary\"6\n\x12ItemLineageRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\"\x9a\x02\n\x08RunTrace\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12/\n\x0b\x66inished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08label_id\x18\x04 \x01(\t\x12\r\n\x05value\x18\x05 \x01(\t\x12\x17\n\x0f\x63onsensus_score\x18\x06 \x01(\x01\x12\x15\n\rannotator_ids\x18\x07 \x03(\t\x12\x17\n\x0finfluence_depth\x18\x08 \x01(\x05\x12\x1a\n\x12influence_by_group\x18\t \x03(\x01\x12\x14\n\x0clayer_groups\x18\n \x03(\t\x12\x1a\n\x12magnitude_by_group\x18\x0b \x03(\x01\"8\n\x13ItemLineageResponse\x12!\n\x04runs\x18\x01 \x03(\x0b\x32\x13.strata.v1.RunTrace\"6\n\x11ItemDepthsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x10\n\x08item_ids\x18\x02 \x03(\t\"\\\n\tItemDepth\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x17\n\x0finfluence_depth\x18\x04 \x01(\x05\":\n\x12ItemDepthsResponse\x12$\n\x06\x64\x65pths\x18\x01 \x03(\x0b\x32\x14.strata.v1.ItemDepth*\x81\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10RUN_STATE_QUEUED\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10RUN_STATE_FAILED\x10\x04\x32\xe2\x04\n\x08Training\x12\x43\n\x08StartRun\x12\x1a.strata.v1.StartRunRequest\x1a\x1b.strata.v1.StartRunResponse\x12=\n\x06GetRun\x12\x18.strata.v1.GetRunRequest\x1a\x19.strata.v1.GetRunResponse\x12U\n\x0eTraceInfluence\x12 .strata.v1.TraceInfluenceRequest\x1a!.strata.v1.TraceInfluenceResponse\x12O\n\x0c\x44\x65pthProfile\x12\x1e.strata.v1.DepthProfileRequest\x1a\x1f.strata.v1.DepthProfileResponse\x12L\n\x0bQueryLedger\x12\x1d.strata.v1.QueryLedgerRequest\x1a\x1e.strata.v1.QueryLedgerResponse\x12\x43\n\x08ListRuns\x12\x1a.strata.v1.ListRunsRequest\x1a\x1b.strata.v1.ListRunsResponse\x12L\n\x0bItemLineage\x12\x1d.strata.v1.ItemLineageRequest\x1a\x1e.strata.v1.ItemLineageResponse\x12I\n\nItemDepths\x12\x1c.strata.v1.ItemDepthsRequest\x1a\x1d.strata.v1.ItemDepthsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'strata.v1.training_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNSTATE']._serialized_start=2620
-  _globals['_RUNSTATE']._serialized_end=2749
+  _globals['_RUNSTATE']._serialized_start=2763
+  _globals['_RUNSTATE']._serialized_end=2892
   _globals['_STARTRUNREQUEST']._serialized_start=96
   _globals['_STARTRUNREQUEST']._serialized_end=199
   _globals['_STARTRUNRESPONSE']._serialized_start=201
   _globals['_STARTRUNRESPONSE']._serialized_end=291
   _globals['_RUN']._serialized_start=294
-  _globals['_RUN']._serialized_end=698
-  _globals['_GETRUNREQUEST']._serialized_start=700
-  _globals['_GETRUNREQUEST']._serialized_end=731
-  _globals['_GETRUNRESPONSE']._serialized_start=733
-  _globals['_GETRUNRESPONSE']._serialized_end=778
-  _globals['_INFLUENCE']._serialized_start=781
-  _globals['_INFLUENCE']._serialized_end=923
-  _globals['_TRACEINFLUENCEREQUEST']._serialized_start=926
-  _globals['_TRACEINFLUENCEREQUEST']._serialized_end=1076
-  _globals['_TRACEINFLUENCERESPONSE']._serialized_start=1079
-  _globals['_TRACEINFLUENCERESPONSE']._serialized_end=1233
-  _globals['_DEPTHPROFILEREQUEST']._serialized_start=1235
-  _globals['_DEPTHPROFILEREQUEST']._serialized_end=1296
-  _globals['_DEPTHPROFILERESPONSE']._serialized_start=1299
-  _globals['_DEPTHPROFILERESPONSE']._serialized_end=1466
-  _globals['_LEDGERENTRY']._serialized_start=1469
-  _globals['_LEDGERENTRY']._serialized_end=1645
-  _globals['_QUERYLEDGERREQUEST']._serialized_start=1648
-  _globals['_QUERYLEDGERREQUEST']._serialized_end=1787
-  _globals['_QUERYLEDGERRESPONSE']._serialized_start=1789
-  _globals['_QUERYLEDGERRESPONSE']._serialized_end=1851
-  _globals['_LISTRUNSREQUEST']._serialized_start=1853
-  _globals['_LISTRUNSREQUEST']._serialized_end=1902
-  _globals['_RUNSUMMARY']._serialized_start=1904
-  _globals['_RUNSUMMARY']._serialized_end=1979
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1981
-  _globals['_LISTRUNSRESPONSE']._serialized_end=2036
-  _globals['_ITEMLINEAGEREQUEST']._serialized_start=2038
-  _globals['_ITEMLINEAGEREQUEST']._serialized_end=2092
-  _globals['_RUNTRACE']._serialized_start=2095
-  _globals['_RUNTRACE']._serialized_end=2349
-  _globals['_ITEMLINEAGERESPONSE']._serialized_start=2351
-  _globals['_ITEMLINEAGERESPONSE']._serialized_end=2407
-  _globals['_ITEMDEPTHSREQUEST']._serialized_start=2409
-  _globals['_ITEMDEPTHSREQUEST']._serialized_end=2463
-  _globals['_ITEMDEPTH']._serialized_start=2465
-  _globals['_ITEMDEPTH']._serialized_end=2557
-  _globals['_ITEMDEPTHSRESPONSE']._serialized_start=2559
-  _globals['_ITEMDEPTHSRESPONSE']._serialized_end=2617
-  _globals['_TRAINING']._serialized_start=2752
-  _globals['_TRAINING']._serialized_end=3362
+  _globals['_RUN']._serialized_end=794
+  _globals['_GETRUNREQUEST']._serialized_start=796
+  _globals['_GETRUNREQUEST']._serialized_end=827
+  _globals['_GETRUNRESPONSE']._serialized_start=829
+  _globals['_GETRUNRESPONSE']._serialized_end=874
+  _globals['_INFLUENCE']._serialized_start=877
+  _globals['_INFLUENCE']._serialized_end=1019
+  _globals['_TRACEINFLUENCEREQUEST']._serialized_start=1022
+  _globals['_TRACEINFLUENCEREQUEST']._serialized_end=1172
+  _globals['_TRACEINFLUENCERESPONSE']._serialized_start=1175
+  _globals['_TRACEINFLUENCERESPONSE']._serialized_end=1329
+  _globals['_DEPTHPROFILEREQUEST']._serialized_start=1331
+  _globals['_DEPTHPROFILEREQUEST']._serialized_end=1392
+  _globals['_DEPTHPROFILERESPONSE']._serialized_start=1395
+  _globals['_DEPTHPROFILERESPONSE']._serialized_end=1562
+  _globals['_LEDGERENTRY']._serialized_start=1565
+  _globals['_LEDGERENTRY']._serialized_end=1760
+  _globals['_QUERYLEDGERREQUEST']._serialized_start=1763
+  _globals['_QUERYLEDGERREQUEST']._serialized_end=1902
+  _globals['_QUERYLEDGERRESPONSE']._serialized_start=1904
+  _globals['_QUERYLEDGERRESPONSE']._serialized_end=1966
+  _globals['_LISTRUNSREQUEST']._serialized_start=1968
+  _globals['_LISTRUNSREQUEST']._serialized_end=2017
+  _globals['_RUNSUMMARY']._serialized_start=2019
+  _globals['_RUNSUMMARY']._serialized_end=2094
+  _globals['_LISTRUNSRESPONSE']._serialized_start=2096
+  _globals['_LISTRUNSRESPONSE']._serialized_end=2151
+  _globals['_ITEMLINEAGEREQUEST']._serialized_start=2153
+  _globals['_ITEMLINEAGEREQUEST']._serialized_end=2207
+  _globals['_RUNTRACE']._serialized_start=2210
+  _globals['_RUNTRACE']._serialized_end=2492
+  _globals['_ITEMLINEAGERESPONSE']._serialized_start=2494
+  _globals['_ITEMLINEAGERESPONSE']._serialized_end=2550
+  _globals['_ITEMDEPTHSREQUEST']._serialized_start=2552
+  _globals['_ITEMDEPTHSREQUEST']._serialized_end=2606
+  _globals['_ITEMDEPTH']._serialized_start=2608
+  _globals['_ITEMDEPTH']._serialized_end=2700
+  _globals['_ITEMDEPTHSRESPONSE']._serialized_start=2702
+  _globals['_ITEMDEPTHSRESPONSE']._serialized_end=2760
+  _globals['_TRAINING']._serialized_start=2895
+  _globals['_TRAINING']._serialized_end=3505
 # @@protoc_insertion_point(module_scope)

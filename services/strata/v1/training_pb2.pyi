@@ -49,7 +49,7 @@ class StartRunResponse(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., runs_ahead: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "project", "state", "progress", "epoch", "epochs", "metrics", "model_version", "error", "started_at", "finished_at", "samples_seen", "samples_per_second", "resumed_from_checkpoint", "num_workers")
+    __slots__ = ("run_id", "project", "state", "progress", "epoch", "epochs", "metrics", "model_version", "error", "started_at", "finished_at", "samples_seen", "samples_per_second", "resumed_from_checkpoint", "num_workers", "governance_mode", "trust_curve")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,8 @@ class Run(_message.Message):
     SAMPLES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FROM_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     NUM_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    GOVERNANCE_MODE_FIELD_NUMBER: _ClassVar[int]
+    TRUST_CURVE_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     project: str
     state: RunState
@@ -80,7 +82,9 @@ class Run(_message.Message):
     samples_per_second: float
     resumed_from_checkpoint: bool
     num_workers: int
-    def __init__(self, run_id: _Optional[str] = ..., project: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., progress: _Optional[float] = ..., epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., metrics: _Optional[_Union[_common_pb2.ModelMetrics, _Mapping]] = ..., model_version: _Optional[str] = ..., error: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., samples_seen: _Optional[int] = ..., samples_per_second: _Optional[float] = ..., resumed_from_checkpoint: _Optional[bool] = ..., num_workers: _Optional[int] = ...) -> None: ...
+    governance_mode: _common_pb2.GovernanceMode
+    trust_curve: _common_pb2.TrustCurve
+    def __init__(self, run_id: _Optional[str] = ..., project: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., progress: _Optional[float] = ..., epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., metrics: _Optional[_Union[_common_pb2.ModelMetrics, _Mapping]] = ..., model_version: _Optional[str] = ..., error: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., samples_seen: _Optional[int] = ..., samples_per_second: _Optional[float] = ..., resumed_from_checkpoint: _Optional[bool] = ..., num_workers: _Optional[int] = ..., governance_mode: _Optional[_Union[_common_pb2.GovernanceMode, str]] = ..., trust_curve: _Optional[_Union[_common_pb2.TrustCurve, _Mapping]] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("run_id",)
@@ -159,7 +163,7 @@ class DepthProfileResponse(_message.Message):
     def __init__(self, model_version: _Optional[str] = ..., layer_groups: _Optional[_Iterable[str]] = ..., profiles: _Optional[_Iterable[_Union[_common_pb2.DepthProfile, _Mapping]]] = ..., memorization_flags: _Optional[_Iterable[_Union[_common_pb2.MemorizationFlag, _Mapping]]] = ...) -> None: ...
 
 class LedgerEntry(_message.Message):
-    __slots__ = ("label_id", "item_id", "annotator_ids", "consensus_score", "layer_group", "influence", "influence_depth", "value")
+    __slots__ = ("label_id", "item_id", "annotator_ids", "consensus_score", "layer_group", "influence", "influence_depth", "value", "magnitude")
     LABEL_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     ANNOTATOR_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +172,7 @@ class LedgerEntry(_message.Message):
     INFLUENCE_FIELD_NUMBER: _ClassVar[int]
     INFLUENCE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    MAGNITUDE_FIELD_NUMBER: _ClassVar[int]
     label_id: str
     item_id: str
     annotator_ids: _containers.RepeatedScalarFieldContainer[str]
@@ -176,7 +181,8 @@ class LedgerEntry(_message.Message):
     influence: float
     influence_depth: int
     value: str
-    def __init__(self, label_id: _Optional[str] = ..., item_id: _Optional[str] = ..., annotator_ids: _Optional[_Iterable[str]] = ..., consensus_score: _Optional[float] = ..., layer_group: _Optional[int] = ..., influence: _Optional[float] = ..., influence_depth: _Optional[int] = ..., value: _Optional[str] = ...) -> None: ...
+    magnitude: float
+    def __init__(self, label_id: _Optional[str] = ..., item_id: _Optional[str] = ..., annotator_ids: _Optional[_Iterable[str]] = ..., consensus_score: _Optional[float] = ..., layer_group: _Optional[int] = ..., influence: _Optional[float] = ..., influence_depth: _Optional[int] = ..., value: _Optional[str] = ..., magnitude: _Optional[float] = ...) -> None: ...
 
 class QueryLedgerRequest(_message.Message):
     __slots__ = ("project", "model_version", "annotator_id", "class_label", "layer_group", "limit")
@@ -233,7 +239,7 @@ class ItemLineageRequest(_message.Message):
     def __init__(self, project: _Optional[str] = ..., item_id: _Optional[str] = ...) -> None: ...
 
 class RunTrace(_message.Message):
-    __slots__ = ("run_id", "model_version", "finished_at", "label_id", "value", "consensus_score", "annotator_ids", "influence_depth", "influence_by_group", "layer_groups")
+    __slots__ = ("run_id", "model_version", "finished_at", "label_id", "value", "consensus_score", "annotator_ids", "influence_depth", "influence_by_group", "layer_groups", "magnitude_by_group")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
@@ -244,6 +250,7 @@ class RunTrace(_message.Message):
     INFLUENCE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     INFLUENCE_BY_GROUP_FIELD_NUMBER: _ClassVar[int]
     LAYER_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    MAGNITUDE_BY_GROUP_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     model_version: str
     finished_at: _timestamp_pb2.Timestamp
@@ -254,7 +261,8 @@ class RunTrace(_message.Message):
     influence_depth: int
     influence_by_group: _containers.RepeatedScalarFieldContainer[float]
     layer_groups: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, run_id: _Optional[str] = ..., model_version: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., label_id: _Optional[str] = ..., value: _Optional[str] = ..., consensus_score: _Optional[float] = ..., annotator_ids: _Optional[_Iterable[str]] = ..., influence_depth: _Optional[int] = ..., influence_by_group: _Optional[_Iterable[float]] = ..., layer_groups: _Optional[_Iterable[str]] = ...) -> None: ...
+    magnitude_by_group: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, run_id: _Optional[str] = ..., model_version: _Optional[str] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., label_id: _Optional[str] = ..., value: _Optional[str] = ..., consensus_score: _Optional[float] = ..., annotator_ids: _Optional[_Iterable[str]] = ..., influence_depth: _Optional[int] = ..., influence_by_group: _Optional[_Iterable[float]] = ..., layer_groups: _Optional[_Iterable[str]] = ..., magnitude_by_group: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ItemLineageResponse(_message.Message):
     __slots__ = ("runs",)
