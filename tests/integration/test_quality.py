@@ -715,10 +715,19 @@ def test_report_export_and_label_errors(infra: Infra) -> None:
             "30 accepted items",
         )
         admin = stack.gateway.admin
-        report = stack.stub.DatasetReport(
-            quality_pb2.DatasetReportRequest(project=project), metadata=admin
+
+        def fetch() -> tuple[quality_pb2.DatasetReportResponse, dict]:  # type: ignore[type-arg]
+            got = stack.stub.DatasetReport(
+                quality_pb2.DatasetReportRequest(project=project), metadata=admin
+            )
+            return got, json.loads(got.report_json)
+
+        # The gold votes travel on other partitions than the 30 items' votes: wait for
+        # all twenty to be stored before reading the trust curve.
+        wait_until(
+            lambda: fetch()[1]["trust_curve"]["gold_items"] == 10, 30, "all ten gold items stored"
         )
-        data = json.loads(report.report_json)
+        report, data = fetch()
         assert data["items"]["by_state"] == {"accepted": 30}
         assert data["agreement"]["overall"]["krippendorff_alpha"] > 0.5
         assert data["agreement"]["done"] is True
