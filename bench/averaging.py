@@ -32,7 +32,7 @@ from strata.demo.campaign import digits_split, features
 from strata.models.families import ModelSpec, build
 from strata.training.config import TrainingConfig
 from strata.training.distributed import STATE_FILE, TrainPlan, read_outputs, train_run
-from strata.training.runs import epochs_for
+from strata.training.schedule import epochs_for
 
 SIZES = (150, 300)
 SEEDS = 6

@@ -63,117 +63,71 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from governance_regimes import DROP_BELOW, LOOKALIKE, REGIMES, K, Labels, describe
+from governance_regimes import LOOKALIKE, REGIMES, K, describe
 from harness import RESULTS
 from numpy.typing import NDArray
-from scipy import stats
 from sklearn.datasets import load_digits
 from strata.cli.progress import ProgressBar
 from strata.common import trust
-from strata.common.trust import TrustCurve
+from strata.demo.arms import draw_arms
 from strata.gateway.contract import default_governance
-from strata.models.families import GroupedModel, ModelSpec, build, text_tokens
+from strata.models.families import ModelSpec, build, text_tokens
 from strata.quality.config import QualityConfig
-from strata.training.governance import (
-    SOURCE_NAMES,
-    LabelTrust,
-    influence_depths,
-    learned_treatment,
+from strata.training.arms import (
+    ARMS,
+    DROP_BELOW,
+    Arm,
+    Scored,
+    Task,
+    summarise,
+    train,
 )
-from strata.training.step import governed_step, plain_step
-from strata.v1 import common_pb2
+from strata.training.governance import SOURCE_NAMES
+from strata.training.schedule import Schedule
 
 Ints = NDArray[np.int64]
-Floats = NDArray[np.float64]
-Bools = NDArray[np.bool_]
 
-LR = 3e-3  # the service's default (STRATA_TRAINING_LR)
-BATCH = 64
+SCHEDULE = Schedule(steps=400)  # batch 64, AdamW at the service's default learning rate
+GOLD_SHARE = 0.1
 DIGITS_TRAIN = 1200
 TEXT_TRAIN, TEXT_TEST = 1500, 1000
-
-
-# -- arms ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Treatment:
-    """How an arm trains on each label (arrays with one entry per training label)."""
-
-    keep: Bools | None = None  # the labels trained on; None: all
-    depth: Ints | None = None  # layer groups from the head each reaches; None: all
-    # Multiplies the label's loss, so its gradient in every group it reaches. None: 1.
-    weight: Floats | None = None
-    # [labels, K] the label's gradient scale per layer group (`governed_step`'s). None: 1.
-    scale: NDArray[np.float32] | None = None
-
-
-@dataclass(frozen=True)
-class Arm:
-    name: str
-    # (labels, the model's layer groups, the trust curve fitted from the gold sample)
-    treat: Callable[[Labels, int, TrustCurve], Treatment]
-    governed: bool = False  # reported against the best other arm
-
-
-def _rules(labels: Labels, n_groups: int, curve: TrustCurve) -> Treatment:
-    human = common_pb2.LABEL_SOURCE_HUMAN
-    trust = [LabelTrust(float(s), human) for s in labels.score]
-    return Treatment(depth=influence_depths(default_governance(), trust, n_groups))
-
-
-def _learned(labels: Labels, n_groups: int, curve: TrustCurve) -> Treatment:
-    governed = learned_treatment(curve(labels.score), K, n_groups)
-    return Treatment(depth=governed.depths, scale=governed.scales)
-
-
-ARMS = [
-    Arm("ungoverned", lambda labels, k, c: Treatment()),
-    Arm("drop", lambda labels, k, c: Treatment(keep=labels.score >= DROP_BELOW)),
-    Arm("weighted", lambda labels, k, c: Treatment(weight=labels.score)),
-    Arm("governed-rules", _rules, governed=True),
-    Arm("governed-learned", _learned, governed=True),
-]
-GOLD_SHARE = 0.1
 
 
 # -- tasks ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Task:
-    spec: ModelSpec
+class Family:
+    """A family's task for one seed: the model and its test data, and the training
+    items' true classes."""
+
+    task: Task
     train_y: Ints
-    inputs: Callable[[Ints], tuple[torch.Tensor, ...]]  # model inputs of training rows
-    test_inputs: tuple[torch.Tensor, ...]
-    test_y: torch.Tensor
 
 
-def digits_task(seed: int) -> Task:
+def digits_task(seed: int) -> Family:
     x, y = load_digits(return_X_y=True)
     x, y = (x / 16.0).astype(np.float32), y.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(y))
     train, test = order[:DIGITS_TRAIN], order[DIGITS_TRAIN:]
     features = torch.from_numpy(x[train])
-    return Task(
+    task = Task(
         ModelSpec("mlp", [str(d) for d in range(K)], input_dim=64),
-        y[train],
         lambda rows: (features[torch.from_numpy(rows)],),
         (torch.from_numpy(x[test]),),
         torch.from_numpy(y[test]),
     )
+    return Family(task, y[train])
 
 
 TOPICAL, OWN = 0.45, 0.75
@@ -223,137 +177,24 @@ def _text_inputs(tokens: list[Ints]) -> tuple[torch.Tensor, ...]:
     )
 
 
-def text_task(seed: int) -> Task:
+def text_task(seed: int) -> Family:
     spec = ModelSpec("text-hash", [f"topic-{c}" for c in range(K)], buckets=TEXT_BUCKETS)
     texts, topics = text_corpus(TEXT_TRAIN + TEXT_TEST, seed)
     tokens = [np.asarray(text_tokens(t, spec.buckets), dtype=np.int64) for t in texts]
     train = tokens[:TEXT_TRAIN]
-    return Task(
+    task = Task(
         spec,
-        topics[:TEXT_TRAIN],
         lambda rows: _text_inputs([train[i] for i in rows.tolist()]),
         _text_inputs(tokens[TEXT_TRAIN:]),
         torch.from_numpy(topics[TEXT_TRAIN:]),
     )
+    return Family(task, topics[:TEXT_TRAIN])
 
 
-FAMILIES: dict[str, Callable[[int], Task]] = {"mlp": digits_task, "text-hash": text_task}
-
-
-# -- training -----------------------------------------------------------------------------------
-
-
-def batches(n: int, keep: Bools | None, seed: int, steps: int) -> Iterator[Ints]:
-    """`steps` batches: each epoch a seeded permutation of every label, those not kept
-    taken out, cut into batches of BATCH (the same order for every arm)."""
-    rng = np.random.default_rng((seed, 6))
-    done = 0
-    while True:
-        order = rng.permutation(n).astype(np.int64)
-        if keep is not None:
-            order = order[keep[order]]
-        if not len(order):
-            return
-        for start in range(0, len(order), BATCH):
-            yield order[start : start + BATCH]
-            done += 1
-            if done == steps:
-                return
-
-
-def step(
-    model: GroupedModel,
-    optimizer: torch.optim.Optimizer,
-    inputs: tuple[torch.Tensor, ...],
-    targets: torch.Tensor,
-    depth: torch.Tensor | None,
-    weight: torch.Tensor | None,
-    scale: torch.Tensor | None = None,
-) -> None:
-    """One optimizer step: the product's steps where they apply (`plain_step`,
-    `governed_step`, with its per-group scales); with weights, the routed step on the
-    weighted loss."""
-    if weight is None:
-        if depth is None:
-            plain_step(model, optimizer, inputs, targets)
-        else:
-            governed_step(model, optimizer, inputs, targets, depth, scale=scale)
-        return
-    optimizer.zero_grad(set_to_none=True)
-    logits = model(*inputs, depth=depth)  # routed when depth is given
-    losses = F.cross_entropy(logits, targets, reduction="none")
-    ((losses * weight).sum() / len(targets)).backward()
-    if depth is not None:
-        reach = int(depth.max())
-        for number, group in enumerate(model.layer_groups(), start=1):
-            if number > reach:
-                for p in group.parameters():
-                    p.grad = None
-    optimizer.step()
-
-
-def train(task: Task, value: Ints, treatment: Treatment, seed: int, steps: int) -> float:
-    """Test accuracy after training on `value` as `treatment` says."""
-    torch.manual_seed(seed)
-    model = build(task.spec)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
-    depth = None if treatment.depth is None else torch.from_numpy(treatment.depth)
-    weight = None if treatment.weight is None else torch.from_numpy(treatment.weight).float()
-    scale = None if treatment.scale is None else torch.from_numpy(treatment.scale).float()
-    targets = torch.from_numpy(value)
-    model.train()
-    for rows in batches(len(value), treatment.keep, seed, steps):
-        index = torch.from_numpy(rows)
-        step(
-            model,
-            optimizer,
-            task.inputs(rows),
-            targets[index],
-            None if depth is None else depth[index],
-            None if weight is None else weight[index],
-            None if scale is None else scale[index],
-        )
-    model.eval()
-    with torch.no_grad():
-        predicted = model(*task.test_inputs).argmax(dim=1)
-    return float((predicted == task.test_y).float().mean())
+FAMILIES: dict[str, Callable[[int], Family]] = {"mlp": digits_task, "text-hash": text_task}
 
 
 # -- statistics, report ------------------------------------------------------------------------
-
-
-def interval(values: list[float]) -> list[float] | None:
-    """The 95% t-interval of the mean (None from one value)."""
-    if len(values) < 2:
-        return None
-    mean = float(np.mean(values))
-    half = float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1))
-    half /= math.sqrt(len(values))
-    return [round(mean - half, 4), round(mean + half, 4)]
-
-
-def summarise(per_seed: dict[str, list[float]], arms: list[Arm]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for arm in arms:
-        values = per_seed[arm.name]
-        out[arm.name] = {
-            "mean": round(float(np.mean(values)), 4),
-            "ci95": interval(values),
-            "per_seed": [round(v, 4) for v in values],
-        }
-    for arm in arms:
-        others = [a.name for a in arms if a.name != arm.name]
-        if not arm.governed or not others:
-            continue
-        best = max(others, key=lambda name: out[name]["mean"])
-        delta = [g - b for g, b in zip(per_seed[arm.name], per_seed[best], strict=True)]
-        out[arm.name]["delta_vs_best_other"] = {
-            "other": best,
-            "mean": round(float(np.mean(delta)), 4),
-            "ci95": interval(delta),  # paired over seeds
-            "per_seed": [round(d, 4) for d in delta],
-        }
-    return out
 
 
 def _cell(summary: dict[str, Any]) -> str:
@@ -398,31 +239,12 @@ def plot(results: dict[str, Any], arms: list[Arm], path: Path) -> None:
 
     families = list(results)
     fig, axes = plt.subplots(1, len(families), figsize=(7 * len(families), 4.5), squeeze=False)
-    width = 0.8 / len(arms)
     for ax, family in zip(axes[0], families, strict=True):
         regimes = list(results[family])
-        x = np.arange(len(regimes))
-        lowest = 1.0
-        for a, arm in enumerate(arms):
-            cells = [results[family][r][arm.name] for r in regimes]
-            means = np.array([c["mean"] for c in cells])
-            halves = np.array(
-                [(c["ci95"][1] - c["ci95"][0]) / 2 if c["ci95"] else 0 for c in cells]
-            )
-            lowest = min(lowest, float((means - halves).min()))
-            ax.bar(
-                x + (a - (len(arms) - 1) / 2) * width,
-                means,
-                width,
-                yerr=halves if halves.any() else None,
-                capsize=2,
-                label=arm.name,
-            )
-        ax.set_xticks(x, regimes, rotation=20, ha="right")
-        ax.set_ylim(max(0.0, math.floor((lowest - 0.05) * 20) / 20), 1.0)
+        draw_arms(ax, [results[family][r] for r in regimes], [a.name for a in arms])
+        ax.set_xticks(np.arange(len(regimes)), regimes, rotation=20, ha="right")
         ax.set_title(family)
         ax.set_ylabel("test accuracy (mean of seeds, 95% t-interval)")
-        ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle("Governed learning vs what a skeptical user does with the same scores")
     fig.tight_layout()
@@ -435,7 +257,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=400, help="optimizer steps per run")
+    parser.add_argument("--steps", type=int, default=SCHEDULE.steps, help="optimizer steps per run")
     parser.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
     parser.add_argument("--regimes", nargs="+", choices=list(REGIMES), default=list(REGIMES))
     names = [a.name for a in ARMS]
@@ -443,6 +265,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "governance.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    schedule = Schedule(steps=args.steps)
     arms = [a for a in ARMS if a.name in args.arms]
     began = time.perf_counter()
     per_seed: dict[str, dict[str, dict[str, list[float]]]] = {}
@@ -453,17 +276,17 @@ def main() -> None:
         per_seed[family] = {r: {a.name: [] for a in arms} for r in args.regimes}
         shares: dict[str, list[dict[str, float]]] = {r: [] for r in args.regimes}
         for seed in range(args.seeds):
-            task = FAMILIES[family](seed)
+            made = FAMILIES[family](seed)
+            task, train_y = made.task, made.train_y
             n_groups = len(build(task.spec).layer_groups())
             for regime in args.regimes:
-                labels = REGIMES[regime](task.train_y, seed)
-                shares[regime].append(describe(labels, task.train_y))
+                labels = REGIMES[regime](train_y, seed)
+                shares[regime].append(describe(labels, train_y))
                 gold = np.random.default_rng((seed, 7)).random(len(labels.value)) < GOLD_SHARE
-                curve = trust.fit(labels.score[gold], labels.value[gold] == task.train_y[gold])
+                curve = trust.fit(labels.score[gold], labels.value[gold] == train_y[gold])
+                scored = Scored(labels.score, K, n_groups, curve, default_governance())
                 for arm in arms:
-                    accuracy = train(
-                        task, labels.value, arm.treat(labels, n_groups, curve), seed, args.steps
-                    )
+                    accuracy = train(task, labels.value, arm.treat(scored), seed, schedule)
                     per_seed[family][regime][arm.name].append(accuracy)
                     done += 1
                     bar.update(done)
@@ -483,8 +306,8 @@ def main() -> None:
         "settings": {
             "seeds": list(range(args.seeds)),
             "steps": args.steps,
-            "batch": BATCH,
-            "optimizer": f"AdamW lr={LR}",
+            "batch": schedule.batch,
+            "optimizer": f"AdamW lr={schedule.lr}",
             "torch_threads": torch.get_num_threads(),
             "drop_below": DROP_BELOW,
             "gold_share_for_the_trust_curve": GOLD_SHARE,

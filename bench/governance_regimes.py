@@ -15,12 +15,12 @@ from numpy.typing import NDArray
 from strata.demo.crowd import DIGIT_LOOKALIKES, Annotator, confusion, digits_crowd, spammer
 from strata.quality.aggregation import dawid_skene
 from strata.quality.config import QualityConfig
+from strata.training.arms import DROP_BELOW
 
 Ints = NDArray[np.int64]
 Floats = NDArray[np.float64]
 
 K = 10  # classes, in both families
-DROP_BELOW = 0.7  # the drop arm's consensus threshold; `describe` reports shares under it
 LOOKALIKE = np.array([DIGIT_LOOKALIKES[c] for c in range(K)], dtype=np.int64)
 CAREFUL = (0.95, 0.93, 0.92, 0.9, 0.88, 0.86)  # the demo crowd's good annotators
 WEAK_ACCURACY, WEAK_ANNOTATORS, VENDOR_SHARE = 0.3, 3, 0.5

@@ -57,7 +57,7 @@ from strata.sampler.strategies import margin, select_batch
 from strata.training.analysis import depth_profiles, logits_of
 from strata.training.averaging import WeightAverage
 from strata.training.config import TrainingConfig
-from strata.training.runs import epochs_for
+from strata.training.schedule import epochs_for
 from strata.training.step import plain_step
 from strata.v1 import common_pb2, sampler_pb2, sampler_pb2_grpc
 

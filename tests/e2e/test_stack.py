@@ -147,6 +147,23 @@ def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> N
         assert list(frame["item_id"]) == [r["item_id"] for r in records]
         assert campaign["crowd_accuracy"]["accepted_label_accuracy"] > 0.9
         assert (out / project / "quality_report.html").stat().st_size > 0
+        # The final training set retrained under every governance arm, the learned one on
+        # the trust curve quality fitted on the campaign's gold.
+        curve = campaign["trust_curve"]
+        assert curve["gold_items"] > 0 and curve["right"] == sorted(curve["right"])
+        arms = campaign["governance_arms"]
+        assert arms["labels"] > 0 and arms["skipped"] == 0 and arms["seeds"] == 2
+        assert set(arms["arms"]) == {
+            "ungoverned",
+            "drop",
+            "weighted",
+            "governed-rules",
+            "governed-learned",
+        }
+        assert all(0.5 < a["mean"] <= 1 and len(a["per_seed"]) == 2 for a in arms["arms"].values())
+        assert "delta_vs_best_other" in arms["arms"]["governed-learned"]
+    page = (out / "report.html").read_text()
+    assert "trust_curves.png" in page and "governance_arms.png" in page
     assert any(caught), "neither campaign blocked its copycat"
     counters = report["services"]["counters"]
     assert not report["services"]["unreadable"]

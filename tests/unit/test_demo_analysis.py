@@ -329,3 +329,16 @@ def test_the_report_shows_the_wrong_labels_and_the_twins_ranks() -> None:
         "twins": twin_tracin([]),
     }
     assert "precision undefined, recall undefined" in wrong_labels_line(empty)
+
+
+def test_a_second_demo_on_the_same_database_runs_in_fresh_projects() -> None:
+    from strata.demo.run import fresh_projects, plan
+
+    p = plan(fast=True)
+    assert fresh_projects(p, {"other"}) == p
+    second = fresh_projects(p, {"digits", "digits-random", "other"})
+    assert (second.active.project, second.baseline.project) == ("digits-2", "digits-random-2")
+    assert second.active.strategy == p.active.strategy and second.baseline.strategy == "random"
+    # Either name taken moves both, to the first number free for the pair.
+    third = fresh_projects(p, {"digits-random", "digits-2"})
+    assert (third.active.project, third.baseline.project) == ("digits-3", "digits-random-3")

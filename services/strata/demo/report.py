@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from strata.common.pages import embedded_image, fmt, png
+from strata.demo import arms
 from strata.demo.campaign import CampaignResult
 from strata.demo.crowd import Annotator
 
@@ -411,6 +412,7 @@ def to_html(data: dict[str, Any], images: dict[str, bytes]) -> str:
             )
         )
     parts.extend(wrong_labels_section(a, b))
+    parts.extend(arms.section([a, b], images))
     parts.append("<h2>Depth profiles</h2>")
     if "depth_profiles.png" in images:
         parts.append(embedded_image("depth_profiles.png", images["depth_profiles.png"]))
@@ -455,6 +457,12 @@ def write(r: CampaignReport, crowd: list[Annotator], out_dir: Path) -> Path:
     anchoring = {project: f.get("anchoring", []) for project, f in r.findings.items()}
     if (picture := anchoring_plot(anchoring)) is not None:
         images["anchoring.png"] = picture
+    by_project = {p: f.get("governance_arms", {}) for p, f in r.findings.items()}
+    if (picture := arms.arms_plot(by_project)) is not None:
+        images["governance_arms.png"] = picture
+    curves = {p: f.get("trust_curve") for p, f in r.findings.items()}
+    if (picture := arms.trust_plot(curves)) is not None:
+        images["trust_curves.png"] = picture
     for name, raw in images.items():
         (out_dir / name).write_bytes(raw)
     page = out_dir / "report.html"

@@ -94,14 +94,22 @@ def check_policy(policy: common_pb2.GovernancePolicy, n_groups: int) -> None:
                 )
 
 
-def influence_depth(policy: common_pb2.GovernancePolicy, label: LabelTrust, n_groups: int) -> int:
-    """The number of layer groups (from the head) this label's gradient reaches."""
+def _reach(
+    policy: common_pb2.GovernancePolicy, label: LabelTrust, n_groups: int
+) -> tuple[int, common_pb2.DepthRule | None]:
+    """Rules mode: the groups (from the head) this label's gradient reaches, and the
+    rule that decided it (None: no rules, every group; no rule matched, the head)."""
     if not policy.rules:
-        return n_groups
+        return n_groups, None
     rule = _matching(policy, label)
     if rule is None:
-        return 1
-    return n_groups if rule.influence_depth == 0 else min(rule.influence_depth, n_groups)
+        return 1, None
+    return (n_groups if rule.influence_depth == 0 else min(rule.influence_depth, n_groups)), rule
+
+
+def influence_depth(policy: common_pb2.GovernancePolicy, label: LabelTrust, n_groups: int) -> int:
+    """The number of layer groups (from the head) this label's gradient reaches."""
+    return _reach(policy, label, n_groups)[0]
 
 
 def influence_depths(
@@ -178,14 +186,10 @@ def govern(
     depths = np.zeros(n, dtype=np.int64)
     scales = np.zeros((n, n_groups), dtype=np.float32)
     for i, label in enumerate(labels):
-        if not policy.rules:
-            depths[i], scales[i] = n_groups, 1.0
-            continue
-        rule = _matching(policy, label)
+        depth, rule = _reach(policy, label, n_groups)
         if rule is None:
-            depths[i], scales[i, 0] = 1, 1.0
+            depths[i], scales[i, :depth] = depth, 1.0
             continue
-        depth = n_groups if rule.influence_depth == 0 else min(rule.influence_depth, n_groups)
         row = _rule_scales(rule, depth, n_groups)
         if not row.any():  # scale 0: the label has no effect, so it reaches nothing
             depth = 0

@@ -52,6 +52,7 @@ from strata.training.distributed import RunOutputs, TrainPlan, read_outputs, tra
 from strata.training.governance import LEARNED, NO_GOLD, LabelTrust, PolicyError, govern
 from strata.training.messages import flag_messages, profile_messages
 from strata.training.metrics import TrainingMetrics
+from strata.training.schedule import epochs_for, snapshot_epochs
 from strata.training.warm import CheckpointStore, start_warm_trainer, train_warm
 from strata.v1 import common_pb2, events_pb2
 
@@ -674,17 +675,6 @@ def ray_train_env(config: TrainingConfig) -> dict[str, str]:
     `ray_train_poll_s` (an empty one-worker run took 11 s with Ray's 2 s, 6.6 s with
     0.25 s on 2 cores)."""
     return {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": f"{config.ray_train_poll_s:g}"}
-
-
-def epochs_for(asked: int, n_labels: int, batch_size: int, min_steps: int) -> int:
-    """The epochs asked for, or more when a few labels would otherwise get too few steps."""
-    per_epoch = max(1, -(-n_labels // batch_size))
-    return max(asked, -(-min_steps // per_epoch))
-
-
-def snapshot_epochs(epochs: int, keep: int) -> tuple[int, ...]:
-    """Up to `keep` epochs spread over a run, the last always among them."""
-    return tuple(sorted({max(1, round(e)) for e in np.linspace(epochs, epochs / keep, keep)}))
 
 
 def _fits(spec: ModelSpec, content: common_pb2.ItemContent) -> bool:
