@@ -11,10 +11,14 @@ vectors), and each client count:
 - labels/s, the share of `NextTask` calls that found no task;
 - p50/p95/p99 of `NextTask`, `SubmitLabel`, `PoolStats`, `QueueStats`;
 - the sampler's own figures from its /metrics: hand-out time per batch, ranking
-  staleness (model versions behind), where the stack exports them.
+  staleness (model versions behind), where the stack exports them;
+- each model version's re-scoring of the pool seen in the window (and, with
+  `--drain S`, after it with no client left, for up to S seconds): its backlog at the
+  start, the seconds to drain it, items scored per second.
 
     .venv/bin/python bench/scale.py                       # 10k, 100k, 1M; texts, vectors; 50, 200
     .venv/bin/python bench/scale.py --sizes 10000 --clients 50 --seconds 20
+    .venv/bin/python bench/scale.py --sizes 1000000 --clients 50 --drain 900 --out scale_drain
 
 Writes bench/results/scale.json and bench/results/scale.png (each figure against pool
 size). Targets (issue "vendor scale"), on 2 cores at 1M items and 200 clients: >= 300
@@ -382,6 +386,36 @@ def rescoring(samples: list[tuple[float, str | None, float | None]]) -> dict[str
     return {"versions": out}
 
 
+def drain(stack: Stack, project: str, limit_s: float) -> dict[str, Any]:
+    """After the load, with no client left: watch inference re-score the pool until the
+    serving version has scored every item (a version whose backlog was seen above 0 and
+    is now 0), no version has changed for a minute with nothing left, or `limit_s`
+    passed. Models that training publishes meanwhile (requests queued during the load)
+    re-score the pool again, and are measured the same way."""
+    samples: list[tuple[float, str | None, float | None]] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_scoring, args=(stack, project, stop, samples))
+    watcher.start()
+    began = time.time()
+    bar = ProgressBar("re-scoring after the load (s)", int(limit_s))
+    try:
+        while time.time() - began < limit_s:
+            time.sleep(2.0)
+            bar.update(int(time.time() - began))
+            if not samples or samples[-1][1] is None or samples[-1][2] != 0:
+                continue
+            version = samples[-1][1]
+            seen = [b for _, v, b in samples if v == version and b]
+            since = next(t for t, v, _ in samples if v == version)
+            if seen or time.time() - since > 60:
+                break
+    finally:
+        stop.set()
+        watcher.join()
+        bar.close()
+    return {"waited_s": round(time.time() - began, 1), **rescoring(samples)}
+
+
 def sampler_metrics(stack: Stack) -> dict[str, float]:
     """The sampler's own figures (hand-out time, ranking staleness) from its /metrics."""
     text = metrics_text(stack, "sampler")
@@ -450,6 +484,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument(
+        "--drain",
+        type=float,
+        default=0.0,
+        help="after the load, watch the pool's re-scoring for up to this many seconds",
+    )
+    parser.add_argument(
         "--out", default="scale", help="results name: bench/results/NAME.json and NAME.png"
     )
     args = parser.parse_args()
@@ -469,6 +509,8 @@ def main() -> int:
                         imported = import_pool(stack, manager, project, kind, size)
                         print(f"{kind} x {size}: imported at {imported['items_per_s']} items/s")
                         measured = load(stack, tokens, manager, project, args.warmup, args.seconds)
+                        if args.drain:
+                            measured["drain"] = drain(stack, project, args.drain)
                         run = {
                             "kind": kind,
                             "items": size,
