@@ -28,7 +28,7 @@ import torch
 from harness import report
 from sklearn.linear_model import LogisticRegression
 from strata.cli.progress import ProgressBar
-from strata.demo.campaign import digits_split, features
+from strata.demo.split import digits_split, features
 from strata.models.families import ModelSpec, build
 from strata.training.config import TrainingConfig
 from strata.training.distributed import STATE_FILE, TrainPlan, read_outputs, train_run

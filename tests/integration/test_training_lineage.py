@@ -18,7 +18,7 @@ from strata.common.contracts import ContractCache
 from strata.common.db import load_migrations, package_migrations
 from strata.common.grpcserver import ServicerBinding
 from strata.common.service import ServiceRuntime
-from strata.training import store
+from strata.training import ledger_store, store
 from strata.training.config import TrainingConfig
 from strata.training.server import TrainingServicer
 from strata.v1 import common_pb2, gateway_pb2_grpc, training_pb2, training_pb2_grpc
@@ -91,10 +91,10 @@ def add_run(
     )
     if version:
         metrics = common_pb2.ModelMetrics(accuracy=0.8, n_eval=20).SerializeToString()
-        seq = store.next_model_seq(conn, project)
-        store.record_model(
+        seq = ledger_store.next_model_seq(conn, project)
+        ledger_store.record_model(
             conn,
-            store.ModelRow(
+            ledger_store.ModelRow(
                 project, version, run_id, seq, "mlp", ["a", "b"], GROUPS, "file:///x", metrics
             ),
         )
@@ -108,10 +108,10 @@ def add_run(
 
 def ledger(
     label_id: str, item_id: str, influences: list[float], annotators: list[str]
-) -> list[store.LedgerRow]:
+) -> list[ledger_store.LedgerRow]:
     """A label's ledger rows, one per group it reached, in no particular order."""
     rows = [
-        store.LedgerRow(label_id, item_id, g, v, len(influences), "a", 0.9, annotators)
+        ledger_store.LedgerRow(label_id, item_id, g, v, len(influences), "a", 0.9, annotators)
         for g, v in enumerate(influences, start=1)
     ]
     random.Random(label_id).shuffle(rows)
@@ -128,15 +128,15 @@ def test_list_runs_and_item_lineage_show_a_projects_history_newest_first(infra: 
             second = add_run(conn, project, 3, "succeeded", "retrain_every", 50, "v2")
             queued = add_run(conn, project, 1, "queued", "StartRun")
             elsewhere = add_run(conn, other, 0, "succeeded", "StartRun", 60, "v1")
-            store.write_ledger(conn, first, ledger("L1", "x-1", [0.5, 0.25], ["ann-a"]))
-            store.write_ledger(
+            ledger_store.write_ledger(conn, first, ledger("L1", "x-1", [0.5, 0.25], ["ann-a"]))
+            ledger_store.write_ledger(
                 conn,
                 second,
                 ledger("L3", "x-1", [0.9, 0.4, 0.1], ["ann-a", "ann-b"])
                 + ledger("L4", "x-2", [0.7], ["ann-c"]),
             )
             # Another project's run never shows, whatever its item ids.
-            store.write_ledger(conn, elsewhere, ledger("L9", "x-1", [0.3], ["ann-z"]))
+            ledger_store.write_ledger(conn, elsewhere, ledger("L9", "x-1", [0.3], ["ann-z"]))
 
         reviewer = training_pb2_grpc.TrainingStub(
             with_metadata(

@@ -19,7 +19,7 @@ from strata.demo.analysis import (
     twin_tracin,
     wrong_label_sources,
 )
-from strata.demo.campaign import CampaignResult, CampaignSettings, CurvePoint, Submitted
+from strata.demo.results import CampaignResult, CampaignSettings, CurvePoint, Submitted
 from strata.demo.run import comparison
 
 CLASSES = ["0", "1", "2"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from strata.demo.campaign import plant_twins
 from strata.demo.crowd import (
     DIGIT_LOOKALIKES,
     careless,
@@ -15,6 +14,7 @@ from strata.demo.crowd import (
     ring_targets,
     spammer,
 )
+from strata.demo.split import plant_twins
 
 
 def test_confusion_rows_are_distributions_with_the_lookalike_taking_most_mistakes() -> None:

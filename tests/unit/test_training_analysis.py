@@ -12,9 +12,10 @@ from sklearn.datasets import load_digits
 from strata.gateway.contract import default_governance
 from strata.models.families import GroupedModel, ModelSpec, build
 from strata.training import analysis
+from strata.training.dataset import RunRejected, prepare
 from strata.training.governance import LabelTrust, influence_depths
 from strata.training.handlers import label_source
-from strata.training.runs import RunRejected, group_names, prepare
+from strata.training.runs import group_names
 from strata.training.step import governed_step
 from strata.training.store import LabelRow, TrainingRow
 from strata.v1 import common_pb2

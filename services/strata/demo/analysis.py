@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from strata.demo.campaign import CurvePoint, Submitted
+from strata.demo.results import CurvePoint, Submitted
 
 # Export methods decided from the crowd's votes (not by an expert, a model or a duplicate).
 CROWD_METHODS = {"dawid_skene", "majority_vote"}

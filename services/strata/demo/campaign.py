@@ -17,6 +17,9 @@ the items it holds together, and a few planted twins (near-copies of pool images
 apart enough that the sampler keeps both) are misread as their look-alike class by
 everyone. The twins and their originals come in a first import with gold, so that
 they are labelled before the rest of the pool arrives.
+
+The data and its twins are `strata.demo.split`'s; the settings and what the campaign
+records, `strata.demo.results`'.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
@@ -34,6 +36,15 @@ from numpy.typing import NDArray
 from strata.common.channels import with_metadata
 from strata.common.tls import TlsConfig, open_channel
 from strata.demo.crowd import Annotator, digits_crowd, lookalike, ring_answer
+from strata.demo.results import (
+    CampaignResult,
+    CampaignSettings,
+    CurvePoint,
+    Submitted,
+    Tick,
+    TwinPair,
+)
+from strata.demo.split import digits_split, features
 from strata.v1 import (
     common_pb2,
     gateway_pb2,
@@ -51,40 +62,6 @@ from strata.v1 import (
 CLASSES = [str(d) for d in range(10)]
 
 
-@dataclass(frozen=True)
-class CampaignSettings:
-    project: str = "digits"
-    strategy: str = "margin"
-    pool: int = 1000  # items imported into the pool
-    gold: int = 100  # gold items (held out by training: it measures on them)
-    # Human labels the campaign may spend: random sampling labels about 780 of the 1000
-    # pool items with it, ending at 0.966-0.977 test accuracy over runs.
-    label_budget: int = 2000
-    # On the test split nobody labels: about what this model reaches on the whole pool,
-    # and at or above what random sampling reaches on the budget, so active learning
-    # does not stop before it matches the baseline's final model.
-    target_accuracy: float = 0.98
-    retrain_every: int = 12
-    # Items per sampler batch; the gateway keeps about one batch of slots open, so what
-    # annotators label was ranked by a recent model.
-    batch_size: int = 16
-    overlap_min: int = 2
-    overlap_max: int = 4
-    gold_rate: float = 0.1
-    # Of the gold tasks that show a pre-label, the share whose pre-label is wrong on
-    # purpose: what catches an annotator who copies pre-labels.
-    honeypot_rate: float = 0.5
-    pace: float = 0.6  # each annotator waits pace x their seconds per label
-    max_seconds: float = 480.0
-    seed: int = 0
-    stop_at_target: bool = True  # a baseline spends its whole budget
-    # Planted mislabeled twins (each with its original, imported and labelled first).
-    twins: int = 12
-    # How long the crowd may take to be handed every twin and original before the rest of
-    # the pool is imported anyway.
-    pairs_wait_seconds: float = 30.0
-
-
 def contract_document(s: CampaignSettings) -> str:
     classes = ", ".join(f"'{c}'" for c in CLASSES)
     return (
@@ -98,183 +75,6 @@ def contract_document(s: CampaignSettings) -> str:
         f"strategy: {s.strategy}}}\n"
         f"budget: {{labels: {s.label_budget}, target_accuracy: {s.target_accuracy}}}\n"
     )
-
-
-EMPTY = np.zeros(0, dtype=np.int64)
-# The sampler's default cosine from which two feature vectors are near-duplicates
-# (STRATA_SAMPLER_VECTOR_DUP_THRESHOLD): a twin stays below it, or it would be merged.
-NEAR_DUPLICATE_COSINE = 0.98
-# Pixel noise (pixels are 0..1) that puts a twin at a cosine of about 0.95 to its
-# original: below the threshold, and nearer to it than to any other digit (the median
-# digit's nearest neighbour is at 0.97, but not nearer than its original).
-TWIN_NOISE = 0.2
-
-
-@dataclass(frozen=True)
-class Split:
-    x: NDArray[np.float32]
-    y: NDArray[np.int64]  # a twin's is its original's class: the truth
-    pool: NDArray[np.int64]  # twins included
-    gold: NDArray[np.int64]
-    test: NDArray[np.int64]
-    # Pool images that have a planted twin, and their twins in the same order.
-    originals: NDArray[np.int64] = field(default_factory=lambda: EMPTY)
-    twins: NDArray[np.int64] = field(default_factory=lambda: EMPTY)
-
-    @property
-    def pairs(self) -> NDArray[np.int64]:
-        """The pool items imported first: the originals and their twins."""
-        return np.concatenate([self.originals, self.twins])
-
-
-def _unit(rows: NDArray[np.float32]) -> NDArray[np.float64]:
-    rows64 = np.atleast_2d(rows).astype(np.float64)
-    return rows64 / np.maximum(np.linalg.norm(rows64, axis=1, keepdims=True), 1e-12)
-
-
-def plant_twins(
-    x: NDArray[np.float32],
-    candidates: NDArray[np.int64],
-    imported: NDArray[np.int64],
-    n: int,
-    seed: int,
-    threshold: float = NEAR_DUPLICATE_COSINE,
-    noise: float = TWIN_NOISE,
-) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """Near-copies of `n` of the `candidates` (rows of `x`): each image plus pixel noise.
-    An original has no near-duplicate among the `imported` rows (the sampler would
-    merge it); its twin is below `threshold` to every imported row and to the other
-    twins, and nearer to its original than to any other. Returns (originals, twin rows)."""
-    rng = np.random.default_rng([seed, 1])
-    units = _unit(x[imported])
-    position = {int(i): p for p, i in enumerate(imported)}
-    originals: list[int] = []
-    rows: list[NDArray[np.float32]] = []
-    for i in rng.permutation(candidates):
-        if len(originals) == n:
-            break
-        own = units[position[int(i)]]
-        if np.sum(units @ own >= threshold) > 1:
-            continue  # a near-duplicate of another digit already
-        row = np.clip(x[i] + rng.normal(0.0, noise, x.shape[1]), 0.0, 1.0).astype(np.float32)
-        unit = _unit(row)[0]
-        sims = units @ unit
-        to_original = sims[position[int(i)]]
-        sims[position[int(i)]] = -1.0
-        planted = _unit(np.asarray(rows)) @ unit if rows else np.zeros(1)
-        # A margin below the threshold: the sampler compares in float32.
-        if to_original < threshold - 0.01 and max(sims.max(), planted.max()) < to_original:
-            originals.append(int(i))
-            rows.append(row)
-    if len(originals) < n:
-        raise ValueError(f"only {len(originals)} of {n} twins could be planted")
-    return np.asarray(originals, dtype=np.int64), np.asarray(rows, dtype=np.float32).reshape(
-        len(rows), x.shape[1]
-    )
-
-
-def digits_split(pool: int, gold: int, seed: int, twins: int = 0) -> Split:
-    """Pool, gold and a test split nobody labels, from scikit-learn's bundled digits;
-    with `twins` planted twins of pool images added to the pool (`plant_twins`)."""
-    from sklearn.datasets import load_digits
-
-    x, y = load_digits(return_X_y=True)
-    order = np.random.default_rng(seed).permutation(len(y))
-    if pool + gold >= len(y) - 100:
-        raise ValueError(f"digits has {len(y)} images: pool + gold must leave a test split")
-    images, classes = (x / 16.0).astype(np.float32), y.astype(np.int64)
-    pool_ix, gold_ix = order[:pool], order[pool : pool + gold]
-    originals, rows = (
-        plant_twins(images, pool_ix, order[: pool + gold], twins, seed)
-        if twins
-        else (EMPTY, np.zeros((0, images.shape[1]), dtype=np.float32))
-    )
-    twin_ix = np.arange(len(y), len(y) + len(originals), dtype=np.int64)
-    return Split(
-        np.concatenate([images, rows]),
-        np.concatenate([classes, classes[originals]]),
-        np.concatenate([pool_ix, twin_ix]),
-        gold_ix,
-        order[pool + gold :],
-        originals,
-        twin_ix,
-    )
-
-
-def features(row: NDArray[np.float32]) -> common_pb2.ItemContent:
-    return common_pb2.ItemContent(features=common_pb2.FeatureVector(values=row.tolist()))
-
-
-@dataclass
-class CurvePoint:
-    model_version: str
-    human_labels: int  # spent when the version's run read its training labels
-    test_accuracy: float
-    gold_accuracy: float
-    seconds: float  # since the campaign began, when the version was measured
-    labels_when_served: int = 0
-    run_id: str = ""
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """One human label the crowd gave, with the truth the campaign knows."""
-
-    at: float  # wall-clock seconds
-    annotator_id: str
-    item_id: str
-    answer: int
-    truth: int
-    prelabel: int | None = None  # the class the task's pre-label showed, if any
-
-
-@dataclass(frozen=True)
-class TwinPair:
-    """A planted twin and its original, by the item ids the sampler gave them ("" when
-    the crowd was never handed it)."""
-
-    original_item: str
-    twin_item: str
-    true_class: int
-    misread_as: int  # what every annotator takes the twin for
-
-
-@dataclass
-class CampaignResult:
-    settings: CampaignSettings
-    imported: dict[str, int]
-    labels_by_annotator: dict[str, int]
-    curve: list[CurvePoint]
-    blocked: dict[str, str]
-    stopped_because: str
-    seconds: float
-    errors: list[str] = field(default_factory=list)
-    submitted: list[Submitted] = field(default_factory=list)
-    twins: list[TwinPair] = field(default_factory=list)
-
-    @property
-    def human_labels(self) -> int:
-        return sum(self.labels_by_annotator.values())
-
-    @property
-    def final_accuracy(self) -> float:
-        return self.curve[-1].test_accuracy if self.curve else 0.0
-
-
-@dataclass(frozen=True)
-class Tick:
-    """What the campaign shows while it runs."""
-
-    project: str
-    strategy: str
-    labels: int
-    budget: int
-    consensus: int  # pool items labelled (accepted consensus or propagated)
-    model: str
-    accuracy: float
-    alpha: float | None  # Krippendorff's alpha over the project so far
-    blocked: tuple[str, ...]
-    seconds: float
 
 
 Metadata = list[tuple[str, str]]

@@ -17,7 +17,9 @@ import grpc
 from strata.cli.reports import write_export, write_report
 from strata.common.tls import TlsConfig, open_channel
 from strata.common.topics import DEADLETTER
-from strata.demo.campaign import CLASSES, CampaignResult, TwinPair, bearer, features
+from strata.demo.campaign import CLASSES, bearer
+from strata.demo.results import CampaignResult, TwinPair
+from strata.demo.split import features
 from strata.v1 import (
     events_pb2,
     gateway_pb2,

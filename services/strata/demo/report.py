@@ -14,8 +14,8 @@ import numpy as np
 
 from strata.common.pages import embedded_image, fmt, png
 from strata.demo import arms
-from strata.demo.campaign import CampaignResult
 from strata.demo.crowd import Annotator
+from strata.demo.results import CampaignResult
 
 KIND_COLOURS = {
     "expert": "tab:green",

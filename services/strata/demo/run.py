@@ -22,13 +22,7 @@ from typing import Any
 
 from strata.cli.progress import StatusLine, bar
 from strata.demo import analysis, arms
-from strata.demo.campaign import (
-    CLASSES,
-    Campaign,
-    CampaignResult,
-    CampaignSettings,
-    Tick,
-)
+from strata.demo.campaign import CLASSES, Campaign
 from strata.demo.crowd import digits_crowd
 from strata.demo.gather import (
     TWIN_TOP_K,
@@ -39,6 +33,7 @@ from strata.demo.gather import (
     gather,
     service_counters,
 )
+from strata.demo.results import CampaignResult, CampaignSettings, Tick
 
 __all__ = ["Endpoints", "Plan", "demo", "plan"]
 
@@ -360,7 +355,7 @@ def wrong_labels_line(findings: dict[str, Any]) -> str:
 def demo(endpoints: Endpoints, p: Plan, out_dir: Path, status: StatusLine) -> int:
     """Run both campaigns, gather what the services know, write the campaign report."""
     from strata.demo import report
-    from strata.demo.campaign import digits_split
+    from strata.demo.split import digits_split
 
     p = fresh_projects(p, existing_projects(endpoints))
     a, b = p.active, p.baseline

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from strata.training.store import FlagRow
+from strata.training.ledger_store import FlagRow
 from strata.v1 import common_pb2
 
 

@@ -22,12 +22,10 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psycopg
 import torch
 
@@ -36,147 +34,26 @@ from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.events import make_event
 from strata.common.topics import MODELS_PUBLISHED, TRAINING_FEEDBACK
-from strata.common.trust import TrustCurve
 from strata.models import artifact
-from strata.models.families import (
-    MODALITY,
-    GroupedModel,
-    InputError,
-    ModelSpec,
-    build,
-    featurize,
-)
-from strata.training import analysis, store
+from strata.models.families import GroupedModel, InputError, ModelSpec, build, featurize
+from strata.training import analysis, ledger_store, store
 from strata.training.config import TrainingConfig
+from strata.training.dataset import Dataset, RunRejected, prepare
 from strata.training.distributed import RunOutputs, TrainPlan, read_outputs, train_loop
-from strata.training.governance import LEARNED, NO_GOLD, LabelTrust, PolicyError, govern
 from strata.training.messages import flag_messages, profile_messages
 from strata.training.metrics import TrainingMetrics
+from strata.training.progress import Progress, progress_callback
 from strata.training.schedule import epochs_for, snapshot_epochs
 from strata.training.warm import CheckpointStore, start_warm_trainer, train_warm
 from strata.v1 import common_pb2, events_pb2
 
 log = logging.getLogger(__name__)
 
-FAMILY_FOR = {modality: family for family, modality in MODALITY.items()}
-
-
-class RunRejected(Exception):
-    """A run that cannot train on what the project has (said to the caller as is)."""
-
 
 def group_names(model: GroupedModel) -> list[str]:
     """Names of the layer groups, group 1 (the head) first."""
     by_id = {id(m): name for name, m in model.named_children()}
     return [by_id.get(id(g), f"group{i}") for i, g in enumerate(model.layer_groups(), start=1)]
-
-
-@dataclass(frozen=True)
-class Dataset:
-    spec: ModelSpec
-    rows: list[store.TrainingRow]
-    targets: np.ndarray  # type: ignore[type-arg]
-    depths: np.ndarray  # type: ignore[type-arg]
-    dropped: int  # labels whose class the contract no longer has
-    # [n, K] each label's gradient scale per layer group (0 past its depth)
-    scales: np.ndarray | None = None  # type: ignore[type-arg]
-    curve: TrustCurve | None = None  # the trust curve learned governance applied
-
-
-def prepare(
-    rows: list[store.TrainingRow],
-    contract: common_pb2.LabelingContract,
-    family: str,
-    min_labels: int,
-    curve: TrustCurve | None = None,
-) -> Dataset:
-    """What a run trains on, or RunRejected saying why there is nothing to train (pure)."""
-    classes = [c.name for c in contract.classes]
-    index = {c: i for i, c in enumerate(classes)}
-    kept = [r for r in rows if r.label.value in index]
-    if len(kept) < min_labels:
-        raise RunRejected(
-            f"project {contract.project!r} has {len(kept)} accepted labels; a run needs at "
-            f"least {min_labels} (STRATA_TRAINING_MIN_LABELS)"
-        )
-    values = {r.label.value for r in kept}
-    if len(values) < 2:
-        raise RunRejected(
-            f"all {len(kept)} accepted labels are {next(iter(values))!r}: a classifier needs "
-            "labels of at least two classes"
-        )
-    contents = [common_pb2.ItemContent.FromString(r.content) for r in kept]
-    modalities = {c.WhichOneof("kind") for c in contents}
-    if len(modalities) != 1:
-        raise RunRejected(f"the labelled items mix content kinds {sorted(map(str, modalities))}")
-    modality = next(iter(modalities))
-    family = family or FAMILY_FOR.get(str(modality), "")
-    if not family:
-        raise RunRejected(f"no model family takes {modality} content")
-    input_dim = len(contents[0].features.values) if modality == "features" else 0
-    try:
-        spec = ModelSpec(family, classes, input_dim=input_dim)
-        model = build(spec)
-        featurize(spec, contents[:1])
-    except (ValueError, InputError) as exc:
-        raise RunRejected(f"cannot build a {family} model for this project: {exc}") from None
-    if modality == "features" and {len(c.features.values) for c in contents} != {input_dim}:
-        raise RunRejected("the labelled feature vectors differ in length")
-    trusts = [LabelTrust(r.label.consensus_score, r.label.source, r.gold) for r in kept]
-    learned = contract.governance.mode == LEARNED
-    try:
-        governed = govern(
-            contract.governance, trusts, len(model.layer_groups()), len(classes), curve
-        )
-    except PolicyError as exc:
-        raise RunRejected(f"contract {contract.version}: {exc}") from None
-    targets = np.asarray([index[r.label.value] for r in kept], dtype=np.int64)
-    return Dataset(
-        spec,
-        kept,
-        targets,
-        governed.depths,
-        len(rows) - len(kept),
-        governed.scales,
-        (curve or NO_GOLD) if learned else None,
-    )
-
-
-class Progress:
-    """Ray Train callback (runs in Ray's controller): each epoch's progress into the run's row."""
-
-    def __init__(self, dsn: str, schema: str, run_id: str) -> None:
-        self.dsn, self.schema, self.run_id = dsn, schema, run_id
-
-    def after_report(
-        self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
-    ) -> None:
-        if not metrics:
-            return
-        samples = sum(int(m.get("samples", 0)) for m in metrics)
-        seconds = max(float(m.get("seconds", 0.0)) for m in metrics) or 1e-9
-        with psycopg.connect(self.dsn, options=f"-c search_path={self.schema},public") as conn:
-            store.record_progress(
-                conn,
-                self.run_id,
-                int(metrics[0]["epoch"]),
-                samples,
-                samples / seconds,
-                any(bool(m.get("resumed")) for m in metrics),
-            )
-
-
-def _progress_callback(dsn: str, schema: str, run_id: str) -> Any:
-    from ray.train import UserCallback
-
-    class _Callback(UserCallback):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.progress = Progress(dsn, schema, run_id)
-
-        def after_report(self, run_context: Any, metrics: Any, checkpoint: Any) -> None:
-            self.progress.after_report(run_context, metrics, checkpoint)
-
-    return _Callback()
 
 
 class RunLost(Exception):
@@ -215,7 +92,7 @@ class RunExecutor:
 
     def run(self, stop: threading.Event) -> None:
         with self.db.transaction() as conn:
-            for project, at in store.last_published(conn).items():
+            for project, at in ledger_store.last_published(conn).items():
                 self.metrics.published.labels(project=project).set(at.timestamp())
             for run_id in store.requeue_running(conn, self.owner, self.config.run_lease_s):
                 log.warning(
@@ -418,7 +295,7 @@ class RunExecutor:
                 name=f"run-{run.run_id}",
                 failure_config=FailureConfig(max_failures=self.config.max_failures),
                 checkpoint_config=CheckpointConfig(num_to_keep=None),
-                callbacks=[_progress_callback(self.dsn, self.db.schema, run.run_id)],
+                callbacks=[progress_callback(self.dsn, self.db.schema, run.run_id)],
             ),
         )
         result = trainer.fit()
@@ -530,7 +407,7 @@ class RunExecutor:
             ],
         )
         ledger_rows = [
-            store.LedgerRow(
+            ledger_store.LedgerRow(
                 r.label.label_id,
                 r.label.item_id,
                 g,
@@ -545,7 +422,7 @@ class RunExecutor:
             for g in range(1, int(data.depths[i]) + 1)
         ]
         flag_rows = [
-            store.FlagRow(
+            ledger_store.FlagRow(
                 data.rows[f.index].label.label_id,
                 data.rows[f.index].label.item_id,
                 data.rows[f.index].label.value,
@@ -560,11 +437,11 @@ class RunExecutor:
         with self.db.transaction(timeout=60.0) as conn:
             if not store.holds(conn, run.run_id, self.owner):
                 raise RunLost("queued again elsewhere while it trained here; not published")
-            seq = store.next_model_seq(conn, run.project)
+            seq = ledger_store.next_model_seq(conn, run.project)
             version = f"v{seq}"
-            store.record_model(
+            ledger_store.record_model(
                 conn,
-                store.ModelRow(
+                ledger_store.ModelRow(
                     run.project,
                     version,
                     run.run_id,
@@ -576,10 +453,10 @@ class RunExecutor:
                     metrics.SerializeToString(),
                 ),
             )
-            written = store.write_ledger(conn, run.run_id, ledger_rows)
-            store.write_profiles(conn, run.run_id, profiles)
-            store.write_flags(conn, run.run_id, flag_rows)
-            store.write_checkpoints(conn, run.run_id, saved)
+            written = ledger_store.write_ledger(conn, run.run_id, ledger_rows)
+            ledger_store.write_profiles(conn, run.run_id, profiles)
+            ledger_store.write_flags(conn, run.run_id, flag_rows)
+            ledger_store.write_checkpoints(conn, run.run_id, saved)
             curve = (
                 None
                 if data.curve is None

@@ -17,11 +17,11 @@ from strata.common.grpcserver import abort
 from strata.models import artifact
 from strata.models.artifact import ArtifactError
 from strata.models.families import FAMILIES, InputError, featurize
-from strata.training import analysis, store
+from strata.training import analysis, ledger_store, store
 from strata.training.config import TrainingConfig
+from strata.training.dataset import RunRejected, prepare
 from strata.training.ledger import by_group
 from strata.training.messages import flag_messages, profile_messages
-from strata.training.runs import RunRejected, prepare
 from strata.v1 import common_pb2, training_pb2, training_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class TrainingServicer(training_pb2_grpc.TrainingServicer):
         if not request.item_id:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "item_id is required")
         with self.db.transaction() as conn:
-            traces = store.item_traces(conn, request.project, request.item_id)
+            traces = ledger_store.item_traces(conn, request.project, request.item_id)
         return training_pb2.ItemLineageResponse(runs=[run_trace(t) for t in traces])
 
     def ItemDepths(
@@ -168,7 +168,7 @@ class TrainingServicer(training_pb2_grpc.TrainingServicer):
                 f"ask for at most {MAX_DEPTH_ITEMS} items at a time, not {len(request.item_ids)}",
             )
         with self.db.transaction() as conn:
-            found = store.latest_depths(conn, request.project, request.item_ids)
+            found = ledger_store.latest_depths(conn, request.project, request.item_ids)
         return training_pb2.ItemDepthsResponse(
             depths=[
                 training_pb2.ItemDepth(
@@ -178,11 +178,13 @@ class TrainingServicer(training_pb2_grpc.TrainingServicer):
             ]
         )
 
-    def _model(self, context: grpc.ServicerContext, project: str, version: str) -> store.ModelRow:
+    def _model(
+        self, context: grpc.ServicerContext, project: str, version: str
+    ) -> ledger_store.ModelRow:
         if not project:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "project is required")
         with self.db.transaction() as conn:
-            found = store.model(conn, project, version)
+            found = ledger_store.model(conn, project, version)
         if found is None:
             abort(
                 context,
@@ -199,8 +201,8 @@ class TrainingServicer(training_pb2_grpc.TrainingServicer):
     ) -> training_pb2.DepthProfileResponse:
         m = self._model(context, request.project, request.model_version)
         with self.db.transaction() as conn:
-            profiles = store.profiles(conn, m.run_id)
-            flags = store.flags(conn, m.run_id)
+            profiles = ledger_store.profiles(conn, m.run_id)
+            flags = ledger_store.flags(conn, m.run_id)
         return training_pb2.DepthProfileResponse(
             model_version=m.version,
             layer_groups=m.layer_groups,
@@ -223,7 +225,7 @@ class TrainingServicer(training_pb2_grpc.TrainingServicer):
         if not 1 <= limit <= 100_000:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "limit must be 1..100000")
         with self.db.transaction() as conn:
-            rows = store.query_ledger(
+            rows = ledger_store.query_ledger(
                 conn,
                 m.run_id,
                 request.annotator_id,
@@ -288,8 +290,8 @@ class TrainingServicer(training_pb2_grpc.TrainingServicer):
                 content = request.content
             else:
                 abort(context, grpc.StatusCode.INVALID_ARGUMENT, "give an item_id or content")
-            labels = store.run_labels(conn, m.run_id)
-            saved = store.checkpoints(conn, m.run_id)
+            labels = ledger_store.run_labels(conn, m.run_id)
+            saved = ledger_store.checkpoints(conn, m.run_id)
             contents = store.contents_of(conn, request.project, [lb.item_id for lb in labels])
         try:
             final = artifact.loads(artifact.read(m.artifact_uri))
@@ -374,7 +376,7 @@ def run_message(row: store.RunRow) -> training_pb2.Run:
     return run
 
 
-def run_trace(t: store.ItemTrace) -> training_pb2.RunTrace:
+def run_trace(t: ledger_store.ItemTrace) -> training_pb2.RunTrace:
     """One run's ledger entry for an item's label, as ItemLineage shows it."""
     trace = training_pb2.RunTrace(
         run_id=t.run_id,
