@@ -476,6 +476,26 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores"
 
 
+def write(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    summary = {
+        "machine": machine(),
+        "seconds": args.seconds,
+        "drain_limit_s": args.drain,
+        "runs": runs,
+        "targets": {
+            "labels_per_s": 300,
+            "empty_next_task_share": 0.01,
+            "next_task_p95_ms": 50,
+            "submit_label_p95_ms": 50,
+            "pool_stats_p95_ms": 20,
+            "queue_stats_p95_ms": 20,
+            "import_items_per_s": 30_000,
+        },
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -520,25 +540,11 @@ def main() -> int:
                             "sampler_metrics": sampler_metrics(stack),
                         }
                         runs.append(run)
+                        write(runs, args)  # what is done so far survives a long run cut short
                         print(json.dumps({k: v for k, v in run.items() if k != "import"}))
                 finally:
                     gen.close()
-    summary = {
-        "machine": machine(),
-        "seconds": args.seconds,
-        "runs": runs,
-        "targets": {
-            "labels_per_s": 300,
-            "empty_next_task_share": 0.01,
-            "next_task_p95_ms": 50,
-            "submit_label_p95_ms": 50,
-            "pool_stats_p95_ms": 20,
-            "queue_stats_p95_ms": 20,
-            "import_items_per_s": 30_000,
-        },
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write(runs, args)
     plot(runs, RESULTS / f"{args.out}.png")
     cols = (
         "kind",

@@ -110,14 +110,11 @@ def test_the_demo_retrains_the_final_training_set_under_every_arm() -> None:
     task, y = _task(n=90)
     x = task.inputs(np.arange(90))[0].numpy()
     classes = ["a", "b", "c"]
-    # Quality's export rows; the ledger's values (ten wrong); one trained item not
-    # exported (skipped) and one exported but not trained on (left out).
-    records = [
-        {"item_id": f"i{i}", "data": {"features": x[i].tolist()}, "consensus_score": 0.6 + i / 300}
-        for i in range(90)
-    ]
-    records.append({"item_id": "i90", "data": {"features": [0.0] * 8}, "consensus_score": 1.0})
+    # The ledger's values (ten wrong) and scores; the items' features, but not those of
+    # one trained item (skipped); one item with features the model never trained on.
+    features = {f"i{i}": x[i].tolist() for i in range(90)} | {"i90": [0.0] * 8}
     trained = {f"i{i}": classes[(y[i] + (i < 10)) % 3] for i in range(90)} | {"gone": "a"}
+    scores = {f"i{i}": 0.6 + i / 300 for i in range(90)} | {"gone": 0.9}
     truth = {f"i{i}": int(y[i]) for i in range(90)}
     test_x, test_y = task.test_inputs[0].numpy(), task.test_y.numpy()
     curve = trust.fit(np.linspace(0.6, 0.9, 30), np.arange(30) >= 5)
@@ -129,7 +126,9 @@ def test_the_demo_retrains_the_final_training_set_under_every_arm() -> None:
         "right": list(curve.right),
     }
     assert demo_arms.curve_of(report_curve) == curve and demo_arms.curve_of(None) is None
-    got = demo_arms.retrain(records, trained, truth, classes, test_x, test_y, report_curve, 2)
+    got = demo_arms.retrain(
+        trained, scores, features, truth, classes, test_x, test_y, report_curve, 2
+    )
     assert (got["labels"], got["skipped"], got["wrong_labels"], got["seeds"]) == (90, 1, 10, 2)
     assert got["scored_under_0.7"] == 30 and got["lowest_score"] == 0.6
     assert (got["mean_score_wrong"], got["mean_score_right"]) == (0.615, 0.765)

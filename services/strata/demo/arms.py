@@ -2,9 +2,10 @@
 under every arm of `strata.training.arms`, side by side, and the trust curve quality
 fitted on the campaign's gold.
 
-The training set is what the final model's ledger says it trained on (item and value),
-with each item's features and consensus score from quality's export; the test split is
-the campaign's (nobody labelled it). Every arm runs as the training service would run
+The training set is what the final model's ledger says it trained on (item, value and
+the consensus score the label had then), with each item's features (as the crowd was
+handed them, or from quality's export); the test split is the campaign's (nobody
+labelled it). Every arm runs as the training service would run
 this set (its epochs, minimum steps, batch, learning rate and weight averaging), in
 this process, for a few seeds; the learned arm applies the curve in quality's report.
 """
@@ -41,8 +42,9 @@ def curve_of(report_curve: Mapping[str, Any] | None) -> TrustCurve | None:
 
 
 def retrain(
-    records: Sequence[Mapping[str, Any]],
     trained: Mapping[str, str],
+    scores: Mapping[str, float],
+    features: Mapping[str, Sequence[float]],
     truth: Mapping[str, int],
     classes: Sequence[str],
     test_x: np.ndarray,  # type: ignore[type-arg]
@@ -50,28 +52,25 @@ def retrain(
     report_curve: Mapping[str, Any] | None,
     seeds: int,
 ) -> dict[str, Any]:
-    """Every arm on the final model's training labels (`trained`: item -> value), for
-    `seeds` seeds: test accuracy per arm (mean, 95% interval, per seed) and, for the
-    governed arms, the paired difference from the best other arm."""
-    by_item = {r["item_id"]: r for r in records}
-    rows = [
-        by_item[item]
-        for item in sorted(trained)
-        if item in by_item and "features" in by_item[item].get("data", {})
-    ]
-    if not rows:
+    """Every arm on the final model's training labels (`trained`: item -> value, with
+    the consensus `scores` they had then and the items' `features`), for `seeds`
+    seeds: test accuracy per arm (mean, 95% interval, per seed) and, for the governed
+    arms, the paired difference from the best other arm. Labels whose item's features
+    are unknown are skipped (and counted)."""
+    items = [i for i in sorted(trained) if i in features and i in scores]
+    if not items:
         return {"labels": 0, "skipped": len(trained)}
     index = {c: i for i, c in enumerate(classes)}
-    value = np.asarray([index[trained[r["item_id"]]] for r in rows], dtype=np.int64)
-    score = np.asarray([float(r["consensus_score"]) for r in rows], dtype=np.float64)
-    features = torch.tensor([r["data"]["features"] for r in rows], dtype=torch.float32)
-    known = [i for i, r in enumerate(rows) if r["item_id"] in truth]
-    wrong = [i for i in known if int(value[i]) != truth[rows[i]["item_id"]]]
+    value = np.asarray([index[trained[i]] for i in items], dtype=np.int64)
+    score = np.asarray([float(scores[i]) for i in items], dtype=np.float64)
+    x = torch.tensor([list(features[i]) for i in items], dtype=torch.float32)
+    known = [k for k, i in enumerate(items) if i in truth]
+    wrong = [k for k in known if int(value[k]) != truth[items[k]]]
     right = sorted(set(known) - set(wrong))
-    spec = ModelSpec("mlp", list(classes), input_dim=features.shape[1])
+    spec = ModelSpec("mlp", list(classes), input_dim=x.shape[1])
     task = Task(
         spec,
-        lambda picked: (features[torch.from_numpy(picked)],),
+        lambda picked: (x[torch.from_numpy(picked)],),
         (torch.from_numpy(np.asarray(test_x, dtype=np.float32)),),
         torch.from_numpy(np.asarray(test_y, dtype=np.int64)),
     )
@@ -83,14 +82,14 @@ def retrain(
         curve or NO_GOLD,  # no curve yet: learned governance trusts every label
         default_governance(),
     )
-    schedule = service_schedule(len(rows))
+    schedule = service_schedule(len(items))
     per_seed: dict[str, list[float]] = {a.name: [] for a in ARMS}
     for seed in range(seeds):
         for arm in ARMS:
             per_seed[arm.name].append(train(task, value, arm.treat(scored), seed, schedule))
     return {
-        "labels": len(rows),
-        "skipped": len(trained) - len(rows),
+        "labels": len(items),
+        "skipped": len(trained) - len(items),
         "wrong_labels": len(wrong),
         "scored_under_0.7": int((score < 0.7).sum()),
         # What a score-based arm has to go on: how the wrong labels scored beside the right.

@@ -535,6 +535,10 @@ class Campaign:
             errors=list(self._errors),
             submitted=list(self._submitted),
             twins=self.twin_pairs(),
+            features={
+                item: np.frombuffer(content, dtype=np.float32).tolist()
+                for content, item in self._item_ids.items()
+            },
         )
 
     def _final_model(self, curve: list[CurvePoint], began: float, wait_s: float = 180.0) -> None:

@@ -115,6 +115,8 @@ class Gathered:
     traced: list[dict[str, Any]]
     # item id -> the value the final model trained on (its ledger), empty without a model
     trained: dict[str, str] = field(default_factory=dict)
+    # item id -> the consensus score that label had when the final model trained on it
+    trained_scores: dict[str, float] = field(default_factory=dict)
     # item id -> every value some run trained on, for the items someone answered wrong
     ever_trained: dict[str, list[str]] = field(default_factory=dict)
     twin_traces: list[dict[str, Any]] = field(default_factory=list)
@@ -151,6 +153,7 @@ def gather(
     depth = None
     influences: list[dict[str, Any]] = []
     trained: dict[str, str] = {}
+    trained_scores: dict[str, float] = {}
     ever: dict[str, list[str]] = {}
     twins: list[dict[str, Any]] = []
     if final:
@@ -189,6 +192,7 @@ def gather(
                 timeout=60,
             )
             trained = {e.item_id: e.value for e in ledger.entries}
+            trained_scores = {e.item_id: e.consensus_score for e in ledger.entries}
             # Only an item someone answered wrong can have been trained on a wrong value.
             for item in sorted({x.item_id for x in result.submitted if x.answer != x.truth}):
                 lineage = training.ItemLineage(
@@ -208,6 +212,7 @@ def gather(
         depth=depth,
         traced=influences,
         trained=trained,
+        trained_scores=trained_scores,
         ever_trained=ever,
         twin_traces=twins,
     )

@@ -86,6 +86,8 @@ class CampaignResult:
     errors: list[str] = field(default_factory=list)
     submitted: list[Submitted] = field(default_factory=list)
     twins: list[TwinPair] = field(default_factory=list)
+    # item id -> its features, for every item the crowd was handed
+    features: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def human_labels(self) -> int:

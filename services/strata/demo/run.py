@@ -379,9 +379,13 @@ def demo(endpoints: Endpoints, p: Plan, out_dir: Path, status: StatusLine) -> in
             f"({len(arms.ARMS)} arms x {p.arm_seeds} seeds)..."
         )
         found["trust_curve"] = got.quality_report.get("trust_curve")
+        exported = {
+            r["item_id"]: r["data"]["features"] for r in got.exported if "features" in r["data"]
+        }
         found["governance_arms"] = arms.retrain(
-            got.exported,
             got.trained,
+            got.trained_scores,
+            exported | result.features,
             item_truth(result),
             CLASSES,
             split.x[split.test],
