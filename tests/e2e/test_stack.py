@@ -152,7 +152,9 @@ def test_demo_fast_runs_the_main_job_and_writes_its_results(tmp_path: Path) -> N
         curve = campaign["trust_curve"]
         assert curve["gold_items"] > 0 and curve["right"] == sorted(curve["right"])
         arms = campaign["governance_arms"]
-        assert arms["labels"] > 0 and arms["skipped"] == 0 and arms["seeds"] == 2
+        # (A label trained on whose item neither the crowd was handed nor quality exports,
+        # e.g. a propagated duplicate sent back to review, is skipped: rare.)
+        assert arms["labels"] > 50 and arms["skipped"] < 5 and arms["seeds"] == 2
         assert set(arms["arms"]) == {
             "ungoverned",
             "drop",
