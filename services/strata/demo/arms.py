@@ -8,6 +8,8 @@ handed them, or from quality's export); the test split is the campaign's (nobody
 labelled it). Every arm runs as the training service would run
 this set (its epochs, minimum steps, batch, learning rate and weight averaging), in
 this process, for a few seeds; the learned arm applies the curve in quality's report.
+Every label is treated as a crowd label here (the service gives expert-resolved and
+gold labels full strength whatever their score; in the demo those score high anyway).
 """
 
 from __future__ import annotations
