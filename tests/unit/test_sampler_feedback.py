@@ -109,8 +109,8 @@ def _candidates(classes: int, n: int) -> list[Candidate]:
     return [Candidate(f"i{i}", 0.9 - i / (2 * n), i % classes, None, None) for i in range(n)]
 
 
-def _hand_out(candidates: list[Candidate], confused: dict[int, float]) -> list[str]:
-    picked = choose(
+def _picked(candidates: list[Candidate], confused: dict[int, float]) -> list[Candidate]:
+    return choose(
         candidates,
         [],
         12,
@@ -120,7 +120,10 @@ def _hand_out(candidates: list[Candidate], confused: dict[int, float]) -> list[s
         rng=random.Random(0),
         explore_fraction=0.0,
     )
-    return [c.item_id for c in picked]
+
+
+def _hand_out(candidates: list[Candidate], confused: dict[int, float]) -> list[str]:
+    return [c.item_id for c in _picked(candidates, confused)]
 
 
 def test_the_feedback_moves_the_confused_classes_items_up_the_hand_out() -> None:
@@ -142,17 +145,7 @@ def test_the_feedback_moves_the_confused_classes_items_up_the_hand_out() -> None
     # Every dog item handed out without the feedback comes out earlier with it.
     for item in (i for i in without if i in dog):
         assert with_feedback.index(item) < without.index(item)
-    picked = choose(
-        candidates,
-        [],
-        12,
-        cold=False,
-        n_classes=3,
-        confused=confused,
-        rng=random.Random(0),
-        explore_fraction=0.0,
-    )
-    reasons = {c.item_id: c.reason for c in picked}
+    reasons = {c.item_id: c.reason for c in _picked(candidates, confused)}
     assert {reasons[i] for i in with_feedback if i in dog} == {
         common_pb2.ROUTING_REASON_DEPTH_FEEDBACK
     }
