@@ -152,14 +152,21 @@ def bench_service(
                     [
                         make_event(
                             ITEMS_IMPORTED,
-                            f"item-{i}",
-                            events_pb2.ItemImported(
-                                item=common_pb2.Item(
-                                    item_id=f"item-{i}", project="bench", content=contents[i]
-                                )
+                            f"item-{c}",
+                            events_pb2.ItemsImported(
+                                items=[
+                                    events_pb2.ItemImported(
+                                        item=common_pb2.Item(
+                                            item_id=f"item-{i}",
+                                            project="bench",
+                                            content=contents[i],
+                                        )
+                                    )
+                                    for i in range(c, min(pool, c + 500))
+                                ]
                             ),
                         )
-                        for i in range(s, min(pool, s + 5000))
+                        for c in range(s, min(pool, s + 5000), 500)
                     ]
                 )
                 bar.update(min(pool, s + 5000))

@@ -167,15 +167,17 @@ def read_topic(
     expect: int,
     timeout_s: float = 30.0,
 ) -> list:
-    """Decoded messages of `spec` (all partitions, from the start) that `keep` selects.
+    """Decoded messages of `spec` (all partitions, from the start) that `keep` selects;
+    an import's announcements come item by item (each `ItemImported`).
 
     Reads until `expect` are found or `timeout_s` passes, then a short while more
     so that duplicates beyond `expect` would be seen too. Topics are shared by the
     whole session and some tests put poison records on them on purpose; records
     that do not decode are not anyone's message and are passed over.
     """
-    from google.protobuf.message import DecodeError
     from kafka import KafkaConsumer, TopicPartition
+    from strata.common.events import EventDecodeError, decode
+    from strata.v1 import events_pb2
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     parts = [TopicPartition(spec.name, p) for p in consumer.partitions_for_topic(spec.name) or ()]
@@ -188,11 +190,11 @@ def read_topic(
         for records in consumer.poll(timeout_ms=300).values():
             for r in records:
                 try:
-                    msg = spec.message_type.FromString(r.value)
-                except DecodeError:
+                    msg = decode(r.topic, r.partition, r.offset, r.key, r.value, r.headers).message
+                except EventDecodeError:
                     continue
-                if keep(msg):
-                    found.append(msg)
+                parts = msg.items if isinstance(msg, events_pb2.ItemsImported) else [msg]
+                found.extend(m for m in parts if keep(m))
         if settle is None and len(found) >= expect:
             settle = time.monotonic() + 1.0
     consumer.close()

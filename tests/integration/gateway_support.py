@@ -172,7 +172,9 @@ def gold_events(project: str, n: int, answer: str) -> list[OutgoingEvent]:
             ),
             gold_answer=answer,
         )
-        out.append(make_event(ITEMS_IMPORTED, msg.item.item_id, msg))
+        out.append(
+            make_event(ITEMS_IMPORTED, msg.item.item_id, events_pb2.ItemsImported(items=[msg]))
+        )
     return out
 
 

@@ -61,8 +61,9 @@ def item_events(
     answers: np.ndarray | None = None,  # type: ignore[type-arg]
     external: str = "",
 ) -> list[OutgoingEvent]:
-    """`items.imported` events as the sampler publishes them (gold when answers are given;
-    with external ids `{external}{i}` when `external` is given)."""
+    """An `items.imported` event as the sampler publishes it, all the items in one
+    message (gold when answers are given; with external ids `{external}{i}` when
+    `external` is given)."""
     out = []
     for i, row in enumerate(x):
         msg = events_pb2.ItemImported(
@@ -75,8 +76,8 @@ def item_events(
             ),
             gold_answer=str(answers[i]) if answers is not None else "",
         )
-        out.append(make_event(ITEMS_IMPORTED, msg.item.item_id, msg))
-    return out
+        out.append(msg)
+    return [make_event(ITEMS_IMPORTED, out[0].item.item_id, events_pb2.ItemsImported(items=out))]
 
 
 def model_event(

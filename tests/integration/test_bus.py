@@ -31,9 +31,10 @@ def sample(spec) -> object:
     msg = spec.message_type()
     if "routing" in msg.DESCRIPTOR.fields_by_name:
         msg.routing.CopyFrom(routing)
-    if isinstance(msg, events_pb2.ItemImported):
-        msg.item.item_id = "i-1"
-        msg.item.content.features.values.extend([0.5, 1.5])
+    if isinstance(msg, events_pb2.ItemsImported):
+        item = msg.items.add(routing=routing)
+        item.item.item_id = "i-1"
+        item.item.content.features.values.extend([0.5, 1.5])
     elif isinstance(msg, events_pb2.PredictionMade):
         msg.prediction.item_id = "i-1"
         msg.prediction.probabilities.extend([0.25, 0.75])
@@ -127,7 +128,7 @@ def test_failing_and_undecodable_events_go_to_deadletter_and_the_partition_flows
     def handle(ctx: HandlerContext, event: Event) -> None:
         if event.key != key.encode():
             return  # another test's event on the shared topic
-        item_id = event.message.item.item_id
+        item_id = event.message.items[0].item.item_id
         if item_id == "poison":
             raise ValueError("cannot import item 'poison': no content")
         record_applied(ctx.conn, item_id)
@@ -147,7 +148,7 @@ def test_failing_and_undecodable_events_go_to_deadletter_and_the_partition_flows
     with rt.db.transaction() as conn:
         for item_id in ["before", "poison", "after-1", "after-2"]:
             msg = events_pb2.ItemImported(item=common_pb2.Item(item_id=item_id))
-            outbox.publish(conn, ITEMS_IMPORTED.name, key, msg)
+            outbox.publish(conn, ITEMS_IMPORTED.name, key, events_pb2.ItemsImported(items=[msg]))
     wait_until(
         lambda: {"before", "after-1", "after-2"} <= set(applied_counts(rt)),
         30,
@@ -164,7 +165,8 @@ def test_failing_and_undecodable_events_go_to_deadletter_and_the_partition_flows
     assert any(r.startswith("undecodable") for r in reasons), reasons
     handler_failure = next(x for x in letters if "handler failed" in x.reason)
     assert handler_failure.original_topic == ITEMS_IMPORTED.name
-    assert events_pb2.ItemImported.FromString(handler_failure.payload).item.item_id == "poison"
+    poison = events_pb2.ItemsImported.FromString(handler_failure.payload).items[0]
+    assert poison.item.item_id == "poison"
     assert handler_failure.service == rt.config.service and handler_failure.attempts == 3
     assert applied_counts(rt) == {"before": 1, "after-1": 1, "after-2": 1}
 
@@ -264,20 +266,21 @@ def test_relay_reports_backlog_and_settings_are_fast_joining(runtime_factory) ->
 
 def test_bulk_announcements_wait_behind_every_other_event(runtime_factory) -> None:
     """An event enqueued after a large import's announcements goes out in the relay's
-    next batch, not after them; the announcements then follow in their order."""
+    next batch, not after them; the announcements then follow in their order, a few
+    at a time (each carries hundreds of items)."""
     rt = runtime_factory("lanes")
     migrate(rt.config.pg_dsn, rt.config.schema, rt.migrations)
     rt.db.open()
     try:
         key = rt.config.service
         bulk = [
-            make_event(ITEMS_IMPORTED.name, key, events_pb2.ItemImported()) for _ in range(1200)
+            make_event(ITEMS_IMPORTED.name, key, events_pb2.ItemsImported()) for _ in range(40)
         ]
         urgent = make_event(LABELS_SUBMITTED.name, key, events_pb2.LabelSubmitted())
         with rt.db.transaction() as conn:
             outbox.enqueue_encoded(conn, [outbox.encode(e, bulk=True) for e in bulk])
             outbox.enqueue(conn, urgent)
-            assert outbox.backlog(conn) == 1201
+            assert outbox.backlog(conn) == 41
 
         def published() -> list[str]:
             with rt.db.transaction() as conn:
@@ -288,10 +291,14 @@ def test_bulk_announcements_wait_behind_every_other_event(runtime_factory) -> No
                     )
                 ]
 
-        assert rt.relay.run_once() == rt.relay.batch_size
+        most = rt.relay.bulk_batch_size
+        assert 1 < most < len(bulk)
+        assert rt.relay.run_once() == 1 + most
         first = published()
         assert urgent.event_id in first
-        assert first[:-1] == [e.event_id for e in bulk[: rt.relay.batch_size - 1]]
+        assert first[:-1] == [e.event_id for e in bulk[:most]]
+        with rt.relay.give_way_to.running():  # an import runs: one at a time
+            assert rt.relay.run_once() == 1
         while rt.relay.run_once():
             pass
         assert published() == [e.event_id for e in bulk] + [urgent.event_id]

@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -324,12 +325,29 @@ def test_poison_events_go_to_the_dead_letter_topic_and_the_stream_flows(
                 canonical_item_id=f"{pool}0",
             )
         )
+        (announced,) = item_events(project, x[:20], pool)
+        chunk = events_pb2.ItemsImported.FromString(announced.payload)
+        # The last item comes as this topic's payload was before chunks: one
+        # ItemImported a message. It is read all the same.
+        older = replace(
+            make_event(ITEMS_IMPORTED, "x", events_pb2.ItemsImported()),
+            payload=chunk.items[19].SerializeToString(),
+            schema="strata.v1.ItemImported",
+        )
+        del chunk.items[19]
         produce(
             infra.bootstrap,
             [
-                make_event(ITEMS_IMPORTED, "x", nameless),
-                make_event(ITEMS_IMPORTED, f"{pool}copy", copy),
-                *item_events(project, x[:20], pool),
+                # The nameless item, the copy and the 19 good ones in one message: the
+                # nameless one is dead-lettered alone, the copy skipped, the rest kept.
+                # Keyed as the other project's item of the same id below is: both on
+                # one partition, this one first.
+                make_event(
+                    ITEMS_IMPORTED,
+                    f"{pool}0",
+                    events_pb2.ItemsImported(items=[nameless, copy, *chunk.items]),
+                ),
+                older,
                 # The same id under another project: not overwritten, dead-lettered.
                 *item_events(f"{project}-other", x[:1], pool),
             ],
@@ -342,6 +360,7 @@ def test_poison_events_go_to_the_dead_letter_topic_and_the_stream_flows(
         )
         assert len(preds) == 20
         assert f"{pool}copy" not in {p.prediction.item_id for p in preds}
+        assert f"{pool}19" in {p.prediction.item_id for p in preds}  # the older payload
         assert _items_stored(s, project) == 20
         info = s.admin.ModelInfo(inference_pb2.ModelInfoRequest(project=project))
         # Calibration was impossible without gold: said so, raw confidence flagged.
@@ -359,6 +378,10 @@ def test_poison_events_go_to_the_dead_letter_topic_and_the_stream_flows(
         )
         reasons = " | ".join(m.reason for m in dead)
         assert "needs item_id" in reasons and "model_version" in reasons
+        # Only the nameless item is dead-lettered, not the message that carried it.
+        (letter,) = [m for m in dead if "needs item_id" in m.reason]
+        (alone,) = events_pb2.ItemsImported.FromString(letter.payload).items
+        assert alone == nameless
         assert f"already belongs to project '{project}'" in reasons
 
 

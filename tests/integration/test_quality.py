@@ -543,7 +543,7 @@ def test_export_rows_carry_what_each_item_is_and_what_each_voter_saw(stack: Stac
             gold_answer=answer,
         )
         # One key for both: once the pool item is kept, the gold one was read.
-        return make_event(ITEMS_IMPORTED, item, msg)
+        return make_event(ITEMS_IMPORTED, item, events_pb2.ItemsImported(items=[msg]))
 
     def kept() -> list:
         with stack.quality.db.transaction() as conn:

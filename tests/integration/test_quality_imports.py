@@ -34,7 +34,7 @@ def item_event(project: str, item_id: str, external_id: str, gold: str = "") -> 
         ),
         gold_answer=gold,
     )
-    return make_event(ITEMS_IMPORTED, item_id, msg)
+    return make_event(ITEMS_IMPORTED, item_id, events_pb2.ItemsImported(items=[msg]))
 
 
 def vote(line: int, item: str, annotator: str, value: str) -> quality_pb2.ImportedVote:

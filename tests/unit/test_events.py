@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 from strata.common.events import EventDecodeError, decode, make_event, new_event_ids
-from strata.common.topics import ALL_TOPICS, LABELS_SUBMITTED, topic
+from strata.common.topics import ALL_TOPICS, ITEMS_IMPORTED, LABELS_SUBMITTED, topic
 from strata.v1 import common_pb2, events_pb2
 
 
@@ -63,11 +63,31 @@ def test_unknown_topic_is_poison_not_a_crash() -> None:
 def test_catalog_maps_every_event_message_to_exactly_one_topic() -> None:
     payloads = [t.message_type.DESCRIPTOR.name for t in ALL_TOPICS]
     assert len(payloads) == len(set(payloads))
-    top_level = set(events_pb2.DESCRIPTOR.message_types_by_name) - {"GoldLogits"}
+    # Parts of a payload, not payloads: GoldLogits, and ItemImported (an element of
+    # ItemsImported, and the payload strata.items.imported carried before chunks).
+    top_level = set(events_pb2.DESCRIPTOR.message_types_by_name) - {"GoldLogits", "ItemImported"}
     assert set(payloads) == top_level
     for t in ALL_TOPICS:
         assert t.name.startswith("strata.") and t.partitions >= 1
         assert topic(t.name) is t
+
+
+def test_an_item_announced_alone_as_before_chunks_reads_as_a_chunk_of_one() -> None:
+    item = events_pb2.ItemImported(
+        routing=common_pb2.RoutingMetadata(trace_id="t1", project="p"),
+        item=common_pb2.Item(item_id="i1", project="p"),
+    )
+    out = make_event(ITEMS_IMPORTED, "i1", events_pb2.ItemsImported(items=[item]))
+    older = [(k, b"strata.v1.ItemImported" if k == "schema" else v) for k, v in out.headers()]
+    event = decode(out.topic, 0, 7, out.key, item.SerializeToString(), older)
+    assert event.message == events_pb2.ItemsImported(items=[item])
+    # From here on it is the topic's message (a dead letter replays as one).
+    assert event.schema == event.headers["schema"] == ITEMS_IMPORTED.schema
+    assert decode(out.topic, 0, 8, out.key, out.payload, out.headers()).message == event.message
+    # Any other payload type is still poison.
+    wrong = [(k, b"strata.v1.PredictionMade" if k == "schema" else v) for k, v in out.headers()]
+    with pytest.raises(EventDecodeError, match="does not match"):
+        decode(out.topic, 0, 9, out.key, out.payload, wrong)
 
 
 def test_bulk_event_ids_are_distinct_version_4_uuids() -> None:

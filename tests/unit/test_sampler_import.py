@@ -14,7 +14,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from PIL import Image
 from strata.common import outbox, wire
 from strata.common.topics import ITEMS_IMPORTED
-from strata.sampler.announce import announcements
+from strata.sampler.announce import (
+    CHUNK_BYTES,
+    CHUNK_ITEMS,
+    Announcement,
+    announcements,
+    outbox_rows,
+)
 from strata.sampler.dedup import MinHasher, NearDuplicateIndex, image_vector, normalize_text
 from strata.sampler.pool import (
     Importer,
@@ -71,20 +77,29 @@ def test_announcements_are_the_messages_the_protobuf_api_builds() -> None:
     before = Timestamp()
     before.GetCurrentTime()
     encoded = announcements("proj", ids, ROWS, digests, contents)
+    (row_bytes,) = outbox_rows("proj", encoded)  # a handful of items: one message
+    event_id, topic, key, event_type, schema, trace_id, payload, bulk = _fields(row_bytes)
+    assert bulk == b"\x01"  # published after every other waiting event
+    assert uuid.UUID(bytes=event_id).version == 4
+    assert topic == ITEMS_IMPORTED.name.encode()
+    assert event_type == ITEMS_IMPORTED.event_type.encode()
+    assert schema == ITEMS_IMPORTED.schema.encode()
+    assert key == ids[0].encode()  # keyed by the first item, continuing its trace
+    chunk = events_pb2.ItemsImported.FromString(payload)
+    assert trace_id.decode() == chunk.items[0].routing.trace_id
+    assert chunk.routing == common_pb2.RoutingMetadata(
+        source_service="sampler", project="proj", trace_id=trace_id.decode()
+    )
+    assert [a.item_id for a in encoded] == ids
     traces = set()
-    for row, item_id, digest, raw in zip(ROWS, ids, digests, encoded, strict=True):
-        event_id, topic, key, event_type, schema, trace_id, payload, bulk = _fields(raw)
-        assert bulk == b"\x01"  # published after every other waiting event
-        assert uuid.UUID(bytes=event_id).version == 4
-        assert topic == ITEMS_IMPORTED.name.encode()
-        assert event_type == ITEMS_IMPORTED.event_type.encode()
-        assert schema == ITEMS_IMPORTED.schema.encode()
-        assert key == item_id.encode()
-        got = events_pb2.ItemImported.FromString(payload)
+    for row, item_id, digest, got, announced in zip(
+        ROWS, ids, digests, chunk.items, encoded, strict=True
+    ):
+        assert events_pb2.ItemImported.FromString(announced.payload) == got
         assert got.item.imported_at.ToNanoseconds() >= before.ToNanoseconds()
         reference = events_pb2.ItemImported(
             routing=common_pb2.RoutingMetadata(
-                trace_id=trace_id.decode(),
+                trace_id=got.routing.trace_id,
                 source_service="sampler",
                 project="proj",
                 reason=common_pb2.ROUTING_REASON_GOLD if row.gold_answer else None,
@@ -101,8 +116,42 @@ def test_announcements_are_the_messages_the_protobuf_api_builds() -> None:
             gold_answer=row.gold_answer,
         )
         assert got == reference
-        traces.add(trace_id)
+        traces.add(got.routing.trace_id)
     assert len(traces) == len(ROWS)  # each item starts its own trace
+
+
+def test_announcements_travel_in_chunks_of_bounded_items_and_bytes() -> None:
+    def announced(n: int, size: int) -> list[Announcement]:
+        return [
+            Announcement(
+                f"i{k}",
+                events_pb2.ItemImported(
+                    routing=common_pb2.RoutingMetadata(trace_id=f"t{k}"),
+                    item=common_pb2.Item(item_id=f"i{k}", content_hash="x" * size),
+                ).SerializeToString(),
+            )
+            for k in range(n)
+        ]
+
+    def chunks(rows: list[bytes]) -> list[list[str]]:
+        out = []
+        for raw in rows:
+            fields = _fields(raw)
+            items = events_pb2.ItemsImported.FromString(fields[6]).items
+            assert fields[2] == items[0].item.item_id.encode()  # keyed by its first item
+            assert fields[5] == items[0].routing.trace_id.encode()
+            out.append([i.item.item_id for i in items])
+        return out
+
+    assert outbox_rows("p", []) == []
+    small = chunks(outbox_rows("p", announced(2 * CHUNK_ITEMS + 3, 10)))
+    assert [len(c) for c in small] == [CHUNK_ITEMS, CHUNK_ITEMS, 3]
+    assert [i for c in small for i in c] == [f"i{k}" for k in range(2 * CHUNK_ITEMS + 3)]
+    # Items of 100 kB: two to a message at most; one larger than a message goes alone.
+    big = announced(5, 100_000) + announced(1, 300_000)
+    rows = outbox_rows("p", big)
+    assert [len(c) for c in chunks(rows)] == [2, 2, 1, 1]
+    assert all(len(_fields(r)[6] or b"") <= CHUNK_BYTES for r in rows[:3])
 
 
 def test_wire_pieces() -> None:

@@ -81,7 +81,8 @@ class BatchContext:
     conn: psycopg.Connection[Any]
     events: list[Event]
     _pending: list[OutgoingEvent] = field(default_factory=list)
-    rejected: list[tuple[Event, str]] = field(default_factory=list)
+    # (event, why, the part dead-lettered: None for the whole event)
+    rejected: list[tuple[Event, str, Message | None]] = field(default_factory=list)
 
     def publish(self, topic: str, key: str | bytes | None, message: Message, trace_id: str) -> str:
         """Queue an event for the outbox; all are written in one statement at the end."""
@@ -89,9 +90,16 @@ class BatchContext:
         self._pending.append(event)
         return event.event_id
 
-    def reject(self, event: Event, reason: str) -> None:
-        """Dead-letter `event` with `reason` in this transaction; the rest of the batch goes on."""
-        self.rejected.append((event, reason))
+    def reject(self, event: Event, reason: str, part: Message | None = None) -> None:
+        """Dead-letter `event` with `reason` in this transaction; the rest of the batch goes
+        on. `part`: only that part of an event that carries many (one item of an import's
+        message, as a message of the topic's type) is dead-lettered; the rest applies."""
+        self.rejected.append((event, reason, part))
+
+    @property
+    def rejected_whole(self) -> int:
+        """Events rejected whole (not just a part of one)."""
+        return sum(1 for _, _, part in self.rejected if part is None)
 
     def flush(self) -> None:
         outbox.enqueue_many(self.conn, self._pending)
@@ -440,8 +448,12 @@ class EventConsumer:
                 ctx = BatchContext(conn, [event])
                 handler.handler(ctx, [event])
                 self._finish(ctx)
-                if ctx.rejected:
+                if ctx.rejected_whole:
                     return "deadlettered"
+                if ctx.rejected:
+                    self.metrics.events_consumed.labels(
+                        topic=event.topic, outcome="deadlettered"
+                    ).inc(len(ctx.rejected))
             else:
                 handler(HandlerContext(conn, event), event)
         return "processed"
@@ -512,32 +524,33 @@ class EventConsumer:
                 if event.event_id in claimed:
                     claimed.discard(event.event_id)  # a repeat inside the batch counts once
                     fresh.append(event)
-            rejected = 0
+            rejected = whole = 0
             if fresh:
                 ctx = BatchContext(conn, fresh)
                 handler.handler(ctx, fresh)
                 self._finish(ctx)
-                rejected = len(ctx.rejected)
+                rejected, whole = len(ctx.rejected), ctx.rejected_whole
         if rejected:
             self.metrics.events_consumed.labels(topic=fresh[0].topic, outcome="deadlettered").inc(
                 rejected
             )
-        return len(fresh) - rejected
+        return len(fresh) - whole
 
     def _finish(self, ctx: BatchContext) -> None:
         """Write the batch's events, and dead-letter what the handler rejected."""
-        for event, reason in ctx.rejected:
-            ctx.conn.execute(
-                "UPDATE inbox SET outcome = 'deadlettered', reason = %s "
-                "WHERE consumer_group = %s AND event_id = %s",
-                (reason[:2000], self.group, event.event_id),
-            )
+        for event, reason, part in ctx.rejected:
+            if part is None:
+                ctx.conn.execute(
+                    "UPDATE inbox SET outcome = 'deadlettered', reason = %s "
+                    "WHERE consumer_group = %s AND event_id = %s",
+                    (reason[:2000], self.group, event.event_id),
+                )
             letter = self._letter(
                 event.topic,
                 event.partition,
                 event.offset,
                 event.key,
-                event.message.SerializeToString(),
+                (part or event.message).SerializeToString(),
                 event.headers,
                 reason,
                 1,

@@ -137,17 +137,23 @@ def decode(
     if not event_id:
         raise EventDecodeError(f"missing header {HEADER_EVENT_ID!r}")
     schema = hdrs.get(HEADER_SCHEMA, "")
-    if schema != spec.schema:
+    reader = spec.reader(schema)
+    if reader is None:
         raise EventDecodeError(
             f"header schema={schema!r} does not match {spec.name}, which carries {spec.schema}"
         )
     if value is None:
         raise EventDecodeError("empty payload (tombstone)")
-    message = spec.message_type()
+    message_type, upgrade = reader
+    message = message_type()
     try:
         message.ParseFromString(value)
     except (ProtobufDecodeError, RuntimeError, ValueError) as exc:
-        raise EventDecodeError(f"payload is not a valid {spec.schema}: {exc}") from None
+        raise EventDecodeError(f"payload is not a valid {schema}: {exc}") from None
+    if message_type is not spec.message_type:
+        # Read as the topic's message from here on (a dead letter replays as one).
+        message = upgrade(message)
+        schema = hdrs[HEADER_SCHEMA] = spec.schema
     return Event(
         topic=topic_name,
         partition=partition,

@@ -6,7 +6,7 @@ in its own schema; this is the one way rows get into it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -46,6 +46,21 @@ def save_items(conn: Conn, rows: Sequence[tuple[str, str, bytes, str | None]]) -
     return {str(k): str(v) for k, v in owners.items()}
 
 
+def imported_items(events: Sequence[Event]) -> Iterator[tuple[Event, events_pb2.ItemImported]]:
+    """Each item of `strata.items.imported` events (an import announces many a message),
+    with the event that carried it."""
+    for event in events:
+        msg = event.message
+        assert isinstance(msg, events_pb2.ItemsImported)
+        for item in msg.items:
+            yield event, item
+
+
+def reject_item(ctx: BatchContext, event: Event, item: events_pb2.ItemImported, why: str) -> None:
+    """Dead-letter one item of an import's message; the others apply."""
+    ctx.reject(event, why, events_pb2.ItemsImported(items=[item]))
+
+
 def items_imported(duplicates: bool) -> Callable[[BatchContext, list[Event]], None]:
     """The `strata.items.imported` handler (wrap in `Batched`): keep each item's content,
     gold ones with their answer; an id another project owns is dead-lettered. A
@@ -54,17 +69,15 @@ def items_imported(duplicates: bool) -> Callable[[BatchContext, list[Event]], No
 
     def on_items_imported(ctx: BatchContext, events: list[Event]) -> None:
         rows = []
-        kept: dict[str, Event] = {}
-        for event in events:
-            msg = event.message
-            assert isinstance(msg, events_pb2.ItemImported)
+        kept: dict[str, tuple[Event, events_pb2.ItemImported]] = {}
+        for event, msg in imported_items(events):
             item = msg.item
             if not item.item_id or not item.project or item.content.WhichOneof("kind") is None:
-                ctx.reject(event, "an imported item needs item_id, project and content")
+                reject_item(ctx, event, msg, "an imported item needs item_id, project and content")
                 continue
             if item.canonical_item_id and not duplicates:
                 continue
-            kept[item.item_id] = event
+            kept[item.item_id] = (event, msg)
             rows.append(
                 (
                     item.item_id,
@@ -74,8 +87,9 @@ def items_imported(duplicates: bool) -> Callable[[BatchContext, list[Event]], No
                 )
             )
         for item_id, owner in save_items(ctx.conn, rows).items():
-            ctx.reject(
-                kept[item_id],
+            reject_item(
+                ctx,
+                *kept[item_id],
                 f"item id {item_id!r} already belongs to project {owner!r}; "
                 "item ids are global, import it under a new id",
             )

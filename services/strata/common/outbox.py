@@ -162,6 +162,7 @@ class OutboxRelay:
         metrics: ServiceMetrics,
         *,
         batch_size: int = 500,
+        bulk_batch_size: int = 16,
         idle_sleep_s: float = 0.05,
         retention_s: int = 86_400,
     ) -> None:
@@ -170,6 +171,8 @@ class OutboxRelay:
         self.incarnation = incarnation
         self.metrics = metrics
         self.batch_size = batch_size
+        # Bulk events carry up to a few hundred items each (256 KiB): fewer a batch.
+        self.bulk_batch_size = bulk_batch_size
         self.idle_sleep_s = idle_sleep_s
         self.retention_s = retention_s
         self.give_way_to = Activity()
@@ -205,12 +208,15 @@ class OutboxRelay:
         with self.db.transaction() as conn:
             self._republish_if_broker_was_reset(conn, current)
             rows: list[tuple[Any, ...]] = []
-            for lane in ("NOT bulk", "bulk"):  # each from its own partial index
+            # While an import runs, one bulk event a batch: the import keeps the cores.
+            bulk = 1 if self.give_way_to else self.bulk_batch_size
+            for lane, most in (("NOT bulk", self.batch_size), ("bulk", bulk)):
+                # each lane from its own partial index
                 rows += conn.execute(
                     "SELECT id, event_id, topic, key, event_type, schema_name, trace_id, "
                     f"payload FROM outbox WHERE published_at IS NULL AND {lane} "
                     "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                    (self.batch_size - len(rows),),
+                    (min(most, self.batch_size - len(rows)),),
                 ).fetchall()
                 if len(rows) >= self.batch_size:
                     break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
@@ -20,14 +21,43 @@ class TopicSpec:
     event_type: str
     partitions: int
     key: str = "item_id"
+    # Payloads the topic carried before, still accepted: (message type, how it becomes
+    # this topic's message). A consumer upgraded before its producers reads both.
+    older: tuple[tuple[type[Message], Callable[[Message], Message]], ...] = ()
 
     @property
     def schema(self) -> str:
         """The `schema` header value: the payload's full protobuf name."""
         return str(self.message_type.DESCRIPTOR.full_name)
 
+    def reader(self, schema: str) -> tuple[type[Message], Callable[[Message], Message]] | None:
+        """How to read a payload of `schema` on this topic (None: not one it carries)."""
+        if schema == self.schema:
+            return self.message_type, _same
+        for message_type, upgrade in self.older:
+            if schema == message_type.DESCRIPTOR.full_name:
+                return message_type, upgrade
+        return None
 
-ITEMS_IMPORTED = TopicSpec("strata.items.imported", events_pb2.ItemImported, "item.imported", 6)
+
+def _same(message: Message) -> Message:
+    return message
+
+
+def _one_item(message: Message) -> Message:
+    assert isinstance(message, events_pb2.ItemImported)
+    return events_pb2.ItemsImported(items=[message])
+
+
+# An import's items, a few hundred to a message (keyed by the first one's id).
+ITEMS_IMPORTED = TopicSpec(
+    "strata.items.imported",
+    events_pb2.ItemsImported,
+    "items.imported",
+    6,
+    key="first item_id",
+    older=((events_pb2.ItemImported, _one_item),),
+)
 PREDICTIONS = TopicSpec("strata.predictions", events_pb2.PredictionMade, "prediction.made", 6)
 LABELS_SUBMITTED = TopicSpec(
     "strata.labels.submitted", events_pb2.LabelSubmitted, "label.submitted", 6

@@ -7,6 +7,7 @@ import logging
 from strata.common.audit import AuditEntry, entry_from_event, insert_entry
 from strata.common.consumer import BatchContext, Batched, HandlerContext, TopicHandler
 from strata.common.events import Event
+from strata.common.item_store import imported_items
 from strata.common.topics import (
     ANNOTATORS_STATUS,
     AUDIT,
@@ -27,23 +28,22 @@ class GatewayHandlers:
     def __init__(self, auth: Authenticator) -> None:
         self.auth = auth
 
-    def on_item_imported(self, ctx: HandlerContext, event: Event) -> None:
+    def on_items_imported(self, ctx: BatchContext, events: list[Event]) -> None:
         """Gold items join the gold set; pool items come through sampler batches instead."""
-        msg = event.message
-        assert isinstance(msg, events_pb2.ItemImported)
-        if not msg.gold_answer:
-            return
-        routing = common_pb2.RoutingMetadata()
-        routing.CopyFrom(msg.routing)
-        routing.reason = common_pb2.ROUTING_REASON_GOLD
-        store.add_gold_item(
-            ctx.conn,
-            msg.item.project,
-            msg.item.item_id,
-            msg.item.content.SerializeToString(),
-            msg.gold_answer,
-            routing.SerializeToString(),
-        )
+        for _, msg in imported_items(events):
+            if not msg.gold_answer:
+                continue
+            routing = common_pb2.RoutingMetadata()
+            routing.CopyFrom(msg.routing)
+            routing.reason = common_pb2.ROUTING_REASON_GOLD
+            store.add_gold_item(
+                ctx.conn,
+                msg.item.project,
+                msg.item.item_id,
+                msg.item.content.SerializeToString(),
+                msg.gold_answer,
+                routing.SerializeToString(),
+            )
 
     def on_predictions(self, ctx: BatchContext, events: list[Event]) -> None:
         """Pre-labels: the newest prediction per item, one statement per batch."""
@@ -127,7 +127,7 @@ class GatewayHandlers:
 
     def routes(self) -> dict[str, TopicHandler]:
         return {
-            ITEMS_IMPORTED.name: self.on_item_imported,
+            ITEMS_IMPORTED.name: Batched(self.on_items_imported),
             PREDICTIONS.name: Batched(self.on_predictions),
             LABELS_CONSENSUS.name: self.on_consensus,
             REVIEWS_REQUESTED.name: self.on_review,

@@ -11,7 +11,7 @@ from strata.common.consumer import BatchContext, Batched, HandlerContext, TopicH
 from strata.common.contract_store import contract_handler
 from strata.common.contracts import ContractCache
 from strata.common.events import Event
-from strata.common.item_store import items_imported
+from strata.common.item_store import imported_items, items_imported
 from strata.common.topics import CONTRACTS, ITEMS_IMPORTED, MODELS_PUBLISHED
 from strata.inference import store
 from strata.inference.calibration import calibrate, calibrated
@@ -169,9 +169,7 @@ def on_items_imported(ctx: BatchContext, events: list[Event]) -> None:
     an import of predictions names it by."""
     items_imported(duplicates=False)(ctx, events)
     named = []
-    for event in events:
-        msg = event.message
-        assert isinstance(msg, events_pb2.ItemImported)
+    for _, msg in imported_items(events):
         item = msg.item
         if item.item_id and item.project and item.external_id and not item.canonical_item_id:
             named.append((item.item_id, item.project, item.external_id))

@@ -23,6 +23,7 @@ from strata.common.contract_store import contract_handler
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.events import Event
+from strata.common.item_store import imported_items, reject_item
 from strata.common.topics import (
     ANNOTATORS_STATUS,
     CONTRACTS,
@@ -840,11 +841,9 @@ class QualityHandlers:
     def on_items(self, ctx: BatchContext, events: list[Event]) -> None:
         """What each item is, kept for the export and for imports (module `item_data`)."""
         rows = []
-        for event in events:
-            msg = event.message
-            assert isinstance(msg, events_pb2.ItemImported)
+        for event, msg in imported_items(events):
             if not (msg.item.item_id and msg.item.project):
-                ctx.reject(event, "an imported item needs item_id and project")
+                reject_item(ctx, event, msg, "an imported item needs item_id and project")
                 continue
             rows.append(item_data.from_event(msg))
         item_data.save(ctx.conn, rows)

@@ -14,7 +14,13 @@ from numpy.typing import NDArray
 from strata.common import outbox
 from strata.common.db import Database
 from strata.sampler import store
-from strata.sampler.announce import announcements, duplicate_announcement, random_ids
+from strata.sampler.announce import (
+    Announcement,
+    announcements,
+    duplicate_announcement,
+    outbox_rows,
+    random_ids,
+)
 from strata.sampler.dedup import (
     MinHasher,
     NearDuplicateIndex,
@@ -98,7 +104,7 @@ class PreparedChunk:
     # against the index, whose centre they need
     vectors: dict[int, NDArray[np.float32]]
     thumbnails: dict[int, NDArray[np.float32]]
-    announcements: list[bytes]  # ItemImported outbox rows, one per good row
+    announcements: list[Announcement]  # one per good row
     errors: list[tuple[int, str]]
 
 
@@ -280,10 +286,10 @@ class Importer:
             seq = store.lock_imports(conn, chunk.project)
             self._refresh(conn, chunk.project, idx)
             known = store.existing_hashes(conn, chunk.project, chunk.digests)
-            announcements: list[bytes] = []
+            announced: list[Announcement] = []
             # Rows stream to Postgres as they are decided.
-            store.insert_items(conn, _decide(chunk, idx.index, known, announcements, summary), seq)
-            outbox.enqueue_encoded(conn, announcements)
+            store.insert_items(conn, _decide(chunk, idx.index, known, announced, summary), seq)
+            outbox.enqueue_encoded(conn, outbox_rows(chunk.project, announced))
         return seq
 
 
@@ -313,7 +319,7 @@ def _decide(
     chunk: PreparedChunk,
     index: NearDuplicateIndex,
     known: dict[str, str],
-    announcements: list[bytes],
+    announcements: list[Announcement],
     summary: ImportSummary,
 ) -> Iterator[store.NewItem]:
     """The chunk's item rows, each pool, gold or a duplicate (exact: its content hash is

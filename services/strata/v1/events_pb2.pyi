@@ -30,6 +30,14 @@ class ItemImported(_message.Message):
     gold_answer: str
     def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., item: _Optional[_Union[_common_pb2.Item, _Mapping]] = ..., gold_answer: _Optional[str] = ...) -> None: ...
 
+class ItemsImported(_message.Message):
+    __slots__ = ("items", "routing")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ItemImported]
+    routing: _common_pb2.RoutingMetadata
+    def __init__(self, items: _Optional[_Iterable[_Union[ItemImported, _Mapping]]] = ..., routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ...) -> None: ...
+
 class PredictionMade(_message.Message):
     __slots__ = ("routing", "prediction")
     ROUTING_FIELD_NUMBER: _ClassVar[int]
