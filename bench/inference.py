@@ -35,7 +35,8 @@ from strata.common.bus import EventProducer
 from strata.common.channels import with_metadata
 from strata.common.embedded import free_port
 from strata.common.events import make_event
-from strata.common.topics import ITEMS_IMPORTED, MODELS_PUBLISHED, PREDICTIONS
+from strata.common.predictions import prediction_events
+from strata.common.topics import ITEMS_IMPORTED, MODELS_PUBLISHED
 from strata.inference.scoring import Served, predictions, score
 from strata.models import artifact
 from strata.models.families import ModelSpec
@@ -83,8 +84,9 @@ def bench_core(raw: bytes, x: np.ndarray, n: int) -> dict:  # type: ignore[type-
         started = time.perf_counter()
         for s in range(0, n, BATCH):
             scores = score(served, contents[s : s + BATCH])
-            for p in predictions(served, ids[s : s + BATCH], scores):
-                make_event(PREDICTIONS, p.item_id, events_pb2.PredictionMade(prediction=p))
+            prediction_events(
+                common_pb2.RoutingMetadata(), predictions(served, ids[s : s + BATCH], scores)
+            )
         best_full = min(best_full, time.perf_counter() - started)
     return {
         "core_items": n,

@@ -168,7 +168,8 @@ def read_topic(
     timeout_s: float = 30.0,
 ) -> list:
     """Decoded messages of `spec` (all partitions, from the start) that `keep` selects;
-    an import's announcements come item by item (each `ItemImported`).
+    messages that carry many come one by one: an import's items (each `ItemImported`),
+    a model's predictions (each a `PredictionMade` with its message's routing).
 
     Reads until `expect` are found or `timeout_s` passes, then a short while more
     so that duplicates beyond `expect` would be seen too. Topics are shared by the
@@ -193,7 +194,14 @@ def read_topic(
                     msg = decode(r.topic, r.partition, r.offset, r.key, r.value, r.headers).message
                 except EventDecodeError:
                     continue
-                parts = msg.items if isinstance(msg, events_pb2.ItemsImported) else [msg]
+                parts: list = [msg]
+                if isinstance(msg, events_pb2.ItemsImported):
+                    parts = list(msg.items)
+                elif isinstance(msg, events_pb2.PredictionsMade):
+                    parts = [
+                        events_pb2.PredictionMade(routing=msg.routing, prediction=p)
+                        for p in msg.predictions
+                    ]
                 found.extend(m for m in parts if keep(m))
         if settle is None and len(found) >= expect:
             settle = time.monotonic() + 1.0

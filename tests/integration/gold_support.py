@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-from strata.common.events import make_event
-from strata.common.topics import PREDICTIONS
-from strata.v1 import common_pb2, events_pb2, gateway_pb2
+from strata.common.predictions import prediction_events
+from strata.v1 import common_pb2, gateway_pb2
 
 from .conftest import produce, wait_until
 from .gateway_support import Gateway, ScriptedSampler, contract_doc, gold_events
@@ -40,7 +39,7 @@ def prediction(project: str, item_id: str, confidence: float, value: str) -> Any
         calibrated=True,
     )
     p.predicted_at.FromDatetime(datetime.now(UTC))
-    return make_event(PREDICTIONS, item_id, events_pb2.PredictionMade(prediction=p))
+    return prediction_events(common_pb2.RoutingMetadata(), [p])[0]
 
 
 def measure(gw: Gateway, source: ScriptedSampler, bootstrap: str, seed: int) -> dict:  # type: ignore[type-arg]

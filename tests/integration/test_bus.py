@@ -35,9 +35,8 @@ def sample(spec) -> object:
         item = msg.items.add(routing=routing)
         item.item.item_id = "i-1"
         item.item.content.features.values.extend([0.5, 1.5])
-    elif isinstance(msg, events_pb2.PredictionMade):
-        msg.prediction.item_id = "i-1"
-        msg.prediction.probabilities.extend([0.25, 0.75])
+    elif isinstance(msg, events_pb2.PredictionsMade):
+        msg.predictions.add(item_id="i-1", probabilities=[0.25, 0.75])
     elif isinstance(msg, events_pb2.LabelSubmitted):
         msg.label.label_id, msg.label.value = "l-1", "7"
     elif isinstance(msg, events_pb2.ConsensusUpdated):
@@ -273,9 +272,7 @@ def test_bulk_announcements_wait_behind_every_other_event(runtime_factory) -> No
     rt.db.open()
     try:
         key = rt.config.service
-        bulk = [
-            make_event(ITEMS_IMPORTED.name, key, events_pb2.ItemsImported()) for _ in range(40)
-        ]
+        bulk = [make_event(ITEMS_IMPORTED.name, key, events_pb2.ItemsImported()) for _ in range(40)]
         urgent = make_event(LABELS_SUBMITTED.name, key, events_pb2.LabelSubmitted())
         with rt.db.transaction() as conn:
             outbox.enqueue_encoded(conn, [outbox.encode(e, bulk=True) for e in bulk])

@@ -11,12 +11,12 @@ import psycopg
 import pytest
 from strata.common.config import ConfigError, ServiceConfig
 from strata.common.events import make_event
+from strata.common.predictions import prediction_events
 from strata.common.topics import (
     ANNOTATORS_STATUS,
     CONTRACTS,
     LABELS_CONSENSUS,
     LABELS_SUBMITTED,
-    PREDICTIONS,
     REVIEWS_REQUESTED,
 )
 from strata.gateway.__main__ import build
@@ -451,8 +451,8 @@ def test_gold_is_mixed_in_indistinguishably_and_prelabels_are_recorded(
         infra.bootstrap,
         [
             *gold_events(project, 30, "dog"),
-            make_event(PREDICTIONS, pool[0][0], prediction),
-            make_event(PREDICTIONS, pool[0][0], older),
+            prediction_events(prediction.routing, [prediction.prediction])[0],
+            prediction_events(older.routing, [older.prediction])[0],
         ],
     )
 
@@ -547,7 +547,7 @@ def test_hidden_prelabels_are_not_shown(gateway, sampler, infra) -> None:
             item_id=pool[0][0], predicted_class="cat", model_version="m"
         )
     )
-    produce(infra.bootstrap, [make_event(PREDICTIONS, pool[0][0], prediction)])
+    produce(infra.bootstrap, [prediction_events(prediction.routing, [prediction.prediction])[0]])
 
     def consumed() -> bool:
         with gw.runtime.db.transaction() as conn:

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 from strata.common.events import make_event
-from strata.common.topics import LABELS_CONSENSUS, PREDICTIONS, REVIEWS_REQUESTED
+from strata.common.predictions import prediction_events
+from strata.common.topics import LABELS_CONSENSUS, REVIEWS_REQUESTED
 from strata.sampler import store as sampler_store
 from strata.v1 import common_pb2, events_pb2, sampler_pb2
 
@@ -109,9 +110,7 @@ def predictions(project: str, ids: list[str], version: str, rng: random.Random) 
             classes=CLASSES,
             probabilities=(p / p.sum()).tolist(),
         )
-        events.append(
-            make_event(PREDICTIONS, item_id, events_pb2.PredictionMade(prediction=prediction))
-        )
+        events.append(prediction_events(common_pb2.RoutingMetadata(), [prediction])[0])
     return events
 
 

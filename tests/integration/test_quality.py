@@ -14,12 +14,12 @@ import grpc
 import pandas as pd
 import pytest
 from strata.common.events import make_event
+from strata.common.predictions import prediction_events
 from strata.common.topics import (
     ANNOTATORS_STATUS,
     DEADLETTER,
     ITEMS_IMPORTED,
     LABELS_CONSENSUS,
-    PREDICTIONS,
     REVIEWS_REQUESTED,
     TRAINING_FEEDBACK,
     TRUST_CURVES,
@@ -477,7 +477,7 @@ def model_prediction(
         ),
     )
     msg.prediction.predicted_at.GetCurrentTime()
-    return make_event(PREDICTIONS, item, msg)
+    return prediction_events(msg.routing, [msg.prediction])[0]
 
 
 def test_duplicates_labelled_from_their_original_join_the_dataset_as_copies(
@@ -784,7 +784,7 @@ def test_report_export_and_label_errors(infra: Infra) -> None:
                     )
                 )
                 msg.prediction.predicted_at.GetCurrentTime()
-                events.append(make_event(PREDICTIONS, item, msg))
+                events.append(prediction_events(msg.routing, [msg.prediction])[0])
             return events
 
         produce(boot, predictions("m0", gold_right=False))

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 from strata.common.channels import with_metadata
 from strata.common.events import make_event
+from strata.common.predictions import prediction_events
 from strata.common.topics import (
     CONTRACTS,
     ITEMS_IMPORTED,
     LABELS_CONSENSUS,
-    PREDICTIONS,
     TRAINING_REQUESTED,
 )
 from strata.sampler.__main__ import build
@@ -229,9 +229,7 @@ def score_pool(
             embedding=vectors[int(ext[1:])].tolist(),
             spot_check=item_id in spot,
         )
-        events.append(
-            make_event(PREDICTIONS, item_id, events_pb2.PredictionMade(prediction=prediction))
-        )
+        events.append(prediction_events(common_pb2.RoutingMetadata(), [prediction])[0])
     produce(infra.bootstrap, events)
 
     def scored() -> bool:

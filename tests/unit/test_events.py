@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 from strata.common.events import EventDecodeError, decode, make_event, new_event_ids
-from strata.common.topics import ALL_TOPICS, ITEMS_IMPORTED, LABELS_SUBMITTED, topic
+from strata.common.topics import ALL_TOPICS, ITEMS_IMPORTED, LABELS_SUBMITTED, PREDICTIONS, topic
 from strata.v1 import common_pb2, events_pb2
 
 
@@ -63,9 +63,10 @@ def test_unknown_topic_is_poison_not_a_crash() -> None:
 def test_catalog_maps_every_event_message_to_exactly_one_topic() -> None:
     payloads = [t.message_type.DESCRIPTOR.name for t in ALL_TOPICS]
     assert len(payloads) == len(set(payloads))
-    # Parts of a payload, not payloads: GoldLogits, and ItemImported (an element of
-    # ItemsImported, and the payload strata.items.imported carried before chunks).
-    top_level = set(events_pb2.DESCRIPTOR.message_types_by_name) - {"GoldLogits", "ItemImported"}
+    # Parts of a payload, not payloads: GoldLogits; ItemImported and PredictionMade (the
+    # one-item payloads strata.items.imported and strata.predictions carried before).
+    parts = {"GoldLogits", "ItemImported", "PredictionMade"}
+    top_level = set(events_pb2.DESCRIPTOR.message_types_by_name) - parts
     assert set(payloads) == top_level
     for t in ALL_TOPICS:
         assert t.name.startswith("strata.") and t.partitions >= 1
@@ -97,3 +98,16 @@ def test_bulk_event_ids_are_distinct_version_4_uuids() -> None:
         parsed = uuid.UUID(text)
         assert str(parsed) == text
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_a_prediction_sent_alone_as_before_reads_as_a_message_of_one() -> None:
+    routing = common_pb2.RoutingMetadata(trace_id="t2", project="p")
+    p = common_pb2.Prediction(item_id="i1", project="p", model_version="m1")
+    out = make_event(
+        PREDICTIONS, "i1", events_pb2.PredictionsMade(routing=routing, predictions=[p])
+    )
+    older = [(k, b"strata.v1.PredictionMade" if k == "schema" else v) for k, v in out.headers()]
+    alone = events_pb2.PredictionMade(routing=routing, prediction=p).SerializeToString()
+    event = decode(out.topic, 0, 1, out.key, alone, older)
+    assert event.message == events_pb2.PredictionsMade(routing=routing, predictions=[p])
+    assert event.schema == PREDICTIONS.schema

@@ -29,18 +29,22 @@ def enqueue(conn: psycopg.Connection[Any], event: OutgoingEvent) -> str:
     return event.event_id
 
 
-def enqueue_many(conn: psycopg.Connection[Any], events: list[OutgoingEvent]) -> None:
+def enqueue_many(
+    conn: psycopg.Connection[Any], events: list[OutgoingEvent], *, bulk: bool = False
+) -> None:
     """Write many events to the outbox in the caller's transaction: a binary COPY (an
     import of tens of thousands of items announces them without per-row cost), or one
-    INSERT where COPY cannot run (a connection in pipeline mode)."""
+    INSERT where COPY cannot run (a connection in pipeline mode). `bulk`: on the relay's
+    bulk lane (a topic's events all go in one lane, see `OutboxRelay`)."""
     if not events:
         return
     if conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:
         conn.execute(
             "INSERT INTO outbox (event_id, topic, key, event_type, schema_name, trace_id, "
-            "payload) SELECT * FROM unnest(%s::uuid[], %s::text[], %s::bytea[], %s::text[], "
-            "%s::text[], %s::text[], %s::bytea[])",
+            "payload, bulk) SELECT *, %s FROM unnest(%s::uuid[], %s::text[], %s::bytea[], "
+            "%s::text[], %s::text[], %s::text[], %s::bytea[])",
             (
+                bulk,
                 [uuid.UUID(e.event_id) for e in events],
                 [e.topic for e in events],
                 [e.key for e in events],
@@ -51,7 +55,7 @@ def enqueue_many(conn: psycopg.Connection[Any], events: list[OutgoingEvent]) -> 
             ),
         )
         return
-    enqueue_encoded(conn, [encode(e) for e in events])
+    enqueue_encoded(conn, [encode(e, bulk=bulk) for e in events])
 
 
 _OUTBOX_COLUMNS = (
@@ -143,11 +147,11 @@ class Activity:
 class OutboxRelay:
     """Publishes the outbox of one schema; several replicas may run at once.
 
-    Bulk events (an import's item announcements) wait behind every other event: a
-    training request or a decision is published next, not after the million items
-    imported before it. Order holds within each lane, and a topic's events all go in
-    one lane (the import's announcements are the only bulk ones), so every key's
-    events keep their order.
+    Bulk events (an import's item announcements, a model's predictions: messages of
+    hundreds of items each) wait behind every other event of their service: a training
+    request or a decision is published next, not after the million items imported
+    before it; and they go a few to a batch. Order holds within each lane, and a
+    topic's events all go in one lane, so every key's events keep their order.
 
     While `give_way_to` activity runs, the relay pauses `busy_pause_s` after each
     batch: a bulk import then keeps the process (and its GIL) and is acknowledged

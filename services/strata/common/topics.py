@@ -44,6 +44,11 @@ def _same(message: Message) -> Message:
     return message
 
 
+def _one_prediction(message: Message) -> Message:
+    assert isinstance(message, events_pb2.PredictionMade)
+    return events_pb2.PredictionsMade(routing=message.routing, predictions=[message.prediction])
+
+
 def _one_item(message: Message) -> Message:
     assert isinstance(message, events_pb2.ItemImported)
     return events_pb2.ItemsImported(items=[message])
@@ -58,7 +63,15 @@ ITEMS_IMPORTED = TopicSpec(
     key="first item_id",
     older=((events_pb2.ItemImported, _one_item),),
 )
-PREDICTIONS = TopicSpec("strata.predictions", events_pb2.PredictionMade, "prediction.made", 6)
+# A scoring batch's predictions, many to a message, keyed by the items' bucket.
+PREDICTIONS = TopicSpec(
+    "strata.predictions",
+    events_pb2.PredictionsMade,
+    "predictions.made",
+    6,
+    key="bucket of item_id",
+    older=((events_pb2.PredictionMade, _one_prediction),),
+)
 LABELS_SUBMITTED = TopicSpec(
     "strata.labels.submitted", events_pb2.LabelSubmitted, "label.submitted", 6
 )

@@ -8,6 +8,7 @@ from strata.common.audit import AuditEntry, entry_from_event, insert_entry
 from strata.common.consumer import BatchContext, Batched, HandlerContext, TopicHandler
 from strata.common.events import Event
 from strata.common.item_store import imported_items
+from strata.common.predictions import predictions_of
 from strata.common.topics import (
     ANNOTATORS_STATUS,
     AUDIT,
@@ -47,13 +48,9 @@ class GatewayHandlers:
 
     def on_predictions(self, ctx: BatchContext, events: list[Event]) -> None:
         """Pre-labels: the newest prediction per item, one statement per batch."""
-        predictions = []
-        for event in events:
-            msg = event.message
-            assert isinstance(msg, events_pb2.PredictionMade)
-            if msg.prediction.item_id and msg.prediction.predicted_class:
-                predictions.append(msg.prediction)
-        inbound.save_prelabels(ctx.conn, predictions)
+        inbound.save_prelabels(
+            ctx.conn, [p for _, p in predictions_of(events) if p.item_id and p.predicted_class]
+        )
 
     def on_consensus(self, ctx: HandlerContext, event: Event) -> None:
         msg = event.message

@@ -23,10 +23,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from strata.common import outbox
 from strata.common.db import Database
-from strata.common.events import OutgoingEvent, make_event, new_event_ids
-from strata.common.topics import PREDICTIONS
+from strata.common.events import OutgoingEvent
+from strata.common.predictions import prediction_events
 from strata.inference import store
-from strata.v1 import common_pb2, events_pb2, inference_pb2
+from strata.v1 import common_pb2, inference_pb2
 
 # Rows per transaction.
 CHUNK = 1000
@@ -172,7 +172,9 @@ class PredictionImport:
                 [(i, c.value, c.confidence, c.probabilities) for i, c in good],
                 self.imported_by,
             )
-            outbox.enqueue_many(conn, self._events([(i, c) for i, c in good if i in changed]))
+            outbox.enqueue_many(
+                conn, self._events([(i, c) for i, c in good if i in changed]), bulk=True
+            )
         self.summary.imported += len(changed)
         self.summary.already += len(good) - len(changed)
 
@@ -213,23 +215,15 @@ class PredictionImport:
     def _events(self, good: list[tuple[str, Checked]]) -> list[OutgoingEvent]:
         now = Timestamp()
         now.GetCurrentTime()
-        trace = uuid.uuid4().hex  # one chunk, one trace
-        events = []
-        for (item_id, checked), event_id in zip(good, new_event_ids(len(good)), strict=True):
+        made = []
+        for item_id, checked in good:
             p = prediction(self.project, self.model, item_id, self.classes, checked)
             p.predicted_at.CopyFrom(now)
-            routing = common_pb2.RoutingMetadata(
-                trace_id=trace,
-                source_service="inference",
-                project=self.project,
-                attributes={"model_version": self.model, "imported": "true"},
-            )
-            events.append(
-                make_event(
-                    PREDICTIONS,
-                    item_id,
-                    events_pb2.PredictionMade(routing=routing, prediction=p),
-                    event_id=event_id,
-                )
-            )
-        return events
+            made.append(p)
+        routing = common_pb2.RoutingMetadata(
+            trace_id=uuid.uuid4().hex,  # one chunk, one trace
+            source_service="inference",
+            project=self.project,
+            attributes={"model_version": self.model, "imported": "true"},
+        )
+        return prediction_events(routing, made)

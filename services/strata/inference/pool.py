@@ -23,15 +23,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from strata.common import outbox
 from strata.common.contracts import ContractCache
 from strata.common.db import Database
-from strata.common.events import make_event, new_event_ids
-from strata.common.topics import PREDICTIONS
+from strata.common.events import OutgoingEvent
+from strata.common.predictions import prediction_events
 from strata.inference import store
 from strata.inference.calibration import AutoAcceptGate, auto_accept_gate
 from strata.inference.config import InferenceConfig
 from strata.inference.metrics import InferenceMetrics
 from strata.inference.registry import Registry
 from strata.inference.scoring import Served, predictions, route_auto_accept, score_tolerant
-from strata.v1 import common_pb2, events_pb2
+from strata.v1 import common_pb2
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ class PoolScorer:
                     gold.add(item_id)
             done, scores, bad = score_tolerant(served, contents, mc_samples=mc)
             errors.update({readable[i]: why for i, why in bad.items()})
-            events = []
+            events: list[OutgoingEvent] = []
+            made: list[common_pb2.Prediction] = []
             auto_n = spot_n = 0
             if scores is not None:
                 ids = [readable[i] for i in done]
@@ -110,34 +111,20 @@ class PoolScorer:
                 auto_n, spot_n = int(auto.sum()), int(spot.sum())
                 now = Timestamp()
                 now.GetCurrentTime()
-                trace = uuid.uuid4().hex  # one scoring batch, one trace
-                event_ids = new_event_ids(len(ids))
-                for p, event_id in zip(
-                    predictions(served, ids, scores, auto, spot), event_ids, strict=True
-                ):
+                made = predictions(served, ids, scores, auto, spot)
+                for p in made:
                     p.predicted_at.CopyFrom(now)
-                    routing = common_pb2.RoutingMetadata(
-                        trace_id=trace,
-                        source_service="inference",
-                        project=served.project,
-                        attributes={"model_version": served.version},
-                    )
-                    if p.auto_accept:
-                        routing.attributes["auto_accept"] = "model"
-                    if p.spot_check:
-                        routing.attributes["spot_check"] = "true"
-                    events.append(
-                        make_event(
-                            PREDICTIONS,
-                            p.item_id,
-                            events_pb2.PredictionMade(routing=routing, prediction=p),
-                            event_id=event_id,
-                        )
-                    )
-            outbox.enqueue_many(conn, events)
+                routing = common_pb2.RoutingMetadata(
+                    trace_id=uuid.uuid4().hex,  # one scoring batch, one trace
+                    source_service="inference",
+                    project=served.project,
+                    attributes={"model_version": served.version},
+                )
+                events = prediction_events(routing, made)
+            outbox.enqueue_many(conn, events, bulk=True)  # each carries up to 256
             store.record_score_errors(conn, errors)
             store.count_routed(conn, served.project, auto_n, spot_n)
-        self.metrics.predictions.labels(path="pool").inc(len(events))
+        self.metrics.predictions.labels(path="pool").inc(len(made))
         if errors:
             self.metrics.score_errors.inc(len(errors))
             log.warning(

@@ -24,6 +24,7 @@ from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.common.events import Event
 from strata.common.item_store import imported_items, reject_item
+from strata.common.predictions import predictions_of, reject_prediction
 from strata.common.topics import (
     ANNOTATORS_STATUS,
     CONTRACTS,
@@ -723,13 +724,12 @@ class QualityHandlers:
         """Keep the newest prediction per item (label-error audit, the report) and
         accept the items the model auto-labels."""
         valid: list[tuple[Event, common_pb2.Prediction]] = []
-        for event in events:
-            msg = event.message
-            assert isinstance(msg, events_pb2.PredictionMade)
-            p = msg.prediction
+        for event, p in predictions_of(events):
             if not p.item_id or not p.project or len(p.classes) != len(p.probabilities):
-                ctx.reject(
+                reject_prediction(
+                    ctx,
                     event,
+                    p,
                     "prediction needs item_id, project and one probability per class "
                     f"(got {len(p.classes)} classes, {len(p.probabilities)} probabilities)",
                 )
@@ -757,8 +757,10 @@ class QualityHandlers:
                     f"which quality has not received on {CONTRACTS.name}"
                 )
             if p.predicted_class not in class_names(contract):
-                ctx.reject(
+                reject_prediction(
+                    ctx,
                     event,
+                    p,
                     f"auto-accepted prediction for {p.item_id}: class {p.predicted_class!r} is "
                     f"not in contract {p.project} v{contract.version}",
                 )

@@ -11,6 +11,7 @@ from strata.common.consumer import BatchContext, Batched, HandlerContext, TopicH
 from strata.common.contract_store import contract_handler
 from strata.common.contracts import ContractCache
 from strata.common.events import Event
+from strata.common.predictions import predictions_of, reject_prediction
 from strata.common.topics import (
     CONTRACTS,
     LABELS_CONSENSUS,
@@ -61,13 +62,12 @@ class SamplerHandlers:
     def on_predictions(self, ctx: BatchContext, events: list[Event]) -> None:
         scored: list[store.Scored] = []
         versions: set[tuple[str, str]] = set()
-        for event in events:
-            msg = event.message
-            assert isinstance(msg, events_pb2.PredictionMade)
-            p = msg.prediction
+        for event, p in predictions_of(events):
             if not p.item_id or len(p.probabilities) < 2 or len(p.classes) != len(p.probabilities):
-                ctx.reject(
+                reject_prediction(
+                    ctx,
                     event,
+                    p,
                     "prediction needs item_id and one probability per class (at least two)",
                 )
                 continue

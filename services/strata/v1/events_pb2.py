@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from strata.v1 import common_pb2 as strata_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16strata/v1/events.proto\x12\tstrata.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16strata/v1/common.proto\"o\n\x0cItemImported\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x1d\n\x04item\x18\x02 \x01(\x0b\x32\x0f.strata.v1.Item\x12\x13\n\x0bgold_answer\x18\x03 \x01(\t\"d\n\rItemsImported\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.strata.v1.ItemImported\x12+\n\x07routing\x18\x02 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\"h\n\x0ePredictionMade\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12)\n\nprediction\x18\x02 \x01(\x0b\x32\x15.strata.v1.Prediction\"\xae\x01\n\x0eLabelSubmitted\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x1f\n\x05label\x18\x02 \x01(\x0b\x32\x10.strata.v1.Label\x12\x0c\n\x04gold\x18\x03 \x01(\x08\x12\x13\n\x0bgold_answer\x18\x04 \x01(\t\x12\x19\n\x11prelabel_honeypot\x18\x05 \x01(\x08\x12\x10\n\x08revision\x18\x06 \x01(\x05\"\x88\x01\n\x10\x43onsensusUpdated\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12,\n\tconsensus\x18\x02 \x01(\x0b\x32\x19.strata.v1.ConsensusLabel\x12\x19\n\x11requested_overlap\x18\x03 \x01(\x05\"\xde\x01\n\x0fReviewRequested\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x0f\n\x07project\x18\x03 \x01(\t\x12#\n\x04kind\x18\x04 \x01(\x0e\x32\x15.strata.v1.ReviewKind\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12*\n\x07\x63urrent\x18\x06 \x01(\x0b\x32\x19.strata.v1.ConsensusLabel\x12\x1b\n\x13suspected_label_ids\x18\x07 \x03(\t\"\xf9\x01\n\x16\x41nnotatorStatusChanged\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x14\n\x0c\x61nnotator_id\x18\x02 \x01(\t\x12\x0f\n\x07project\x18\x03 \x01(\t\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.strata.v1.AnnotatorStatus\x12\x15\n\rgold_accuracy\x18\x05 \x01(\x01\x12!\n\x19gold_accuracy_lower_bound\x18\x06 \x01(\x01\x12\x15\n\rgold_answered\x18\x07 \x01(\x03\x12\x0e\n\x06reason\x18\x08 \x01(\t\"|\n\x11TrainingRequested\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x18\n\x10\x63onsensus_labels\x18\x03 \x01(\x03\x12\x0f\n\x07trigger\x18\x04 \x01(\t\"B\n\nGoldLogits\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0e\n\x06logits\x18\x02 \x03(\x02\x12\x13\n\x0bgold_answer\x18\x03 \x01(\t\"\xe7\x02\n\x0eModelPublished\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x14\n\x0c\x61rtifact_uri\x18\x04 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x05 \x01(\t\x12(\n\x07metrics\x18\x06 \x01(\x0b\x32\x17.strata.v1.ModelMetrics\x12\x0f\n\x07\x63lasses\x18\x07 \x03(\t\x12\x0e\n\x06run_id\x18\x08 \x01(\t\x12\x30\n\x0cpublished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x12\x63\x61libration_inputs\x18\n \x03(\x0b\x32\x15.strata.v1.GoldLogits\x12*\n\x0btrust_curve\x18\x0b \x01(\x0b\x32\x15.strata.v1.TrustCurve\"e\n\x10TrustCurveFitted\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12$\n\x05\x63urve\x18\x02 \x01(\x0b\x32\x15.strata.v1.TrustCurve\"\xf7\x01\n\x10TrainingFeedback\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x14\n\x0clayer_groups\x18\x05 \x03(\t\x12/\n\x0e\x64\x65pth_profiles\x18\x06 \x03(\x0b\x32\x17.strata.v1.DepthProfile\x12\x37\n\x12memorization_flags\x18\x07 \x03(\x0b\x32\x1b.strata.v1.MemorizationFlag\"\x7f\n\x0e\x43ontractLoaded\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12-\n\x08\x63ontract\x18\x02 \x01(\x0b\x32\x1b.strata.v1.LabelingContract\x12\x11\n\tloaded_by\x18\x03 \x01(\t\"\xc4\x02\n\nDeadLetter\x12\x16\n\x0eoriginal_topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0b\n\x03key\x18\x04 \x01(\x0c\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x33\n\x07headers\x18\x06 \x03(\x0b\x32\".strata.v1.DeadLetter.HeadersEntry\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x16\n\x0e\x63onsumer_group\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12-\n\tfailed_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07service\x18\x0b \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x01\n\x05Probe\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x10\n\x08probe_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x05\x12+\n\x07sent_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbc\x02\n\rAuditRecorded\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07service\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x12\n\nactor_kind\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\x0b\n\x03rpc\x18\x08 \x01(\t\x12\x0f\n\x07project\x18\t \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\n \x01(\t\x12\x0e\n\x06target\x18\x0b \x01(\t\x12\x0f\n\x07outcome\x18\x0c \x01(\t\x12\x0c\n\x04\x63ode\x18\r \x01(\t\x12\x0e\n\x06reason\x18\x0e \x01(\t\x12\x13\n\x0b\x64\x65tail_json\x18\x0f \x01(\t*Z\n\nReviewKind\x12\x1b\n\x17REVIEW_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12REVIEW_KIND_EXPERT\x10\x01\x12\x17\n\x13REVIEW_KIND_RELABEL\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16strata/v1/events.proto\x12\tstrata.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16strata/v1/common.proto\"o\n\x0cItemImported\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x1d\n\x04item\x18\x02 \x01(\x0b\x32\x0f.strata.v1.Item\x12\x13\n\x0bgold_answer\x18\x03 \x01(\t\"d\n\rItemsImported\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.strata.v1.ItemImported\x12+\n\x07routing\x18\x02 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\"h\n\x0ePredictionMade\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12)\n\nprediction\x18\x02 \x01(\x0b\x32\x15.strata.v1.Prediction\"j\n\x0fPredictionsMade\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12*\n\x0bpredictions\x18\x02 \x03(\x0b\x32\x15.strata.v1.Prediction\"\xae\x01\n\x0eLabelSubmitted\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x1f\n\x05label\x18\x02 \x01(\x0b\x32\x10.strata.v1.Label\x12\x0c\n\x04gold\x18\x03 \x01(\x08\x12\x13\n\x0bgold_answer\x18\x04 \x01(\t\x12\x19\n\x11prelabel_honeypot\x18\x05 \x01(\x08\x12\x10\n\x08revision\x18\x06 \x01(\x05\"\x88\x01\n\x10\x43onsensusUpdated\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12,\n\tconsensus\x18\x02 \x01(\x0b\x32\x19.strata.v1.ConsensusLabel\x12\x19\n\x11requested_overlap\x18\x03 \x01(\x05\"\xde\x01\n\x0fReviewRequested\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x0f\n\x07project\x18\x03 \x01(\t\x12#\n\x04kind\x18\x04 \x01(\x0e\x32\x15.strata.v1.ReviewKind\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12*\n\x07\x63urrent\x18\x06 \x01(\x0b\x32\x19.strata.v1.ConsensusLabel\x12\x1b\n\x13suspected_label_ids\x18\x07 \x03(\t\"\xf9\x01\n\x16\x41nnotatorStatusChanged\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x14\n\x0c\x61nnotator_id\x18\x02 \x01(\t\x12\x0f\n\x07project\x18\x03 \x01(\t\x12*\n\x06status\x18\x04 \x01(\x0e\x32\x1a.strata.v1.AnnotatorStatus\x12\x15\n\rgold_accuracy\x18\x05 \x01(\x01\x12!\n\x19gold_accuracy_lower_bound\x18\x06 \x01(\x01\x12\x15\n\rgold_answered\x18\x07 \x01(\x03\x12\x0e\n\x06reason\x18\x08 \x01(\t\"|\n\x11TrainingRequested\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x18\n\x10\x63onsensus_labels\x18\x03 \x01(\x03\x12\x0f\n\x07trigger\x18\x04 \x01(\t\"B\n\nGoldLogits\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0e\n\x06logits\x18\x02 \x03(\x02\x12\x13\n\x0bgold_answer\x18\x03 \x01(\t\"\xe7\x02\n\x0eModelPublished\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x14\n\x0c\x61rtifact_uri\x18\x04 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x05 \x01(\t\x12(\n\x07metrics\x18\x06 \x01(\x0b\x32\x17.strata.v1.ModelMetrics\x12\x0f\n\x07\x63lasses\x18\x07 \x03(\t\x12\x0e\n\x06run_id\x18\x08 \x01(\t\x12\x30\n\x0cpublished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x12\x63\x61libration_inputs\x18\n \x03(\x0b\x32\x15.strata.v1.GoldLogits\x12*\n\x0btrust_curve\x18\x0b \x01(\x0b\x32\x15.strata.v1.TrustCurve\"e\n\x10TrustCurveFitted\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12$\n\x05\x63urve\x18\x02 \x01(\x0b\x32\x15.strata.v1.TrustCurve\"\xf7\x01\n\x10TrainingFeedback\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x0f\n\x07project\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x14\n\x0clayer_groups\x18\x05 \x03(\t\x12/\n\x0e\x64\x65pth_profiles\x18\x06 \x03(\x0b\x32\x17.strata.v1.DepthProfile\x12\x37\n\x12memorization_flags\x18\x07 \x03(\x0b\x32\x1b.strata.v1.MemorizationFlag\"\x7f\n\x0e\x43ontractLoaded\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12-\n\x08\x63ontract\x18\x02 \x01(\x0b\x32\x1b.strata.v1.LabelingContract\x12\x11\n\tloaded_by\x18\x03 \x01(\t\"\xc4\x02\n\nDeadLetter\x12\x16\n\x0eoriginal_topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0b\n\x03key\x18\x04 \x01(\x0c\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x33\n\x07headers\x18\x06 \x03(\x0b\x32\".strata.v1.DeadLetter.HeadersEntry\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x16\n\x0e\x63onsumer_group\x18\x08 \x01(\t\x12\x10\n\x08\x61ttempts\x18\t \x01(\x05\x12-\n\tfailed_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07service\x18\x0b \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x01\n\x05Probe\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x10\n\x08probe_id\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x05\x12+\n\x07sent_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbc\x02\n\rAuditRecorded\x12+\n\x07routing\x18\x01 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07service\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x12\n\nactor_kind\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\x0b\n\x03rpc\x18\x08 \x01(\t\x12\x0f\n\x07project\x18\t \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\n \x01(\t\x12\x0e\n\x06target\x18\x0b \x01(\t\x12\x0f\n\x07outcome\x18\x0c \x01(\t\x12\x0c\n\x04\x63ode\x18\r \x01(\t\x12\x0e\n\x06reason\x18\x0e \x01(\t\x12\x13\n\x0b\x64\x65tail_json\x18\x0f \x01(\t*Z\n\nReviewKind\x12\x1b\n\x17REVIEW_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12REVIEW_KIND_EXPERT\x10\x01\x12\x17\n\x13REVIEW_KIND_RELABEL\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,40 +35,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DEADLETTER_HEADERSENTRY']._loaded_options = None
   _globals['_DEADLETTER_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_REVIEWKIND']._serialized_start=3028
-  _globals['_REVIEWKIND']._serialized_end=3118
+  _globals['_REVIEWKIND']._serialized_start=3136
+  _globals['_REVIEWKIND']._serialized_end=3226
   _globals['_ITEMIMPORTED']._serialized_start=94
   _globals['_ITEMIMPORTED']._serialized_end=205
   _globals['_ITEMSIMPORTED']._serialized_start=207
   _globals['_ITEMSIMPORTED']._serialized_end=307
   _globals['_PREDICTIONMADE']._serialized_start=309
   _globals['_PREDICTIONMADE']._serialized_end=413
-  _globals['_LABELSUBMITTED']._serialized_start=416
-  _globals['_LABELSUBMITTED']._serialized_end=590
-  _globals['_CONSENSUSUPDATED']._serialized_start=593
-  _globals['_CONSENSUSUPDATED']._serialized_end=729
-  _globals['_REVIEWREQUESTED']._serialized_start=732
-  _globals['_REVIEWREQUESTED']._serialized_end=954
-  _globals['_ANNOTATORSTATUSCHANGED']._serialized_start=957
-  _globals['_ANNOTATORSTATUSCHANGED']._serialized_end=1206
-  _globals['_TRAININGREQUESTED']._serialized_start=1208
-  _globals['_TRAININGREQUESTED']._serialized_end=1332
-  _globals['_GOLDLOGITS']._serialized_start=1334
-  _globals['_GOLDLOGITS']._serialized_end=1400
-  _globals['_MODELPUBLISHED']._serialized_start=1403
-  _globals['_MODELPUBLISHED']._serialized_end=1762
-  _globals['_TRUSTCURVEFITTED']._serialized_start=1764
-  _globals['_TRUSTCURVEFITTED']._serialized_end=1865
-  _globals['_TRAININGFEEDBACK']._serialized_start=1868
-  _globals['_TRAININGFEEDBACK']._serialized_end=2115
-  _globals['_CONTRACTLOADED']._serialized_start=2117
-  _globals['_CONTRACTLOADED']._serialized_end=2244
-  _globals['_DEADLETTER']._serialized_start=2247
-  _globals['_DEADLETTER']._serialized_end=2571
-  _globals['_DEADLETTER_HEADERSENTRY']._serialized_start=2525
-  _globals['_DEADLETTER_HEADERSENTRY']._serialized_end=2571
-  _globals['_PROBE']._serialized_start=2574
-  _globals['_PROBE']._serialized_end=2707
-  _globals['_AUDITRECORDED']._serialized_start=2710
-  _globals['_AUDITRECORDED']._serialized_end=3026
+  _globals['_PREDICTIONSMADE']._serialized_start=415
+  _globals['_PREDICTIONSMADE']._serialized_end=521
+  _globals['_LABELSUBMITTED']._serialized_start=524
+  _globals['_LABELSUBMITTED']._serialized_end=698
+  _globals['_CONSENSUSUPDATED']._serialized_start=701
+  _globals['_CONSENSUSUPDATED']._serialized_end=837
+  _globals['_REVIEWREQUESTED']._serialized_start=840
+  _globals['_REVIEWREQUESTED']._serialized_end=1062
+  _globals['_ANNOTATORSTATUSCHANGED']._serialized_start=1065
+  _globals['_ANNOTATORSTATUSCHANGED']._serialized_end=1314
+  _globals['_TRAININGREQUESTED']._serialized_start=1316
+  _globals['_TRAININGREQUESTED']._serialized_end=1440
+  _globals['_GOLDLOGITS']._serialized_start=1442
+  _globals['_GOLDLOGITS']._serialized_end=1508
+  _globals['_MODELPUBLISHED']._serialized_start=1511
+  _globals['_MODELPUBLISHED']._serialized_end=1870
+  _globals['_TRUSTCURVEFITTED']._serialized_start=1872
+  _globals['_TRUSTCURVEFITTED']._serialized_end=1973
+  _globals['_TRAININGFEEDBACK']._serialized_start=1976
+  _globals['_TRAININGFEEDBACK']._serialized_end=2223
+  _globals['_CONTRACTLOADED']._serialized_start=2225
+  _globals['_CONTRACTLOADED']._serialized_end=2352
+  _globals['_DEADLETTER']._serialized_start=2355
+  _globals['_DEADLETTER']._serialized_end=2679
+  _globals['_DEADLETTER_HEADERSENTRY']._serialized_start=2633
+  _globals['_DEADLETTER_HEADERSENTRY']._serialized_end=2679
+  _globals['_PROBE']._serialized_start=2682
+  _globals['_PROBE']._serialized_end=2815
+  _globals['_AUDITRECORDED']._serialized_start=2818
+  _globals['_AUDITRECORDED']._serialized_end=3134
 # @@protoc_insertion_point(module_scope)

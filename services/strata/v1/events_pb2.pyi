@@ -46,6 +46,14 @@ class PredictionMade(_message.Message):
     prediction: _common_pb2.Prediction
     def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ...) -> None: ...
 
+class PredictionsMade(_message.Message):
+    __slots__ = ("routing", "predictions")
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
+    PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    routing: _common_pb2.RoutingMetadata
+    predictions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Prediction]
+    def __init__(self, routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ..., predictions: _Optional[_Iterable[_Union[_common_pb2.Prediction, _Mapping]]] = ...) -> None: ...
+
 class LabelSubmitted(_message.Message):
     __slots__ = ("routing", "label", "gold", "gold_answer", "prelabel_honeypot", "revision")
     ROUTING_FIELD_NUMBER: _ClassVar[int]
