@@ -108,7 +108,8 @@ def test_a_published_model_is_calibrated_scores_the_pool_and_answers_predict(
             and not {p.prediction.item_id for p in auto} & {p.prediction.item_id for p in spot}
         )
         assert all(p.prediction.confidence >= 0.9 for p in auto + spot)
-        assert all(p.routing.attributes["auto_accept"] == "model" for p in auto)
+        # The batch's routing names the model; each prediction says whether it is proposed.
+        assert all(p.routing.attributes["model_version"] == "m1" for p in preds)
         assert 0.05 < len(spot) / (len(auto) + len(spot)) < 0.5
         assert info.auto_accept.auto_accepted == len(auto)
 

@@ -20,6 +20,7 @@ from strata.common.topics import (
     DEADLETTER,
     ITEMS_IMPORTED,
     LABELS_CONSENSUS,
+    PREDICTIONS,
     REVIEWS_REQUESTED,
     TRAINING_FEEDBACK,
     TRUST_CURVES,
@@ -624,10 +625,17 @@ def test_model_labels_are_marked_and_humans_overrule_them(stack: Stack) -> None:
     assert item_state(stack, auto) == ("accepted", 0, "dog")
     assert [m.consensus.value for m in consensus_for(stack, human)] == ["cat"]
     assert item_state(stack, spot) is None  # a spot check waits for humans
+    # Only the bad prediction is dead-lettered, not the others of its message.
     dead = read_topic(
-        boot, DEADLETTER, lambda m: m.key.decode() == f"{project}-bad", 1, timeout_s=20
+        boot,
+        DEADLETTER,
+        lambda m: m.original_topic == PREDICTIONS.name and f"{project}-".encode() in m.payload,
+        1,
+        timeout_s=20,
     )
-    assert "'fish' is not in contract" in dead[0].reason
+    assert len(dead) == 1 and "'fish' is not in contract" in dead[0].reason
+    (bad,) = events_pb2.PredictionsMade.FromString(dead[0].payload).predictions
+    assert bad.item_id == f"{project}-bad"
 
     # A newer model's auto label replaces an older one; humans overrule both.
     produce(boot, [model_prediction(project, newer, "cat", "m2")])
