@@ -550,7 +550,7 @@ class EventConsumer:
                 event.partition,
                 event.offset,
                 event.key,
-                (part or event.message).SerializeToString(),
+                (event.message if part is None else part).SerializeToString(),
                 event.headers,
                 reason,
                 1,
