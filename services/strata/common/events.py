@@ -150,7 +150,7 @@ def decode(
         message.ParseFromString(value)
     except (ProtobufDecodeError, RuntimeError, ValueError) as exc:
         raise EventDecodeError(f"payload is not a valid {schema}: {exc}") from None
-    if message_type is not spec.message_type:
+    if upgrade is not None:
         # Read as the topic's message from here on (a dead letter replays as one).
         message = upgrade(message)
         schema = hdrs[HEADER_SCHEMA] = spec.schema

@@ -30,18 +30,17 @@ class TopicSpec:
         """The `schema` header value: the payload's full protobuf name."""
         return str(self.message_type.DESCRIPTOR.full_name)
 
-    def reader(self, schema: str) -> tuple[type[Message], Callable[[Message], Message]] | None:
-        """How to read a payload of `schema` on this topic (None: not one it carries)."""
+    def reader(
+        self, schema: str
+    ) -> tuple[type[Message], Callable[[Message], Message] | None] | None:
+        """How to read a payload of `schema` on this topic: its type, and how it becomes
+        this topic's message (None: it is one already). None: not a payload it carries."""
         if schema == self.schema:
-            return self.message_type, _same
+            return self.message_type, None
         for message_type, upgrade in self.older:
             if schema == message_type.DESCRIPTOR.full_name:
                 return message_type, upgrade
         return None
-
-
-def _same(message: Message) -> Message:
-    return message
 
 
 def _one_prediction(message: Message) -> Message:
