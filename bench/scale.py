@@ -166,10 +166,13 @@ def client_process(  # type: ignore[no-untyped-def]
     project: str,
     tokens: list[str],
     start_at: float,
+    measure_from: float,
     end_at: float,
     out,
 ) -> None:
-    """One thread per annotator: NextTask, then SubmitLabel, with no think time."""
+    """One thread per annotator: NextTask, then SubmitLabel, with no think time. Calls
+    are counted, and their latencies kept, when they start in the measured window
+    (after the warm-up): a queue filling at the start is not a sustained figure."""
     lock = threading.Lock()
     got: dict[str, list[float]] = {"next": [], "submit": [], "labels_at": []}
     counts = {"empty": 0, "calls": 0, "errors": 0}
@@ -183,19 +186,21 @@ def client_process(  # type: ignore[no-untyped-def]
             while time.time() < start_at:
                 time.sleep(0.005)
             while time.time() < end_at:
+                measured = time.time() >= measure_from
                 t0 = time.perf_counter()
                 try:
                     reply = stub.NextTask(
                         gateway_pb2.NextTaskRequest(project=project), metadata=md, timeout=30
                     )
                 except grpc.RpcError:
-                    errors += 1
+                    errors += measured
                     time.sleep(0.2)
                     continue
-                mine["next"].append(time.perf_counter() - t0)
-                calls += 1
+                if measured:
+                    mine["next"].append(time.perf_counter() - t0)
+                    calls += 1
                 if not reply.HasField("task"):
-                    empty += 1
+                    empty += measured
                     time.sleep(min(1.0, max(0.05, reply.retry_after_ms / 1000)))
                     continue
                 task = reply.task
@@ -212,9 +217,10 @@ def client_process(  # type: ignore[no-untyped-def]
                         timeout=30,
                     )
                 except grpc.RpcError:
-                    errors += 1
+                    errors += measured
                     continue
-                mine["submit"].append(time.perf_counter() - t0)
+                if measured:
+                    mine["submit"].append(time.perf_counter() - t0)
                 mine["labels_at"].append(time.time())
         with lock:
             for k, v in mine.items():
@@ -231,7 +237,16 @@ def client_process(  # type: ignore[no-untyped-def]
     out.put((got, counts))
 
 
-def poll_stats(stack: Stack, manager: list, project: str, stop: threading.Event, out: dict) -> None:
+def poll_stats(
+    stack: Stack,
+    manager: list,
+    project: str,
+    measure_from: float,
+    stop: threading.Event,
+    out: dict,
+) -> None:
+    """A manager's console: PoolStats and QueueStats twice a second, kept from the
+    measured window on."""
     sampler, gateway = stack.sampler(), stack.gateway()
     while not stop.is_set():
         for name, call in (
@@ -248,10 +263,12 @@ def poll_stats(stack: Stack, manager: list, project: str, stop: threading.Event,
                 ),
             ),
         ):
+            measured = time.time() >= measure_from
             t0 = time.perf_counter()
             try:
                 call()
-                out[name].append(time.perf_counter() - t0)
+                if measured:
+                    out[name].append(time.perf_counter() - t0)
             except grpc.RpcError:
                 out["stats_errors"].append(1.0)
         time.sleep(0.5)
@@ -271,7 +288,16 @@ def load(
     procs = [
         ctx.Process(
             target=client_process,
-            args=(stack.grpc["gateway"], tls_of(stack), project, g, start_at, end_at, queue),
+            args=(
+                stack.grpc["gateway"],
+                tls_of(stack),
+                project,
+                g,
+                start_at,
+                measure_from,
+                end_at,
+                queue,
+            ),
         )
         for g in groups
     ]
@@ -279,7 +305,9 @@ def load(
         p.start()
     stats: dict[str, list[float]] = {"pool_stats": [], "queue_stats": [], "stats_errors": []}
     stop = threading.Event()
-    poller = threading.Thread(target=poll_stats, args=(stack, manager, project, stop, stats))
+    poller = threading.Thread(
+        target=poll_stats, args=(stack, manager, project, measure_from, stop, stats)
+    )
     poller.start()
     scoring: list[tuple[float, str | None, float | None]] = []
     watcher = threading.Thread(target=watch_scoring, args=(stack, project, stop, scoring))
