@@ -6,12 +6,12 @@ hand-out). Each pool size gets a sampler of its own (its own schema) on one embe
 Postgres and broker, and two cases:
 
 - cold: no item scored yet (the diversity draw from random candidates);
-- ranked: every item scored by model m1 (margin uncertainty, 16-d embeddings, three
+- ranked: every item scored by model m1 (margin uncertainty, 16-d embeddings (`--dim`), three
   classes, one item in a thousand a spot check).
 
 Each case is timed twice: with the statistics a bulk load leaves (taken when the pool
 held 1,000 unscored items; autovacuum off for the table, so they stay that way) and
-after ANALYZE. A timed call is one NextBatch of 16 items over gRPC as the gateway
+after ANALYZE. A timed call is one NextBatch of 16 items (`--batch`) over gRPC as the gateway
 (mutual TLS), `--calls` of them after two warm-up calls: median and p90 per case, and
 the ratio of the 1M median to the 10k one (the target: at most 2). Per case, too: the
 Postgres buffers each candidate read touches (8 kB pages, cached or not: the work done,
@@ -60,7 +60,7 @@ _SCORE = (
     "predicted_class = (CASE WHEN p1 >= p2 AND p1 >= 1 - p1 - p2 THEN 0 "
     "WHEN p2 >= 1 - p1 - p2 THEN 1 ELSE 2 END), "
     "uncertainty = random(), spot_check = random() < 0.001, "
-    "embedding = ARRAY(SELECT random()::real FROM generate_series(1, 16 + 0 * length(item_id))) "
+    "embedding = ARRAY(SELECT random()::real FROM generate_series(1, {dim} + 0 * length(item_id))) "
     "FROM (SELECT item_id AS id, r * 0.5 AS p1, (1 - r) * 0.4 AS p2 "
     "      FROM (SELECT item_id, random() AS r FROM items) s) AS scores "
     "WHERE items.item_id = scores.id"
@@ -80,13 +80,13 @@ _RANDOM = (
 )
 
 
-def candidate_reads(conn: psycopg.Connection[Any], cold: bool) -> dict[str, object]:
+def candidate_reads(conn: psycopg.Connection[Any], cold: bool, batch: int) -> dict[str, object]:
     """Postgres buffers (8 kB pages, cached or not) each candidate read touches, and the
     plan nodes over the pool that do not belong in a hand-out (median of five reads)."""
     figures: dict[str, object] = {}
     for name, query, limit in (
-        ("ranked", _RANKED, max(20 * BATCH, 2000)),
-        ("random", _RANDOM, (20 if cold else 1) * BATCH),
+        ("ranked", _RANKED, max(20 * batch, 2000)),
+        ("random", _RANDOM, (20 if cold else 1) * batch),
     ):
         blocks, wide = [], set()
         for _ in range(5):
@@ -105,19 +105,21 @@ def candidate_reads(conn: psycopg.Connection[Any], cold: bool) -> dict[str, obje
     return figures
 
 
-def timed_batches(stub: sampler_pb2_grpc.SamplerStub, calls: int, cold: bool) -> dict[str, Any]:
+def timed_batches(
+    stub: sampler_pb2_grpc.SamplerStub, calls: int, cold: bool, batch: int
+) -> dict[str, Any]:
     """Median and p90 milliseconds of `calls` NextBatch calls (after two warm-up calls)."""
     seconds = []
     for i in range(calls + 2):
         started = time.perf_counter()
         reply = stub.NextBatch(
             sampler_pb2.NextBatchRequest(
-                project=PROJECT, size=BATCH, requester="bench", lease_seconds=3600
+                project=PROJECT, size=batch, requester="bench", lease_seconds=3600
             ),
             timeout=60,
         )
         took = time.perf_counter() - started
-        assert len(reply.items) == BATCH and reply.cold_start == cold, reply
+        assert len(reply.items) == batch and reply.cold_start == cold, reply
         if i >= 2:
             seconds.append(took)
     seconds.sort()
@@ -127,7 +129,9 @@ def timed_batches(stub: sampler_pb2_grpc.SamplerStub, calls: int, cold: bool) ->
     }
 
 
-def bench_pool(pg: EmbeddedPostgres, bootstrap: str, n: int, calls: int) -> dict[str, Any]:
+def bench_pool(
+    pg: EmbeddedPostgres, bootstrap: str, n: int, calls: int, batch: int, dim: int
+) -> dict[str, Any]:
     """The four cases for a pool of `n` items, in a sampler schema of their own."""
     schema = f"handout_{n}"
     runtime: ServiceRuntime = build(
@@ -153,13 +157,13 @@ def bench_pool(pg: EmbeddedPostgres, bootstrap: str, n: int, calls: int) -> dict
             conn.execute("ANALYZE items")
             conn.execute(_INSERT, (PROJECT, CONTENT, SEED_ROWS + 1, n))
             figures["load_seconds"] = round(time.perf_counter() - started, 1)
-            figures["cold_stale_stats"] = timed_batches(stub, calls, cold=True)
-            figures["cold_stale_stats"].update(candidate_reads(conn, cold=True))
+            figures["cold_stale_stats"] = timed_batches(stub, calls, cold=True, batch=batch)
+            figures["cold_stale_stats"].update(candidate_reads(conn, cold=True, batch=batch))
             conn.execute("ANALYZE items")
-            figures["cold_analyzed"] = timed_batches(stub, calls, cold=True)
-            figures["cold_analyzed"].update(candidate_reads(conn, cold=True))
+            figures["cold_analyzed"] = timed_batches(stub, calls, cold=True, batch=batch)
+            figures["cold_analyzed"].update(candidate_reads(conn, cold=True, batch=batch))
             started = time.perf_counter()
-            conn.execute(_SCORE)
+            conn.execute(_SCORE.format(dim=dim))
             if conn.execute("SELECT to_regclass('model_versions')").fetchone() != (None,):
                 # What the predictions handler records beside the scores (from 0007 on).
                 conn.execute(
@@ -169,11 +173,11 @@ def bench_pool(pg: EmbeddedPostgres, bootstrap: str, n: int, calls: int) -> dict
                 )
             figures["score_seconds"] = round(time.perf_counter() - started, 1)
             # The statistics still say no item is scored: predictions came in bulk.
-            figures["ranked_stale_stats"] = timed_batches(stub, calls, cold=False)
-            figures["ranked_stale_stats"].update(candidate_reads(conn, cold=False))
+            figures["ranked_stale_stats"] = timed_batches(stub, calls, cold=False, batch=batch)
+            figures["ranked_stale_stats"].update(candidate_reads(conn, cold=False, batch=batch))
             conn.execute("ANALYZE items")
-            figures["ranked_analyzed"] = timed_batches(stub, calls, cold=False)
-            figures["ranked_analyzed"].update(candidate_reads(conn, cold=False))
+            figures["ranked_analyzed"] = timed_batches(stub, calls, cold=False, batch=batch)
+            figures["ranked_analyzed"].update(candidate_reads(conn, cold=False, batch=batch))
         channel.close()
     finally:
         runtime.stop(grace_s=1.0)
@@ -184,14 +188,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=BATCH, help="items per NextBatch")
+    parser.add_argument("--dim", type=int, default=16, help="embedding dimensions")
     parser.add_argument("--name", default="handout", help="results file bench/results/NAME.json")
     args = parser.parse_args()
 
-    results: dict[str, object] = {"batch_size": BATCH, "timed_calls": args.calls}
+    results: dict[str, object] = {
+        "batch_size": args.batch,
+        "embedding_dims": args.dim,
+        "timed_calls": args.calls,
+    }
     per_size: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as home, embedded_stack(Path(home)) as (pg, kafka):
         for n in args.sizes:
-            per_size[n] = bench_pool(pg, kafka.bootstrap, n, args.calls)
+            per_size[n] = bench_pool(pg, kafka.bootstrap, n, args.calls, args.batch, args.dim)
             for case, value in per_size[n].items():
                 results[f"pool_{n}_{case}"] = value
     small, large = min(args.sizes), max(args.sizes)

@@ -8,7 +8,7 @@ import numpy as np
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
-from strata.common import pgcopy
+from strata.common import pgarrays, pgcopy
 
 COLUMNS = ("n", "t", "b", "j", "f", "i", "u", "v")
 TABLE = (
@@ -97,3 +97,43 @@ def test_a_malformed_row_fails_the_copy_and_stores_nothing(infra) -> None:
 def test_a_uuid_must_be_sixteen_bytes() -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         pgcopy.uuid(b"short")
+
+
+def test_real_arrays_read_as_numpy_are_what_psycopg_reads(infra) -> None:
+    """`pgarrays.numpy_cursor` reads real[] from the binary format as float32 arrays:
+    the same values psycopg's own (text) reading gives, other columns unchanged."""
+    values = [
+        [1.5, -2.0],
+        [0.1, 1e-40, 3.4e38, float("inf"), -0.0],
+        [],
+        None,
+        np.linspace(-1, 1, 300, dtype=np.float32).tolist(),
+    ]
+    with psycopg.connect(infra.pg_dsn) as conn:
+        conn.execute("CREATE TEMP TABLE arrays (n int8, t text, f float8, b bool, v real[])")
+        for n, v in enumerate(values):
+            conn.execute(
+                "INSERT INTO arrays VALUES (%s, %s, %s, %s, %s::real[])",
+                (n, f"row {n}", n / 4, n % 2 == 0, v),
+            )
+        query = "SELECT n, t, f, b, v FROM arrays ORDER BY n"
+        reference = conn.execute(query).fetchall()
+        ours = pgarrays.numpy_cursor(conn).execute(query).fetchall()
+        assert [r[:4] for r in ours] == [r[:4] for r in reference]
+        for (*_, got), (*_, want) in zip(ours, reference, strict=True):
+            if want is None:
+                assert got is None
+                continue
+            assert isinstance(got, np.ndarray) and got.dtype == np.float32
+            # The server's float4s, exactly: psycopg's text reading gives them as float64.
+            assert got.tolist() == np.asarray(want, dtype=np.float32).tolist()
+        # A two-dimensional real[] comes back flat, in order.
+        (flat,) = (
+            pgarrays.numpy_cursor(conn)
+            .execute("SELECT ARRAY[[1, 2, 3], [4, 5, 6]]::real[]")
+            .fetchone()
+        )
+        assert flat.tolist() == [1, 2, 3, 4, 5, 6]
+        # An array with a NULL element has no numpy reading: a clear error, not a guess.
+        with pytest.raises(ValueError, match="NULL elements"):
+            pgarrays.numpy_cursor(conn).execute("SELECT ARRAY[1, NULL]::real[]").fetchone()

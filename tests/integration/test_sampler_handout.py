@@ -15,8 +15,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
+from strata.common import pgarrays
 from strata.common.db import load_migrations, migrate, package_migrations
 from strata.sampler import handout, store
 from strata.v1 import common_pb2
@@ -57,7 +59,7 @@ class PlanRecorder:
         self.conn = conn
         self.plans: list[tuple[str, dict[str, Any]]] = []
 
-    def execute(self, query: Any, params: Any = None) -> Any:
+    def _plan(self, query: Any, params: Any) -> None:
         text = str(query)
         if re.search(r"\bitems\b", text):
             read = text.lstrip().upper().startswith("SELECT")
@@ -65,7 +67,27 @@ class PlanRecorder:
             plan = self.conn.execute(f"EXPLAIN ({options}) {text}", params).fetchone()
             assert plan is not None
             self.plans.append((text, plan[0][0]["Plan"]))
+
+    def execute(self, query: Any, params: Any = None) -> Any:
+        self._plan(query, params)
         return self.conn.execute(query, params)
+
+    def cursor(self, **options: Any) -> RecordingCursor:
+        return RecordingCursor(self, self.conn.cursor(**options))
+
+
+class RecordingCursor:
+    """A cursor of the recorder's connection (the candidate reads use one of their own,
+    `pgarrays.numpy_cursor`) whose statements are planned too."""
+
+    def __init__(self, recorder: PlanRecorder, cursor: psycopg.Cursor[Any]) -> None:
+        self.recorder = recorder
+        self.cursor = cursor
+        self.adapters = cursor.adapters
+
+    def execute(self, query: Any, params: Any = None) -> Any:
+        self.recorder._plan(query, params)
+        return self.cursor.execute(query, params)
 
 
 def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -197,3 +219,48 @@ def test_a_batch_says_how_many_model_versions_its_ranking_is_behind(pool) -> Non
     store.note_model_versions(conn, [(project, "m1")])
     batch, _ = hand_out(conn, project)
     assert (batch.model_version, batch.versions_behind) == ("m3", 0)
+
+
+def test_scores_go_in_whole_and_the_later_of_two_for_an_item_wins(pool) -> None:
+    """Predictions reach the pool by binary COPY: probabilities and embeddings read back
+    as the float32s written, an item scored twice in one batch keeps the later score,
+    and a batch that fails leaves nothing behind for the next."""
+    conn, _, _ = pool
+    project = f"sc{uuid.uuid4().hex[:6]}"
+    conn.execute(_INSERT, (project, project, CONTENT, project, 1, 3))
+    ids = [r[0] for r in conn.execute(
+        "SELECT item_id FROM items WHERE project = %s ORDER BY item_id", (project,)
+    ).fetchall()]  # fmt: skip
+    emb = np.linspace(-1, 1, 64, dtype=np.float32)
+    scored = [
+        store.Scored(ids[0], "m1", [0.7, 0.2, 0.1], emb, 0, 0.5, True),
+        store.Scored(ids[1], "m1", [0.4, 0.6], None, 1, 0.2),
+        store.Scored(ids[0], "m2", [0.1, 0.1, 0.8], emb * 2, 2, 0.9),  # later: wins
+        store.Scored("not-in-the-pool", "m2", [0.5, 0.5], None, 0, 0.0),
+    ]
+    with conn.transaction():
+        assert store.save_scores(conn, scored) == 2
+    rows = {
+        r[0]: r[1:]
+        for r in pgarrays.numpy_cursor(conn).execute(
+            "SELECT item_id, model_version, probabilities, embedding, predicted_class, "
+            "uncertainty, spot_check FROM items WHERE project = %s",
+            (project,),
+        )
+    }
+    version, probs, embedding, predicted, uncertainty, spot = rows[ids[0]]
+    assert (version, predicted, uncertainty, spot) == ("m2", 2, 0.9, False)
+    assert probs.tolist() == np.float32([0.1, 0.1, 0.8]).tolist()
+    assert embedding.tolist() == (emb * 2).tolist()
+    assert rows[ids[1]][0] == "m1" and rows[ids[1]][2] is None
+    assert rows[ids[2]][0] is None  # not scored
+    # A batch whose transaction fails stores nothing, and the next starts clean.
+    with pytest.raises(RuntimeError), conn.transaction():
+        store.save_scores(conn, [store.Scored(ids[2], "m3", [0.5, 0.5], None, 0, 0.1)])
+        raise RuntimeError("the consumer's batch failed")
+    with conn.transaction():
+        assert store.save_scores(conn, [store.Scored(ids[1], "m3", [0.5, 0.5], None, 0, 0.3)]) == 1
+    versions = conn.execute(
+        "SELECT item_id, model_version FROM items WHERE project = %s", (project,)
+    ).fetchall()
+    assert dict(versions) == {ids[0]: "m2", ids[1]: "m3", ids[2]: None}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 from strata.gateway.metrics import GatewayMetrics
-from strata.gateway.policy import low_water_mark
+from strata.gateway.policy import low_water_mark, refill_batch_size
 from strata.gateway.refill import Refiller
 
 
@@ -20,6 +20,20 @@ def test_the_mark_is_seconds_of_demand_between_the_mark_at_rest_and_its_bounds()
     # ... and by half a sampler lease of demand: queued items are handed out before the
     # sampler's lease on them runs out.
     assert low_water_mark(10, 55.0, 5.6, 2000, 6) == 165
+
+
+def test_a_batch_grows_with_demand_so_one_refill_at_a_time_keeps_up() -> None:
+    # Nobody asking, or no refill timed yet: the contract's active-learning batch.
+    assert refill_batch_size(64, 0.0, 0.5, 400) == 64
+    assert refill_batch_size(64, 130.0, 0.0, 400) == 64
+    # 130 tasks/s and a batch taking 0.5 s to come: twice what is taken meanwhile, so
+    # the supply (size / refill time) is twice the demand.
+    size = refill_batch_size(64, 130.0, 0.5, 1000)
+    assert size == 130 and size / 0.5 >= 2 * 130
+    # Little demand never shrinks it below the at-rest batch...
+    assert refill_batch_size(64, 10.0, 0.5, 400) == 64
+    # ... and a slow hand-out never makes it more than the queue's low-water mark.
+    assert refill_batch_size(64, 130.0, 5.0, 400) == 400
 
 
 def _refiller() -> Refiller:

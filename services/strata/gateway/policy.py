@@ -116,6 +116,18 @@ def low_water_mark(
     return max(at_rest, min(wanted, bound))
 
 
+def refill_batch_size(at_rest: int, demand_per_s: float, refill_s: float, mark: int) -> int:
+    """Items to ask the sampler for in one batch. At rest the contract's active-learning
+    batch (`refill_plan`). Under demand, what annotators take in twice the time a batch
+    takes to come, up to the low-water mark: the gateway asks one batch at a time, and
+    a batch costs the sampler much the same whatever its size (its ranked slice has a
+    floor of 2,000 rows), so at its at-rest size a slow hand-out (a loaded machine,
+    k-center over embeddings) would cap the queue's supply below the demand."""
+    if demand_per_s <= 0 or refill_s <= 0:
+        return at_rest
+    return max(at_rest, min(mark, math.ceil(2 * demand_per_s * refill_s)))
+
+
 def gold_rate_for(contract: common_pb2.LabelingContract, tasks_taken: int) -> float:
     """The chance that an annotator's next task is gold, after `tasks_taken` tasks of
     the project: the probation rate for their first `gold_probation_tasks`, so gold

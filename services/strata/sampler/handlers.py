@@ -81,7 +81,7 @@ class SamplerHandlers:
                     item_id=p.item_id,
                     model_version=p.model_version,
                     probabilities=probs,
-                    embedding=list(p.embedding) or None,
+                    embedding=np.asarray(p.embedding, dtype=np.float32) if p.embedding else None,
                     predicted_class=int(np.argmax(probs)),
                     uncertainty=uncertainty(p, strategy or "margin"),
                     spot_check=p.spot_check,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from strata.sampler import store
 from strata.sampler.strategies import class_boost, select_batch
@@ -32,6 +33,13 @@ class Choice:
     spot_check: bool = False
     # The model version whose score put the item in the batch (None: drawn at random).
     model_version: str | None = None
+
+
+def _stacked(arrays: Sequence[NDArray[np.float32] | None]) -> NDArray[np.float32] | None:
+    """The candidates' embeddings (or vectors) as one matrix; None unless every one has
+    some (k-center then has nothing to spread over)."""
+    present = [a for a in arrays if a is not None and a.size]
+    return np.stack(present) if present and len(present) == len(arrays) else None
 
 
 def choose(
@@ -62,8 +70,7 @@ def choose(
         main = size - min(len(explore), max(0, round(size * explore_fraction)))
     if cold and not uniform:
         pool = [c for c in explore]
-        vectors = [c.vector for c in pool]
-        emb = np.asarray(vectors, dtype=np.float32) if all(v for v in vectors) and pool else None
+        emb = _stacked([c.vector for c in pool])
         scores = np.asarray([rng.random() for _ in pool])
         for i in select_batch(scores, emb, main):
             picked.append(Choice(pool[i].item_id, 0.0, common_pb2.ROUTING_REASON_DIVERSITY))
@@ -90,8 +97,7 @@ def choose(
         )
         depth = np.asarray([1.0 + boost_weight * confused.get(int(p), 0.0) for p in predicted])
         final = unc * rare * depth
-        have_emb = all(c.embedding for c in scored)
-        emb = np.asarray([c.embedding for c in scored], dtype=np.float32) if have_emb else None
+        emb = _stacked([c.embedding for c in scored])
         for i in select_batch(final, emb, main - len(picked)):
             if depth[i] > 1.05 and depth[i] >= rare[i]:
                 reason = common_pb2.ROUTING_REASON_DEPTH_FEEDBACK

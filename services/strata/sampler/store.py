@@ -13,14 +13,11 @@ from psycopg.types.json import Jsonb
 
 from strata.common import pgcopy
 from strata.common.contract_store import load_contract, projects, save_contract
+from strata.common.pgarrays import numpy_cursor
 
 __all__ = ["load_contract", "projects", "save_contract"]
 
 Conn = psycopg.Connection[Any]
-
-
-def _floats(values: Sequence[float] | None) -> str | None:
-    return None if values is None else ",".join(repr(float(v)) for v in values)
 
 
 class NewItem(NamedTuple):
@@ -170,34 +167,63 @@ def refresh_statistics(conn: Conn, stored: int) -> bool:
 class Scored:
     item_id: str
     model_version: str
-    probabilities: list[float]
-    embedding: list[float] | None
+    probabilities: Sequence[float]
+    embedding: NDArray[np.float32] | Sequence[float] | None
     predicted_class: int
     uncertainty: float
     spot_check: bool = False
 
 
+# A scoring batch's predictions go in by binary COPY, then into the pool in one UPDATE:
+# an embedding is 64 floats or more, and as text it costs more to write and to parse
+# than everything else the prediction carries.
+_SCORES_IN = (
+    "CREATE TEMP TABLE IF NOT EXISTS scores_in (item_id text, model_version text, "
+    "probabilities real[], embedding real[], predicted_class int8, uncertainty float8, "
+    "spot_check bool)"
+)
+_SCORES_IN_COLUMNS = (
+    "item_id",
+    "model_version",
+    "probabilities",
+    "embedding",
+    "predicted_class",
+    "uncertainty",
+    "spot_check",
+)
+
+
+def _score_row(s: Scored) -> bytes:
+    return pgcopy.row(
+        (
+            pgcopy.text(s.item_id),
+            pgcopy.text(s.model_version),
+            pgcopy.float4_array(s.probabilities),
+            pgcopy.float4_array(s.embedding),
+            pgcopy.int8(s.predicted_class),
+            pgcopy.float8(s.uncertainty),
+            pgcopy.boolean(s.spot_check),
+        )
+    )
+
+
 def save_scores(conn: Conn, scored: Sequence[Scored]) -> int:
-    """Store the newest prediction and its uncertainty per item; returns rows changed."""
+    """Store the newest prediction and its uncertainty per item; returns rows changed.
+    An item scored twice in `scored` keeps the later prediction."""
     if not scored:
         return 0
+    newest = {s.item_id: s for s in scored}
+    conn.execute(_SCORES_IN)
+    pgcopy.copy_rows(conn, "scores_in", _SCORES_IN_COLUMNS, map(_score_row, newest.values()))
     cur = conn.execute(
-        "UPDATE items SET model_version = u.v, probabilities = string_to_array(u.p, ',')::real[], "
-        "embedding = string_to_array(u.e, ',')::real[], predicted_class = u.c, "
-        "uncertainty = u.s, spot_check = u.q FROM unnest(%s::text[], %s::text[], %s::text[], "
-        "%s::text[], %s::int[], %s::float8[], %s::bool[]) AS u(i, v, p, e, c, s, q) "
-        "WHERE items.item_id = u.i",
-        (
-            [s.item_id for s in scored],
-            [s.model_version for s in scored],
-            [_floats(s.probabilities) for s in scored],
-            [_floats(s.embedding) for s in scored],
-            [s.predicted_class for s in scored],
-            [s.uncertainty for s in scored],
-            [s.spot_check for s in scored],
-        ),
+        "UPDATE items SET model_version = u.model_version, probabilities = u.probabilities, "
+        "embedding = u.embedding, predicted_class = u.predicted_class, "
+        "uncertainty = u.uncertainty, spot_check = u.spot_check FROM scores_in AS u "
+        "WHERE items.item_id = u.item_id"
     )
-    return cur.rowcount
+    changed = cur.rowcount
+    conn.execute("TRUNCATE scores_in")  # empty again for the next batch (a rollback too)
+    return changed
 
 
 # -- consensus ---------------------------------------------------------------------------
@@ -350,8 +376,9 @@ class Candidate:
     item_id: str
     uncertainty: float | None
     predicted_class: int | None
-    embedding: list[float] | None
-    vector: list[float] | None
+    # Read as float32 arrays (`numpy_cursor`): a hand-out reads thousands of them.
+    embedding: NDArray[np.float32] | None
+    vector: NDArray[np.float32] | None
     spot_check: bool = False
     model_version: str | None = None
 
@@ -365,12 +392,16 @@ def ranked_candidates(conn: Conn, project: str, limit: int) -> list[Candidate]:
     """The most uncertain scored pool items (spot checks first), read in the order of the
     items_ranked index: `limit` rows whatever the pool's size, no sort; none at a cold
     start."""
-    rows = conn.execute(
-        f"SELECT {_CANDIDATE_COLUMNS} FROM items WHERE project = %s AND state = 'pool' "
-        "AND uncertainty IS NOT NULL "
-        "ORDER BY spot_check DESC, uncertainty DESC NULLS LAST LIMIT %s",
-        (project, limit),
-    ).fetchall()
+    rows = (
+        numpy_cursor(conn)
+        .execute(
+            f"SELECT {_CANDIDATE_COLUMNS} FROM items WHERE project = %s AND state = 'pool' "
+            "AND uncertainty IS NOT NULL "
+            "ORDER BY spot_check DESC, uncertainty DESC NULLS LAST LIMIT %s",
+            (project, limit),
+        )
+        .fetchall()
+    )
     return [Candidate(*r) for r in rows]
 
 
@@ -381,9 +412,10 @@ def random_candidates(conn: Conn, project: str, start: str, limit: int) -> list[
         f"SELECT {_CANDIDATE_COLUMNS} FROM items WHERE project = %s AND state = 'pool' "
         "AND item_id {op} %s ORDER BY item_id {order} LIMIT %s"
     )
-    rows = conn.execute(query.format(op=">=", order="ASC"), (project, start, limit)).fetchall()
+    cursor = numpy_cursor(conn)
+    rows = cursor.execute(query.format(op=">=", order="ASC"), (project, start, limit)).fetchall()
     if len(rows) < limit:
-        rows += conn.execute(
+        rows += cursor.execute(
             query.format(op="<", order="DESC"), (project, start, limit - len(rows))
         ).fetchall()
     return [Candidate(*r) for r in rows]
