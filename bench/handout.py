@@ -39,6 +39,7 @@ from strata.common.embedded import EmbeddedPostgres
 from strata.common.service import ServiceRuntime
 from strata.sampler.__main__ import build
 from strata.sampler.config import SamplerConfig
+from strata.sampler.handout import slices
 from strata.v1 import common_pb2, sampler_pb2, sampler_pb2_grpc
 
 from tests import pki
@@ -85,8 +86,8 @@ def candidate_reads(conn: psycopg.Connection[Any], cold: bool, batch: int) -> di
     plan nodes over the pool that do not belong in a hand-out (median of five reads)."""
     figures: dict[str, object] = {}
     for name, query, limit in (
-        ("ranked", _RANKED, max(20 * batch, 2000)),
-        ("random", _RANDOM, (20 if cold else 1) * batch),
+        ("ranked", _RANKED, slices(batch)[0]),
+        ("random", _RANDOM, slices(batch)[1] if cold else batch),
     ):
         blocks, wide = [], set()
         for _ in range(5):

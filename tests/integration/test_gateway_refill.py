@@ -11,9 +11,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from strata.v1 import gateway_pb2
+from strata.common.db import load_migrations, migrate, package_migrations
+from strata.gateway import store
+from strata.v1 import common_pb2, gateway_pb2
 
-from .conftest import Infra, service_config, wait_until
+from .conftest import Infra, service_config, unique_service, wait_until
 from .gateway_support import (
     Gateway,
     ScriptedSampler,
@@ -151,3 +153,44 @@ def test_the_queue_is_refilled_before_it_runs_dry_at_a_mark_that_follows_demand(
     assert demand is not None and demand > 20, demand
     assert mark is not None and 4 * AT_REST <= mark <= MOST, (mark, demand)
     assert max(calls) >= 2 * AT_REST, calls
+
+
+def test_a_batch_is_queued_whole_in_the_samplers_order_and_a_relabel_reopens(
+    infra: Infra,
+) -> None:
+    """`add_pool_items` queues a batch in three statements: the units' seq follows the
+    order the sampler ranked them in, an item already queued is left alone, and one sent
+    back for relabeling reopens for `overlap` more annotators."""
+    schema = unique_service("gwstore")
+    migrate(infra.pg_dsn, schema, load_migrations("gateway", package_migrations("strata.gateway")))
+    project = f"p{uuid.uuid4().hex[:6]}"
+    label, relabel = common_pb2.ROUTING_REASON_UNCERTAINTY, common_pb2.ROUTING_REASON_RELABEL
+    ranked = [f"it-{n}" for n in (5, 1, 9, 3, 7)]  # ranked order, not sorted
+
+    def batch(ids: list[str], reason: int) -> list[tuple[str, bytes, bytes, int]]:
+        return [(i, f"content {i}".encode(), f"routing {i}".encode(), reason) for i in ids]
+
+    with psycopg.connect(infra.pg_dsn, options=f"-c search_path={schema}") as conn:
+        assert store.add_pool_items(conn, project, batch(ranked, label), 2) == 5
+        # Again, with one new item: only that one is queued; nothing is reopened.
+        assert store.add_pool_items(conn, project, batch([ranked[0], "it-0"], label), 2) == 1
+        order = conn.execute(
+            "SELECT item_id, slots_open, routing FROM units WHERE project = %s ORDER BY seq",
+            (project,),
+        ).fetchall()
+        assert [r[0] for r in order] == [*ranked, "it-0"]
+        assert all(r[1] == 2 and bytes(r[2]) == f"routing {r[0]}".encode() for r in order)
+        # Two labelled items come back for relabeling: their units reopen, last in line.
+        conn.execute(
+            "UPDATE units SET state = 'done', slots_open = 0 WHERE item_id IN ('it-9', 'it-3')"
+        )
+        assert store.add_pool_items(conn, project, batch(["it-9", "it-3"], relabel), 1) == 2
+        # An open unit sent back is left as it is.
+        assert store.add_pool_items(conn, project, batch(["it-5"], relabel), 1) == 0
+        rows = conn.execute(
+            "SELECT item_id, state, target, slots_open FROM units WHERE project = %s ORDER BY seq",
+            (project,),
+        ).fetchall()
+        assert [r[0] for r in rows[:4]] == ["it-5", "it-1", "it-7", "it-0"]
+        assert sorted(rows[4:]) == [("it-3", "open", 3, 1), ("it-9", "open", 3, 1)]
+        assert store.add_pool_items(conn, project, [], 1) == 0

@@ -146,32 +146,46 @@ def add_pool_items(
     """Queue sampler items (item_id, content, routing, reason) in the order given.
 
     An item already queued is left alone, unless the sampler sends it back for
-    relabeling: then its unit reopens for `overlap` more annotators.
+    relabeling: then its unit reopens for `overlap` more annotators. Three statements
+    whatever the batch's size (a refill under demand brings hundreds of items, and a
+    statement each would have the refill wait on the round trips).
     """
-    added = 0
-    for item_id, content, routing, reason in items:
-        conn.execute(
-            "INSERT INTO items (item_id, project, content) VALUES (%s, %s, %s) "
-            "ON CONFLICT (item_id) DO NOTHING",
-            (item_id, project, content),
-        )
-        cur = conn.execute(
+    if not items:
+        return 0
+    ids = [i[0] for i in items]
+    conn.execute(
+        "INSERT INTO items (item_id, project, content) "
+        "SELECT u.i, %s, u.c FROM unnest(%s::text[], %s::bytea[]) AS u(i, c) "
+        "ON CONFLICT (item_id) DO NOTHING",
+        (project, ids, [i[1] for i in items]),
+    )
+    # In the given order, so the units' seq (the hand-out order) is the sampler's ranking.
+    queued = {
+        r[0]
+        for r in conn.execute(
             "INSERT INTO units (item_id, project, kind, target, slots_open, routing) "
-            "VALUES (%s, %s, 'label', %s, %s, %s) ON CONFLICT DO NOTHING",
-            (item_id, project, overlap, overlap, routing),
-        )
-        if cur.rowcount:
-            added += 1
-        elif reason == common_pb2.ROUTING_REASON_RELABEL:
-            cur = conn.execute(
-                "UPDATE units SET state = 'open', target = target + %s, "
-                "slots_open = slots_open + %s, routing = %s, updated_at = now(), "
-                "seq = nextval(pg_get_serial_sequence('units', 'seq')) "
-                "WHERE item_id = %s AND kind = 'label' AND state <> 'open'",
-                (overlap, overlap, routing, item_id),
-            )
-            added += cur.rowcount
-    return added
+            "SELECT u.i, %s, 'label', %s, %s, u.r "
+            "FROM unnest(%s::text[], %s::bytea[]) WITH ORDINALITY AS u(i, r, n) "
+            "ORDER BY u.n ON CONFLICT DO NOTHING RETURNING item_id",
+            (project, overlap, overlap, ids, [i[2] for i in items]),
+        ).fetchall()
+    }
+    relabel = [
+        (item_id, routing)
+        for item_id, _, routing, reason in items
+        if item_id not in queued and reason == common_pb2.ROUTING_REASON_RELABEL
+    ]
+    reopened = 0
+    if relabel:
+        reopened = conn.execute(
+            "UPDATE units SET state = 'open', target = target + %s, "
+            "slots_open = slots_open + %s, routing = u.r, updated_at = now(), "
+            "seq = nextval(pg_get_serial_sequence('units', 'seq')) "
+            "FROM unnest(%s::text[], %s::bytea[]) AS u(i, r) "
+            "WHERE units.item_id = u.i AND units.kind = 'label' AND units.state <> 'open'",
+            (overlap, overlap, [r[0] for r in relabel], [r[1] for r in relabel]),
+        ).rowcount
+    return len(queued) + reopened
 
 
 def add_gold_item(

@@ -2,8 +2,9 @@
 
 A batch reads two slices of the pool, each from an index in the order it wants, so
 its cost does not grow with the pool: the ranked candidates (spot checks, then the
-most uncertain scored items: at most `max(20 x size, 2000)` rows) and a random slice
-(`size` rows, twenty times that at a cold start or under the random strategy).
+most uncertain scored items: `max(2000, 4 x size)` rows) and a random slice (`size`
+rows; at a cold start or under the random strategy twenty times that, at most the
+ranked slice's size).
 `choose` ranks and spreads them (pure); `next_batch` does the reads and the lease.
 """
 
@@ -20,9 +21,21 @@ from strata.sampler import store
 from strata.sampler.strategies import class_boost, select_batch
 from strata.v1 import common_pb2
 
-# The ranked slice: enough scored items for k-center and the class boosts to choose from.
-RANKED_PER_ITEM = 20
+# The ranked slice: enough scored items for k-center and the class boosts to choose from,
+# at least 2,000 rows, four per item of a larger batch; a cold start's (or the random
+# strategy's) random slice: twenty rows per item, at most the ranked slice. A batch of
+# up to 100 reads what it always did; a larger one (the gateway asks for more under
+# demand) costs the same per item instead of twenty rows and a k-center pass over them
+# more for every item it adds.
 RANKED_AT_LEAST = 2000
+RANKED_PER_ITEM = 4
+RANDOM_PER_ITEM = 20
+
+
+def slices(size: int) -> tuple[int, int]:
+    """(rows of the ranked slice, rows of a cold start's random slice) for a batch."""
+    ranked = max(RANKED_AT_LEAST, RANKED_PER_ITEM * size)
+    return ranked, min(RANDOM_PER_ITEM * size, ranked)
 
 
 @dataclass(frozen=True)
@@ -162,11 +175,11 @@ def next_batch(
     # The random strategy needs only spot checks from the ranking (they come first in it),
     # and a wider random slice to draw from.
     uniform = contract is not None and contract.active_learning.strategy == "random"
-    ranked = size if uniform else max(RANKED_PER_ITEM * size, RANKED_AT_LEAST)
-    candidates = store.ranked_candidates(conn, project, ranked)
+    ranked, wide = slices(size)
+    candidates = store.ranked_candidates(conn, project, size if uniform else ranked)
     cold = not candidates
     explore = store.random_candidates(
-        conn, project, f"{rng.getrandbits(128):032x}", (20 if cold or uniform else 1) * size
+        conn, project, f"{rng.getrandbits(128):032x}", wide if cold or uniform else size
     )
     confused_names, _, _ = store.project_state(conn, project)
     confused = {classes.index(c): w for c, w in confused_names.items() if c in classes}

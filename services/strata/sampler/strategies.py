@@ -93,13 +93,20 @@ def select_batch(
     weight = weight / weight.max()
     chosen = np.empty(k, dtype=np.int64)
     chosen[0] = 0
-    # Squared distance to the nearest chosen item, kept up to date incrementally.
-    nearest = ((x - x[0]) ** 2).sum(1)
+    # Squared distance to the nearest chosen item, kept up to date incrementally:
+    # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b, one matrix-vector product a step (not an
+    # m x d difference array), clipped at 0 against rounding.
+    squares = np.einsum("ij,ij->i", x, x)
+
+    def distance_to(pick: int) -> NDArray[np.float32]:
+        return np.maximum(squares + squares[pick] - 2.0 * (x @ x[pick]), 0.0)
+
+    nearest = distance_to(0)
     nearest[0] = -1.0
     for step in range(1, k):
         pick = int(np.argmax(weight * nearest))
         chosen[step] = pick
-        nearest = np.minimum(nearest, ((x - x[pick]) ** 2).sum(1))
+        nearest = np.minimum(nearest, distance_to(pick))
         nearest[chosen[: step + 1]] = -1.0
     return top[chosen].astype(np.int64)
 
