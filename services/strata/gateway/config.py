@@ -56,7 +56,11 @@ class GatewayConfig:
         "than this remain (a contract's active_learning.batch_size lowers it)",
     )
     refill_batch: int = setting(
-        "STRATA_GATEWAY_REFILL_BATCH", parse_int(1, 10_000), 100, "items per sampler batch"
+        "STRATA_GATEWAY_REFILL_BATCH",
+        parse_int(1, 10_000),
+        100,
+        "items per sampler batch at rest (a contract's active_learning.batch_size lowers it; "
+        "under demand a batch grows to what annotators take while it comes)",
     )
     refill_interval_s: float = setting(
         "STRATA_GATEWAY_REFILL_INTERVAL_S", parse_float(0.05, 60), 0.5, "refill check period"
