@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 from strata.gateway.metrics import GatewayMetrics
-from strata.gateway.policy import low_water_mark, refill_batch_size
+from strata.gateway.policy import MOST_PER_BATCH, low_water_mark, refill_batch_size
 from strata.gateway.refill import Refiller
 
 
@@ -32,8 +32,10 @@ def test_a_batch_grows_with_demand_so_one_refill_at_a_time_keeps_up() -> None:
     assert size == 130 and size / 0.5 >= 2 * 130
     # Little demand never shrinks it below the at-rest batch...
     assert refill_batch_size(64, 10.0, 0.5, 400) == 64
-    # ... and a slow hand-out never makes it more than the queue's low-water mark.
+    # ... and a slow hand-out never makes it more than the queue's low-water mark, nor
+    # more than a hand-out reads its 2,000 candidates for.
     assert refill_batch_size(64, 130.0, 5.0, 400) == 400
+    assert refill_batch_size(64, 300.0, 5.0, 2000) == MOST_PER_BATCH == 500
 
 
 def _refiller() -> Refiller:

@@ -116,16 +116,24 @@ def low_water_mark(
     return max(at_rest, min(wanted, bound))
 
 
+# The largest batch demand asks for: up to it a hand-out reads the same 2,000 ranked
+# candidates, and it stays well inside the refill's 10 s deadline on a loaded machine
+# (a batch the gateway gave up on stays leased to it at the sampler).
+MOST_PER_BATCH = 500
+
+
 def refill_batch_size(at_rest: int, demand_per_s: float, refill_s: float, mark: int) -> int:
     """Items to ask the sampler for in one batch. At rest the contract's active-learning
     batch (`refill_plan`). Under demand, what annotators take in twice the time a batch
-    takes to come, up to the low-water mark: the gateway asks one batch at a time, and
-    a batch costs the sampler much the same whatever its size (its ranked slice has a
-    floor of 2,000 rows), so at its at-rest size a slow hand-out (a loaded machine,
-    k-center over embeddings) would cap the queue's supply below the demand."""
+    takes to come, up to the low-water mark and `MOST_PER_BATCH`: the gateway asks one
+    batch at a time, and a batch costs the sampler much the same whatever its size (its
+    ranked slice has a floor of 2,000 rows), so at its at-rest size a slow hand-out (a
+    loaded machine, k-center over embeddings) would cap the queue's supply below the
+    demand."""
     if demand_per_s <= 0 or refill_s <= 0:
         return at_rest
-    return max(at_rest, min(mark, math.ceil(2 * demand_per_s * refill_s)))
+    wanted = min(mark, MOST_PER_BATCH, math.ceil(2 * demand_per_s * refill_s))
+    return max(at_rest, wanted)
 
 
 def gold_rate_for(contract: common_pb2.LabelingContract, tasks_taken: int) -> float:
