@@ -22,20 +22,15 @@ def test_the_mark_is_seconds_of_demand_between_the_mark_at_rest_and_its_bounds()
     assert low_water_mark(10, 55.0, 5.6, 2000, 6) == 165
 
 
-def test_a_batch_grows_with_demand_so_one_refill_at_a_time_keeps_up() -> None:
-    # Nobody asking, or no refill timed yet: the contract's active-learning batch.
-    assert refill_batch_size(64, 0.0, 0.5, 400) == 64
-    assert refill_batch_size(64, 130.0, 0.0, 400) == 64
-    # 130 tasks/s and a batch taking 0.5 s to come: twice what is taken meanwhile, so
-    # the supply (size / refill time) is twice the demand.
-    size = refill_batch_size(64, 130.0, 0.5, 1000)
-    assert size == 130 and size / 0.5 >= 2 * 130
-    # Little demand never shrinks it below the at-rest batch...
-    assert refill_batch_size(64, 10.0, 0.5, 400) == 64
-    # ... and a slow hand-out never makes it more than the queue's low-water mark, nor
-    # more than a hand-out reads its 2,000 candidates for.
-    assert refill_batch_size(64, 130.0, 5.0, 400) == 400
-    assert refill_batch_size(64, 300.0, 5.0, 2000) == MOST_PER_BATCH == 500
+def test_a_batch_is_what_the_queue_lacks_between_the_at_rest_batch_and_its_most() -> None:
+    # A queue short of a few slots asks for the contract's active-learning batch, as
+    # when batches had one size: the queue holds at most the mark plus one such batch.
+    assert refill_batch_size(64, 1) == 64
+    assert refill_batch_size(64, 64) == 64
+    # Under demand the mark rises and the queue lacks more: the batch follows.
+    assert refill_batch_size(64, 300) == 300
+    # At most what a hand-out's 2,000 ranked candidates serve, inside the deadline.
+    assert refill_batch_size(64, 1800) == MOST_PER_BATCH == 500
 
 
 def _refiller() -> Refiller:

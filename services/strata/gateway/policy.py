@@ -116,24 +116,25 @@ def low_water_mark(
     return max(at_rest, min(wanted, bound))
 
 
-# The largest batch demand asks for: up to it a hand-out reads the same 2,000 ranked
+# The largest batch a refill asks for: up to it a hand-out reads the same 2,000 ranked
 # candidates, and it stays well inside the refill's 10 s deadline on a loaded machine
 # (a batch the gateway gave up on stays leased to it at the sampler).
 MOST_PER_BATCH = 500
 
 
-def refill_batch_size(at_rest: int, demand_per_s: float, refill_s: float, mark: int) -> int:
-    """Items to ask the sampler for in one batch. At rest the contract's active-learning
-    batch (`refill_plan`). Under demand, what annotators take in twice the time a batch
-    takes to come, up to the low-water mark and `MOST_PER_BATCH`: the gateway asks one
+def refill_batch_size(at_rest: int, short: int) -> int:
+    """Items to ask the sampler for in one batch when the queue lacks `short` items'
+    worth of open slots below its low-water mark: those, never less than the contract's
+    active-learning batch (`refill_plan`), never more than `MOST_PER_BATCH`.
+
+    The mark follows demand, so under demand the batch does too: the gateway asks one
     batch at a time, and a batch costs the sampler much the same whatever its size (its
     ranked slice has a floor of 2,000 rows), so at its at-rest size a slow hand-out (a
     loaded machine, k-center over embeddings) would cap the queue's supply below the
-    demand."""
-    if demand_per_s <= 0 or refill_s <= 0:
-        return at_rest
-    wanted = min(mark, MOST_PER_BATCH, math.ceil(2 * demand_per_s * refill_s))
-    return max(at_rest, wanted)
+    demand. And the queue never holds more than the mark plus one at-rest batch, as when
+    batches had one size: what the cold start or an old model chose waits no longer.
+    """
+    return max(at_rest, min(MOST_PER_BATCH, short))
 
 
 def gold_rate_for(contract: common_pb2.LabelingContract, tasks_taken: int) -> float:

@@ -6,8 +6,9 @@ never re-ranks. One replica at a time refills a project (advisory lock).
 Refills are pipelined: the mark follows the measured demand (label tasks handed out
 per second by every replica, plus the NextTask calls that found nothing here) times
 the time a refill takes plus `ahead_s`, so the next batch is asked for while the
-queue still holds that much work; and a batch grows with the demand
-(`refill_batch_size`), so that one refill at a time supplies more than is taken.
+queue still holds that much work; and a batch is what the queue lacks of its mark
+(`refill_batch_size`), so that under demand one refill at a time supplies more than is
+taken.
 A background thread does the asking; NextTask only tells it when its own hand-outs
 took the queue below the mark (`taken`) or found it empty (`kick`), and never waits
 for a refill.
@@ -121,10 +122,9 @@ class Refiller:
             watch = self._watch.get(project)
             return watch.mark if watch else 0
 
-    def _measure(self, project: str, at_rest: int) -> tuple[int, float]:
-        """The low-water mark for `project` now, and the demand it follows (task slots a
-        second), from what every replica handed out (in Postgres) and the misses seen
-        here."""
+    def _measure(self, project: str, at_rest: int) -> int:
+        """The low-water mark for `project` now, from the demand measured in Postgres (every
+        replica's hand-outs) and the misses seen here."""
         with self.db.transaction() as conn:
             served = store.label_demand(conn, project, self.demand_window_s)
         now = self.clock()
@@ -143,7 +143,7 @@ class Refiller:
         )
         self.metrics.demand.labels(project=project).set(demand)
         self.metrics.low_water.labels(project=project).set(mark)
-        return mark, demand
+        return mark
 
     def _counted(self, project: str, ready: int, mark: int) -> None:
         self.metrics.queue_ready.labels(project=project).set(ready)
@@ -159,8 +159,7 @@ class Refiller:
         if contract is None:
             return 0
         at_rest, at_rest_batch = refill_plan(contract, self.low_water, self.batch_size)
-        low_water, demand = self._measure(project, at_rest)
-        batch_size = refill_batch_size(at_rest_batch, demand, self.refill_s, low_water)
+        low_water = self._measure(project, at_rest)
         queued = 0
         for _ in range(MAX_BATCHES_PER_ROUND):
             with self.db.transaction() as conn:
@@ -174,12 +173,14 @@ class Refiller:
                 self._counted(project, ready, low_water)
                 if ready >= low_water:
                     return queued
+                # Items to fill the slots the queue lacks (each item opens overlap.min).
+                lacking = -(-(low_water - ready) // max(1, contract.overlap.min))
                 started = self.clock()
                 try:
                     response = self.sampler.NextBatch(
                         sampler_pb2.NextBatchRequest(
                             project=project,
-                            size=batch_size,
+                            size=refill_batch_size(at_rest_batch, lacking),
                             requester=self.requester,
                             lease_seconds=self.sampler_lease_s,
                         ),
