@@ -8,7 +8,9 @@ as the console does. For each pool size and item kind (texts; non-negative featu
 vectors), and each client count:
 
 - import items/s;
-- labels/s, the share of `NextTask` calls that found no task;
+- labels/s, the share of `NextTask` calls that found no task: of all, and of those made
+  while unlabelled items remained (the target's figure; a small pool runs out in the
+  window);
 - p50/p95/p99 of `NextTask`, `SubmitLabel`, `PoolStats`, `QueueStats`;
 - the sampler's own figures from its /metrics: hand-out time per batch, ranking
   staleness (model versions behind), where the stack exports them;
@@ -19,16 +21,18 @@ vectors), and each client count:
     .venv/bin/python bench/scale.py                       # 10k, 100k, 1M; texts, vectors; 50, 200
     .venv/bin/python bench/scale.py --sizes 10000 --clients 50 --seconds 20
     .venv/bin/python bench/scale.py --sizes 1000000 --clients 50 --drain 900 --out scale_drain
+    .venv/bin/python bench/scale.py --sizes 1000000 --clients 200 --think 2 --out scale_paced
 
 Writes bench/results/scale.json and bench/results/scale.png (each figure against pool
 size). Targets (issue "vendor scale"), on 2 cores at 1M items and 200 clients: >= 300
-labels/s; < 1% empty NextTask; NextTask and SubmitLabel p95 <= 50 ms; PoolStats and
-QueueStats p95 <= 20 ms; import >= 30k items/s.
+labels/s; < 1% empty NextTask while items remain; NextTask and SubmitLabel p95 <= 50
+ms; PoolStats and QueueStats p95 <= 20 ms; import >= 30k items/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import itertools
 import json
 import multiprocessing as mp
@@ -62,6 +66,7 @@ from strata.v1 import (  # noqa: E402
 from tests.browser.support import CONTRACT, Stack, bearer, run_stack  # noqa: E402
 
 PCTS = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+CLIENT_SERIES = ("next", "submit", "labels_at", "asked_at", "empty_at")
 THREADS_PER_PROCESS = 50
 IMPORT_CHUNK = 2000
 VECTOR_DIM = 64
@@ -168,18 +173,23 @@ def client_process(  # type: ignore[no-untyped-def]
     start_at: float,
     measure_from: float,
     end_at: float,
+    think_s: float,
     out,
 ) -> None:
     """One thread per annotator: NextTask, then SubmitLabel, with no think time. Calls
     are counted, and their latencies kept, when they start in the measured window
-    (after the warm-up): a queue filling at the start is not a sustained figure."""
+    (after the warm-up): a queue filling at the start is not a sustained figure. When
+    each measured NextTask started, and whether it came back empty, is kept too. With
+    `think_s`, each annotator looks at a task for 0.5-1.5 times that long before the next
+    (a person's pace) instead of none."""
     lock = threading.Lock()
-    got: dict[str, list[float]] = {"next": [], "submit": [], "labels_at": []}
+    got: dict[str, list[float]] = {k: [] for k in CLIENT_SERIES}
     counts = {"empty": 0, "calls": 0, "errors": 0}
 
     def annotator(token: str) -> None:
         md = bearer(token)
-        mine: dict[str, list[float]] = {"next": [], "submit": [], "labels_at": []}
+        pace = random.Random(token)
+        mine: dict[str, list[float]] = {k: [] for k in CLIENT_SERIES}
         empty = calls = errors = 0
         with open_channel(address, tls) as channel:
             stub = gateway_pb2_grpc.AnnotationGatewayStub(channel)
@@ -187,6 +197,7 @@ def client_process(  # type: ignore[no-untyped-def]
                 time.sleep(0.005)
             while time.time() < end_at:
                 measured = time.time() >= measure_from
+                asked_at = time.time()
                 t0 = time.perf_counter()
                 try:
                     reply = stub.NextTask(
@@ -198,9 +209,12 @@ def client_process(  # type: ignore[no-untyped-def]
                     continue
                 if measured:
                     mine["next"].append(time.perf_counter() - t0)
+                    mine["asked_at"].append(asked_at)
                     calls += 1
                 if not reply.HasField("task"):
                     empty += measured
+                    if measured:
+                        mine["empty_at"].append(asked_at)
                     time.sleep(min(1.0, max(0.05, reply.retry_after_ms / 1000)))
                     continue
                 task = reply.task
@@ -222,6 +236,8 @@ def client_process(  # type: ignore[no-untyped-def]
                 if measured:
                     mine["submit"].append(time.perf_counter() - t0)
                 mine["labels_at"].append(time.time())
+                if think_s:
+                    time.sleep(think_s * pace.uniform(0.5, 1.5))
         with lock:
             for k, v in mine.items():
                 got[k].extend(v)
@@ -246,9 +262,11 @@ def poll_stats(
     out: dict,
 ) -> None:
     """A manager's console: PoolStats and QueueStats twice a second, kept from the
-    measured window on."""
+    measured window on; and whether unlabelled items remained, from the start: items
+    the sampler has not handed out, or slots queued at the gateway."""
     sampler, gateway = stack.sampler(), stack.gateway()
     while not stop.is_set():
+        replies: dict[str, Any] = {}
         for name, call in (
             (
                 "pool_stats",
@@ -266,16 +284,56 @@ def poll_stats(
             measured = time.time() >= measure_from
             t0 = time.perf_counter()
             try:
-                call()
+                replies[name] = call()
                 if measured:
                     out[name].append(time.perf_counter() - t0)
             except grpc.RpcError:
                 out["stats_errors"].append(1.0)
+        if len(replies) == 2:
+            pool, queue = replies["pool_stats"], replies["queue_stats"]
+            left = pool.items_by_state.get("pool", 0) > 0 or queue.ready > 0
+            out["remaining"].append((time.time(), left))
         time.sleep(0.5)
 
 
+def while_remaining(
+    asked_at: list[float], empty_at: list[float], remaining: list[tuple[float, bool]]
+) -> float | None:
+    """The share of NextTask calls that found no task, among those made while unlabelled
+    items remained: the console's readings just before and just after the call both
+    said some did (the issue's target: < 1% empty while unlabelled items remain)."""
+    times = [t for t, _ in remaining]
+
+    def remained(t: float) -> bool:
+        i = bisect.bisect_right(times, t)
+        return 0 < i < len(times) and remaining[i - 1][1] and remaining[i][1]
+
+    calls = sum(map(remained, asked_at))
+    if not calls:
+        return None
+    return round(sum(map(remained, empty_at)) / calls, 3)
+
+
+def by_second(asked_at: list[float], empty_at: list[float], since: float) -> list[list[int]]:
+    """[NextTask calls, of them empty] for each second of the measured window: when the
+    queue ran dry, not only how often."""
+    seconds = int(max(asked_at, default=since) - since) + 1
+    out = [[0, 0] for _ in range(seconds)]
+    for t in asked_at:
+        out[int(t - since)][0] += 1
+    for t in empty_at:
+        out[int(t - since)][1] += 1
+    return out
+
+
 def load(
-    stack: Stack, tokens: list[str], manager: list, project: str, warmup_s: float, seconds: float
+    stack: Stack,
+    tokens: list[str],
+    manager: list,
+    project: str,
+    warmup_s: float,
+    seconds: float,
+    think_s: float = 0.0,
 ) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -296,6 +354,7 @@ def load(
                 start_at,
                 measure_from,
                 end_at,
+                think_s,
                 queue,
             ),
         )
@@ -303,7 +362,12 @@ def load(
     ]
     for p in procs:
         p.start()
-    stats: dict[str, list[float]] = {"pool_stats": [], "queue_stats": [], "stats_errors": []}
+    stats: dict[str, list[Any]] = {
+        "pool_stats": [],
+        "queue_stats": [],
+        "stats_errors": [],
+        "remaining": [],
+    }
     stop = threading.Event()
     poller = threading.Thread(
         target=poll_stats, args=(stack, manager, project, measure_from, stop, stats)
@@ -323,7 +387,7 @@ def load(
     stop.set()
     poller.join()
     watcher.join()
-    got: dict[str, list[float]] = {"next": [], "submit": [], "labels_at": []}
+    got: dict[str, list[float]] = {k: [] for k in CLIENT_SERIES}
     counts = {"empty": 0, "calls": 0, "errors": 0}
     for g, c in results:
         for k, v in g.items():
@@ -333,8 +397,13 @@ def load(
     labels = [t for t in got["labels_at"] if measure_from <= t <= end_at]
     return {
         "clients": len(tokens),
+        "think_s": think_s,
         "labels_per_s": round(len(labels) / seconds, 1),
         "empty_next_task_share": round(counts["empty"] / max(1, counts["calls"]), 3),
+        "empty_while_remaining_share": while_remaining(
+            got["asked_at"], got["empty_at"], stats["remaining"]
+        ),
+        "next_task_by_second": by_second(got["asked_at"], got["empty_at"], measure_from),
         "errors": counts["errors"] + len(stats["stats_errors"]),
         **{f"next_task_{q}_ms": pct(got["next"], v) for q, v in PCTS},
         **{f"submit_label_{q}_ms": pct(got["submit"], v) for q, v in PCTS},
@@ -445,17 +514,41 @@ def drain(stack: Stack, project: str, limit_s: float) -> dict[str, Any]:
 
 
 def sampler_metrics(stack: Stack) -> dict[str, float]:
-    """The sampler's own figures (hand-out time, ranking staleness) from its /metrics."""
+    """The sampler's own figures from its /metrics, over every run of the stack so far:
+    hand-out time (`rank_seconds`) and how many model versions behind each batch's
+    ranking was (`ranking_versions_behind`)."""
     text = metrics_text(stack, "sampler")
     if not text:
         return {}
-    wanted = ("rank_seconds_sum", "rank_seconds_count", "staleness")
+    wanted = (
+        "rank_seconds_sum",
+        "rank_seconds_count",
+        "ranking_versions_behind_sum",
+        "ranking_versions_behind_count",
+    )
     found: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("#") or not any(w in line for w in wanted):
             continue
         name, _, value = line.rpartition(" ")
         found[name] = found.get(name, 0.0) + float(value)
+    return found
+
+
+def refill_batches(stack: Stack, project: str) -> dict[str, float]:
+    """The gateway's batches from the sampler for `project` (its /metrics): how many
+    came, and how many items each brought on average."""
+    found = {"batches": 0.0, "items": 0.0}
+    for line in metrics_text(stack, "gateway").splitlines():
+        if f'project="{project}"' not in line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        if name.startswith("strata_gateway_sampler_batches_total") and 'outcome="ok"' in name:
+            found["batches"] += float(value)
+        elif name.startswith("strata_gateway_sampler_items_total"):
+            found["items"] += float(value)
+    if found["batches"]:
+        found["items_per_batch"] = round(found["items"] / found["batches"], 1)
     return found
 
 
@@ -470,7 +563,7 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 
     figures = [
         ("labels_per_s", "labels/s", 300),
-        ("empty_next_task_share", "share of empty NextTask", 0.01),
+        ("empty_while_remaining_share", "empty NextTask while items remain", 0.01),
         ("next_task_p95_ms", "NextTask p95 (ms)", 50),
         ("submit_label_p95_ms", "SubmitLabel p95 (ms)", 50),
         ("pool_stats_p95_ms", "PoolStats p95 (ms)", 20),
@@ -508,11 +601,12 @@ def write(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
     summary = {
         "machine": machine(),
         "seconds": args.seconds,
+        "think_s": args.think,
         "drain_limit_s": args.drain,
         "runs": runs,
         "targets": {
             "labels_per_s": 300,
-            "empty_next_task_share": 0.01,
+            "empty_while_remaining_share": 0.01,
             "next_task_p95_ms": 50,
             "submit_label_p95_ms": 50,
             "pool_stats_p95_ms": 20,
@@ -531,6 +625,12 @@ def main() -> int:
     parser.add_argument("--clients", default="50,200")
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="seconds each annotator looks at a task before the next (0.5-1.5x; 0: none)",
+    )
     parser.add_argument(
         "--drain",
         type=float,
@@ -556,7 +656,9 @@ def main() -> int:
                         tokens, manager = make_people(stack, project, n)
                         imported = import_pool(stack, manager, project, kind, size)
                         print(f"{kind} x {size}: imported at {imported['items_per_s']} items/s")
-                        measured = load(stack, tokens, manager, project, args.warmup, args.seconds)
+                        measured = load(
+                            stack, tokens, manager, project, args.warmup, args.seconds, args.think
+                        )
                         if args.drain:
                             measured["drain"] = drain(stack, project, args.drain)
                         run = {
@@ -566,6 +668,7 @@ def main() -> int:
                             "import": imported,
                             **measured,
                             "sampler_metrics": sampler_metrics(stack),
+                            "refill": refill_batches(stack, project),
                         }
                         runs.append(run)
                         write(runs, args)  # what is done so far survives a long run cut short
@@ -581,6 +684,7 @@ def main() -> int:
         "import_items_per_s",
         "labels_per_s",
         "empty_next_task_share",
+        "empty_while_remaining_share",
         "next_task_p95_ms",
         "submit_label_p95_ms",
         "pool_stats_p95_ms",

@@ -60,7 +60,7 @@ class GatewayConfig:
         parse_int(1, 10_000),
         100,
         "items per sampler batch at rest (a contract's active_learning.batch_size lowers it; "
-        "under demand a batch grows to what annotators take while it comes)",
+        "under demand a batch grows to what the queue lacks of its low-water mark, up to 500)",
     )
     refill_interval_s: float = setting(
         "STRATA_GATEWAY_REFILL_INTERVAL_S", parse_float(0.05, 60), 0.5, "refill check period"
