@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from strata.common.config import parse_address, parse_float, parse_int, setting
+from strata.gateway.policy import MOST_PER_BATCH
 
 
 def parse_token(raw: str) -> str:
@@ -60,7 +61,8 @@ class GatewayConfig:
         parse_int(1, 10_000),
         100,
         "items per sampler batch at rest (a contract's active_learning.batch_size lowers it; "
-        "under demand a batch grows to what the queue lacks of its low-water mark, up to 500)",
+        "under demand a batch grows to what the queue lacks of its low-water mark, up to "
+        f"{MOST_PER_BATCH})",
     )
     refill_interval_s: float = setting(
         "STRATA_GATEWAY_REFILL_INTERVAL_S", parse_float(0.05, 60), 0.5, "refill check period"

@@ -122,7 +122,7 @@ def measured_rate(events: int, span_s: float, window_s: float) -> float:
     (never over less than a second). After a lull (a shift starting, a campaign opening)
     the window is mostly empty; dividing by all of it read 200 annotators arriving at
     once as a trickle for the window's first seconds, and their queue ran dry meanwhile
-    (`bench/scale.py` at 200 clients: most empty calls came in the first 4 s)."""
+    (`bench/scale.py` at 200 clients: most empty calls came in the first 2-5 s)."""
     if events < 2:
         return events / window_s
     return (events - 1) / min(window_s, max(1.0, span_s))
