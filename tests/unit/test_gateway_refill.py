@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 from strata.gateway.metrics import GatewayMetrics
-from strata.gateway.policy import (
-    MOST_PER_BATCH,
-    low_water_mark,
-    measured_rate,
-    refill_batch_size,
-)
+from strata.gateway.policy import MOST_PER_BATCH, low_water_mark, refill_batch_size
 from strata.gateway.refill import Refiller
 
 
@@ -73,17 +68,3 @@ def test_nexttask_finding_nothing_counts_as_demand_and_refills_at_once() -> None
     refiller.kick("p")
     assert refiller._kick.is_set()
     assert len(refiller._watch["p"].misses) == 1
-
-
-def test_demand_is_measured_over_the_span_the_window_s_hand_outs_cover() -> None:
-    # Steady: 100 hand-outs spread over the whole 10 s window, about 10 a second.
-    assert measured_rate(101, 10.0, 10.0) == 10.0
-    # 200 annotators arrived 2 s ago after a lull: 100 a second, not 20.
-    assert measured_rate(201, 2.0, 10.0) == 100.0
-    # A burst within a fraction of a second counts over one second at least.
-    assert measured_rate(50, 0.1, 10.0) == 49.0
-    # One hand-out, or none, tells no span: over the whole window.
-    assert measured_rate(1, 0.0, 10.0) == 0.1
-    assert measured_rate(0, 0.0, 10.0) == 0.0
-    # Never more than the window, whatever the clock says.
-    assert measured_rate(11, 30.0, 10.0) == 1.0

@@ -116,18 +116,6 @@ def low_water_mark(
     return max(at_rest, min(wanted, bound))
 
 
-def measured_rate(events: int, span_s: float, window_s: float) -> float:
-    """Events a second from the `events` seen in the last `window_s` seconds, the oldest
-    `span_s` ago: over the span they cover, not the whole window, once there are two
-    (never over less than a second). After a lull (a shift starting, a campaign opening)
-    the window is mostly empty; dividing by all of it read 200 annotators arriving at
-    once as a trickle for the window's first seconds, and their queue ran dry meanwhile
-    (`bench/scale.py` at 200 clients: most empty calls came in the first 2-5 s)."""
-    if events < 2:
-        return events / window_s
-    return (events - 1) / min(window_s, max(1.0, span_s))
-
-
 # The largest batch a refill asks for: up to it a hand-out reads the same 2,000 ranked
 # candidates, and it stays well inside the refill's 10 s deadline on a loaded machine
 # (a batch the gateway gave up on stays leased to it at the sampler).

@@ -29,12 +29,7 @@ from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.gateway import store
 from strata.gateway.metrics import GatewayMetrics
-from strata.gateway.policy import (
-    low_water_mark,
-    measured_rate,
-    refill_batch_size,
-    refill_plan,
-)
+from strata.gateway.policy import low_water_mark, refill_batch_size, refill_plan
 from strata.v1 import sampler_pb2, sampler_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -130,16 +125,15 @@ class Refiller:
     def _measure(self, project: str, at_rest: int) -> int:
         """The low-water mark for `project` now, from the demand measured in Postgres (every
         replica's hand-outs) and the misses seen here."""
-        window = self.demand_window_s
         with self.db.transaction() as conn:
-            served, served_span = store.label_demand(conn, project, window)
+            served = store.label_demand(conn, project, self.demand_window_s)
         now = self.clock()
         with self._lock:
             misses = self._watch_of(project).misses
-            while misses and misses[0] < now - window:
+            while misses and misses[0] < now - self.demand_window_s:
                 misses.popleft()
-            unmet = measured_rate(len(misses), now - misses[0] if misses else 0.0, window)
-        demand = measured_rate(served, served_span, window) + unmet
+            unmet = len(misses) / self.demand_window_s
+        demand = served + unmet
         mark = low_water_mark(
             at_rest,
             demand,
