@@ -14,6 +14,9 @@ vectors), and each client count:
 - p50/p95/p99 of `NextTask`, `SubmitLabel`, `PoolStats`, `QueueStats`;
 - the sampler's own figures from its /metrics: hand-out time per batch, ranking
   staleness (model versions behind), where the stack exports them;
+- the gateway's refill, second by second (`bench/scale_watch.py`): sampler batches
+  that came back with items, empty or failed, the items queued, the refills' mean
+  time, the lowest ready queue and the highest low-water mark;
 - each model version's re-scoring of the pool seen in the window (and, with
   `--drain S`, after it with no client left, for up to S seconds): its backlog at the
   start, the seconds to drain it, items scored per second.
@@ -33,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import itertools
 import json
 import multiprocessing as mp
 import os
@@ -63,6 +65,15 @@ from strata.v1 import (  # noqa: E402
     sampler_pb2,
 )
 
+from bench.scale_watch import (  # noqa: E402
+    drain,
+    refill_batches,
+    refill_by_second,
+    rescoring,
+    sampler_metrics,
+    watch_refill,
+    watch_scoring,
+)
 from tests.browser.support import CONTRACT, Stack, bearer, run_stack  # noqa: E402
 
 PCTS = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
@@ -374,8 +385,13 @@ def load(
     )
     poller.start()
     scoring: list[tuple[float, str | None, float | None]] = []
-    watcher = threading.Thread(target=watch_scoring, args=(stack, project, stop, scoring))
-    watcher.start()
+    refill: list[tuple[float, dict[str, float]]] = []
+    watchers = [
+        threading.Thread(target=watch_scoring, args=(stack, project, stop, scoring)),
+        threading.Thread(target=watch_refill, args=(stack, project, stop, refill)),
+    ]
+    for w in watchers:
+        w.start()
     bar = ProgressBar(f"{len(tokens)} clients", int(end_at - time.time()))
     while time.time() < end_at:
         time.sleep(1.0)
@@ -386,7 +402,8 @@ def load(
         p.join(timeout=60)
     stop.set()
     poller.join()
-    watcher.join()
+    for w in watchers:
+        w.join()
     got: dict[str, list[float]] = {k: [] for k in CLIENT_SERIES}
     counts = {"empty": 0, "calls": 0, "errors": 0}
     for g, c in results:
@@ -404,6 +421,7 @@ def load(
             got["asked_at"], got["empty_at"], stats["remaining"]
         ),
         "next_task_by_second": by_second(got["asked_at"], got["empty_at"], measure_from),
+        "refill_by_second": refill_by_second(refill, measure_from, seconds),
         "errors": counts["errors"] + len(stats["stats_errors"]),
         **{f"next_task_{q}_ms": pct(got["next"], v) for q, v in PCTS},
         **{f"submit_label_{q}_ms": pct(got["submit"], v) for q, v in PCTS},
@@ -411,145 +429,6 @@ def load(
         **{f"queue_stats_{q}_ms": pct(stats["queue_stats"], v) for q, v in PCTS},
         "rescoring": rescoring(scoring),
     }
-
-
-def metrics_text(stack: Stack, service: str) -> str:
-    """A service's /metrics page ("" when it exports none)."""
-    import urllib.request
-
-    state = json.loads((stack.home / ".strata" / "stack.json").read_text())
-    url = state["services"][service].get("metrics")
-    if not url:
-        return ""
-    return urllib.request.urlopen(url, timeout=10).read().decode()
-
-
-def watch_scoring(stack: Stack, project: str, stop: threading.Event, out: list) -> None:
-    """Every 2 s: (time, the model version serving `project`, its scoring backlog), from
-    inference's /metrics."""
-    while not stop.is_set():
-        try:
-            text = metrics_text(stack, "inference")
-        except OSError:
-            text = ""
-        version, backlog = None, None
-        for line in text.splitlines():
-            if f'project="{project}"' not in line or line.startswith("#"):
-                continue
-            name, _, value = line.rpartition(" ")
-            if "_model_serving{" in name and float(value) == 1.0:
-                version = name.split('version="')[1].split('"')[0]
-            elif "_scoring_backlog{" in name:
-                backlog = float(value)
-        out.append((time.time(), version, backlog))
-        stop.wait(2.0)
-
-
-def rescoring(samples: list[tuple[float, str | None, float | None]]) -> dict[str, Any]:
-    """Each model version that began serving while watched: its backlog at the start,
-    what was left at the end, the seconds it took to drain (None: not within the
-    window) and the items scored per second meanwhile."""
-    versions: list[dict[str, Any]] = []
-    start = (samples[0][0], None, None) if samples else (0.0, None, None)
-    for (_, before, _), (t, version, backlog) in itertools.pairwise([start, *samples]):
-        if version and version != before:
-            # A version serving when the watch began started scoring earlier than `t`.
-            first = t == start[0]
-            versions.append({"version": version, "began": t, "serving_already": first, "trace": []})
-        if versions and version == versions[-1]["version"] and backlog is not None:
-            versions[-1]["trace"].append((t, backlog))
-    out = []
-    for v in versions:
-        trace = v.pop("trace")
-        # The gauge may still read 0 (the last version's) in the first sample: measure
-        # from the highest backlog to the first 0 after it.
-        top = max(range(len(trace)), key=lambda k: trace[k][1], default=0)
-        peak = trace[top][1] if trace else 0.0
-        drained = next((t for t, b in trace[top:] if b == 0), None)
-        last_t, last_b = trace[-1] if trace else (v["began"], peak)
-        took = (drained or last_t) - v["began"]
-        out.append(
-            {
-                "version": v["version"],
-                "serving_when_watch_began": v["serving_already"],
-                "backlog_at_start": peak,
-                "left_at_end": 0.0 if drained else last_b,
-                "seconds_to_drain": round(drained - v["began"], 1) if drained else None,
-                "items_scored_per_s": round((peak - (0 if drained else last_b)) / took)
-                if took > 0
-                else None,
-            }
-        )
-    return {"versions": out}
-
-
-def drain(stack: Stack, project: str, limit_s: float) -> dict[str, Any]:
-    """After the load, with no client left: watch inference re-score the pool until the
-    serving version has scored every item (a version whose backlog was seen above 0 and
-    is now 0), no version has changed for a minute with nothing left, or `limit_s`
-    passed. Models that training publishes meanwhile (requests queued during the load)
-    re-score the pool again, and are measured the same way."""
-    samples: list[tuple[float, str | None, float | None]] = []
-    stop = threading.Event()
-    watcher = threading.Thread(target=watch_scoring, args=(stack, project, stop, samples))
-    watcher.start()
-    began = time.time()
-    bar = ProgressBar("re-scoring after the load (s)", int(limit_s))
-    try:
-        while time.time() - began < limit_s:
-            time.sleep(2.0)
-            bar.update(int(time.time() - began))
-            if not samples or samples[-1][1] is None or samples[-1][2] != 0:
-                continue
-            version = samples[-1][1]
-            seen = [b for _, v, b in samples if v == version and b]
-            since = next(t for t, v, _ in samples if v == version)
-            if seen or time.time() - since > 60:
-                break
-    finally:
-        stop.set()
-        watcher.join()
-        bar.close()
-    return {"waited_s": round(time.time() - began, 1), **rescoring(samples)}
-
-
-def sampler_metrics(stack: Stack) -> dict[str, float]:
-    """The sampler's own figures from its /metrics, over every run of the stack so far:
-    hand-out time (`rank_seconds`) and how many model versions behind each batch's
-    ranking was (`ranking_versions_behind`)."""
-    text = metrics_text(stack, "sampler")
-    if not text:
-        return {}
-    wanted = (
-        "rank_seconds_sum",
-        "rank_seconds_count",
-        "ranking_versions_behind_sum",
-        "ranking_versions_behind_count",
-    )
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("#") or not any(w in line for w in wanted):
-            continue
-        name, _, value = line.rpartition(" ")
-        found[name] = found.get(name, 0.0) + float(value)
-    return found
-
-
-def refill_batches(stack: Stack, project: str) -> dict[str, float]:
-    """The gateway's batches from the sampler for `project` (its /metrics): how many
-    came, and how many items each brought on average."""
-    found = {"batches": 0.0, "items": 0.0}
-    for line in metrics_text(stack, "gateway").splitlines():
-        if f'project="{project}"' not in line or line.startswith("#"):
-            continue
-        name, _, value = line.rpartition(" ")
-        if name.startswith("strata_gateway_sampler_batches_total") and 'outcome="ok"' in name:
-            found["batches"] += float(value)
-        elif name.startswith("strata_gateway_sampler_items_total"):
-            found["items"] += float(value)
-    if found["batches"]:
-        found["items_per_batch"] = round(found["items"] / found["batches"], 1)
-    return found
 
 
 # -- the report ---------------------------------------------------------------------------------

@@ -71,7 +71,8 @@ class ScriptedSampler(sampler_pb2_grpc.SamplerServicer):
             self.callers.add(peer_of(context).name)
             queue = self._queues.get(request.project, [])
             batch, self._queues[request.project] = queue[: request.size], queue[request.size :]
-        return sampler_pb2.NextBatchResponse(items=batch, batch_id=uuid.uuid4().hex)
+            left = len(self._queues[request.project])
+        return sampler_pb2.NextBatchResponse(items=batch, batch_id=uuid.uuid4().hex, pool_left=left)
 
 
 @contextmanager

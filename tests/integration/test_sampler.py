@@ -272,6 +272,9 @@ def test_cold_start_then_predictions_drive_the_ranking_and_state_survives_restar
         sampler_pb2.NextBatchRequest(project=project, size=10, requester="gw-1")
     )
     assert cold.cold_start and len(cold.items) == 10
+    # What is left to hand out, gold not counted: what a gateway keeps its queue a
+    # share of.
+    assert cold.HasField("pool_left") and cold.pool_left == 290
     assert {i.routing.reason for i in cold.items} == {common_pb2.ROUTING_REASON_DIVERSITY}
     handed = {i.item.item_id for i in cold.items}
     assert not handed & {m.item.item_id for m in imported if m.gold_answer}
@@ -286,7 +289,7 @@ def test_cold_start_then_predictions_drive_the_ranking_and_state_survives_restar
     assert not batch.cold_start and batch.model_version == "m1"
     got = [i.item.item_id for i in batch.items]
     reasons = [i.routing.reason for i in batch.items]
-    assert len(got) == 20 and not set(got) & handed
+    assert len(got) == 20 and not set(got) & handed and batch.pool_left == 270
     picked_uncertain = [g for g, r in zip(got, reasons, strict=True) if g in uncertain]
     # Spot checks first, then the uncertain ones; the exploration share is random.
     assert set(got[:2]) == spot

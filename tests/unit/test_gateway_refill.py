@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
 from prometheus_client import CollectorRegistry
+from strata.gateway import store
 from strata.gateway.metrics import GatewayMetrics
-from strata.gateway.policy import MOST_PER_BATCH, low_water_mark, refill_batch_size
+from strata.gateway.policy import (
+    MOST_PER_BATCH,
+    low_water_mark,
+    measured_rate,
+    pool_share_bound,
+    refill_batch_size,
+)
 from strata.gateway.refill import Refiller
 
 
@@ -68,3 +79,52 @@ def test_nexttask_finding_nothing_counts_as_demand_and_refills_at_once() -> None
     refiller.kick("p")
     assert refiller._kick.is_set()
     assert len(refiller._watch["p"].misses) == 1
+
+
+def test_demand_is_measured_over_the_span_the_window_s_hand_outs_cover() -> None:
+    # Steady: 100 hand-outs spread over the whole 10 s window, about 10 a second.
+    assert measured_rate(101, 10.0, 10.0) == 10.0
+    # 200 annotators arrived 2 s ago after a lull: 100 a second, not 20.
+    assert measured_rate(201, 2.0, 10.0) == 100.0
+    # A burst within a fraction of a second counts over one second at least.
+    assert measured_rate(50, 0.1, 10.0) == 49.0
+    # One hand-out, or none, tells no span: over the whole window.
+    assert measured_rate(1, 0.0, 10.0) == 0.1
+    assert measured_rate(0, 0.0, 10.0) == 0.0
+    # Never more than the window, whatever the clock says.
+    assert measured_rate(11, 30.0, 10.0) == 1.0
+
+
+def test_a_queue_holds_at_most_a_share_of_what_the_pool_has_left() -> None:
+    # 400 items left, each opening 2 slots: a quarter of them, 200 slots.
+    assert pool_share_bound(400, 2) == 200
+    assert pool_share_bound(3, 1) == 0
+    # A sampler that does not say: no bound.
+    assert pool_share_bound(None, 2) is None
+    # The bound goes where the configured most went: demand of 55 tasks/s would ask for
+    # 308 slots, a pool of 400 items at overlap 2 allows 200; never below the mark at rest.
+    assert low_water_mark(48, 55.0, 5.6, min(2000, pool_share_bound(400, 2) or 0), 86_400) == 200
+    assert low_water_mark(48, 55.0, 5.6, min(2000, pool_share_bound(20, 2) or 0), 86_400) == 48
+
+
+class _NoDb:
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        yield None
+
+
+def test_the_refill_bounds_its_mark_by_the_pool_the_sampler_says_is_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refiller = _refiller()
+    refiller.db = _NoDb()  # type: ignore[assignment]
+    # 200 tasks handed out over the last 2 s: 100 a second; 8 s of cover (3 s ahead, a
+    # 5 s round): 800 slots.
+    monkeypatch.setattr(store, "label_demand", lambda conn, project, window: (201, 2.0))
+    assert refiller._measure("p", at_rest=20, overlap_min=2) == 800
+    # The sampler said 1,000 items are left: a quarter of them, at 2 slots each.
+    refiller._watch_of("p").pool_left = 1000
+    assert refiller._measure("p", at_rest=20, overlap_min=2) == 500
+    # Nearly dry: the mark at rest.
+    refiller._watch_of("p").pool_left = 8
+    assert refiller._measure("p", at_rest=20, overlap_min=2) == 20

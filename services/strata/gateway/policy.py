@@ -116,6 +116,38 @@ def low_water_mark(
     return max(at_rest, min(wanted, bound))
 
 
+# The most of what a project's pool has left that its ready queue holds when demand
+# raises the low-water mark: the next model still chooses the rest.
+POOL_SHARE = 0.25
+
+
+def pool_share_bound(pool_left: int | None, overlap_min: int) -> int | None:
+    """The open slots a queue may hold when the sampler has `pool_left` items left in
+    the pool (None: it did not say): a `POOL_SHARE` of them, in slots.
+
+    A queue holds what the model of the moment (or the cold start) chose. In a pool of
+    millions a few seconds of demand is a sliver of it. In the fast demo's pool of 400,
+    the crowd's first second of misses raised the mark to twice its mark at rest before
+    any model existed; a queue that follows such demand into a large share of a small
+    pool leaves the first model little to choose. The mark at rest still applies.
+    """
+    if pool_left is None:
+        return None
+    return int(max(1, overlap_min) * pool_left * POOL_SHARE)
+
+
+def measured_rate(events: int, span_s: float, window_s: float) -> float:
+    """Events a second from the `events` seen in the last `window_s` seconds, the oldest
+    `span_s` ago: over the span they cover, not the whole window, once there are two
+    (never over less than a second). After a lull (a shift starting, a campaign opening)
+    the window is mostly empty; dividing by all of it read 200 annotators arriving at
+    once as a trickle for the window's first seconds, and their queue ran dry meanwhile
+    (`bench/scale.py` at 200 clients: most empty calls came in the first 4 s)."""
+    if events < 2:
+        return events / window_s
+    return (events - 1) / min(window_s, max(1.0, span_s))
+
+
 # The largest batch a refill asks for: up to it a hand-out reads the same 2,000 ranked
 # candidates, and it stays well inside the refill's 10 s deadline on a loaded machine
 # (a batch the gateway gave up on stays leased to it at the sampler).

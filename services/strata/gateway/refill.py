@@ -29,7 +29,13 @@ from strata.common.contracts import ContractCache
 from strata.common.db import Database
 from strata.gateway import store
 from strata.gateway.metrics import GatewayMetrics
-from strata.gateway.policy import low_water_mark, refill_batch_size, refill_plan
+from strata.gateway.policy import (
+    low_water_mark,
+    measured_rate,
+    pool_share_bound,
+    refill_batch_size,
+    refill_plan,
+)
 from strata.v1 import sampler_pb2, sampler_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -48,6 +54,7 @@ class QueueWatch:
     mark: int = 0  # the low-water mark last computed
     ready: int = 0  # open slots at the last count, less what this replica handed out since
     misses: deque[float] = field(default_factory=deque)  # when NextTask found nothing here
+    pool_left: int | None = None  # items the sampler had left after its last batch
 
 
 class Refiller:
@@ -122,23 +129,25 @@ class Refiller:
             watch = self._watch.get(project)
             return watch.mark if watch else 0
 
-    def _measure(self, project: str, at_rest: int) -> int:
+    def _measure(self, project: str, at_rest: int, overlap_min: int) -> int:
         """The low-water mark for `project` now, from the demand measured in Postgres (every
-        replica's hand-outs) and the misses seen here."""
+        replica's hand-outs) and the misses seen here, and a share of the pool left."""
+        window = self.demand_window_s
         with self.db.transaction() as conn:
-            served = store.label_demand(conn, project, self.demand_window_s)
+            served, served_span = store.label_demand(conn, project, window)
         now = self.clock()
         with self._lock:
             misses = self._watch_of(project).misses
-            while misses and misses[0] < now - self.demand_window_s:
+            while misses and misses[0] < now - window:
                 misses.popleft()
-            unmet = len(misses) / self.demand_window_s
-        demand = served + unmet
+            unmet = measured_rate(len(misses), now - misses[0] if misses else 0.0, window)
+            share = pool_share_bound(self._watch_of(project).pool_left, overlap_min)
+        demand = measured_rate(served, served_span, window) + unmet
         mark = low_water_mark(
             at_rest,
             demand,
             self.ahead_s + self.interval_s + self.refill_s,
-            max(self.max_slots, at_rest),
+            max(self.max_slots, at_rest) if share is None else min(self.max_slots, share),
             self.sampler_lease_s,
         )
         self.metrics.demand.labels(project=project).set(demand)
@@ -159,7 +168,7 @@ class Refiller:
         if contract is None:
             return 0
         at_rest, at_rest_batch = refill_plan(contract, self.low_water, self.batch_size)
-        low_water = self._measure(project, at_rest)
+        low_water = self._measure(project, at_rest, contract.overlap.min)
         queued = 0
         for _ in range(MAX_BATCHES_PER_ROUND):
             with self.db.transaction() as conn:
@@ -192,6 +201,9 @@ class Refiller:
                     log.warning("sampler NextBatch for %s failed: %s", project, exc.code().name)
                     return queued
                 self.on_sampler_state(True)
+                if response.HasField("pool_left"):
+                    with self._lock:
+                        self._watch_of(project).pool_left = response.pool_left
                 if not response.items:
                     self.metrics.sampler_batches.labels(project=project, outcome="empty").inc()
                     return queued

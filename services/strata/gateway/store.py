@@ -214,15 +214,17 @@ def open_slots(conn: Conn, project: str) -> int:
     return int(row[0]) if row else 0
 
 
-def label_demand(conn: Conn, project: str, window_s: float) -> float:
-    """Label tasks handed out per second over the last `window_s` seconds, by every
-    replica (the tasks_recent_pool index: reads the window's tasks, not the project's)."""
+def label_demand(conn: Conn, project: str, window_s: float) -> tuple[int, float]:
+    """Label tasks handed out over the last `window_s` seconds by every replica, and how
+    long ago the oldest of them was, in seconds (the tasks_recent_pool index: reads the
+    window's tasks, not the project's)."""
     row = conn.execute(
-        "SELECT count(*) FROM tasks WHERE project = %s AND kind = 'label' "
+        "SELECT count(*), coalesce(extract(epoch FROM now() - min(leased_at)), 0) "
+        "FROM tasks WHERE project = %s AND kind = 'label' "
         "AND leased_at > now() - make_interval(secs => %s)",
         (project, window_s),
     ).fetchone()
-    return int(row[0]) / window_s if row else 0.0
+    return (int(row[0]), float(row[1])) if row else (0, 0.0)
 
 
 _NOT_SEEN = "NOT EXISTS (SELECT 1 FROM tasks t WHERE t.item_id = u.item_id AND t.annotator_id = %s)"

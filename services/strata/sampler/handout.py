@@ -149,6 +149,7 @@ class Batch:
     uniform: bool
     model_version: str  # the newest model that scored the pool ("" before any)
     versions_behind: int  # newer versions than the oldest that ranked an item of the batch
+    pool_left: int  # the project's items still in the pool after this batch
 
 
 def next_batch(
@@ -209,4 +210,5 @@ def next_batch(
         # Scores stored before model versions were numbered still name their model.
         model_version=latest or next((c.model_version or "" for c in candidates), ""),
         versions_behind=behind,
+        pool_left=store.pool_left(conn, project),
     )

@@ -188,6 +188,7 @@ class SamplerServicer(sampler_pb2_grpc.SamplerServicer):
             items=items,
             batch_id=batch_id,
             cold_start=batch.cold,
+            pool_left=batch.pool_left,
             model_version=batch.model_version,
         )
 

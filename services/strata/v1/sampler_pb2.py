@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from strata.v1 import common_pb2 as strata_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17strata/v1/sampler.proto\x12\tstrata.v1\x1a\x16strata/v1/common.proto\"\xd3\x01\n\tImportRow\x12\x0c\n\x04line\x18\x01 \x01(\x03\x12\x13\n\x0b\x65xternal_id\x18\x02 \x01(\t\x12\'\n\x07\x63ontent\x18\x03 \x01(\x0b\x32\x16.strata.v1.ItemContent\x12\x34\n\x08metadata\x18\x04 \x03(\x0b\x32\".strata.v1.ImportRow.MetadataEntry\x12\x13\n\x0bgold_answer\x18\x05 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x12ImportItemsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\"\n\x04rows\x18\x02 \x03(\x0b\x32\x14.strata.v1.ImportRow\")\n\x08RowError\x12\x0c\n\x04line\x18\x01 \x01(\x03\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xb1\x01\n\x13ImportItemsResponse\x12\x10\n\x08received\x18\x01 \x01(\x03\x12\x10\n\x08imported\x18\x02 \x01(\x03\x12\x18\n\x10\x65xact_duplicates\x18\x03 \x01(\x03\x12\x17\n\x0fnear_duplicates\x18\x04 \x01(\x03\x12\x0c\n\x04gold\x18\x05 \x01(\x03\x12\x10\n\x08rejected\x18\x06 \x01(\x03\x12#\n\x06\x65rrors\x18\x07 \x03(\x0b\x32\x13.strata.v1.RowError\"[\n\x10NextBatchRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x05\x12\x11\n\trequester\x18\x03 \x01(\t\x12\x15\n\rlease_seconds\x18\x04 \x01(\x05\"W\n\tBatchItem\x12\x1d\n\x04item\x18\x01 \x01(\x0b\x32\x0f.strata.v1.Item\x12+\n\x07routing\x18\x02 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\"u\n\x11NextBatchResponse\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.strata.v1.BatchItem\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x12\n\ncold_start\x18\x03 \x01(\x08\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"8\n\x10PoolStatsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x13\n\x0b\x63ounts_only\x18\x02 \x01(\x08\"6\n\x0eScoreHistogram\x12\x14\n\x0cupper_bounds\x18\x01 \x03(\x01\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\x03\"\xe3\x02\n\x11PoolStatsResponse\x12\x46\n\x0eitems_by_state\x18\x01 \x03(\x0b\x32..strata.v1.PoolStatsResponse.ItemsByStateEntry\x12\x18\n\x10\x65xact_duplicates\x18\x02 \x01(\x03\x12\x17\n\x0fnear_duplicates\x18\x03 \x01(\x03\x12\x35\n\x12score_distribution\x18\x04 \x01(\x0b\x32\x19.strata.v1.ScoreHistogram\x12.\n\x0f\x63lass_estimates\x18\x05 \x03(\x0b\x32\x15.strata.v1.ClassScore\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12 \n\x18\x63onsensus_since_training\x18\x07 \x01(\x03\x1a\x33\n\x11ItemsByStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\xe9\x01\n\x07Sampler\x12N\n\x0bImportItems\x12\x1d.strata.v1.ImportItemsRequest\x1a\x1e.strata.v1.ImportItemsResponse(\x01\x12\x46\n\tNextBatch\x12\x1b.strata.v1.NextBatchRequest\x1a\x1c.strata.v1.NextBatchResponse\x12\x46\n\tPoolStats\x12\x1b.strata.v1.PoolStatsRequest\x1a\x1c.strata.v1.PoolStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17strata/v1/sampler.proto\x12\tstrata.v1\x1a\x16strata/v1/common.proto\"\xd3\x01\n\tImportRow\x12\x0c\n\x04line\x18\x01 \x01(\x03\x12\x13\n\x0b\x65xternal_id\x18\x02 \x01(\t\x12\'\n\x07\x63ontent\x18\x03 \x01(\x0b\x32\x16.strata.v1.ItemContent\x12\x34\n\x08metadata\x18\x04 \x03(\x0b\x32\".strata.v1.ImportRow.MetadataEntry\x12\x13\n\x0bgold_answer\x18\x05 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x12ImportItemsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\"\n\x04rows\x18\x02 \x03(\x0b\x32\x14.strata.v1.ImportRow\")\n\x08RowError\x12\x0c\n\x04line\x18\x01 \x01(\x03\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xb1\x01\n\x13ImportItemsResponse\x12\x10\n\x08received\x18\x01 \x01(\x03\x12\x10\n\x08imported\x18\x02 \x01(\x03\x12\x18\n\x10\x65xact_duplicates\x18\x03 \x01(\x03\x12\x17\n\x0fnear_duplicates\x18\x04 \x01(\x03\x12\x0c\n\x04gold\x18\x05 \x01(\x03\x12\x10\n\x08rejected\x18\x06 \x01(\x03\x12#\n\x06\x65rrors\x18\x07 \x03(\x0b\x32\x13.strata.v1.RowError\"[\n\x10NextBatchRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x05\x12\x11\n\trequester\x18\x03 \x01(\t\x12\x15\n\rlease_seconds\x18\x04 \x01(\x05\"W\n\tBatchItem\x12\x1d\n\x04item\x18\x01 \x01(\x0b\x32\x0f.strata.v1.Item\x12+\n\x07routing\x18\x02 \x01(\x0b\x32\x1a.strata.v1.RoutingMetadata\"\x9b\x01\n\x11NextBatchResponse\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.strata.v1.BatchItem\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x12\n\ncold_start\x18\x03 \x01(\x08\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x16\n\tpool_left\x18\x05 \x01(\x03H\x00\x88\x01\x01\x42\x0c\n\n_pool_left\"8\n\x10PoolStatsRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x13\n\x0b\x63ounts_only\x18\x02 \x01(\x08\"6\n\x0eScoreHistogram\x12\x14\n\x0cupper_bounds\x18\x01 \x03(\x01\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\x03\"\xe3\x02\n\x11PoolStatsResponse\x12\x46\n\x0eitems_by_state\x18\x01 \x03(\x0b\x32..strata.v1.PoolStatsResponse.ItemsByStateEntry\x12\x18\n\x10\x65xact_duplicates\x18\x02 \x01(\x03\x12\x17\n\x0fnear_duplicates\x18\x03 \x01(\x03\x12\x35\n\x12score_distribution\x18\x04 \x01(\x0b\x32\x19.strata.v1.ScoreHistogram\x12.\n\x0f\x63lass_estimates\x18\x05 \x03(\x0b\x32\x15.strata.v1.ClassScore\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12 \n\x18\x63onsensus_since_training\x18\x07 \x01(\x03\x1a\x33\n\x11ItemsByStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x32\xe9\x01\n\x07Sampler\x12N\n\x0bImportItems\x12\x1d.strata.v1.ImportItemsRequest\x1a\x1e.strata.v1.ImportItemsResponse(\x01\x12\x46\n\tNextBatch\x12\x1b.strata.v1.NextBatchRequest\x1a\x1c.strata.v1.NextBatchResponse\x12\x46\n\tPoolStats\x12\x1b.strata.v1.PoolStatsRequest\x1a\x1c.strata.v1.PoolStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,16 +50,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NEXTBATCHREQUEST']._serialized_end=665
   _globals['_BATCHITEM']._serialized_start=667
   _globals['_BATCHITEM']._serialized_end=754
-  _globals['_NEXTBATCHRESPONSE']._serialized_start=756
-  _globals['_NEXTBATCHRESPONSE']._serialized_end=873
-  _globals['_POOLSTATSREQUEST']._serialized_start=875
-  _globals['_POOLSTATSREQUEST']._serialized_end=931
-  _globals['_SCOREHISTOGRAM']._serialized_start=933
-  _globals['_SCOREHISTOGRAM']._serialized_end=987
-  _globals['_POOLSTATSRESPONSE']._serialized_start=990
-  _globals['_POOLSTATSRESPONSE']._serialized_end=1345
-  _globals['_POOLSTATSRESPONSE_ITEMSBYSTATEENTRY']._serialized_start=1294
-  _globals['_POOLSTATSRESPONSE_ITEMSBYSTATEENTRY']._serialized_end=1345
-  _globals['_SAMPLER']._serialized_start=1348
-  _globals['_SAMPLER']._serialized_end=1581
+  _globals['_NEXTBATCHRESPONSE']._serialized_start=757
+  _globals['_NEXTBATCHRESPONSE']._serialized_end=912
+  _globals['_POOLSTATSREQUEST']._serialized_start=914
+  _globals['_POOLSTATSREQUEST']._serialized_end=970
+  _globals['_SCOREHISTOGRAM']._serialized_start=972
+  _globals['_SCOREHISTOGRAM']._serialized_end=1026
+  _globals['_POOLSTATSRESPONSE']._serialized_start=1029
+  _globals['_POOLSTATSRESPONSE']._serialized_end=1384
+  _globals['_POOLSTATSRESPONSE_ITEMSBYSTATEENTRY']._serialized_start=1333
+  _globals['_POOLSTATSRESPONSE_ITEMSBYSTATEENTRY']._serialized_end=1384
+  _globals['_SAMPLER']._serialized_start=1387
+  _globals['_SAMPLER']._serialized_end=1620
 # @@protoc_insertion_point(module_scope)

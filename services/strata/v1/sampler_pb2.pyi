@@ -83,16 +83,18 @@ class BatchItem(_message.Message):
     def __init__(self, item: _Optional[_Union[_common_pb2.Item, _Mapping]] = ..., routing: _Optional[_Union[_common_pb2.RoutingMetadata, _Mapping]] = ...) -> None: ...
 
 class NextBatchResponse(_message.Message):
-    __slots__ = ("items", "batch_id", "cold_start", "model_version")
+    __slots__ = ("items", "batch_id", "cold_start", "model_version", "pool_left")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     COLD_START_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POOL_LEFT_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[BatchItem]
     batch_id: str
     cold_start: bool
     model_version: str
-    def __init__(self, items: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ..., batch_id: _Optional[str] = ..., cold_start: _Optional[bool] = ..., model_version: _Optional[str] = ...) -> None: ...
+    pool_left: int
+    def __init__(self, items: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ..., batch_id: _Optional[str] = ..., cold_start: _Optional[bool] = ..., model_version: _Optional[str] = ..., pool_left: _Optional[int] = ...) -> None: ...
 
 class PoolStatsRequest(_message.Message):
     __slots__ = ("project", "counts_only")
