@@ -16,7 +16,8 @@ from strata.gateway.policy import (
     pool_share_bound,
     refill_batch_size,
 )
-from strata.gateway.refill import Refiller
+from strata.gateway.refill import MAX_BATCHES_PER_ROUND, REFILL_TIMES_KEPT, Refiller
+from strata.v1 import common_pb2, sampler_pb2
 
 
 def test_the_mark_is_seconds_of_demand_between_the_mark_at_rest_and_its_bounds() -> None:
@@ -128,3 +129,65 @@ def test_the_refill_bounds_its_mark_by_the_pool_the_sampler_says_is_left(
     # Nearly dry: the mark at rest.
     refiller._watch_of("p").pool_left = 8
     assert refiller._measure("p", at_rest=20, overlap_min=2) == 20
+
+
+def test_the_mark_covers_the_slowest_of_the_latest_refills() -> None:
+    refiller = _refiller()
+    assert refiller.refill_s == 0.0
+    for took in (0.4, 3.8, 0.5):
+        refiller._refill_times.append(took)
+    # One slow refill among quick ones: the queue must last through the next like it.
+    assert refiller.refill_s == 3.8
+    # Forgotten after REFILL_TIMES_KEPT quicker ones.
+    for _ in range(REFILL_TIMES_KEPT):
+        refiller._refill_times.append(0.5)
+    assert refiller.refill_s == 0.5
+
+
+class _Conn:
+    def execute(self, sql: str, params: object = None) -> _Conn:
+        return self
+
+    def fetchone(self) -> tuple[bool]:
+        return (True,)  # the round's advisory lock
+
+
+class _OneConn:
+    @contextmanager
+    def transaction(self) -> Iterator[_Conn]:
+        yield _Conn()
+
+
+class _Sampler:
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def NextBatch(self, request, timeout):  # type: ignore[no-untyped-def]
+        self.sizes.append(request.size)
+        return sampler_pb2.NextBatchResponse(
+            items=[sampler_pb2.BatchItem() for _ in range(request.size)]
+        )
+
+
+class _Contracts:
+    def current(self, project: str) -> common_pb2.LabelingContract:
+        return common_pb2.LabelingContract(overlap=common_pb2.OverlapPolicy(min=1, max=1))
+
+
+def test_a_round_measures_the_mark_again_before_each_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refiller = _refiller()
+    refiller.db, refiller.contracts = _OneConn(), _Contracts()  # type: ignore[assignment]
+    refiller.sampler = sampler = _Sampler()  # type: ignore[assignment]
+    # The round began with nobody asking; then a crowd took 200 tasks in 2 s, and takes
+    # every slot as it is queued.
+    demand = iter([(0, 0.0)])
+    monkeypatch.setattr(store, "label_demand", lambda *a: next(demand, (201, 2.0)))
+    monkeypatch.setattr(store, "open_slots", lambda conn, project: 0)
+    monkeypatch.setattr(store, "add_pool_items", lambda conn, project, rows, slots: len(rows))
+    refiller.refill_once("p")
+    # The mark at rest (one batch of 10) for the first batch; the crowd's 800 slots for
+    # the next ones, not the empty room's for the rest of the round.
+    assert sampler.sizes[0] == 10
+    assert sampler.sizes[1:] == [MOST_PER_BATCH] * (MAX_BATCHES_PER_ROUND - 1)

@@ -43,8 +43,11 @@ log = logging.getLogger(__name__)
 # Batches one round pulls for a project before it looks at the others; a project still
 # short after them is refilled again at once.
 MAX_BATCHES_PER_ROUND = 32
-# How fast the measured refill time follows a new measurement.
-REFILL_TIME_WEIGHT = 0.2
+# The refills whose times the mark covers: the slowest of them, not their mean. On a
+# loaded machine most refills of a 1M pool took 0.3-1.2 s, and one in twenty or so 2-4 s;
+# a queue sized by the mean (about 4 s of work) ran dry during such a refill, every
+# annotator at once (`bench/scale.py`'s per-second refill record).
+REFILL_TIMES_KEPT = 20
 
 
 @dataclass
@@ -90,11 +93,18 @@ class Refiller:
         self.max_slots = max_slots
         self.on_sampler_state = on_sampler_state
         self.clock = clock
-        # Seconds from asking the sampler for a batch to having it queued (moving average).
-        self.refill_s = 0.0
+        # Seconds from asking the sampler for a batch to having it queued, the latest ones.
+        self._refill_times: deque[float] = deque(maxlen=REFILL_TIMES_KEPT)
         self._kick = threading.Event()
         self._lock = threading.Lock()
         self._watch: dict[str, QueueWatch] = {}
+
+    @property
+    def refill_s(self) -> float:
+        """The time a refill may take, as the mark covers it: the slowest of the latest
+        `REFILL_TIMES_KEPT` (0 before the first)."""
+        with self._lock:
+            return max(self._refill_times, default=0.0)
 
     def kick(self, project: str = "") -> None:
         """Refill now: NextTask found nothing (for `project`, counted as unmet demand)."""
@@ -168,9 +178,13 @@ class Refiller:
         if contract is None:
             return 0
         at_rest, at_rest_batch = refill_plan(contract, self.low_water, self.batch_size)
-        low_water = self._measure(project, at_rest, contract.overlap.min)
         queued = 0
         for _ in range(MAX_BATCHES_PER_ROUND):
+            # Measured again before each batch: a round that began before a crowd arrived
+            # kept the mark of the empty room for as long as it ran (the queue stayed
+            # below it, so the round went on, a second a batch at 1M items), and 200
+            # annotators found the queue dry for the first 5-15 s of their load.
+            low_water = self._measure(project, at_rest, contract.overlap.min)
             with self.db.transaction() as conn:
                 locked = conn.execute(
                     "SELECT pg_try_advisory_xact_lock(hashtext('strata-gateway-refill:' || %s))",
@@ -222,7 +236,8 @@ class Refiller:
                     contract.overlap.min,
                 )
             took = self.clock() - started
-            self.refill_s += REFILL_TIME_WEIGHT * (took - self.refill_s) if self.refill_s else took
+            with self._lock:
+                self._refill_times.append(took)
             self.metrics.refill_seconds.observe(took)
             self.metrics.sampler_batches.labels(project=project, outcome="ok").inc()
             self.metrics.sampler_items.labels(project=project).inc(added)
