@@ -11,6 +11,7 @@ from strata.gateway import store
 from strata.gateway.metrics import GatewayMetrics
 from strata.gateway.policy import (
     MOST_PER_BATCH,
+    items_lacking,
     low_water_mark,
     measured_rate,
     pool_share_bound,
@@ -122,13 +123,13 @@ def test_the_refill_bounds_its_mark_by_the_pool_the_sampler_says_is_left(
     # 200 tasks handed out over the last 2 s: 100 a second; 8 s of cover (3 s ahead, a
     # 5 s round): 800 slots.
     monkeypatch.setattr(store, "label_demand", lambda conn, project, window: (201, 2.0))
-    assert refiller._measure("p", at_rest=20, overlap_min=2) == 800
+    assert refiller._measure("p", at_rest=20, overlap_min=2) == (800, 100.0)
     # The sampler said 1,000 items are left: a quarter of them, at 2 slots each.
     refiller._watch_of("p").pool_left = 1000
-    assert refiller._measure("p", at_rest=20, overlap_min=2) == 500
+    assert refiller._measure("p", at_rest=20, overlap_min=2)[0] == 500
     # Nearly dry: the mark at rest.
     refiller._watch_of("p").pool_left = 8
-    assert refiller._measure("p", at_rest=20, overlap_min=2) == 20
+    assert refiller._measure("p", at_rest=20, overlap_min=2)[0] == 20
 
 
 def test_the_mark_covers_the_slowest_of_the_latest_refills() -> None:
@@ -191,3 +192,15 @@ def test_a_round_measures_the_mark_again_before_each_batch(
     # the next ones, not the empty room's for the rest of the round.
     assert sampler.sizes[0] == 10
     assert sampler.sizes[1:] == [MOST_PER_BATCH] * (MAX_BATCHES_PER_ROUND - 1)
+
+
+def test_a_batch_brings_what_the_queue_will_lack_when_it_lands() -> None:
+    # 1M texts, 200 annotators: mark 796 slots, 609 ready, 220 tasks/s, a batch takes
+    # 1.4 s: 187 lacking now, 308 more taken meanwhile.
+    assert items_lacking(796, 609, 220.0, 1.4, 1) == 495
+    # Overlap 2: half as many items.
+    assert items_lacking(796, 609, 220.0, 1.4, 2) == 248
+    # Nobody asking: what the queue lacks now.
+    assert items_lacking(64, 0, 0.0, 1.4, 1) == 64
+    # Above the mark even after the drain: nothing.
+    assert items_lacking(100, 400, 10.0, 1.0, 1) == 0

@@ -30,6 +30,7 @@ from strata.common.db import Database
 from strata.gateway import store
 from strata.gateway.metrics import GatewayMetrics
 from strata.gateway.policy import (
+    items_lacking,
     low_water_mark,
     measured_rate,
     pool_share_bound,
@@ -139,9 +140,10 @@ class Refiller:
             watch = self._watch.get(project)
             return watch.mark if watch else 0
 
-    def _measure(self, project: str, at_rest: int, overlap_min: int) -> int:
+    def _measure(self, project: str, at_rest: int, overlap_min: int) -> tuple[int, float]:
         """The low-water mark for `project` now, from the demand measured in Postgres (every
-        replica's hand-outs) and the misses seen here, and a share of the pool left."""
+        replica's hand-outs) and the misses seen here, and a share of the pool left; and
+        that demand, in tasks a second."""
         window = self.demand_window_s
         with self.db.transaction() as conn:
             served, served_span = store.label_demand(conn, project, window)
@@ -162,7 +164,7 @@ class Refiller:
         )
         self.metrics.demand.labels(project=project).set(demand)
         self.metrics.low_water.labels(project=project).set(mark)
-        return mark
+        return mark, demand
 
     def _counted(self, project: str, ready: int, mark: int) -> None:
         self.metrics.queue_ready.labels(project=project).set(ready)
@@ -184,7 +186,7 @@ class Refiller:
             # kept the mark of the empty room for as long as it ran (the queue stayed
             # below it, so the round went on, a second a batch at 1M items), and 200
             # annotators found the queue dry for the first 5-15 s of their load.
-            low_water = self._measure(project, at_rest, contract.overlap.min)
+            low_water, demand = self._measure(project, at_rest, contract.overlap.min)
             with self.db.transaction() as conn:
                 locked = conn.execute(
                     "SELECT pg_try_advisory_xact_lock(hashtext('strata-gateway-refill:' || %s))",
@@ -196,8 +198,9 @@ class Refiller:
                 self._counted(project, ready, low_water)
                 if ready >= low_water:
                     return queued
-                # Items to fill the slots the queue lacks (each item opens overlap.min).
-                lacking = -(-(low_water - ready) // max(1, contract.overlap.min))
+                lacking = items_lacking(
+                    low_water, ready, demand, self.refill_s, contract.overlap.min
+                )
                 started = self.clock()
                 try:
                     response = self.sampler.NextBatch(
