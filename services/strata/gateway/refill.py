@@ -185,7 +185,7 @@ class Refiller:
             # Measured again before each batch: a round that began before a crowd arrived
             # kept the mark of the empty room for as long as it ran (the queue stayed
             # below it, so the round went on, a second a batch at 1M items), and 200
-            # annotators found the queue dry for the first 5-15 s of their load.
+            # annotators found the queue dry for the first 6 s of the bench's window.
             low_water, demand = self._measure(project, at_rest, contract.overlap.min)
             with self.db.transaction() as conn:
                 locked = conn.execute(
