@@ -16,7 +16,8 @@ vectors), and each client count:
   staleness (model versions behind), where the stack exports them;
 - the gateway's refill, second by second (`bench/scale_watch.py`): sampler batches
   that came back with items, empty or failed, the items queued, the refills' mean
-  time, the lowest ready queue and the highest low-water mark;
+  time, the sampler's hand-outs and their mean time, the lowest ready queue and the
+  highest low-water mark;
 - each model version's re-scoring of the pool seen in the window (and, with
   `--drain S`, after it with no client left, for up to S seconds): its backlog at the
   start, the seconds to drain it, items scored per second.

@@ -139,19 +139,35 @@ def sampler_metrics(stack: Stack) -> dict[str, float]:
     return found
 
 
-REFILL_SERIES = ("ok", "empty", "error", "items", "ready", "mark", "refills", "refill_s")
+REFILL_SERIES = (
+    "ok",
+    "empty",
+    "error",
+    "items",
+    "ready",
+    "mark",
+    "refills",
+    "refill_s",
+    "handouts",
+    "handout_s",
+)
 
 
 def refill_reading(text: str, project: str) -> dict[str, float]:
-    """The gateway's refill for `project` in one /metrics page: batches by outcome and
-    items queued (counters), the ready queue and its low-water mark (gauges), and its
-    refills and their seconds (a histogram over every project)."""
+    """The gateway's refill for `project` in /metrics pages (the gateway's, then the
+    sampler's): batches by outcome and items queued (counters), the ready queue and its
+    low-water mark (gauges), its refills and their seconds, and the sampler's hand-outs
+    and theirs (histograms over every project)."""
     found = dict.fromkeys(REFILL_SERIES, 0.0)
     for line in text.splitlines():
         if line.startswith("#"):
             continue
         name, _, value = line.rpartition(" ")
-        if name == "strata_gateway_refill_seconds_count":
+        if name == "strata_sampler_rank_seconds_count":
+            found["handouts"] = float(value)
+        elif name == "strata_sampler_rank_seconds_sum":
+            found["handout_s"] = float(value)
+        elif name == "strata_gateway_refill_seconds_count":
             found["refills"] = float(value)
         elif name == "strata_gateway_refill_seconds_sum":
             found["refill_s"] = float(value)
@@ -173,10 +189,11 @@ def refill_reading(text: str, project: str) -> dict[str, float]:
 def watch_refill(
     stack: Stack, project: str, stop: threading.Event, out: list, every_s: float = 0.5
 ) -> None:
-    """Every `every_s`: (time, the gateway's refill reading for `project`)."""
+    """Every `every_s`: (time, the refill reading for `project`)."""
     while not stop.is_set():
         with contextlib.suppress(OSError):
-            out.append((time.time(), refill_reading(metrics_text(stack, "gateway"), project)))
+            pages = metrics_text(stack, "gateway") + "\n" + metrics_text(stack, "sampler")
+            out.append((time.time(), refill_reading(pages, project)))
         stop.wait(every_s)
 
 
@@ -184,8 +201,9 @@ def refill_by_second(
     samples: list[tuple[float, dict[str, float]]], since: float, seconds: float
 ) -> list[dict[str, float]]:
     """For each second of the measured window: the gateway's sampler batches that came
-    back ok, empty or failed, the items they queued, its refills' mean seconds, and the
-    lowest ready queue and highest mark it read: why a second found the queue dry."""
+    back ok, empty or failed, the items they queued, its refills' mean seconds, the
+    sampler's hand-outs that ended and their mean seconds, and the lowest ready queue
+    and highest mark read: why a second found the queue dry."""
     out: list[dict[str, float]] = []
     before = next((r for t, r in reversed(samples) if t <= since), None)
     for k in range(int(seconds)):
@@ -198,6 +216,11 @@ def refill_by_second(
         refills = last["refills"] - before["refills"]
         row["refill_mean_s"] = (
             round((last["refill_s"] - before["refill_s"]) / refills, 3) if refills else 0.0
+        )
+        handouts = last["handouts"] - before["handouts"]
+        row["handouts"] = handouts
+        row["handout_mean_s"] = (
+            round((last["handout_s"] - before["handout_s"]) / handouts, 3) if handouts else 0.0
         )
         row["ready_min"] = min(r["ready"] for r in inside)
         row["mark_max"] = max(r["mark"] for r in inside)
