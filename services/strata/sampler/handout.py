@@ -210,5 +210,5 @@ def next_batch(
         # Scores stored before model versions were numbered still name their model.
         model_version=latest or next((c.model_version or "" for c in candidates), ""),
         versions_behind=behind,
-        pool_left=store.pool_left(conn, project),
+        pool_left=store.pool_counts(conn, project).get("pool", 0),
     )

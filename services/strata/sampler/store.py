@@ -496,16 +496,6 @@ def pool_counts(conn: Conn, project: str) -> dict[str, int]:
     return {state: int(n) for state, n in rows}
 
 
-def pool_left(conn: Conn, project: str) -> int:
-    """The project's items in the pool, not handed out (one counter's shards)."""
-    row = conn.execute(
-        "SELECT coalesce(sum(n), 0) FROM pool_counters "
-        "WHERE project = %s AND kind = 'state' AND value = 'pool'",
-        (project,),
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
 @dataclass(frozen=True)
 class PoolCounts:
     """A project's pool in figures."""
